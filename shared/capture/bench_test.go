@@ -1,0 +1,155 @@
+package capture
+
+import (
+	"bufio"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+const benchPackets = 1_000_000
+
+var (
+	benchOnce sync.Once
+	benchDir  string
+	benchErr  error
+)
+
+// benchFiles writes a 1M-packet pcap and pcapng (Ethernet/IPv4/UDP, 60–160 byte frames, the
+// sizes SPP sees after a 200-byte snaplen) once per test binary.
+func benchFiles(b *testing.B) (pcap, pcapng string) {
+	benchOnce.Do(func() {
+		benchDir, benchErr = os.MkdirTemp("", "capture-bench")
+		if benchErr != nil {
+			return
+		}
+		f, err := os.Create(filepath.Join(benchDir, "1m.pcap"))
+		if err != nil {
+			benchErr = err
+			return
+		}
+		bw := bufio.NewWriterSize(f, 1<<20)
+		w, _ := NewWriter(bw, Ethernet, 200, false)
+		frames := make([][]byte, 101)
+		for i := range frames {
+			frames[i] = frameOf(i, 60+i)
+		}
+		for i := range benchPackets {
+			fr := frames[i%len(frames)]
+			if benchErr = w.WritePacketNanos(nsTime+int64(i)*10_000, fr, len(fr)); benchErr != nil {
+				return
+			}
+		}
+		if benchErr = bw.Flush(); benchErr != nil {
+			return
+		}
+		f.Close()
+		in := ngIface{lt: Ethernet, snaplen: 200, tsresol: 9}
+		g := newNG(false).shb().idb(in)
+		for i := range benchPackets {
+			fr := frames[i%len(frames)]
+			g.epb(in, testPkt{ns: nsTime + int64(i)*10_000, data: fr, origLen: len(fr)})
+		}
+		benchErr = os.WriteFile(filepath.Join(benchDir, "1m.pcapng"), g.buf, 0o644)
+	})
+	if benchErr != nil {
+		b.Fatal(benchErr)
+	}
+	return filepath.Join(benchDir, "1m.pcap"), filepath.Join(benchDir, "1m.pcapng")
+}
+
+// benchRead reads the whole file b.N times and reports packets per second; allocs/op are per
+// file (a handful for the reader and its buffer), so per packet they are 0.
+func benchRead(b *testing.B, path string) {
+	b.ReportAllocs()
+	var n int
+	for b.Loop() {
+		r, err := Open(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n = 0
+		var sum int
+		for {
+			p, err := r.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			sum += len(p.Data) + int(p.TimeNanos&1)
+			n++
+		}
+		r.Close()
+		if n != benchPackets || sum == 0 {
+			b.Fatalf("read %d packets", n)
+		}
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
+	b.ReportMetric(float64(n), "pkts/op")
+}
+
+func BenchmarkReadPcap1M(b *testing.B) {
+	p, _ := benchFiles(b)
+	benchRead(b, p)
+}
+
+func BenchmarkReadPcapNG1M(b *testing.B) {
+	_, p := benchFiles(b)
+	benchRead(b, p)
+}
+
+// BenchmarkReadPlusNetworkLayer1M is the SPP hot path: read and strip to IP.
+func BenchmarkReadPlusNetworkLayer1M(b *testing.B) {
+	p, _ := benchFiles(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		r, err := Open(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n := 0
+		for {
+			pk, err := r.Next()
+			if err != nil {
+				break
+			}
+			ip, et, err := NetworkLayer(pk.LinkType, pk.Data)
+			if err != nil || et != EtherTypeIPv4 || len(ip) == 0 {
+				b.Fatal("bad frame")
+			}
+			n++
+		}
+		r.Close()
+		if n != benchPackets {
+			b.Fatalf("read %d packets", n)
+		}
+	}
+	b.ReportMetric(float64(benchPackets)*float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
+}
+
+func BenchmarkNetworkLayer(b *testing.B) {
+	frames := map[string]struct {
+		lt LinkType
+		f  []byte
+	}{
+		"ethernet":  {Ethernet, frameOf(1, 100)},
+		"vlan":      {Ethernet, append(append(append([]byte(nil), frameOf(1, 100)[:12]...), 0x81, 0x00, 0, 5), frameOf(1, 100)[12:]...)},
+		"linuxsll2": {LinuxSLL2, append([]byte{0x08, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 6, 1, 2, 3, 4, 5, 6, 0, 0}, frameOf(1, 100)[14:]...)},
+		"null":      {Null, append([]byte{2, 0, 0, 0}, frameOf(1, 100)[14:]...)},
+	}
+	for name, fr := range frames {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				ip, et, err := NetworkLayer(fr.lt, fr.f)
+				if err != nil || et != EtherTypeIPv4 || ip[0] != 0x45 {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
