@@ -387,18 +387,18 @@ func ParseFollowUpTelemetry(v []byte) (FollowUpTelemetry, error) {
 // Location sub-TLV types (reference/stamp.md §2: source MAC as EUI-48 or EUI-64, destination
 // and source IP addresses per family).
 const (
-	SubSourceMAC   TLVType = 1
-	SubDestIPv4    TLVType = 5
-	SubDestIPv6    TLVType = 6
-	SubSourceIPv4  TLVType = 8
-	SubSourceIPv6  TLVType = 9
-	lenEUI48               = 6
-	lenEUI64               = 8
-	lenIPv4                = 4
-	lenIPv6                = 16
-	locationPortsLen       = 4
-	locationDstPortOffset  = 0
-	locationSrcPortOffset  = 2
+	SubSourceMAC          TLVType = 1
+	SubDestIPv4           TLVType = 5
+	SubDestIPv6           TLVType = 6
+	SubSourceIPv4         TLVType = 8
+	SubSourceIPv6         TLVType = 9
+	lenEUI48                      = 6
+	lenEUI64                      = 8
+	lenIPv4                       = 4
+	lenIPv6                       = 16
+	locationPortsLen              = 4
+	locationDstPortOffset         = 0
+	locationSrcPortOffset         = 2
 )
 
 // Location is the value of the Location TLV (RFC 8972 §4.2): the UDP ports the reflector saw
