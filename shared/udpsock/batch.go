@@ -1,0 +1,303 @@
+//go:build linux
+
+package udpsock
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/probekit/probekit/shared/timestamp"
+)
+
+// ErrNoAddress is returned by WriteBatch for a message without a destination.
+var ErrNoAddress = errors.New("udpsock: message has no destination address")
+
+// ErrAddressFamily is returned by WriteBatch for an IPv6 destination on an IPv4 socket.
+var ErrAddressFamily = errors.New("udpsock: IPv6 destination on an IPv4 socket")
+
+// sockaddr is storage for a struct sockaddr_in or sockaddr_in6.
+type sockaddr [unix.SizeofSockaddrInet6]byte
+
+// batchState holds the syscall argument arrays for one direction, reused across calls.
+// golang.org/x/net's ipv4.PacketConn.ReadBatch/WriteBatch issue the same recvmmsg/sendmmsg
+// calls but convert every peer address to a *net.UDPAddr (two allocations per datagram);
+// building the mmsghdr array here keeps the hot path allocation-free with netip.AddrPort.
+type batchState struct {
+	c     *Conn
+	hs    []unix.Mmsghdr
+	iov   []unix.Iovec
+	names []sockaddr
+	oob   []byte
+
+	// Arguments and results of the bound syscall functions (method values are stored once
+	// so RawConn.Read/Write does not allocate a closure per call).
+	n     int
+	flags int
+	got   int
+	errno unix.Errno
+	fn    func(fd uintptr) bool
+}
+
+func (s *batchState) init(c *Conn, n int, read bool) {
+	s.c = c
+	s.grow(n)
+	if read {
+		s.fn = s.recvmmsg
+	} else {
+		s.fn = s.sendmmsg
+	}
+}
+
+func (s *batchState) grow(n int) {
+	if n <= len(s.hs) {
+		return
+	}
+	s.hs = make([]unix.Mmsghdr, n)
+	s.iov = make([]unix.Iovec, n)
+	s.names = make([]sockaddr, n)
+	s.oob = make([]byte, n*oobSize)
+}
+
+func (s *batchState) recvmmsg(fd uintptr) bool {
+	for {
+		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.hs[0])),
+			uintptr(s.n), uintptr(s.flags), 0, 0)
+		if e == unix.EINTR {
+			continue
+		}
+		if e == unix.EAGAIN {
+			return false
+		}
+		s.got, s.errno = int(r), e
+		return true
+	}
+}
+
+func (s *batchState) sendmmsg(fd uintptr) bool {
+	for {
+		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.hs[0])),
+			uintptr(s.n), uintptr(s.flags), 0, 0)
+		if e == unix.EINTR {
+			continue
+		}
+		if e == unix.EAGAIN {
+			return false
+		}
+		s.got, s.errno = int(r), e
+		return true
+	}
+}
+
+// ReadBatch receives up to len(msgs) datagrams with one recvmmsg call, blocking until at least
+// one is available (or the read deadline passes), and returns how many it filled. Each
+// message gets its length, peer, receive time (kernel when enabled, else user space right
+// after the call) and, when enabled, TOS and TTL.
+func (c *Conn) ReadBatch(msgs []Message) (int, error) {
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	s := &c.r
+	s.grow(len(msgs))
+	n := len(msgs)
+	for i := 0; i < n; i++ {
+		h := &s.hs[i]
+		buf := msgs[i].Buf
+		if len(buf) > 0 {
+			s.iov[i].Base = &buf[0]
+		} else {
+			s.iov[i].Base = nil
+		}
+		s.iov[i].SetLen(len(buf))
+		h.Hdr.Iov = &s.iov[i]
+		h.Hdr.SetIovlen(1)
+		h.Hdr.Name = &s.names[i][0]
+		h.Hdr.Namelen = unix.SizeofSockaddrInet6
+		h.Hdr.Control = &s.oob[i*oobSize]
+		h.Hdr.SetControllen(oobSize)
+		h.Hdr.Flags = 0
+		h.Len = 0
+	}
+	s.n, s.flags = n, 0
+	if err := c.rc.Read(s.fn); err != nil {
+		return 0, c.wrapErr("recvmmsg", err)
+	}
+	if s.errno != 0 {
+		return 0, c.wrapErr("recvmmsg", s.errno)
+	}
+	var now time.Time
+	for i := 0; i < s.got; i++ {
+		h := &s.hs[i]
+		m := &msgs[i]
+		m.N = int(h.Len)
+		m.Truncated = h.Hdr.Flags&unix.MSG_TRUNC != 0
+		if m.N > len(m.Buf) {
+			m.N = len(m.Buf)
+		}
+		m.Addr = c.parseSockaddr(s.names[i][:h.Hdr.Namelen])
+		ctl := parseControl(s.oob[i*oobSize : i*oobSize+int(h.Hdr.Controllen)])
+		if ctl.rxSource != timestamp.SourceNone {
+			m.RxTime, m.RxSource = ctl.rxTime, ctl.rxSource
+		} else {
+			if now.IsZero() {
+				now = time.Now()
+			}
+			m.RxTime, m.RxSource = now, timestamp.SourceUser
+		}
+		m.TOS = ctl.tos
+		m.TTL = ctl.ttl
+		m.TxID = 0
+	}
+	return s.got, nil
+}
+
+// WriteBatch sends every message with sendmmsg (several calls if the socket buffer fills),
+// each to its own Addr and with its own TOS byte: messages whose TOS differs from the socket
+// default (SetTOS) carry an IP_TOS or IPV6_TCLASS control message. It returns how many were
+// sent; on error the count says which messages went out.
+func (c *Conn) WriteBatch(msgs []Message) (int, error) {
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	s := &c.w
+	s.grow(len(msgs))
+	def := uint8(c.tos.Load())
+	for i := range msgs {
+		m := &msgs[i]
+		h := &s.hs[i]
+		buf := m.Buf
+		if m.N > 0 && m.N <= len(buf) {
+			buf = buf[:m.N]
+		}
+		if len(buf) > 0 {
+			s.iov[i].Base = &buf[0]
+		} else {
+			s.iov[i].Base = nil
+		}
+		s.iov[i].SetLen(len(buf))
+		h.Hdr.Iov = &s.iov[i]
+		h.Hdr.SetIovlen(1)
+		nl, v4, err := c.putSockaddr(&s.names[i], m.Addr)
+		if err != nil {
+			return 0, fmt.Errorf("udpsock: sendmmsg: message %d: %w", i, err)
+		}
+		h.Hdr.Name = &s.names[i][0]
+		h.Hdr.Namelen = uint32(nl)
+		if m.TOS != def {
+			oob := s.oob[i*oobSize : (i+1)*oobSize]
+			var l int
+			if v4 {
+				l = putCmsgInt(oob, unix.IPPROTO_IP, ipTOS, int32(m.TOS))
+			} else {
+				l = putCmsgInt(oob, unix.IPPROTO_IPV6, ipv6TClass, int32(m.TOS))
+			}
+			h.Hdr.Control = &oob[0]
+			h.Hdr.SetControllen(l)
+		} else {
+			h.Hdr.Control = nil
+			h.Hdr.SetControllen(0)
+		}
+		h.Hdr.Flags = 0
+		h.Len = 0
+	}
+	sent := 0
+	for sent < len(msgs) {
+		s.n, s.flags = len(msgs)-sent, 0
+		// Point the syscall at the unsent tail.
+		hs := s.hs
+		s.hs = s.hs[sent:]
+		err := c.rc.Write(s.fn)
+		s.hs = hs
+		if err == nil && s.errno != 0 {
+			err = s.errno
+		}
+		if err != nil {
+			c.assignTxIDs(msgs[:sent])
+			return sent, c.wrapErr("sendmmsg", err)
+		}
+		sent += s.got
+	}
+	c.assignTxIDs(msgs)
+	return sent, nil
+}
+
+func (c *Conn) assignTxIDs(msgs []Message) {
+	if !c.opts.TxTimestamps || len(msgs) == 0 {
+		return
+	}
+	first := c.txNext.Add(uint32(len(msgs))) - uint32(len(msgs))
+	for i := range msgs {
+		msgs[i].TxID = first + uint32(i)
+	}
+}
+
+// parseSockaddr converts a kernel sockaddr to an AddrPort; v4-mapped IPv6 peers (dual-stack
+// sockets) are unmapped so callers see plain IPv4.
+func (c *Conn) parseSockaddr(b []byte) netip.AddrPort {
+	if len(b) < 2 {
+		return netip.AddrPort{}
+	}
+	switch binary.NativeEndian.Uint16(b[0:2]) {
+	case unix.AF_INET:
+		if len(b) < unix.SizeofSockaddrInet4 {
+			return netip.AddrPort{}
+		}
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[4:8])), binary.BigEndian.Uint16(b[2:4]))
+	case unix.AF_INET6:
+		if len(b) < unix.SizeofSockaddrInet6 {
+			return netip.AddrPort{}
+		}
+		a := netip.AddrFrom16([16]byte(b[8:24]))
+		port := binary.BigEndian.Uint16(b[2:4])
+		if a.Is4In6() {
+			return netip.AddrPortFrom(a.Unmap(), port)
+		}
+		if scope := binary.NativeEndian.Uint32(b[24:28]); scope != 0 && a.IsLinkLocalUnicast() {
+			a = a.WithZone(c.zone(scope))
+		}
+		return netip.AddrPortFrom(a, port)
+	}
+	return netip.AddrPort{}
+}
+
+// putSockaddr writes ap in the socket's family and returns the length and whether the packet
+// travels over IPv4 (which decides the TOS cmsg level).
+func (c *Conn) putSockaddr(sa *sockaddr, ap netip.AddrPort) (int, bool, error) {
+	a := ap.Addr()
+	if !a.IsValid() {
+		return 0, false, ErrNoAddress
+	}
+	if c.family == unix.AF_INET {
+		a = a.Unmap()
+		if !a.Is4() {
+			return 0, false, ErrAddressFamily
+		}
+		binary.NativeEndian.PutUint16(sa[0:2], unix.AF_INET)
+		binary.BigEndian.PutUint16(sa[2:4], ap.Port())
+		a4 := a.As4()
+		copy(sa[4:8], a4[:])
+		clear(sa[8:16])
+		return unix.SizeofSockaddrInet4, true, nil
+	}
+	v4 := a.Is4() || a.Is4In6()
+	binary.NativeEndian.PutUint16(sa[0:2], unix.AF_INET6)
+	binary.BigEndian.PutUint16(sa[2:4], ap.Port())
+	clear(sa[4:8])
+	a16 := a.As16() // maps IPv4 to ::ffff:a.b.c.d
+	copy(sa[8:24], a16[:])
+	var scope uint32
+	if z := a.Zone(); z != "" {
+		scope = c.zoneIndex(z)
+	}
+	binary.NativeEndian.PutUint32(sa[24:28], scope)
+	return unix.SizeofSockaddrInet6, v4, nil
+}

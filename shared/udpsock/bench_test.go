@@ -1,0 +1,128 @@
+//go:build linux
+
+package udpsock
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"golang.org/x/net/ipv4"
+)
+
+// echoPair returns a sender and a receiver with every receive feature on, and batch-sized
+// message slices for each.
+func echoPair(tb testing.TB, batch int) (tx, rx *Conn, out, in []Message) {
+	tb.Helper()
+	opts := Options{RxTimestamps: true, RecvTOS: true, RecvTTL: true, ReadBuffer: 4 << 20, WriteBuffer: 4 << 20}
+	rx = listen(tb, "udp4", "127.0.0.1:0", opts)
+	tx = listen(tb, "udp4", "127.0.0.1:0", Options{})
+	out = seqMsgs(batch, rx.LocalAddr())
+	for i := range out {
+		out[i].TOS = uint8(i) // half of them differ from the socket default: per-message cmsgs
+	}
+	in = mkMsgs(batch, 2048)
+	return tx, rx, out, in
+}
+
+// roundTrip sends one batch and reads it all back.
+func roundTrip(tb testing.TB, tx, rx *Conn, out, in []Message) {
+	if _, err := tx.WriteBatch(out); err != nil {
+		tb.Fatal(err)
+	}
+	for got := 0; got < len(out); {
+		k, err := rx.ReadBatch(in[got:])
+		if err != nil {
+			tb.Fatal(err)
+		}
+		got += k
+	}
+}
+
+// TestZeroAllocs fails if the steady-state batch path allocates at all.
+func TestZeroAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's instrumentation allocates; run without -race")
+	}
+	tx, rx, out, in := echoPair(t, 32)
+	rx.SetReadDeadline(time.Now().Add(10 * time.Second))
+	roundTrip(t, tx, rx, out, in) // warm up
+	allocs := testing.AllocsPerRun(200, func() { roundTrip(t, tx, rx, out, in) })
+	if allocs != 0 {
+		t.Fatalf("WriteBatch+ReadBatch of 32 datagrams: %.1f allocations per run, want 0", allocs)
+	}
+	single := func() {
+		m := &out[0]
+		if err := tx.WriteTo(m); err != nil {
+			t.Fatal(err)
+		}
+		if err := rx.ReadFrom(&in[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a := testing.AllocsPerRun(200, single); a != 0 {
+		t.Fatalf("WriteTo+ReadFrom: %.1f allocations per run, want 0", a)
+	}
+}
+
+// BenchmarkBatchRoundTrip measures WriteBatch+ReadBatch of 32 datagrams over loopback with
+// kernel RX timestamps, TOS and TTL on; pkts/s counts datagrams through both calls.
+func BenchmarkBatchRoundTrip(b *testing.B) {
+	for _, batch := range []int{1, 8, 32} {
+		b.Run(itoa(batch), func(b *testing.B) {
+			tx, rx, out, in := echoPair(b, batch)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				roundTrip(b, tx, rx, out, in)
+			}
+			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "pkts/s")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/pkt")
+		})
+	}
+}
+
+// BenchmarkXNetReadBatch is the same round trip through golang.org/x/net/ipv4's
+// PacketConn.WriteBatch/ReadBatch, for comparison: it allocates a *net.UDPAddr per datagram.
+func BenchmarkXNetReadBatch(b *testing.B) {
+	const batch = 32
+	rc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rc.Close()
+	tc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tc.Close()
+	rp, tp := ipv4.NewPacketConn(rc), ipv4.NewPacketConn(tc)
+	out := make([]ipv4.Message, batch)
+	in := make([]ipv4.Message, batch)
+	for i := range out {
+		out[i] = ipv4.Message{Buffers: [][]byte{make([]byte, 44)}, Addr: rc.LocalAddr()}
+		in[i] = ipv4.Message{Buffers: [][]byte{make([]byte, 2048)}, OOB: make([]byte, 128)}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := tp.WriteBatch(out, 0); err != nil {
+			b.Fatal(err)
+		}
+		for got := 0; got < batch; {
+			k, err := rp.ReadBatch(in[got:], 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			got += k
+		}
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "pkts/s")
+}
+
+func itoa(n int) string {
+	if n < 10 {
+		return string(rune('0' + n))
+	}
+	return itoa(n/10) + string(rune('0'+n%10))
+}

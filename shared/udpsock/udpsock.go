@@ -1,0 +1,463 @@
+//go:build linux
+
+package udpsock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/probekit/probekit/shared/timestamp"
+)
+
+// DefaultBatch is the number of messages the internal buffers are sized for when Options.Batch
+// is zero. Larger slices passed to ReadBatch/WriteBatch grow the buffers once.
+const DefaultBatch = 64
+
+// oobSize is the control-message space reserved per message. The largest set a receive can
+// produce is SO_TIMESTAMPING (16+48) plus TOS, TTL (and their IPv6 twins on dual-stack
+// sockets), each 16+8: 64 + 4*24 = 160 bytes; error-queue reads add a sock_extended_err
+// (16+16+16 with the offender address). 256 leaves room for kernels that add more.
+const oobSize = 256
+
+// Options select the socket features; every feature is off by default.
+type Options struct {
+	// RxTimestamps asks the kernel for a receive timestamp per datagram (SO_TIMESTAMPNS_NEW,
+	// or SO_TIMESTAMPING when TxTimestamps is also set). Without it, or when a datagram
+	// arrives without one, Message.RxTime is read in user space after the syscall.
+	RxTimestamps bool
+	// TxTimestamps enables software transmit timestamps on the error queue
+	// (SO_TIMESTAMPING TX_SOFTWARE|SOFTWARE|OPT_ID|OPT_TSONLY); read them with TxTimestamps.
+	TxTimestamps bool
+	// RecvTOS delivers the received DSCP/ECN byte in Message.TOS (IP_RECVTOS, IPV6_RECVTCLASS).
+	RecvTOS bool
+	// RecvTTL delivers the received TTL or hop limit in Message.TTL (IP_RECVTTL,
+	// IPV6_RECVHOPLIMIT).
+	RecvTTL bool
+	// ReusePort sets SO_REUSEPORT so several sockets can bind the same address and the
+	// kernel spreads flows across them.
+	ReusePort bool
+	// Batch sizes the internal recvmmsg/sendmmsg buffers (DefaultBatch when 0).
+	Batch int
+	// ReadBuffer and WriteBuffer set SO_RCVBUF/SO_SNDBUF in bytes when non-zero (with the
+	// *FORCE variants first, which succeed for root beyond the sysctl limits).
+	ReadBuffer, WriteBuffer int
+}
+
+// Message is one datagram for ReadBatch/WriteBatch.
+//
+// On read, Buf is the caller's buffer and N, Addr, RxTime, RxSource, TOS, TTL and Truncated
+// are filled. On write, Buf[:N] is sent to Addr (Buf whole when N is 0) with TOS as its
+// DSCP/ECN byte, and TxID receives the identifier its transmit timestamp will carry.
+type Message struct {
+	Buf      []byte
+	N        int
+	Addr     netip.AddrPort
+	RxTime   time.Time
+	RxSource timestamp.Source
+	TOS      uint8
+	TTL      int
+	// Truncated is set when the datagram was longer than Buf (MSG_TRUNC).
+	Truncated bool
+	// TxID is set by WriteBatch/WriteTo on a socket with TxTimestamps: the OPT_ID counter
+	// value the kernel reports with this datagram's transmit timestamp.
+	TxID uint32
+}
+
+// Conn is a UDP socket with batched, timestamped I/O. ReadBatch, WriteBatch and TxTimestamps
+// may be called concurrently with each other; TX identifiers are only meaningful when a
+// single goroutine writes.
+type Conn struct {
+	uc     *net.UDPConn
+	rc     syscall.RawConn
+	opts   Options
+	family int  // unix.AF_INET or unix.AF_INET6
+	dual   bool // AF_INET6 socket that also carries IPv4 (v4-mapped) traffic
+	local  netip.AddrPort
+	rxTS   rxStampKind
+
+	tos     atomic.Uint32 // the socket's default TOS (SetTOS); messages differing get a cmsg
+	txNext  atomic.Uint32 // next OPT_ID the kernel will assign
+	closing atomic.Bool
+	stop    func() bool // stops the context watcher
+
+	rmu sync.Mutex
+	r   batchState
+	wmu sync.Mutex
+	w   batchState
+	emu sync.Mutex
+	e   errqState
+
+	zmu   sync.Mutex
+	zones map[uint32]string
+}
+
+// rxStampKind records which timestamping option the socket got, for Features.
+type rxStampKind uint8
+
+const (
+	rxStampNone rxStampKind = iota
+	rxStampNS
+	rxStampTimestamping
+)
+
+// Features reports what the kernel accepted, for tools that print their timestamp source.
+type Features struct {
+	// RxTimestamp names the receive timestamp option in use ("", "SO_TIMESTAMPNS",
+	// "SO_TIMESTAMPING").
+	RxTimestamp string
+	// NewABI is true when the y2038-safe _NEW option variants were accepted.
+	NewABI bool
+	// TxTimestamps is true when error-queue transmit timestamps are enabled.
+	TxTimestamps bool
+	// DualStack is true for an IPv6 socket that also carries IPv4.
+	DualStack bool
+}
+
+// ErrClosed is returned by operations on a closed Conn (it wraps net.ErrClosed).
+var ErrClosed = fmt.Errorf("udpsock: %w", net.ErrClosed)
+
+// ErrNoTxTimestamps is returned by TxTimestamps on a socket opened without them.
+var ErrNoTxTimestamps = errors.New("udpsock: transmit timestamps not enabled")
+
+// Listen opens a UDP socket on network ("udp", "udp4", "udp6") and addr (":0" style) with the
+// options applied. When ctx is cancelled the socket closes, which unblocks pending reads.
+func Listen(ctx context.Context, network, addr string, opts Options) (*Conn, error) {
+	switch network {
+	case "udp", "udp4", "udp6":
+	default:
+		return nil, fmt.Errorf("udpsock: listen: unsupported network %q", network)
+	}
+	if opts.Batch <= 0 {
+		opts.Batch = DefaultBatch
+	}
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			if opts.ReusePort {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		if serr != nil {
+			return fmt.Errorf("SO_REUSEPORT: %w", serr)
+		}
+		return nil
+	}}
+	pc, err := lc.ListenPacket(ctx, network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("udpsock: listen %s %s: %w", network, addr, err)
+	}
+	c, err := newConn(pc.(*net.UDPConn), opts)
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	c.stop = context.AfterFunc(ctx, func() { c.Close() })
+	if opts.RxTimestamps {
+		warmRxTimestamps(c.rxTS)
+	}
+	return c, nil
+}
+
+// warmRxTimestamps waits until the kernel stamps received packets. Enabling the first
+// timestamping socket on a host flips a static key from a workqueue (net_enable_timestamp),
+// so packets arriving in the next moments carry no stamp. A private loopback probe with the
+// same option shows when stamping is live; it gives up after 100 ms (ReadBatch then falls
+// back to user-space time, labelled SourceUser).
+func warmRxTimestamps(kind rxStampKind) {
+	opts := Options{RxTimestamps: true, TxTimestamps: kind == rxStampTimestamping, Batch: 1}
+	for _, network := range []string{"udp4", "udp6"} {
+		addr := "127.0.0.1:0"
+		if network == "udp6" {
+			addr = "[::1]:0"
+		}
+		uc, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
+		if err != nil {
+			continue
+		}
+		p, err := newConn(uc, opts)
+		if err != nil {
+			uc.Close()
+			return
+		}
+		defer p.Close()
+		m := Message{Buf: make([]byte, 1)}
+		deadline := time.Now().Add(100 * time.Millisecond)
+		for time.Now().Before(deadline) {
+			out := Message{Buf: []byte{0}, Addr: p.LocalAddr()}
+			if p.WriteTo(&out) != nil {
+				return
+			}
+			p.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+			if p.ReadFrom(&m) == nil && m.RxSource == timestamp.SourceKernel {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return
+	}
+}
+
+func newConn(uc *net.UDPConn, opts Options) (*Conn, error) {
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("udpsock: %w", err)
+	}
+	c := &Conn{uc: uc, rc: rc, opts: opts}
+	if la, ok := uc.LocalAddr().(*net.UDPAddr); ok {
+		c.local = la.AddrPort()
+	}
+	var cerr error
+	err = rc.Control(func(fd uintptr) { cerr = c.setup(int(fd)) })
+	if err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("udpsock: %w", err)
+	}
+	c.r.init(c, opts.Batch, true)
+	c.w.init(c, opts.Batch, false)
+	c.e.init()
+	return c, nil
+}
+
+// setup reads the socket family and applies the receive and timestamp options.
+func (c *Conn) setup(fd int) error {
+	dom, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	if err != nil {
+		return fmt.Errorf("SO_DOMAIN: %w", err)
+	}
+	c.family = dom
+	if dom == unix.AF_INET6 {
+		v6only, err := unix.GetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY)
+		c.dual = err == nil && v6only == 0
+	}
+	v4 := dom == unix.AF_INET || c.dual
+	v6 := dom == unix.AF_INET6
+	set := func(level, opt int, name string) error {
+		if err := unix.SetsockoptInt(fd, level, opt, 1); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
+	}
+	if c.opts.RecvTOS {
+		if v4 {
+			if err := set(unix.IPPROTO_IP, unix.IP_RECVTOS, "IP_RECVTOS"); err != nil {
+				return err
+			}
+		}
+		if v6 {
+			if err := set(unix.IPPROTO_IPV6, unix.IPV6_RECVTCLASS, "IPV6_RECVTCLASS"); err != nil {
+				return err
+			}
+		}
+	}
+	if c.opts.RecvTTL {
+		if v4 {
+			if err := set(unix.IPPROTO_IP, unix.IP_RECVTTL, "IP_RECVTTL"); err != nil {
+				return err
+			}
+		}
+		if v6 {
+			if err := set(unix.IPPROTO_IPV6, unix.IPV6_RECVHOPLIMIT, "IPV6_RECVHOPLIMIT"); err != nil {
+				return err
+			}
+		}
+	}
+	if c.opts.ReadBuffer > 0 {
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, c.opts.ReadBuffer) != nil {
+			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, c.opts.ReadBuffer); err != nil {
+				return fmt.Errorf("SO_RCVBUF: %w", err)
+			}
+		}
+	}
+	if c.opts.WriteBuffer > 0 {
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, c.opts.WriteBuffer) != nil {
+			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, c.opts.WriteBuffer); err != nil {
+				return fmt.Errorf("SO_SNDBUF: %w", err)
+			}
+		}
+	}
+	if c.opts.TxTimestamps {
+		flags := unix.SOF_TIMESTAMPING_TX_SOFTWARE | unix.SOF_TIMESTAMPING_SOFTWARE |
+			unix.SOF_TIMESTAMPING_OPT_ID | unix.SOF_TIMESTAMPING_OPT_TSONLY
+		if c.opts.RxTimestamps {
+			flags |= unix.SOF_TIMESTAMPING_RX_SOFTWARE
+		}
+		if err := setTimestamping(fd, flags); err != nil {
+			return err
+		}
+		if c.opts.RxTimestamps {
+			c.rxTS = rxStampTimestamping
+		}
+		// Setting OPT_ID resets the kernel's per-socket counter to 0.
+		c.txNext.Store(0)
+	} else if c.opts.RxTimestamps {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS_NEW, 1); err != nil {
+			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS_OLD, 1); err != nil {
+				return fmt.Errorf("SO_TIMESTAMPNS: %w", err)
+			}
+		}
+		c.rxTS = rxStampNS
+	}
+	return nil
+}
+
+// setTimestamping sets SO_TIMESTAMPING_NEW, falling back to the old option on kernels < 5.1.
+func setTimestamping(fd, flags int) error {
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPING_NEW, flags); err == nil {
+		return nil
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPING_OLD, flags); err != nil {
+		return fmt.Errorf("SO_TIMESTAMPING: %w", err)
+	}
+	return nil
+}
+
+// Features reports the options in effect.
+func (c *Conn) Features() Features {
+	f := Features{TxTimestamps: c.opts.TxTimestamps, DualStack: c.dual}
+	switch c.rxTS {
+	case rxStampNS:
+		f.RxTimestamp = "SO_TIMESTAMPNS"
+	case rxStampTimestamping:
+		f.RxTimestamp = "SO_TIMESTAMPING"
+	}
+	if c.rxTS != rxStampNone || c.opts.TxTimestamps {
+		var v int
+		var gerr error
+		name := unix.SO_TIMESTAMPNS_NEW
+		if c.rxTS != rxStampNS {
+			name = unix.SO_TIMESTAMPING_NEW
+		}
+		_ = c.rc.Control(func(fd uintptr) { v, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, name) })
+		f.NewABI = gerr == nil && v != 0
+	}
+	return f
+}
+
+// LocalAddr is the bound address (with the port the kernel chose for port 0).
+func (c *Conn) LocalAddr() netip.AddrPort { return c.local }
+
+// UDPConn exposes the underlying socket for operations this package does not wrap.
+func (c *Conn) UDPConn() *net.UDPConn { return c.uc }
+
+// Close closes the socket; blocked reads and writes return ErrClosed.
+func (c *Conn) Close() error {
+	if c.closing.Swap(true) {
+		return nil
+	}
+	if c.stop != nil {
+		c.stop()
+	}
+	return c.uc.Close()
+}
+
+// SetDeadline, SetReadDeadline and SetWriteDeadline bound blocking batch calls like net.Conn's.
+func (c *Conn) SetDeadline(t time.Time) error      { return c.uc.SetDeadline(t) }
+func (c *Conn) SetReadDeadline(t time.Time) error  { return c.uc.SetReadDeadline(t) }
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.uc.SetWriteDeadline(t) }
+
+// SetTOS sets the socket's default DSCP/ECN byte (IP_TOS, and IPV6_TCLASS on IPv6 sockets).
+// WriteBatch adds a per-message cmsg only for messages whose TOS differs from it.
+func (c *Conn) SetTOS(tos uint8) error {
+	var serr error
+	err := c.rc.Control(func(fd uintptr) {
+		if c.family == unix.AF_INET || c.dual {
+			if e := unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_TOS, int(tos)); e != nil {
+				serr = fmt.Errorf("IP_TOS: %w", e)
+				return
+			}
+		}
+		if c.family == unix.AF_INET6 {
+			if e := unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_TCLASS, int(tos)); e != nil {
+				serr = fmt.Errorf("IPV6_TCLASS: %w", e)
+			}
+		}
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("udpsock: set tos: %w", err)
+	}
+	c.tos.Store(uint32(tos))
+	return nil
+}
+
+// SetTTL sets the unicast TTL (IPv4) and hop limit (IPv6) of sent datagrams.
+func (c *Conn) SetTTL(ttl int) error {
+	var serr error
+	err := c.rc.Control(func(fd uintptr) {
+		if c.family == unix.AF_INET || c.dual {
+			if e := unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_TTL, ttl); e != nil {
+				serr = fmt.Errorf("IP_TTL: %w", e)
+				return
+			}
+		}
+		if c.family == unix.AF_INET6 {
+			if e := unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS, ttl); e != nil {
+				serr = fmt.Errorf("IPV6_UNICAST_HOPS: %w", e)
+			}
+		}
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("udpsock: set ttl: %w", err)
+	}
+	return nil
+}
+
+// ReadFrom reads one datagram into m (a one-message ReadBatch).
+func (c *Conn) ReadFrom(m *Message) error {
+	_, err := c.ReadBatch(unsafe.Slice(m, 1))
+	return err
+}
+
+// WriteTo sends one datagram (a one-message WriteBatch).
+func (c *Conn) WriteTo(m *Message) error {
+	_, err := c.WriteBatch(unsafe.Slice(m, 1))
+	return err
+}
+
+// wrapErr maps closed-socket errors to ErrClosed and wraps the rest with the operation
+// (deadline errors still match os.ErrDeadlineExceeded).
+func (c *Conn) wrapErr(op string, err error) error {
+	if errors.Is(err, net.ErrClosed) {
+		return ErrClosed
+	}
+	return fmt.Errorf("udpsock: %s: %w", op, err)
+}
+
+// zone returns the interface name for an IPv6 scope id, cached so steady-state reads of
+// link-local peers do not allocate.
+func (c *Conn) zone(idx uint32) string {
+	c.zmu.Lock()
+	defer c.zmu.Unlock()
+	if z, ok := c.zones[idx]; ok {
+		return z
+	}
+	z := fmt.Sprint(idx)
+	if ifi, err := net.InterfaceByIndex(int(idx)); err == nil {
+		z = ifi.Name
+	}
+	if c.zones == nil {
+		c.zones = make(map[uint32]string)
+	}
+	c.zones[idx] = z
+	return z
+}
