@@ -16,9 +16,9 @@ func TestGoldenFrame(t *testing.T) {
 	e := NewEncoder(2, 100)
 	t0 := int64(1795410105_102990)
 	e.Add(0x11223344, engine.Out, t0)
-	e.Add(0xa1b2c3d4, engine.In, t0+19_747)    // 198 units later (floor arithmetic)
+	e.Add(0xa1b2c3d4, engine.In, t0+19_747)     // 198 units later (floor arithmetic)
 	e.Add(0x01020304, engine.Out, t0+3_276_799) // 32570 units after the previous entry
-	want := "03" + "04" + "0000" + // version 3, pt 2, seq 0
+	want := "03" + "04" + "0000" +              // version 3, pt 2, seq 0
 		"b9c8036b" + // 1795410105 = 0x6b03c8b9, LE
 		"4e920100" + // 102990 LE
 		"44332211" + "8000" + // hash LE, OUT with offset 0
