@@ -1,0 +1,172 @@
+package capture
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (CAP_NET_RAW) for packet capture")
+	}
+}
+
+// udpPayload decodes the IP packet of a frame and returns the UDP destination port and payload.
+func udpPayload(t testing.TB, lt LinkType, frame []byte) (uint16, []byte, bool) {
+	t.Helper()
+	ip, et, err := NetworkLayer(lt, frame)
+	if err != nil {
+		t.Fatalf("NetworkLayer: %v", err)
+	}
+	var l4 []byte
+	switch et {
+	case EtherTypeIPv4:
+		if len(ip) < 20 || ip[9] != 17 {
+			return 0, nil, false
+		}
+		l4 = ip[int(ip[0]&0x0f)*4:]
+	case EtherTypeIPv6:
+		if len(ip) < 40 || ip[6] != 17 {
+			return 0, nil, false
+		}
+		l4 = ip[40:]
+	default:
+		return 0, nil, false
+	}
+	if len(l4) < 8 {
+		return 0, nil, false
+	}
+	return binary.BigEndian.Uint16(l4[2:]), l4[8:], true
+}
+
+// TestTcpdumpAnySLL2: a LINUX_SLL2 capture made by `tcpdump -i any` while this test sends UDP
+// datagrams over IPv4 and IPv6 loopback decodes to exactly the datagrams sent, at their send
+// times, and agrees with tcpdump -r.
+func TestTcpdumpAnySLL2(t *testing.T) {
+	needRoot(t)
+	bin, err := exec.LookPath("tcpdump")
+	if err != nil {
+		t.Skip("tcpdump not installed (apt-get install tcpdump)")
+	}
+	ln4, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln4.Close()
+	port := ln4.LocalAddr().(*net.UDPAddr).Port
+	ln6, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback, Port: port})
+	if err != nil {
+		t.Skipf("IPv6 loopback unavailable: %v", err)
+	}
+	defer ln6.Close()
+
+	path := filepath.Join(t.TempDir(), "any.pcap")
+	// -Z root: tcpdump otherwise drops privileges to user tcpdump, which cannot write t.TempDir.
+	cmd := exec.Command(bin, "-i", "any", "-U", "-n", "-Z", "root", "-s", "256", "-w", path, fmt.Sprintf("udp dst port %d", port))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	listening := make(chan string, 1)
+	var errOut bytes.Buffer
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			errOut.WriteString(sc.Text() + "\n")
+			if strings.Contains(sc.Text(), "listening on") {
+				listening <- sc.Text()
+			}
+		}
+		close(listening)
+	}()
+	select {
+	case l, ok := <-listening:
+		if !ok {
+			t.Fatalf("tcpdump exited: %s", errOut.String())
+		}
+		if !strings.Contains(l, "LINUX_SLL2") {
+			t.Skipf("this tcpdump does not capture LINUX_SLL2 on any: %s", l)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("tcpdump did not start listening")
+	}
+	time.Sleep(1500 * time.Millisecond) // the kernel filter is attached by now; let it settle
+
+	const n = 20
+	c4, err := net.DialUDP("udp4", nil, ln4.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c4.Close()
+	c6, err := net.DialUDP("udp6", nil, ln6.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c6.Close()
+	sent := map[string]time.Time{}
+	for i := range n {
+		for fam, c := range map[string]*net.UDPConn{"ipv4": c4, "ipv6": c6} {
+			msg := fmt.Sprintf("probekit sll2 %s %d", fam, i)
+			sent[msg] = time.Now()
+			if _, err := c.Write([]byte(msg)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+
+	got := compareWithTcpdump(t, path)
+	r, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.LinkType() != LinuxSLL2 {
+		t.Fatalf("link type %v, want LINUX_SLL2", r.LinkType())
+	}
+	seen := map[string]bool{}
+	for {
+		p, err := r.Next()
+		if err != nil {
+			break
+		}
+		dport, payload, ok := udpPayload(t, p.LinkType, p.Data)
+		if !ok || int(dport) != port {
+			t.Fatalf("unexpected packet %x", p.Data)
+		}
+		msg := string(payload)
+		at, ok := sent[msg]
+		if !ok {
+			t.Fatalf("captured a datagram that was not sent: %q", msg)
+		}
+		if seen[msg] {
+			t.Fatalf("datagram %q captured twice", msg)
+		}
+		seen[msg] = true
+		// µs pcap: the capture time truncates to the µs; allow 5 ms of scheduling.
+		if d := p.Time.Sub(at); d < -time.Microsecond || d > 5*time.Millisecond {
+			t.Errorf("%q: captured %v after sending", msg, d)
+		}
+	}
+	if len(seen) != 2*n || got != 2*n {
+		t.Fatalf("decoded %d distinct datagrams (tcpdump -r: %d), sent %d", len(seen), got, 2*n)
+	}
+}
