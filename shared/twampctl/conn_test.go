@@ -1,0 +1,166 @@
+package twampctl
+
+import (
+	"errors"
+	"net"
+	"testing"
+	"time"
+)
+
+func pipeHandshake(t *testing.T, srv ServerConfig, cli ClientConfig) (*Conn, *Conn, error, error) {
+	t.Helper()
+	a, b := net.Pipe()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	_ = a.SetDeadline(time.Now().Add(10 * time.Second))
+	_ = b.SetDeadline(time.Now().Add(10 * time.Second))
+	type res struct {
+		c   *Conn
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		c, err := ServerHandshake(a, srv)
+		if err != nil {
+			a.Close() // as a server does, so the client's read fails instead of hanging
+		}
+		ch <- res{c, err}
+	}()
+	cc, cerr := ClientHandshake(b, cli)
+	if cerr != nil {
+		b.Close()
+	}
+	r := <-ch
+	return r.c, cc, r.err, cerr
+}
+
+func keys(id string) func(string) ([]byte, bool) {
+	return func(s string) ([]byte, bool) {
+		if s == id {
+			return []byte("testsecret"), true
+		}
+		return nil, false
+	}
+}
+
+// Client and server exchange every command in every security mode (TW-C8).
+func TestConnAllModes(t *testing.T) {
+	all := SecurityModes | ModeIndividualSessionControl
+	for _, m := range []Mode{ModeUnauthenticated, ModeAuthenticated, ModeEncrypted, ModeMixed} {
+		t.Run(m.String(), func(t *testing.T) {
+			s, c, serr, cerr := pipeHandshake(t, ServerConfig{Modes: all, Count: 1024, Secret: keys("alice")},
+				ClientConfig{Modes: m, Extensions: ModeIndividualSessionControl | ModeReflectOctets, Identity: "alice", Secret: []byte("testsecret")})
+			if serr != nil || cerr != nil {
+				t.Fatalf("handshake: server %v, client %v", serr, cerr)
+			}
+			if c.Mode() != m|ModeIndividualSessionControl || s.Mode() != c.Mode() {
+				t.Fatalf("modes client %s server %s", c.Mode(), s.Mode())
+			}
+			if s.Keys() != c.Keys() || s.StartTime != c.StartTime || c.StartTime == 0 {
+				t.Fatal("keys or start time differ")
+			}
+			done := make(chan error, 1)
+			go func() {
+				done <- func() error {
+					for i := 0; i < 5; i++ {
+						cmd, msg, err := s.ReadCommand()
+						if err != nil {
+							return err
+						}
+						switch cmd {
+						case CmdRequestTWSession:
+							var rq RequestTWSession
+							if err := rq.UnmarshalBinary(msg); err != nil {
+								return err
+							}
+							if err := s.Send(&AcceptSession{Port: rq.ReceiverPort + 1, SID: [16]byte{1}}); err != nil {
+								return err
+							}
+						case CmdStartSessions:
+							if err := s.Send(&StartAck{}); err != nil {
+								return err
+							}
+						case CmdStartNSessions, CmdStopNSessions:
+							var n NSessions
+							if err := n.UnmarshalBinary(msg); err != nil {
+								return err
+							}
+							if err := s.Send(&NSessions{Command: cmd + 1, SIDs: n.SIDs}); err != nil {
+								return err
+							}
+						case CmdStopSessions:
+							var st StopSessions
+							if err := st.UnmarshalBinary(msg); err != nil {
+								return err
+							}
+							if st.NumSessions != 1 {
+								return errors.New("wrong session count")
+							}
+						}
+					}
+					return nil
+				}()
+			}()
+			as, err := c.RequestSession(&RequestTWSession{IPVN: 4, ReceiverPort: 5000})
+			if err != nil || as.Port != 5001 {
+				t.Fatalf("request: %+v %v", as, err)
+			}
+			if err := c.StartSessions(); err != nil {
+				t.Fatal(err)
+			}
+			if ack, err := c.NSessionsCommand(CmdStartNSessions, [][16]byte{{1}, {2}}); err != nil || len(ack.SIDs) != 2 {
+				t.Fatalf("start-n: %+v %v", ack, err)
+			}
+			if _, err := c.NSessionsCommand(CmdStopNSessions, [][16]byte{{1}}); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.StopSessions(1, AcceptOK); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("server: %v", err)
+			}
+		})
+	}
+}
+
+// A wrong key or unknown identity fails on both sides with clear errors.
+func TestConnWrongKey(t *testing.T) {
+	for _, tc := range []struct{ id, secret string }{{"alice", "wrong"}, {"mallory", "testsecret"}} {
+		_, _, serr, cerr := pipeHandshake(t, ServerConfig{Modes: SecurityModes, Count: 1024, Secret: keys("alice")},
+			ClientConfig{Modes: ModeEncrypted, Identity: tc.id, Secret: []byte(tc.secret)})
+		if !errors.Is(serr, ErrAuth) {
+			t.Errorf("%s: server err %v, want ErrAuth", tc.id, serr)
+		}
+		var rej *RejectError
+		if !errors.As(cerr, &rej) || rej.Accept != AcceptFailure {
+			t.Errorf("%s: client err %v, want RejectError accept=1", tc.id, cerr)
+		}
+	}
+}
+
+func TestConnModeMismatch(t *testing.T) {
+	s, _, serr, cerr := pipeHandshake(t, ServerConfig{Modes: ModeUnauthenticated}, ClientConfig{Modes: ModeEncrypted})
+	if !errors.Is(cerr, ErrMode) || s != nil || serr != nil {
+		t.Fatalf("client %v, server %v %v", cerr, s, serr)
+	}
+	_, _, _, cerr = pipeHandshake(t, ServerConfig{Modes: 0}, ClientConfig{Modes: ModeUnauthenticated})
+	if !errors.Is(cerr, ErrRejected) {
+		t.Fatalf("modes 0: %v", cerr)
+	}
+	_, _, _, cerr = pipeHandshake(t, ServerConfig{Modes: ModeEncrypted, Secret: keys("a")}, ClientConfig{Modes: ModeEncrypted, Identity: "a"})
+	if cerr == nil {
+		t.Fatal("encrypted mode without secret accepted")
+	}
+}
+
+func TestConnUnknownCommand(t *testing.T) {
+	s, c, serr, cerr := pipeHandshake(t, ServerConfig{Modes: ModeUnauthenticated}, ClientConfig{Modes: ModeUnauthenticated})
+	if serr != nil || cerr != nil {
+		t.Fatal(serr, cerr)
+	}
+	go func() { _, _ = c.NetConn().Write(append([]byte{byte(CmdForbidden)}, make([]byte, 31)...)) }()
+	cmd, _, err := s.ReadCommand()
+	if cmd != CmdForbidden || !errors.Is(err, ErrCommand) {
+		t.Fatalf("cmd %s err %v", cmd, err)
+	}
+}
