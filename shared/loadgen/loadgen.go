@@ -1,0 +1,449 @@
+// Package loadgen offers UDP test packets to an echo or reflector at a fixed rate and
+// measures what comes back: loss, RTT, reflector residence time and the target's CPU time.
+package loadgen
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/probekit/probekit/shared/timestamp"
+	"github.com/probekit/probekit/shared/udpsock"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultSize     = 44 // an unauthenticated STAMP Session-Sender test packet
+	DefaultWait     = 200 * time.Millisecond
+	DefaultSpin     = 30 * time.Microsecond
+	DefaultMaxBatch = 64
+	// MaxPackets bounds one run's bookkeeping (16 bytes per packet).
+	MaxPackets = 20_000_000
+)
+
+// Config describes one fixed-rate run.
+type Config struct {
+	// Target receives the packets; replies must come back to the sending socket.
+	Target netip.AddrPort
+	// Rate is the offered load in packets per second; Duration how long to offer it.
+	Rate     float64
+	Duration time.Duration
+	// Size is the UDP payload length (DefaultSize when 0; at least 4 for the sequence number).
+	Size int
+	// Wait is how long to keep receiving after the last send (DefaultWait when 0).
+	Wait time.Duration
+	// PID, when non-zero, is the process whose CPU time (/proc/PID/stat utime+stime) is
+	// measured from the first send until the last reply or the end of Wait.
+	PID int
+	// Spin is the busy-wait window before each send slot: the sender sleeps until Spin before
+	// the slot and spins the rest (DefaultSpin when 0, never spins when negative).
+	Spin time.Duration
+	// MaxBatch bounds the packets sent in one sendmmsg when the schedule has several due
+	// (DefaultMaxBatch when 0).
+	MaxBatch int
+	// Residence, when set, extracts the reflector's residence time (T3 − T2) from a reply.
+	Residence func(reply []byte) (time.Duration, bool)
+	// TOS is the DSCP/ECN byte of the test packets.
+	TOS uint8
+}
+
+// Percentiles summarises a set of durations.
+type Percentiles struct {
+	Count int           `json:"count"`
+	Min   time.Duration `json:"min_ns"`
+	P50   time.Duration `json:"p50_ns"`
+	P90   time.Duration `json:"p90_ns"`
+	P99   time.Duration `json:"p99_ns"`
+	Max   time.Duration `json:"max_ns"`
+}
+
+// Result is what one run measured.
+type Result struct {
+	Rate     float64       `json:"rate_pps"`
+	Duration time.Duration `json:"duration_ns"`
+	Sent     uint64        `json:"sent"`
+	Received uint64        `json:"received"`
+	Lost     uint64        `json:"lost"`
+	// Duplicates are replies for a sequence number already answered; Unexpected are replies
+	// too short to carry one or naming a packet that was never sent.
+	Duplicates uint64  `json:"duplicates"`
+	Unexpected uint64  `json:"unexpected"`
+	Loss       float64 `json:"loss"`
+	// SendElapsed is the time from the first to the last send; SentRate and ReplyRate are the
+	// achieved rates over it.
+	SendElapsed time.Duration `json:"send_elapsed_ns"`
+	SentRate    float64       `json:"sent_pps"`
+	ReplyRate   float64       `json:"reply_pps"`
+	// SendLate is how far behind its schedule each sendmmsg went out.
+	SendLate  Percentiles `json:"send_late"`
+	RTT       Percentiles `json:"rtt"`
+	Residence Percentiles `json:"residence"`
+	// CPU is the target's CPU time over the run and CPUPerPacket that divided by Received.
+	CPU          time.Duration `json:"cpu_ns"`
+	CPUPerPacket time.Duration `json:"cpu_per_packet_ns"`
+	// SelfCPU is the generator's own CPU time over the run.
+	SelfCPU time.Duration `json:"self_cpu_ns"`
+}
+
+// GeneratorBound reports whether the sender failed to offer the configured rate (more than
+// 3 % short), in which case the generator, not the target, limited the run.
+func (r Result) GeneratorBound() bool { return r.SentRate < 0.97*r.Rate }
+
+// FillPacket writes the default payload: the sequence number at offset 0 and, when the
+// packet is long enough, an NTP send time at 4..12 and a valid RFC 4656 Error Estimate
+// (unsynchronised, multiplier 1) at 12..14 — the STAMP Session-Sender layout; the rest is
+// zero, so a reflector's T2 field (16..24) in an echoed packet stays zero.
+func FillPacket(b []byte, seq uint32, now time.Time) {
+	binary.BigEndian.PutUint32(b, seq)
+	if len(b) >= 14 {
+		timestamp.NTPFromTime(now).Put(b[4:12])
+		timestamp.MakeErrorEstimate(false, false, 0, 1).Put(b[12:14])
+	}
+}
+
+// STAMPResidence reads T3 (offset 4) and T2 (offset 16) of an unauthenticated STAMP or TWAMP
+// reflector reply, in NTP or PTP format as the Error Estimate's Z bit says, and returns
+// T3 − T2. Echoed packets (T2 zero) and implausible values (negative, over 1 s) are refused.
+func STAMPResidence(reply []byte) (time.Duration, bool) {
+	if len(reply) < 24 {
+		return 0, false
+	}
+	var t2, t3 time.Time
+	if timestamp.ReadErrorEstimate(reply[12:14]).Z() {
+		p2, p3 := timestamp.ReadPTP(reply[16:24]), timestamp.ReadPTP(reply[4:12])
+		if p2 == 0 || p3 == 0 || !p2.Valid() || !p3.Valid() {
+			return 0, false
+		}
+		t2, t3 = p2.Time(), p3.Time()
+	} else {
+		n2, n3 := timestamp.ReadNTP(reply[16:24]), timestamp.ReadNTP(reply[4:12])
+		if n2 == 0 || n3 == 0 {
+			return 0, false
+		}
+		t2, t3 = n2.Time(), n3.Time()
+	}
+	d := t3.Sub(t2)
+	if d < 0 || d > time.Second {
+		return 0, false
+	}
+	return d, true
+}
+
+// Run offers cfg.Rate packets/s to cfg.Target from conn for cfg.Duration and collects the
+// replies on the same socket. conn should have RxTimestamps for kernel-stamped RTTs and a
+// large ReadBuffer so the generator itself does not drop replies.
+func Run(ctx context.Context, conn *udpsock.Conn, cfg Config) (Result, error) {
+	if err := cfg.normalise(); err != nil {
+		return Result{}, err
+	}
+	total := int(math.Ceil(cfg.Rate * cfg.Duration.Seconds()))
+	if total < 1 {
+		total = 1
+	}
+	if total > MaxPackets {
+		return Result{}, fmt.Errorf("loadgen: %d packets exceed the %d per run limit", total, MaxPackets)
+	}
+	st := &runState{
+		cfg:      cfg,
+		total:    total,
+		sendWall: make([]int64, total),
+		seen:     make([]uint64, (total+63)/64),
+		rtt:      make([]time.Duration, 0, total),
+	}
+	if cfg.Residence != nil {
+		st.residence = make([]time.Duration, 0, total)
+	}
+	var res Result
+	res.Rate, res.Duration = cfg.Rate, cfg.Duration
+
+	cpu0, err := procCPU(cfg.PID)
+	if err != nil {
+		return res, err
+	}
+	self0, _ := ProcCPU(selfPID)
+
+	rctx, stopRecv := context.WithCancel(ctx)
+	defer stopRecv()
+	var wg sync.WaitGroup
+	var recvErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		recvErr = st.receive(rctx, conn)
+	}()
+
+	sendStart, sendEnd, sendErr := st.send(ctx, conn)
+	// Wait for the stragglers: until everything came back or Wait passed.
+	deadline := time.Now().Add(cfg.Wait)
+	for time.Now().Before(deadline) && st.received.Load() < st.sent.Load() && ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	stopRecv()
+	conn.SetReadDeadline(time.Now()) // wake the receiver
+	wg.Wait()
+	conn.SetReadDeadline(time.Time{})
+
+	cpu1, err := procCPU(cfg.PID)
+	if err != nil {
+		return res, err
+	}
+	self1, _ := ProcCPU(selfPID)
+
+	res.Sent = st.sent.Load()
+	res.Received = st.received.Load()
+	res.Duplicates = st.duplicates
+	res.Unexpected = st.unexpected
+	res.Lost = res.Sent - res.Received
+	if res.Sent > 0 {
+		res.Loss = float64(res.Lost) / float64(res.Sent)
+	}
+	res.SendElapsed = sendEnd.Sub(sendStart)
+	if res.SendElapsed <= 0 || res.Sent == 1 {
+		// A single batch: count it over the nominal duration.
+		res.SendElapsed = cfg.Duration
+	} else {
+		// Sent packets span Sent-1 intervals; scale to Sent intervals for the rate.
+		res.SendElapsed = time.Duration(float64(res.SendElapsed) * float64(res.Sent) / float64(res.Sent-1))
+	}
+	res.SentRate = float64(res.Sent) / res.SendElapsed.Seconds()
+	res.ReplyRate = float64(res.Received) / res.SendElapsed.Seconds()
+	res.SendLate = Summarise(st.late)
+	res.RTT = Summarise(st.rtt)
+	res.Residence = Summarise(st.residence)
+	if cfg.PID != 0 {
+		res.CPU = cpu1 - cpu0
+		if res.Received > 0 {
+			res.CPUPerPacket = res.CPU / time.Duration(res.Received)
+		}
+	}
+	res.SelfCPU = self1 - self0
+	if sendErr != nil {
+		return res, sendErr
+	}
+	if recvErr != nil {
+		return res, recvErr
+	}
+	return res, ctx.Err()
+}
+
+var selfPID = unix.Getpid()
+
+func procCPU(pid int) (time.Duration, error) {
+	if pid == 0 {
+		return 0, nil
+	}
+	return ProcCPU(pid)
+}
+
+func (cfg *Config) normalise() error {
+	if !cfg.Target.IsValid() {
+		return errors.New("loadgen: no target address")
+	}
+	if cfg.Rate <= 0 || math.IsInf(cfg.Rate, 0) || math.IsNaN(cfg.Rate) {
+		return fmt.Errorf("loadgen: rate %v must be a positive number", cfg.Rate)
+	}
+	if cfg.Duration <= 0 {
+		return fmt.Errorf("loadgen: duration %v must be positive", cfg.Duration)
+	}
+	if cfg.Size == 0 {
+		cfg.Size = DefaultSize
+	}
+	if cfg.Size < 4 || cfg.Size > 65507 {
+		return fmt.Errorf("loadgen: size %d outside 4..65507", cfg.Size)
+	}
+	if cfg.Wait == 0 {
+		cfg.Wait = DefaultWait
+	}
+	if cfg.Spin == 0 {
+		cfg.Spin = DefaultSpin
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = DefaultMaxBatch
+	}
+	return nil
+}
+
+// runState is shared by the sender and the receiver goroutine. sendWall[i] is written before
+// packet i is sent and read after its reply arrives; the send→reply causality through the
+// kernel orders them, and sent (atomic) publishes the count.
+type runState struct {
+	cfg      Config
+	total    int
+	sendWall []int64 // Unix ns of each packet's send
+	// issued counts packets handed to sendmmsg (published before the call, so a reply can
+	// never be read before its packet counts as issued); sent those the kernel accepted.
+	issued   atomic.Uint64
+	sent     atomic.Uint64
+	late     []time.Duration
+
+	// Receiver-owned.
+	seen       []uint64
+	received   atomic.Uint64
+	duplicates uint64
+	unexpected uint64
+	rtt        []time.Duration
+	residence  []time.Duration
+}
+
+// send paces the packets on an absolute schedule (packet i due at start + i/Rate), sending
+// every due packet in one sendmmsg. The goroutine is locked to its thread with the timer slack
+// at 1 ns, so the kernel sleep before each slot wakes within microseconds; the last Spin of
+// the wait is busy.
+func (st *runState) send(ctx context.Context, conn *udpsock.Conn) (first, last time.Time, err error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0)
+	defer unix.Prctl(unix.PR_SET_TIMERSLACK, 0, 0, 0, 0) // back to the thread default
+
+	cfg := st.cfg
+	msgs := make([]udpsock.Message, cfg.MaxBatch)
+	bufs := make([]byte, cfg.MaxBatch*cfg.Size)
+	for i := range msgs {
+		msgs[i] = udpsock.Message{Buf: bufs[i*cfg.Size : (i+1)*cfg.Size], Addr: cfg.Target, TOS: cfg.TOS}
+	}
+	st.late = make([]time.Duration, 0, st.total)
+	interval := float64(time.Second) / cfg.Rate
+	start := time.Now()
+	due := func(i int) time.Duration { return time.Duration(float64(i) * interval) }
+	next := 0
+	done := ctx.Done()
+	for next < st.total {
+		select {
+		case <-done:
+			return first, last, nil
+		default:
+		}
+		now := time.Now()
+		el := now.Sub(start)
+		if d := due(next); el < d {
+			wait := d - el
+			if cfg.Spin < 0 || wait > cfg.Spin {
+				sl := wait
+				if cfg.Spin > 0 {
+					sl -= cfg.Spin
+				}
+				ts := unix.NsecToTimespec(int64(sl))
+				_ = unix.Nanosleep(&ts, nil)
+			} else {
+				runtime.Gosched()
+			}
+			continue
+		}
+		// Every packet whose slot has come goes out now, up to MaxBatch.
+		n := int(float64(el)/interval) + 1 - next
+		if n > cfg.MaxBatch {
+			n = cfg.MaxBatch
+		}
+		if n > st.total-next {
+			n = st.total - next
+		}
+		if n < 1 {
+			n = 1
+		}
+		st.late = append(st.late, el-due(next))
+		wall := now.UnixNano()
+		for i := 0; i < n; i++ {
+			FillPacket(msgs[i].Buf, uint32(next+i), now)
+			st.sendWall[next+i] = wall
+		}
+		if next == 0 {
+			first = now
+		}
+		last = now
+		st.issued.Store(uint64(next + n))
+		k, werr := conn.WriteBatch(msgs[:n])
+		next += k
+		st.sent.Store(uint64(next))
+		if werr != nil {
+			if errors.Is(werr, udpsock.ErrClosed) && ctx.Err() != nil {
+				return first, last, nil
+			}
+			return first, last, fmt.Errorf("loadgen: send: %w", werr)
+		}
+	}
+	return first, last, nil
+}
+
+// receive counts replies until ctx is cancelled.
+func (st *runState) receive(ctx context.Context, conn *udpsock.Conn) error {
+	msgs := make([]udpsock.Message, 64)
+	buf := make([]byte, 64*2048)
+	for i := range msgs {
+		msgs[i].Buf = buf[i*2048 : (i+1)*2048]
+	}
+	for ctx.Err() == nil {
+		conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		n, err := conn.ReadBatch(msgs)
+		if err != nil {
+			if ctx.Err() != nil || isTimeout(err) {
+				continue
+			}
+			if errors.Is(err, udpsock.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("loadgen: receive: %w", err)
+		}
+		issued := st.issued.Load()
+		for i := 0; i < n; i++ {
+			st.account(&msgs[i], issued)
+		}
+	}
+	return nil
+}
+
+func (st *runState) account(m *udpsock.Message, issued uint64) {
+	if m.N < 4 || m.Addr != st.cfg.Target {
+		st.unexpected++
+		return
+	}
+	reply := m.Buf[:m.N]
+	seq := binary.BigEndian.Uint32(reply)
+	if uint64(seq) >= issued {
+		st.unexpected++
+		return
+	}
+	word, bit := seq/64, uint64(1)<<(seq%64)
+	if st.seen[word]&bit != 0 {
+		st.duplicates++
+		return
+	}
+	st.seen[word] |= bit
+	st.received.Add(1)
+	st.rtt = append(st.rtt, time.Duration(m.RxTime.UnixNano()-st.sendWall[seq]))
+	if st.cfg.Residence != nil {
+		if d, ok := st.cfg.Residence(reply); ok {
+			st.residence = append(st.residence, d)
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
+
+// Summarise sorts ds in place and returns its order statistics (nearest-rank percentiles).
+func Summarise(ds []time.Duration) Percentiles {
+	if len(ds) == 0 {
+		return Percentiles{}
+	}
+	slices.Sort(ds)
+	rank := func(p float64) time.Duration {
+		i := int(math.Ceil(p/100*float64(len(ds)))) - 1
+		if i < 0 {
+			i = 0
+		}
+		return ds[i]
+	}
+	return Percentiles{Count: len(ds), Min: ds[0], P50: rank(50), P90: rank(90), P99: rank(99), Max: ds[len(ds)-1]}
+}

@@ -1,0 +1,312 @@
+package loadgen
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"math"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/probekit/probekit/shared/timestamp"
+	"github.com/probekit/probekit/shared/udpsock"
+)
+
+func listen(t testing.TB, opts udpsock.Options) *udpsock.Conn {
+	t.Helper()
+	c, err := udpsock.Listen(context.Background(), "udp4", "127.0.0.1:0", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func genConn(t testing.TB) *udpsock.Conn {
+	return listen(t, udpsock.Options{RxTimestamps: true, ReadBuffer: 4 << 20, WriteBuffer: 1 << 20})
+}
+
+// serve runs a test reflector: handle may rewrite or withhold (return false) each datagram.
+func serve(t testing.TB, handle func(c *udpsock.Conn, m *udpsock.Message) bool) *udpsock.Conn {
+	t.Helper()
+	c := listen(t, udpsock.Options{RxTimestamps: true, ReadBuffer: 4 << 20})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		in := make([]udpsock.Message, 64)
+		out := make([]udpsock.Message, 0, 128)
+		for i := range in {
+			in[i].Buf = make([]byte, 2048)
+		}
+		for {
+			n, err := c.ReadBatch(in)
+			if err != nil {
+				return
+			}
+			out = out[:0]
+			for i := 0; i < n; i++ {
+				if handle(c, &in[i]) {
+					out = append(out, in[i])
+				}
+			}
+			if _, err := c.WriteBatch(out); err != nil {
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { c.Close(); wg.Wait() })
+	return c
+}
+
+func TestPacingAccuracy(t *testing.T) {
+	var count atomic.Uint64
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	echo := listen(t, udpsock.Options{ReadBuffer: 4 << 20})
+	go Echo(ctx, echo, 64, &count)
+	const rate = 10000
+	res, err := Run(ctx, genConn(t), Config{Target: echo.LocalAddr(), Rate: rate, Duration: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("sent %d in %v: %.0f pps, late p50 %v p99 %v", res.Sent, res.SendElapsed, res.SentRate, res.SendLate.P50, res.SendLate.P99)
+	if res.Sent != rate {
+		t.Errorf("sent %d, want %d", res.Sent, rate)
+	}
+	if math.Abs(res.SentRate-rate)/rate > 0.03 {
+		t.Errorf("achieved %.0f pps, want %d ± 3 %%", res.SentRate, rate)
+	}
+	if res.Received != res.Sent || res.Lost != 0 || res.Loss != 0 {
+		t.Errorf("received %d of %d (lost %d, loss %v)", res.Received, res.Sent, res.Lost, res.Loss)
+	}
+	if count.Load() != res.Sent {
+		t.Errorf("echo saw %d, generator sent %d", count.Load(), res.Sent)
+	}
+	// Paced, not bursty: most sendmmsg calls carry a single packet (100 µs apart) and
+	// go out close to their slot.
+	if res.SendLate.Count < rate/2 {
+		t.Errorf("only %d sendmmsg calls for %d packets: bursts instead of pacing", res.SendLate.Count, rate)
+	}
+	if res.SendLate.P50 > 500*time.Microsecond {
+		t.Errorf("median send lateness %v", res.SendLate.P50)
+	}
+	if res.GeneratorBound() {
+		t.Error("GeneratorBound at 10 kpps")
+	}
+}
+
+func TestLossCountedExactly(t *testing.T) {
+	// Withhold every 10th packet: loss must be exactly 10 %.
+	refl := serve(t, func(_ *udpsock.Conn, m *udpsock.Message) bool {
+		return binary.BigEndian.Uint32(m.Buf)%10 != 9
+	})
+	res, err := Run(context.Background(), genConn(t), Config{Target: refl.LocalAddr(), Rate: 5000, Duration: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Sent != 2500 || res.Lost != 250 || res.Received != 2250 || res.Loss != 0.1 {
+		t.Errorf("sent %d received %d lost %d loss %v, want 2500 2250 250 0.1", res.Sent, res.Received, res.Lost, res.Loss)
+	}
+	if res.Duplicates != 0 || res.Unexpected != 0 {
+		t.Errorf("duplicates %d unexpected %d", res.Duplicates, res.Unexpected)
+	}
+}
+
+func TestDuplicatesAndUnexpected(t *testing.T) {
+	// Answer every packet twice, and every 100th also with a runt and a reply naming a
+	// sequence number that was never sent.
+	refl := serve(t, func(c *udpsock.Conn, m *udpsock.Message) bool {
+		dup := *m
+		seq := binary.BigEndian.Uint32(m.Buf)
+		extra := []udpsock.Message{dup}
+		if seq%100 == 0 {
+			extra = append(extra,
+				udpsock.Message{Buf: []byte{1, 2}, Addr: m.Addr},
+				udpsock.Message{Buf: []byte{0xff, 0xff, 0xff, 0xff}, Addr: m.Addr})
+		}
+		if _, err := c.WriteBatch(extra); err != nil {
+			t.Error(err)
+		}
+		return true
+	})
+	res, err := Run(context.Background(), genConn(t), Config{Target: refl.LocalAddr(), Rate: 2000, Duration: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Sent != 1000 || res.Received != 1000 || res.Duplicates != 1000 || res.Unexpected != 20 || res.Lost != 0 {
+		t.Errorf("sent %d received %d dup %d unexpected %d lost %d, want 1000 1000 1000 20 0",
+			res.Sent, res.Received, res.Duplicates, res.Unexpected, res.Lost)
+	}
+}
+
+func TestRTTAgainstInjectedDelay(t *testing.T) {
+	// The reflector holds each batch 3 ms before answering: every RTT is ≥ 3 ms and, on an
+	// idle loopback, well under 3 ms + scheduling noise.
+	const delay = 3 * time.Millisecond
+	refl := serve(t, func(_ *udpsock.Conn, m *udpsock.Message) bool {
+		if d := delay - time.Since(m.RxTime); d > 0 {
+			time.Sleep(d)
+		}
+		return true
+	})
+	res, err := Run(context.Background(), genConn(t), Config{Target: refl.LocalAddr(), Rate: 200, Duration: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.RTT.Count != 100 {
+		t.Fatalf("%d RTT samples, want 100", res.RTT.Count)
+	}
+	if res.RTT.Min < delay {
+		t.Errorf("RTT min %v below the injected %v", res.RTT.Min, delay)
+	}
+	if res.RTT.P50 > delay+2*time.Millisecond {
+		t.Errorf("RTT median %v, want ≈ %v", res.RTT.P50, delay)
+	}
+}
+
+func TestResidenceFromReplies(t *testing.T) {
+	// A reflector stamping T2 = its kernel receive time and T3 = T2 + 7 µs exactly.
+	const resid = 7 * time.Microsecond
+	refl := serve(t, func(_ *udpsock.Conn, m *udpsock.Message) bool {
+		b := m.Buf[:m.N]
+		timestamp.NTPFromTime(m.RxTime).Put(b[16:24])
+		timestamp.NTPFromTime(m.RxTime.Add(resid)).Put(b[4:12])
+		return true
+	})
+	res, err := Run(context.Background(), genConn(t), Config{Target: refl.LocalAddr(), Rate: 1000, Duration: 300 * time.Millisecond, Residence: STAMPResidence})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Residence.Count != 300 {
+		t.Fatalf("%d residence samples, want 300", res.Residence.Count)
+	}
+	// NTP fractions round to the nearest 233 ps, so each stamp is within 1 ns.
+	for _, d := range []time.Duration{res.Residence.Min, res.Residence.P50, res.Residence.P99, res.Residence.Max} {
+		if d < resid-2 || d > resid+2 {
+			t.Errorf("residence %v, want %v", d, resid)
+		}
+	}
+}
+
+func TestSTAMPResidence(t *testing.T) {
+	t2 := time.Date(2026, 11, 23, 8, 0, 0, 123_456_000, time.UTC)
+	reply := func(t3, t2 time.Time, z bool) []byte {
+		b := make([]byte, 44)
+		ee := timestamp.MakeErrorEstimate(true, z, 0, 1)
+		ee.Put(b[12:14])
+		if z {
+			timestamp.PTPFromTime(t3).Put(b[4:12])
+			timestamp.PTPFromTime(t2).Put(b[16:24])
+		} else {
+			timestamp.NTPFromTime(t3).Put(b[4:12])
+			timestamp.NTPFromTime(t2).Put(b[16:24])
+		}
+		return b
+	}
+	echoed := make([]byte, 44)
+	FillPacket(echoed, 7, t2)
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want time.Duration
+		ok   bool
+	}{
+		{"ntp", reply(t2.Add(4200*time.Nanosecond), t2, false), 4200 * time.Nanosecond, true},
+		{"ptp", reply(t2.Add(15*time.Microsecond), t2, true), 15 * time.Microsecond, true},
+		{"zero residence", reply(t2, t2, false), 0, true},
+		{"echoed request", echoed, 0, false},
+		{"negative", reply(t2, t2.Add(time.Microsecond), false), 0, false},
+		{"over a second", reply(t2.Add(2*time.Second), t2, false), 0, false},
+		{"short", make([]byte, 23), 0, false},
+		{"ptp bad nanoseconds", func() []byte {
+			b := reply(t2.Add(time.Microsecond), t2, true)
+			binary.BigEndian.PutUint32(b[20:24], 2e9)
+			return b
+		}(), 0, false},
+	} {
+		d, ok := STAMPResidence(tc.b)
+		if ok != tc.ok || (ok && (d < tc.want-1 || d > tc.want+1)) {
+			t.Errorf("%s: %v %v, want %v %v", tc.name, d, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestFillPacket(t *testing.T) {
+	now := time.Date(2026, 11, 23, 8, 0, 0, 500_000_000, time.UTC)
+	b := make([]byte, 44)
+	FillPacket(b, 0x01020304, now)
+	if binary.BigEndian.Uint32(b) != 0x01020304 {
+		t.Errorf("seq % x", b[:4])
+	}
+	if got := timestamp.ReadNTP(b[4:12]).Time(); got.Sub(now).Abs() > time.Nanosecond {
+		t.Errorf("T1 %v, want %v", got, now)
+	}
+	if ee := timestamp.ReadErrorEstimate(b[12:14]); ee.Multiplier() != 1 || ee.S() || ee.Z() {
+		t.Errorf("error estimate %v", ee)
+	}
+	for i, v := range b[14:] {
+		if v != 0 {
+			t.Fatalf("byte %d = %d, want zero MBZ", 14+i, v)
+		}
+	}
+	short := make([]byte, 4)
+	FillPacket(short, 9, now) // only the sequence number fits
+	if binary.BigEndian.Uint32(short) != 9 {
+		t.Errorf("short seq % x", short)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	c := genConn(t)
+	to := c.LocalAddr()
+	for _, cfg := range []Config{
+		{Rate: 1, Duration: time.Second},
+		{Target: to, Rate: 0, Duration: time.Second},
+		{Target: to, Rate: math.NaN(), Duration: time.Second},
+		{Target: to, Rate: 1, Duration: 0},
+		{Target: to, Rate: 1, Duration: time.Second, Size: 3},
+		{Target: to, Rate: 1e9, Duration: time.Minute},
+	} {
+		if _, err := Run(context.Background(), c, cfg); err == nil {
+			t.Errorf("%+v accepted", cfg)
+		}
+	}
+}
+
+func TestRunCancelled(t *testing.T) {
+	refl := serve(t, func(*udpsock.Conn, *udpsock.Message) bool { return true })
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	res, err := Run(ctx, genConn(t), Config{Target: refl.LocalAddr(), Rate: 1000, Duration: time.Minute})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("err = %v, want deadline exceeded", err)
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Errorf("cancelled run took %v", el)
+	}
+	if res.Sent == 0 || res.Sent > 400 {
+		t.Errorf("sent %d in 200 ms at 1 kpps", res.Sent)
+	}
+}
+
+func TestSummarise(t *testing.T) {
+	var ds []time.Duration
+	for i := 100; i >= 1; i-- {
+		ds = append(ds, time.Duration(i))
+	}
+	p := Summarise(ds)
+	want := Percentiles{Count: 100, Min: 1, P50: 50, P90: 90, P99: 99, Max: 100}
+	if p != want {
+		t.Errorf("Summarise = %+v, want %+v", p, want)
+	}
+	if (Summarise(nil) != Percentiles{}) {
+		t.Error("empty summary not zero")
+	}
+	if p := Summarise([]time.Duration{5}); p.P50 != 5 || p.P99 != 5 {
+		t.Errorf("single sample %+v", p)
+	}
+}
