@@ -282,9 +282,9 @@ type runState struct {
 	sendWall []int64 // Unix ns of each packet's send
 	// issued counts packets handed to sendmmsg (published before the call, so a reply can
 	// never be read before its packet counts as issued); sent those the kernel accepted.
-	issued   atomic.Uint64
-	sent     atomic.Uint64
-	late     []time.Duration
+	issued atomic.Uint64
+	sent   atomic.Uint64
+	late   []time.Duration
 
 	// Receiver-owned.
 	seen       []uint64
