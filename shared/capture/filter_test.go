@@ -97,8 +97,8 @@ func filterCorpus() (ips [][]byte, ets []uint16) {
 	add(EtherTypeIPv4, ip4Packet("10.0.0.2", "10.0.0.1", 17, 9, 40000, 0, 5))
 	add(EtherTypeIPv4, ip4Packet("10.0.0.3", "10.0.0.4", 17, 40000, 9, 0, 5))
 	add(EtherTypeIPv4, ip4Packet("10.0.0.1", "10.0.0.9", 6, 862, 5000, 0, 5))
-	add(EtherTypeIPv4, ip4Packet("10.0.0.9", "10.0.0.1", 6, 5001, 862, 0, 7))  // options
-	add(EtherTypeIPv4, ip4Packet("10.0.0.9", "10.0.0.1", 17, 5001, 862, 185, 5)) // later fragment
+	add(EtherTypeIPv4, ip4Packet("10.0.0.9", "10.0.0.1", 6, 5001, 862, 0, 7))       // options
+	add(EtherTypeIPv4, ip4Packet("10.0.0.9", "10.0.0.1", 17, 5001, 862, 185, 5))    // later fragment
 	add(EtherTypeIPv4, ip4Packet("10.0.0.9", "10.0.0.1", 17, 5001, 862, 0x2000, 5)) // first fragment (MF)
 	add(EtherTypeIPv4, ip4Packet("10.0.0.1", "10.0.0.2", 1, 0x0800, 7, 0, 5))
 	add(EtherTypeIPv4, ip4Packet("10.0.0.1", "10.0.0.2", 132, 7, 9, 0, 5))
@@ -182,7 +182,6 @@ func refMatch(f Filter, et uint16, ip []byte) bool {
 	}
 	return true
 }
-
 
 // TestFilterVM runs every compiled filter in x/net/bpf's VM over the corpus in every link
 // type, with and without VLAN tags, and compares with the reference model.
