@@ -1,0 +1,422 @@
+package reflector
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"time"
+
+	"github.com/probekit/probekit/shared/testpkt"
+	"github.com/probekit/probekit/shared/timestamp"
+)
+
+// Packet is one received test packet with what the socket reported about it.
+type Packet struct {
+	// Data is the UDP payload. Authenticators of encrypted modes may rewrite it in place.
+	Data []byte
+	// Peer is the sender's address and port; Local the reflector's (may be unspecified for
+	// wildcard sockets).
+	Peer, Local netip.AddrPort
+	// RxTime is T2, ideally the kernel receive timestamp; RxSource says where it came from.
+	RxTime   time.Time
+	RxSource timestamp.Source
+	// TOS is the received DSCP/ECN byte, TTL the received IPv4 TTL / IPv6 hop limit (0 when
+	// unknown).
+	TOS uint8
+	TTL int
+}
+
+// Worker reflects packets for one goroutine: it caches the signers it needs and decodes into
+// reused structs, so Reflect allocates nothing. Do not share a Worker between goroutines.
+type Worker struct {
+	r      *Reflector
+	keyGen uint64
+	def    *STAMPAuth
+	// Now returns T3; time.Now by default. Tests replace it to get deterministic replies.
+	Now func() time.Time
+	req testpkt.SenderPacket
+}
+
+// NewWorker returns a Worker for r.
+func (r *Reflector) NewWorker() *Worker {
+	return &Worker{r: r, Now: time.Now}
+}
+
+func (w *Worker) refreshKey() {
+	kr := w.r.keys.Load()
+	if kr.gen == w.keyGen {
+		return
+	}
+	w.keyGen = kr.gen
+	if len(kr.key) == 0 {
+		w.def = nil
+		return
+	}
+	w.def = NewSTAMPAuth(kr.key)
+}
+
+func (w *Worker) drop(reason int) ([]byte, uint8, bool) {
+	w.r.Stats.Drops[reason].Add(1)
+	return nil, 0, false
+}
+
+// Reflect processes one test packet and writes the reply into out[:0] (out needs capacity for
+// max(len(p.Data), base) octets). It returns the reply, the TOS byte to send it with, and
+// false when the packet is dropped; every drop is counted in Stats.Drops.
+//
+// Order of work: layout and length checks, session lookup (read only), authentication — so a
+// packet failing its HMAC changes nothing (B-19) — then session state, the reply's base fields,
+// TLVs, T3 as late as possible, and the HMACs over the final bytes.
+func (w *Worker) Reflect(p *Packet, out []byte) ([]byte, uint8, bool) {
+	r := w.r
+	cfg := &r.cfg
+	r.Stats.Received.Add(1)
+	n := len(p.Data)
+	if n > cfg.MaxPacket {
+		return w.drop(DropTooLong)
+	}
+	w.refreshKey()
+
+	// Session lookup: the SSID sits at the offset of the listener's layout.
+	var ssid uint16
+	if cfg.Format == FormatSTAMP {
+		if off := testpkt.SSIDOffset(cfg.Mode); off >= 0 && n >= off+2 {
+			ssid = binary.BigEndian.Uint16(p.Data[off:])
+		}
+	}
+	key := SessionKey{Peer: p.Peer, Local: p.Local, SSID: ssid}
+	t := r.table
+	t.mu.Lock()
+	s := t.sessions[key]
+	t.mu.Unlock()
+	if s == nil && cfg.ProvisionedOnly {
+		return w.drop(DropUnknown)
+	}
+	mode, format := cfg.Mode, cfg.Format
+	if s != nil {
+		mode, format = s.Mode, s.Format
+	}
+	reqBase := mode.SenderLen()
+	minLen := reqBase
+	if mode == testpkt.ModeUnauthenticated {
+		minLen = testpkt.TWAMPSenderLen // B-17: shorter requests get the zero-filled base
+	}
+	if n < minLen {
+		return w.drop(DropShort)
+	}
+
+	// Authentication before any state change (B-19).
+	var auth Authenticator
+	var signer *testpkt.Signer
+	if s != nil && s.Auth != nil {
+		auth = s.Auth
+	} else if w.def != nil {
+		auth = w.def
+	}
+	if sa, ok := auth.(*STAMPAuth); ok {
+		signer = sa.s
+	}
+	if mode.Authenticated() {
+		if auth == nil || !auth.Open(p.Data) {
+			return w.drop(DropAuth)
+		}
+	}
+	req := &w.req
+	req.Mode = mode
+	if err := req.UnmarshalBinary(p.Data); err != nil {
+		return w.drop(DropShort)
+	}
+
+	repBase := mode.ReflectedLen()
+	rl := max(n, repBase)
+	if s != nil && s.ReplyLen != nil {
+		rl = s.ReplyLen(n)
+	}
+	if cap(out) < rl || rl < repBase {
+		return w.drop(DropTooLong)
+	}
+	out = out[:rl]
+	clear(out)
+	if n > repBase {
+		copy(out[repBase:], p.Data[repBase:])
+	}
+
+	var tc tlvCtx
+	hasTLVs := format == FormatSTAMP && n > reqBase
+	if hasTLVs && returnPathNoReply(p.Data[reqBase:]) {
+		return w.drop(DropNoReply)
+	}
+
+	// Session state.
+	stateful := !cfg.Stateless
+	var seq uint32
+	t.mu.Lock()
+	if s == nil && stateful {
+		if t.max > 0 && t.dynamic >= t.max {
+			t.mu.Unlock()
+			return w.drop(DropTableFull)
+		}
+		s = &Session{Key: key, Format: format, Mode: mode, created: p.RxTime}
+		t.sessions[key] = s
+		t.dynamic++
+	} else if s != nil && t.sessions[key] != s {
+		// Removed or replaced since the lookup: use the current entry if any.
+		if cur := t.sessions[key]; cur != nil {
+			s = cur
+		}
+	}
+	if s != nil {
+		s.lastSeen = p.RxTime
+		s.rx++
+		s.tx++
+		tc.rx, tc.tx = s.rx, s.tx
+	} else {
+		tc.rx, tc.tx = uint32(r.Stats.Received.Load()), uint32(r.Stats.Reflected.Load()+1)
+	}
+	if stateful && s != nil {
+		seq = s.seq
+		s.seq++
+		tc.prevSeq, tc.prevT3, tc.hasPrev = s.prevSeq, s.prevT3, s.hasPrev
+	} else {
+		seq = req.Seq // B-11
+	}
+	var tos uint8
+	if s != nil && s.DSCP > 0 {
+		tos = uint8(s.DSCP) << 2
+	}
+
+	// Base fields (B-09/B-10, B-13…B-15, X-02).
+	ptp := cfg.PTP
+	t2 := testpkt.Stamp(p.RxTime, ptp)
+	ttl := uint8(0)
+	if p.TTL > 0 && p.TTL < 256 {
+		ttl = uint8(p.TTL)
+	}
+	if mode.Authenticated() {
+		binary.BigEndian.PutUint32(out[0:], seq)
+		r.ee.Put(out[24:])
+		if format == FormatSTAMP {
+			binary.BigEndian.PutUint16(out[26:], req.SSID)
+		}
+		binary.BigEndian.PutUint64(out[32:], t2)
+		binary.BigEndian.PutUint32(out[48:], req.Seq)
+		binary.BigEndian.PutUint64(out[64:], req.Timestamp)
+		req.ErrorEstimate.Put(out[72:])
+		out[80] = ttl
+	} else {
+		binary.BigEndian.PutUint32(out[0:], seq)
+		r.ee.Put(out[12:])
+		if format == FormatSTAMP {
+			binary.BigEndian.PutUint16(out[14:], req.SSID)
+		}
+		binary.BigEndian.PutUint64(out[16:], t2)
+		binary.BigEndian.PutUint32(out[24:], req.Seq)
+		binary.BigEndian.PutUint64(out[28:], req.Timestamp)
+		req.ErrorEstimate.Put(out[36:])
+		out[40] = ttl
+	}
+
+	hmacTLV := -1
+	if hasTLVs && rl > repBase {
+		tc.p, tc.stateless, tc.auth = p, !stateful || s == nil, mode.Authenticated()
+		tc.signer = signer
+		tc.tos = tos
+		hmacTLV = w.tlvs(out, repBase, &tc)
+		tos = tc.tos
+		if hmacTLV >= 0 && signer != nil {
+			mac := signer.TLVSum(out, repBase, hmacTLV)
+			copy(out[hmacTLV+testpkt.TLVHeaderLen:], mac[:])
+		}
+	}
+
+	// T3 as late as possible: everything but the base HMAC is final.
+	now := w.Now()
+	t3 := testpkt.Stamp(now, ptp)
+	if mode.Authenticated() {
+		binary.BigEndian.PutUint64(out[16:], t3)
+	} else {
+		binary.BigEndian.PutUint64(out[4:], t3)
+	}
+	if s != nil && stateful {
+		s.prevSeq, s.prevT3, s.hasPrev = seq, t3, true
+	}
+	t.mu.Unlock()
+	if mode.Authenticated() {
+		auth.Seal(out)
+	}
+	r.Stats.Reflected.Add(1)
+	if p.RxSource == timestamp.SourceKernel || p.RxSource == timestamp.SourceHardware {
+		r.Stats.RxKernel.Add(1)
+	}
+	r.Stats.observe(now.Sub(p.RxTime))
+	return out, tos, true
+}
+
+// returnPathNoReply reports whether the request's TLVs hold a Return Path TLV asking for no
+// reply (RFC 9503 §4: one-way measurement).
+func returnPathNoReply(ext []byte) bool {
+	it := testpkt.NewTLVIterator(ext)
+	for it.Next() {
+		if tl := it.TLV(); tl.Type == testpkt.TypeReturnPath && testpkt.ReturnPathNoReplyRequested(tl.Value) {
+			return true
+		}
+	}
+	return false
+}
+
+// tlvCtx carries what TLV processing needs to know about the packet and session.
+type tlvCtx struct {
+	p                *Packet
+	stateless, auth  bool
+	signer           *testpkt.Signer
+	rx, tx           uint32
+	prevSeq          uint32
+	prevT3           uint64
+	hasPrev          bool
+	tos              uint8
+	integrityChecked bool
+}
+
+// tlvs applies RFC 8972 reflector rules to the TLVs copied into out[base:] and returns the
+// offset of the HMAC TLV whose value must be recomputed (-1 for none).
+func (w *Worker) tlvs(out []byte, base int, c *tlvCtx) int {
+	ext := out[base:]
+	// TWAMP-Light senders pad rather than send TLVs (B-17, B-20): an extension area whose first
+	// TLV is of the reserved type 0 (zero padding) or does not even frame is padding and is
+	// copied verbatim.
+	first := testpkt.NewTLVIterator(ext)
+	if !first.Next() || first.TLV().Type == 0 {
+		return -1
+	}
+	// Integrity first: the HMAC TLV over the request as received. In authenticated
+	// mode TLVs other than Extra Padding need one.
+	hmacOff := -1
+	needsHMAC := false
+	it := testpkt.NewTLVIterator(ext)
+	for it.Next() {
+		tl := it.TLV()
+		switch tl.Type {
+		case testpkt.TypeHMAC:
+			if hmacOff < 0 {
+				hmacOff = base + it.Offset()
+			}
+		case testpkt.TypeExtraPadding:
+		default:
+			if hmacOff < 0 {
+				needsHMAC = true
+			}
+		}
+	}
+	integrityFailed := false
+	if hmacOff >= 0 && c.signer != nil {
+		v := c.p.Data[hmacOff+testpkt.TLVHeaderLen:]
+		l := int(binary.BigEndian.Uint16(c.p.Data[hmacOff+2:]))
+		integrityFailed = l != testpkt.HMACLen || !c.signer.VerifyTLV(c.p.Data, base, hmacOff, v[:l])
+	} else if c.auth && needsHMAC {
+		integrityFailed = true
+	}
+	if integrityFailed {
+		it = testpkt.NewTLVIterator(ext)
+		for it.Next() {
+			ext[it.Offset()] = testpkt.FlagI
+		}
+		return -1
+	}
+
+	recompute := -1
+	it = testpkt.NewTLVIterator(ext)
+	for it.Next() {
+		off := it.Offset()
+		tl := it.TLV()
+		v := tl.Value
+		flags := uint8(0) // U/M/I computed afresh; reserved bits zero on send
+		switch tl.Type {
+		case testpkt.TypeExtraPadding:
+		case testpkt.TypeLocation:
+			dst := c.p.Local
+			if dst.Addr().IsUnspecified() {
+				dst = netip.AddrPortFrom(netip.Addr{}, dst.Port())
+			}
+			if !testpkt.FillLocation(v, c.p.Peer, dst) {
+				flags = testpkt.FlagM
+			}
+		case testpkt.TypeTimestampInformation:
+			if len(v) != testpkt.LenTimestampInformation {
+				flags = testpkt.FlagM
+				break
+			}
+			method := testpkt.MethodSoftware
+			if c.p.RxSource == timestamp.SourceHardware {
+				method = testpkt.MethodHardware
+			}
+			sync := w.r.cfg.SyncSource
+			testpkt.TimestampInformation{SyncIn: sync, MethodIn: method, SyncOut: sync,
+				MethodOut: testpkt.MethodSoftware}.Put(v)
+		case testpkt.TypeClassOfService:
+			cos, err := testpkt.ParseClassOfService(v)
+			if err != nil {
+				flags = testpkt.FlagM
+				break
+			}
+			cos.DSCP2, cos.ECN2 = c.p.TOS>>2, c.p.TOS&0x3 // erratum 8199: ECN too
+			if w.r.cfg.RefuseDSCP {
+				c.tos = c.p.TOS&^0x3 | cos.ECN1
+				cos.RPD = 1
+			} else {
+				c.tos = cos.DSCP1<<2 | cos.ECN1
+				cos.RPD = 0
+			}
+			cos.RPE = 1
+			cos.Put(v)
+		case testpkt.TypeDirectMeasurement:
+			if len(v) != testpkt.LenDirectMeasurement {
+				flags = testpkt.FlagM
+				break
+			}
+			binary.BigEndian.PutUint32(v[4:], c.rx)
+			binary.BigEndian.PutUint32(v[8:], c.tx)
+		case testpkt.TypeAccessReport:
+			ar, err := testpkt.ParseAccessReport(v)
+			if err != nil {
+				flags = testpkt.FlagM
+			} else if !ar.Valid() {
+				flags = testpkt.FlagU
+			}
+		case testpkt.TypeFollowUpTelemetry:
+			if len(v) != testpkt.LenFollowUpTelemetry {
+				clear(v) // erratum 8339
+				flags = testpkt.FlagM
+				break
+			}
+			fu := testpkt.FollowUpTelemetry{}
+			if !c.stateless && c.hasPrev {
+				fu = testpkt.FollowUpTelemetry{Seq: c.prevSeq, Timestamp: c.prevT3, Method: testpkt.MethodSoftware}
+			}
+			fu.Put(v)
+		case testpkt.TypeHMAC:
+			switch {
+			case len(v) != testpkt.HMACLen:
+				flags = testpkt.FlagM
+			case c.signer == nil:
+				flags = testpkt.FlagU
+			case recompute < 0:
+				recompute = base + off
+			}
+		case testpkt.TypeDestinationNodeAddress:
+			if !w.r.isLocal(v, c.p.Local.Addr()) {
+				flags = testpkt.FlagU // RFC 9503 §3: not ours, still reflected
+			}
+		default:
+			// Return Path (unsupported SR), Micro-session ID, Reflected Test Packet Control
+			// (off, T-11), experimental (off, T-12) and unknown types: U=1, copied.
+			flags = testpkt.FlagU
+		}
+		ext[off] = flags
+		if flags&testpkt.FlagM != 0 {
+			return recompute // stop, the rest is copied verbatim
+		}
+	}
+	if it.Err() != nil && len(ext)-it.Offset() >= testpkt.TLVHeaderLen {
+		ext[it.Offset()] = testpkt.FlagM // overrun: flag the bad TLV, copy the rest
+	}
+	return recompute
+}

@@ -1,0 +1,194 @@
+package reflector
+
+import (
+	"errors"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/probekit/probekit/shared/testpkt"
+	"github.com/probekit/probekit/shared/timestamp"
+)
+
+// Config configures a Reflector. The zero value is a stateful, unauthenticated STAMP reflector
+// that learns any number of sessions, expires them after DefaultIdleTimeout and honours Class of
+// Service DSCP requests.
+type Config struct {
+	// Mode is the packet layout this reflector's sockets expect for learned sessions:
+	// testpkt.ModeUnauthenticated or testpkt.ModeAuthenticated.
+	Mode testpkt.Mode
+	// Key is the default STAMP HMAC key (authenticated mode; in unauthenticated mode it also
+	// verifies HMAC TLVs when set). Provisioned sessions may carry their own.
+	Key []byte
+	// Stateless reflects the sender's sequence number (B-11) and zeroes Follow-Up Telemetry;
+	// otherwise each session counts from 0 (B-12).
+	Stateless bool
+	// ProvisionedOnly drops packets of sessions that were not provisioned.
+	ProvisionedOnly bool
+	// MaxSessions limits learned sessions (0 = unlimited); packets of new sessions beyond it
+	// are dropped.
+	MaxSessions int
+	// IdleTimeout expires learned sessions (DefaultIdleTimeout when 0).
+	IdleTimeout time.Duration
+	// RefuseDSCP is the local policy of RFC 8972 §4.4: when set, Class of Service DSCP1
+	// requests are not applied (the reply keeps the received DSCP and RP = 1).
+	RefuseDSCP bool
+	// PTP writes T2/T3 in truncated PTPv2 format with Z = 1 (B-06); NTP otherwise.
+	PTP bool
+	// Synchronized sets the S bit of the reflector's Error Estimate.
+	Synchronized bool
+	// ClockError is the estimated clock error for the Error Estimate (1 ms when 0).
+	ClockError time.Duration
+	// SyncSource is reported in Timestamp Information TLVs (testpkt.SyncNTP when 0).
+	SyncSource uint8
+	// Format is the protocol of learned sessions (FormatSTAMP by default).
+	Format Format
+	// Batch is the number of datagrams per recvmmsg/sendmmsg (udpsock.DefaultBatch when 0).
+	Batch int
+	// MaxPacket is the largest test packet reflected (9216 when 0); longer ones are dropped
+	// because a truncated copy would break symmetric size.
+	MaxPacket int
+	// Logger receives per-session events at debug level and errors; nil discards.
+	Logger logrus.FieldLogger
+}
+
+// DefaultIdleTimeout is how long a learned session lives without packets.
+const DefaultIdleTimeout = 5 * time.Minute
+
+// Drop reasons counted by Stats.
+const (
+	DropShort     = iota // shorter than the layout allows
+	DropAuth             // HMAC (or Authenticator) failed (B-19)
+	DropUnknown          // not provisioned in ProvisionedOnly mode
+	DropTableFull        // MaxSessions reached
+	DropNoReply          // Return Path TLV asked for no reply (RFC 9503)
+	DropTooLong          // longer than MaxPacket / truncated on receive
+	DropSendError        // sendmmsg failed
+	numDrops
+)
+
+var dropNames = [numDrops]string{"short", "auth", "unknown_session", "table_full", "no_reply_requested", "too_long", "send_error"}
+
+// DropName returns the metric label of a drop reason.
+func DropName(i int) string { return dropNames[i] }
+
+// NumDrops is the number of drop reasons.
+const NumDrops = numDrops
+
+// residenceBounds are the upper bounds (inclusive) of the residence-time histogram buckets.
+var residenceBounds = [...]time.Duration{
+	time.Microsecond, 2 * time.Microsecond, 5 * time.Microsecond, 10 * time.Microsecond,
+	20 * time.Microsecond, 50 * time.Microsecond, 100 * time.Microsecond, 200 * time.Microsecond,
+	500 * time.Microsecond, time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond,
+}
+
+// ResidenceBounds returns the histogram bucket bounds (the last bucket is +Inf).
+func ResidenceBounds() []time.Duration { return residenceBounds[:] }
+
+// Stats are the reflector's counters; all fields are updated atomically.
+type Stats struct {
+	Received  atomic.Uint64
+	Reflected atomic.Uint64
+	Drops     [numDrops]atomic.Uint64
+	// Residence counts T3 − T2 per reply in ResidenceBounds buckets (+Inf last).
+	Residence    [len(residenceBounds) + 1]atomic.Uint64
+	ResidenceSum atomic.Int64 // nanoseconds
+	// RxKernel counts packets whose T2 came from a kernel timestamp.
+	RxKernel atomic.Uint64
+}
+
+func (s *Stats) observe(d time.Duration) {
+	i := 0
+	for i < len(residenceBounds) && d > residenceBounds[i] {
+		i++
+	}
+	s.Residence[i].Add(1)
+	s.ResidenceSum.Add(int64(d))
+}
+
+// keyring is the default key with a generation so workers notice reloads.
+type keyring struct {
+	key []byte
+	gen uint64
+}
+
+// Reflector is a Session-Reflector: configuration, the session table, the default key and the
+// counters shared by every socket it serves (see Serve and Worker).
+type Reflector struct {
+	cfg   Config
+	table *Table
+	keys  atomic.Pointer[keyring]
+	gen   atomic.Uint64
+	ee    timestamp.ErrorEstimate
+	log   logrus.FieldLogger
+	local []netip.Addr
+	Stats Stats
+}
+
+// ErrConfig reports an invalid Config.
+var ErrConfig = errors.New("reflector: invalid configuration")
+
+// New returns a Reflector for cfg.
+func New(cfg Config) (*Reflector, error) {
+	if cfg.Mode != testpkt.ModeUnauthenticated && cfg.Mode != testpkt.ModeAuthenticated {
+		return nil, errors.Join(ErrConfig, errors.New("mode must be unauthenticated or authenticated"))
+	}
+	if cfg.Mode == testpkt.ModeAuthenticated && len(cfg.Key) == 0 && !cfg.ProvisionedOnly {
+		return nil, errors.Join(ErrConfig, errors.New("authenticated mode needs a key"))
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.ClockError <= 0 {
+		cfg.ClockError = time.Millisecond
+	}
+	if cfg.SyncSource == 0 {
+		cfg.SyncSource = testpkt.SyncNTP
+	}
+	if cfg.MaxPacket <= 0 {
+		cfg.MaxPacket = 9216
+	}
+	if cfg.MaxPacket < testpkt.AuthBaseLen {
+		cfg.MaxPacket = testpkt.AuthBaseLen
+	}
+	log := cfg.Logger
+	if log == nil {
+		l := logrus.New()
+		l.SetOutput(discard{})
+		log = l
+	}
+	r := &Reflector{
+		cfg:   cfg,
+		table: NewTable(cfg.MaxSessions),
+		ee:    timestamp.NewErrorEstimate(cfg.Synchronized, cfg.PTP, cfg.ClockError),
+		log:   log,
+		local: localAddrs(),
+	}
+	r.SetKey(cfg.Key)
+	return r, nil
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// Config returns the configuration in use (with defaults filled).
+func (r *Reflector) Config() Config { return r.cfg }
+
+// Table returns the session table (for provisioning and monitoring).
+func (r *Reflector) Table() *Table { return r.table }
+
+// SetKey replaces the default key (SIGHUP reload); workers pick it up on their next packet.
+func (r *Reflector) SetKey(key []byte) {
+	r.keys.Store(&keyring{key: append([]byte(nil), key...), gen: r.gen.Add(1)})
+}
+
+// ErrorEstimate returns the Error Estimate the reflector writes.
+func (r *Reflector) ErrorEstimate() timestamp.ErrorEstimate { return r.ee }
+
+// ExpireIdle removes learned sessions idle for longer than the idle timeout.
+func (r *Reflector) ExpireIdle(now time.Time) int {
+	return r.table.Expire(now.Add(-r.cfg.IdleTimeout))
+}

@@ -1,0 +1,123 @@
+package reflector
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/probekit/probekit/shared/udpsock"
+)
+
+// ListenOptions are the udpsock options a reflector socket needs: kernel receive timestamps
+// for T2, the received TOS for Class of Service and the TTL for the Sender TTL field.
+func ListenOptions(batch int) udpsock.Options {
+	return udpsock.Options{RxTimestamps: true, RecvTOS: true, RecvTTL: true, Batch: batch,
+		ReadBuffer: 4 << 20, WriteBuffer: 4 << 20}
+}
+
+// Serve reflects the test packets arriving on conn until ctx is cancelled or conn is closed,
+// with one recvmmsg and one sendmmsg per batch and no allocation per packet. Open conn with
+// ListenOptions. Serve returns nil on cancellation or close.
+func (r *Reflector) Serve(ctx context.Context, conn *udpsock.Conn) error {
+	batch := r.cfg.Batch
+	if batch <= 0 {
+		batch = udpsock.DefaultBatch
+	}
+	w := r.NewWorker()
+	local := conn.LocalAddr()
+	in := make([]udpsock.Message, batch)
+	out := make([]udpsock.Message, batch)
+	// One spare octet per receive buffer tells a maximal packet from a longer, truncated one.
+	rbuf := make([]byte, batch*(r.cfg.MaxPacket+1))
+	wbuf := make([]byte, batch*r.cfg.MaxPacket)
+	for i := range in {
+		in[i].Buf = rbuf[i*(r.cfg.MaxPacket+1) : (i+1)*(r.cfg.MaxPacket+1) : (i+1)*(r.cfg.MaxPacket+1)]
+		out[i].Buf = wbuf[i*r.cfg.MaxPacket : (i+1)*r.cfg.MaxPacket : (i+1)*r.cfg.MaxPacket]
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
+	defer stop()
+	var pkt Packet
+	for {
+		n, err := conn.ReadBatch(in)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, syscall.ECONNREFUSED) ||
+				errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.ENOBUFS) {
+				continue
+			}
+			return err
+		}
+		k := 0
+		for i := 0; i < n; i++ {
+			m := &in[i]
+			if m.Truncated || m.N > r.cfg.MaxPacket {
+				r.Stats.Received.Add(1)
+				r.Stats.Drops[DropTooLong].Add(1)
+				continue
+			}
+			pkt = Packet{Data: m.Buf[:m.N], Peer: m.Addr, Local: local, RxTime: m.RxTime,
+				RxSource: m.RxSource, TOS: m.TOS, TTL: m.TTL}
+			reply, tos, ok := w.Reflect(&pkt, out[k].Buf[:0])
+			if !ok {
+				continue
+			}
+			out[k].N, out[k].Addr, out[k].TOS = len(reply), m.Addr, tos
+			k++
+		}
+		if k == 0 {
+			continue
+		}
+		sent, err := conn.WriteBatch(out[:k])
+		if err != nil {
+			r.Stats.Drops[DropSendError].Add(uint64(k - sent))
+			r.Stats.Reflected.Add(^uint64(k - sent - 1)) // not reflected after all
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			r.log.WithError(err).Debug("reflector: send failed")
+		}
+	}
+}
+
+// Run serves every conn until ctx is cancelled, expiring idle sessions meanwhile, and
+// returns the first error a socket reported.
+func (r *Reflector) Run(ctx context.Context, conns ...*udpsock.Conn) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, len(conns))
+	for i, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.Serve(ctx, c); err != nil {
+				errs[i] = err
+				cancel()
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(max(r.cfg.IdleTimeout/4, 10*time.Millisecond))
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-tick.C:
+				if n := r.ExpireIdle(now); n > 0 {
+					r.log.WithField("expired", n).Debug("reflector: idle sessions expired")
+				}
+			}
+		}
+	}()
+	wg.Wait()
+	return errors.Join(errs...)
+}
