@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# scripts-test.sh: self-tests of the build scripts in throwaway repositories under a temp dir:
+# version.sh (tags, dev builds, dirty trees, valid semver) and build.sh/tools.sh (any subset of
+# tool modules, a tool dir without main.go is skipped, binaries are static and stamped).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+src=$PWD
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+check() { # check NAME GOT WANT(regex)
+  if [[ "$2" =~ ^$3$ ]]; then echo "ok   $1: $2"; else echo "FAIL $1: got '$2', want /$3/"; fails=$((fails + 1)); fi
+}
+# Semantic Versioning 2.0.0 (the regex from semver.org, shortened to what version.sh emits).
+SEMVER='(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?'
+
+# --- version.sh
+r=$tmp/ver
+mkdir -p "$r/scripts" "$r/spp" "$r/shared"
+cp scripts/version.sh "$r/scripts/"
+cd "$r"
+git init -q -b main . && git config user.email t@example.org && git config user.name t
+echo a >spp/a && git add . && git commit -qm one
+sha() { git rev-parse --short=12 HEAD; }
+check "no tag" "$(scripts/version.sh spp)" "0\.0\.0-dev\.1\+g$(sha)"
+git tag spp/v1.2.3
+check "at tag" "$(scripts/version.sh spp)" "1\.2\.3"
+git tag twampd/v7.0.0
+check "other tool's tag" "$(scripts/version.sh spp)" "1\.2\.3"
+echo b >spp/a && git commit -qam two && echo c >spp/a && git commit -qam three
+check "after tag" "$(scripts/version.sh spp)" "1\.2\.4-dev\.2\+g$(sha)"
+echo d >spp/a
+check "dirty" "$(scripts/version.sh spp)" "1\.2\.4-dev\.2\+g$(sha)\.dirty"
+git commit -qam four && git tag spp/v2.0.0-rc.1
+check "pre-release tag" "$(scripts/version.sh spp)" "2\.0\.0-rc\.1"
+check "override" "$(PROBEKIT_VERSION=9.9.9 scripts/version.sh spp)" "9\.9\.9"
+for t in spp twampd stampref; do check "semver $t" "$(scripts/version.sh $t)" "$SEMVER"; done
+cd "$src"
+
+# --- tools.sh + build.sh with a partial workspace
+r=$tmp/ws
+mkdir -p "$r/scripts" "$r/shared" "$r/twampd" "$r/spp"
+cp scripts/tools.sh scripts/build.sh scripts/version.sh "$r/scripts/"
+cd "$r"
+printf 'go 1.26.0\n\nuse (\n\t./shared\n\t./spp\n\t./twampd\n)\n' >go.work
+printf 'module github.com/probekit/probekit/shared\n\ngo 1.26.0\n' >shared/go.mod
+for t in twampd spp; do printf 'module github.com/probekit/probekit/%s\n\ngo 1.26.0\n' $t >$t/go.mod; done
+printf 'package main\n\nimport "fmt"\n\nvar version = "dev"\n\nfunc main() { fmt.Println("twampd", version) }\n' >twampd/main.go
+git init -q -b main . && git config user.email t@example.org && git config user.name t && git add . && git commit -qm ws
+check "tools present" "$(scripts/tools.sh | tr '\n' ' ')" "twampd spp "
+check "tools with main" "$(scripts/tools.sh --main | tr '\n' ' ')" "twampd "
+out=$(scripts/build.sh 2>&1) || { echo "$out"; fails=$((fails + 1)); }
+check "build skips spp" "$(grep -c 'skip spp (no main package yet)' <<<"$out")" "1"
+check "version stamped" "$(bin/twampd)" "twampd 0\.0\.0-dev\.1\+g[0-9a-f]{12}"
+check "static binary" "$(ldd bin/twampd 2>&1 | grep -c 'not a dynamic executable')" "1"
+check "no spp binary" "$(ls bin)" "twampd"
+rm twampd/main.go
+out=$(scripts/build.sh 2>&1) || { echo "$out"; fails=$((fails + 1)); }
+check "build with no mains" "$out" "build: no tool has a main package yet \(modules present: twampd spp \)"
+cd "$src"
+
+if [ $fails -gt 0 ]; then echo "scripts-test: $fails FAILED"; exit 1; fi
+echo "scripts-test: all passed"

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# test.sh: everything `make test` (and CI through .ci/run) checks, in order, with the time of each
+# step: deps, gofmt, go vet, build, go test -race over the whole workspace, script self-tests,
+# the network-lab self test and the package install test (both only as root).
+# GOTESTFLAGS adds flags to go test (e.g. GOTESTFLAGS=-short).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GO=${GO:-go}
+t_all=$(date +%s)
+steps=()
+step() {
+  local name=$1; shift
+  local t0=$(date +%s)
+  echo "==> $name"
+  "$@"
+  local d=$(( $(date +%s) - t0 ))
+  steps+=("$(printf '%-14s %4ds' "$name" "$d")")
+}
+
+gofmt_check() {
+  local out
+  out=$(gofmt -l $(go list -m -f '{{.Dir}}' | sed "s|^$PWD/||"))
+  if [ -n "$out" ]; then echo "gofmt needed on:"; echo "$out"; return 1; fi
+  echo "gofmt: clean"
+}
+
+gotest() {
+  mkdir -p dist
+  local log=dist/gotest.log rc
+  set +e
+  # -race needs cgo; the binaries themselves are built with CGO_ENABLED=0.
+  CGO_ENABLED=1 "$GO" test -race -count=1 -timeout 15m ${GOTESTFLAGS:-} work 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  set -e
+  echo "go test: $(grep -c '^ok ' "$log") packages ok, $(grep -c '^FAIL' "$log") FAIL lines," \
+    "$(grep -c 'no test files' "$log") without tests"
+  return "$rc"
+}
+
+step deps scripts/deps.sh
+step gofmt gofmt_check
+step vet "$GO" vet work
+step build scripts/build.sh
+step go-test gotest
+step scripts scripts/scripts-test.sh
+step lab scripts/lab-test.sh
+step packages scripts/packages-test.sh
+echo
+echo "==> test summary"
+printf '  %s\n' "${steps[@]}"
+echo "  total          $(( $(date +%s) - t_all ))s"
