@@ -61,7 +61,8 @@ func FilterHostPort(lt LinkType, proto uint8, addrs []netip.Addr, ports ...uint1
 }
 
 // Compile returns a classic BPF program for frames of link type lt that accepts matching
-// packets, truncated to snaplen bytes (≤ 0: 262144), and drops the others.
+// packets, truncated to snaplen bytes (≤ 0: 262144), and drops the others. lt may also be
+// KernelCooked, for cooked live captures.
 func (f Filter) Compile(lt LinkType, snaplen int) ([]bpf.Instruction, error) {
 	if snaplen <= 0 {
 		snaplen = minMaxRecord
@@ -193,6 +194,12 @@ func (a *asm) link(lt LinkType) error {
 		a.emit(bpf.LoadConstant{Dst: bpf.RegX, Val: linuxSLL2HeaderLen})
 		a.emit(bpf.LoadAbsolute{Off: 0, Size: 2})
 		vlan(linuxSLL2HeaderLen)
+	case KernelCooked:
+		a.emit(bpf.LoadConstant{Dst: bpf.RegX, Val: 0})
+		a.emit(bpf.LoadExtension{Num: bpf.ExtProto})
+		a.jeq(uint32(EtherTypeIPv4), "ip4", "")
+		a.jeq(uint32(EtherTypeIPv6), "ip6", "")
+		a.jump("reject")
 	case RawIPv4:
 		a.emit(bpf.LoadConstant{Dst: bpf.RegX, Val: 0})
 		a.jump("ip4")

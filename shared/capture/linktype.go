@@ -59,6 +59,8 @@ func (lt LinkType) String() string {
 		return "IPV6"
 	case LinuxSLL2:
 		return "LINUX_SLL2"
+	case KernelCooked:
+		return "KERNEL_COOKED"
 	}
 	return fmt.Sprintf("LINKTYPE(%d)", uint16(lt))
 }

@@ -1,0 +1,235 @@
+//go:build linux
+
+package capture
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// sendUDP sends n datagrams "probekit live <first+i>" padded to size bytes to dst and returns the
+// time just before each send.
+func sendUDP(t *testing.T, dst *net.UDPAddr, first, n, size int) []time.Time {
+	t.Helper()
+	c, err := net.DialUDP("udp", nil, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	times := make([]time.Time, n)
+	for i := range n {
+		msg := make([]byte, size)
+		copy(msg, fmt.Sprintf("probekit live %d;", first+i))
+		times[i] = time.Now()
+		if _, err := c.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return times
+}
+
+// liveSink is a UDP socket that the test traffic goes to, so no ICMP errors are generated.
+func liveSink(t *testing.T, network, addr string) *net.UDPAddr {
+	t.Helper()
+	c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
+	if err != nil {
+		t.Skipf("%s %s: %v", network, addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c.LocalAddr().(*net.UDPAddr)
+}
+
+// collect reads packets until want datagrams to port arrived or the deadline passes,
+// returning the capture time of each datagram index.
+func collect(t *testing.T, h *Live, port uint16, want, snaplen int) map[int]Packet {
+	t.Helper()
+	got := map[int]Packet{}
+	deadline := time.Now().Add(3 * time.Second)
+	for len(got) < want && time.Now().Before(deadline) {
+		p, err := h.Next()
+		if errors.Is(err, ErrTimeout) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.LinkType != h.LinkType() || p.CaptureLen != len(p.Data) || p.CaptureLen > snaplen {
+			t.Fatalf("packet: link type %v, caplen %d, len %d", p.LinkType, p.CaptureLen, len(p.Data))
+		}
+		dport, payload, ok := udpPayload(t, p.LinkType, p.Data)
+		if !ok || dport != port {
+			t.Fatalf("the filter let through a packet that is not UDP to port %d: %x", port, p.Data)
+		}
+		var i int
+		if _, err := fmt.Sscanf(string(payload), "probekit live %d;", &i); err != nil {
+			t.Fatalf("payload %q: %v", payload, err)
+		}
+		if _, dup := got[i]; dup {
+			t.Fatalf("datagram %d captured twice", i)
+		}
+		p.Data = append([]byte(nil), p.Data...)
+		got[i] = p
+	}
+	return got
+}
+
+func checkTimes(t *testing.T, got map[int]Packet, sent []time.Time) {
+	t.Helper()
+	if len(got) != len(sent) {
+		t.Fatalf("captured %d of %d datagrams", len(got), len(sent))
+	}
+	for i, at := range sent {
+		// Kernel receive timestamp vs the user-space time just before sendmsg, one clock.
+		if d := got[i].Time.Sub(at); d < 0 || d > 5*time.Millisecond {
+			t.Errorf("datagram %d: kernel timestamp %v after the send call", i, d)
+		}
+	}
+}
+
+func TestLiveLoopback(t *testing.T) {
+	needRoot(t)
+	dst := liveSink(t, "udp4", "127.0.0.1:0")
+	noise := liveSink(t, "udp4", "127.0.0.1:0")
+	port := uint16(dst.Port)
+	const snaplen = 96
+	h, err := OpenLive("lo", LiveOptions{
+		Snaplen: snaplen,
+		Promisc: true,
+		Match:   &Filter{Hosts: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, Protocol: ProtoUDP, Ports: []uint16{port}},
+		Timeout: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if h.LinkType() != Ethernet || h.FilterLinkType() != Ethernet || h.Snaplen() != snaplen {
+		t.Fatalf("lo: link type %v, filter %v, snaplen %d", h.LinkType(), h.FilterLinkType(), h.Snaplen())
+	}
+	h.Stats() // reset the counters
+	const n, size = 40, 300
+	done := make(chan []time.Time)
+	go func() {
+		sendUDP(t, noise, 0, 10, 20) // must be filtered out
+		done <- sendUDP(t, dst, 0, n, size)
+	}()
+	got := collect(t, h, port, n, snaplen)
+	sent := <-done
+	checkTimes(t, got, sent)
+	for i, p := range got {
+		if p.CaptureLen != snaplen || p.OrigLen != 14+20+8+size {
+			t.Fatalf("datagram %d: caplen %d origlen %d, want %d and %d", i, p.CaptureLen, p.OrigLen, snaplen, 14+20+8+size)
+		}
+	}
+	st, err := h.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Loopback packets pass the socket twice (out and in); the kernel counts both.
+	if st.Packets < n || st.Packets > 2*n || st.Drops != 0 {
+		t.Fatalf("stats %+v after %d datagrams", st, n)
+	}
+	// Nothing more arrives: the noise never matched.
+	if p, err := h.Next(); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("after the traffic: %v %x", err, p.Data)
+	}
+}
+
+func TestLiveAnyCooked(t *testing.T) {
+	needRoot(t)
+	dst6 := liveSink(t, "udp6", "[::1]:0")
+	port := uint16(dst6.Port)
+	dst4 := liveSink(t, "udp4", fmt.Sprintf("127.0.0.1:%d", port))
+	prog, err := FilterPort(KernelCooked, ProtoUDP, port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := OpenLive("any", LiveOptions{Filter: prog, Timeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if h.LinkType() != LinuxSLL2 || h.FilterLinkType() != KernelCooked {
+		t.Fatalf("any: link type %v, filter %v", h.LinkType(), h.FilterLinkType())
+	}
+	const n = 20
+	done := make(chan []time.Time)
+	go func() {
+		s6 := sendUDP(t, dst6, 0, n, 40)
+		done <- append(s6, sendUDP(t, dst4, n, n, 40)...)
+	}()
+	got := collect(t, h, port, 2*n, minMaxRecord)
+	sent := <-done
+	checkTimes(t, got, sent)
+	for i, p := range got {
+		// SLL2 header synthesized from sockaddr_ll: protocol, ifindex of lo, ARPHRD_LOOPBACK.
+		et, ipLen := EtherTypeIPv6, 40
+		if i >= n {
+			et, ipLen = EtherTypeIPv4, 20
+		}
+		if got := binary.BigEndian.Uint16(p.Data); got != et {
+			t.Fatalf("datagram %d: SLL2 protocol %#x, want %#x", i, got, et)
+		}
+		if idx := int(binary.BigEndian.Uint32(p.Data[4:])); idx != h.loIndex {
+			t.Fatalf("datagram %d: ifindex %d, loopback is %d", i, idx, h.loIndex)
+		}
+		if ha := binary.BigEndian.Uint16(p.Data[8:]); ha != 772 {
+			t.Fatalf("datagram %d: hatype %d", i, ha)
+		}
+		if p.OrigLen != 20+ipLen+8+40 {
+			t.Fatalf("datagram %d: origlen %d", i, p.OrigLen)
+		}
+	}
+}
+
+func TestLiveCloseAndTimeout(t *testing.T) {
+	needRoot(t)
+	h, err := OpenLive("lo", LiveOptions{Match: &Filter{Protocol: ProtoUDP, Ports: []uint16{9}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := h.Next()
+		errc <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("Next after Close: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Close did not wake a blocked Next")
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Stats(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Stats after Close: %v", err)
+	}
+
+	h, err = OpenLive("lo", LiveOptions{Match: &Filter{Protocol: ProtoUDP, Ports: []uint16{9}}, Timeout: 30 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	start := time.Now()
+	if _, err := h.Next(); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("idle Next: %v", err)
+	}
+	if d := time.Since(start); d < 25*time.Millisecond || d > time.Second {
+		t.Fatalf("timeout after %v, want 30ms", d)
+	}
+	if _, err := OpenLive("no-such-if0", LiveOptions{}); err == nil {
+		t.Fatal("opened a missing interface")
+	}
+}
