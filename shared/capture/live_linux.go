@@ -25,7 +25,7 @@ const (
 	tpDefaultBuffer  = 8 << 20
 	tpMinBlock       = 1 << 20
 	tpFrameSize      = 2048
-	vlanReserve      = 4                       // room to re-insert a stripped 802.1Q tag
+	vlanReserve      = 4                      // room to re-insert a stripped 802.1Q tag
 	cookedReserve    = linuxSLL2HeaderLen + 4 // room for the SLL2 header and a tag
 )
 
