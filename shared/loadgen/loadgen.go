@@ -71,6 +71,7 @@ type Percentiles struct {
 type Result struct {
 	Rate     float64       `json:"rate_pps"`
 	Duration time.Duration `json:"duration_ns"`
+	Size     int           `json:"size"`
 	Sent     uint64        `json:"sent"`
 	Received uint64        `json:"received"`
 	Lost     uint64        `json:"lost"`
@@ -164,7 +165,7 @@ func Run(ctx context.Context, conn *udpsock.Conn, cfg Config) (Result, error) {
 		st.residence = make([]time.Duration, 0, total)
 	}
 	var res Result
-	res.Rate, res.Duration = cfg.Rate, cfg.Duration
+	res.Rate, res.Duration, res.Size = cfg.Rate, cfg.Duration, cfg.Size
 
 	cpu0, err := procCPU(cfg.PID)
 	if err != nil {

@@ -88,7 +88,7 @@ type Conn struct {
 	tos     atomic.Uint32 // the socket's default TOS (SetTOS); messages differing get a cmsg
 	txNext  atomic.Uint32 // next OPT_ID the kernel will assign
 	closing atomic.Bool
-	stop    func() bool // stops the context watcher
+	stop    atomic.Pointer[func() bool] // stops the context watcher
 
 	rmu sync.Mutex
 	r   batchState
@@ -164,7 +164,12 @@ func Listen(ctx context.Context, network, addr string, opts Options) (*Conn, err
 		pc.Close()
 		return nil, err
 	}
-	c.stop = context.AfterFunc(ctx, func() { c.Close() })
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	c.stop.Store(&stop)
+	if c.closing.Load() {
+		// Cancelled before the watcher was stored: Close ran without it.
+		stop()
+	}
 	if opts.RxTimestamps {
 		warmRxTimestamps(c.rxTS)
 	}
@@ -359,8 +364,8 @@ func (c *Conn) Close() error {
 	if c.closing.Swap(true) {
 		return nil
 	}
-	if c.stop != nil {
-		c.stop()
+	if stop := c.stop.Load(); stop != nil {
+		(*stop)()
 	}
 	return c.uc.Close()
 }

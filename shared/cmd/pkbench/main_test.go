@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/probekit/probekit/shared/loadgen"
+	"github.com/probekit/probekit/shared/timestamp"
+	"github.com/probekit/probekit/shared/udpsock"
+)
+
+func build(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "pkbench")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func run(t *testing.T, bin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return o.String(), e.String(), code
+}
+
+func TestEndToEnd(t *testing.T) {
+	bin := build(t)
+
+	t.Run("reflector echo baseline json", func(t *testing.T) {
+		out, errOut, code := run(t, bin, "--json", "--log-level", "warn", "reflector",
+			"--rate", "4000", "--duration", "500ms", "--no-search",
+			"--residence-rate", "2000", "--residence-duration", "200ms")
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		var rep loadgen.Report
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatalf("%v: %q", err, out)
+		}
+		if rep.Limit.Name != "limit-echo" || rep.Target.Name != "echo" {
+			t.Errorf("names %q %q", rep.Limit.Name, rep.Target.Name)
+		}
+		for _, tr := range []loadgen.TargetReport{rep.Limit, rep.Target} {
+			if len(tr.Fixed) != 1 || tr.Fixed[0].Sent != 2000 || tr.Fixed[0].CPU <= 0 {
+				t.Errorf("%s: %+v", tr.Name, tr.Fixed)
+			}
+		}
+		if rep.CPURatio <= 0 || len(rep.Checks) == 0 {
+			t.Errorf("ratio %v checks %+v", rep.CPURatio, rep.Checks)
+		}
+	})
+
+	t.Run("reflector command with residence text", func(t *testing.T) {
+		// The "reflector" is pkbench's own echo started through --cmd, so {port}
+		// substitution, exec and PID tracking are exercised; text output has both rows.
+		out, errOut, code := run(t, bin, "--log-level", "warn", "reflector",
+			"--cmd", bin+" --log-level warn echo --listen 127.0.0.1:{port}", "--rate", "3000", "--duration", "300ms",
+			"--no-search", "--residence-rate", "1000", "--residence-duration", "100ms")
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		for _, want := range []string{"limit-echo vs pkbench", "\nlimit-echo ", "\npkbench ", "check cpu_per_packet_ratio"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("output lacks %q:\n%s", want, out)
+			}
+		}
+	})
+
+	t.Run("load with residence", func(t *testing.T) {
+		// A reflector stamping T3 − T2 = 9 µs; pkbench load must report it.
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		c, err := udpsock.Listen(ctx, "udp4", "127.0.0.1:0", udpsock.Options{RxTimestamps: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			ms := make([]udpsock.Message, 16)
+			for i := range ms {
+				ms[i].Buf = make([]byte, 2048)
+			}
+			for {
+				n, err := c.ReadBatch(ms)
+				if err != nil {
+					return
+				}
+				for i := 0; i < n; i++ {
+					b := ms[i].Buf[:ms[i].N]
+					timestamp.NTPFromTime(ms[i].RxTime).Put(b[16:24])
+					timestamp.NTPFromTime(ms[i].RxTime.Add(9 * time.Microsecond)).Put(b[4:12])
+				}
+				if _, err := c.WriteBatch(ms[:n]); err != nil {
+					return
+				}
+			}
+		}()
+		out, errOut, code := run(t, bin, "--json", "load", "--target", c.LocalAddr().String(), "--rate", "1000", "--duration", "200ms")
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		var res loadgen.Result
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			t.Fatal(err)
+		}
+		if res.Sent != 200 || res.Received != 200 || res.Residence.Count != 200 {
+			t.Fatalf("%+v", res)
+		}
+		if d := res.Residence.P50 - 9*time.Microsecond; d < -2 || d > 2 {
+			t.Errorf("residence p50 %v, want 9µs", res.Residence.P50)
+		}
+	})
+
+	t.Run("usage errors", func(t *testing.T) {
+		for _, args := range [][]string{
+			{"load", "--target", "192.0.2.1:862"},
+			{"load"},
+			{"load", "--target", "127.0.0.1:9", "--rate", "-5"},
+			{"reflector", "--cmd", "bin/stampref --listen 127.0.0.1:862"},
+		} {
+			_, errOut, code := run(t, bin, args...)
+			if code != 2 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+				t.Errorf("%v: exit %d, stderr %q; want 2 and one line", args, code, errOut)
+			}
+		}
+	})
+}
+
+func TestCmdName(t *testing.T) {
+	for in, want := range map[string]string{
+		"bin/stampref --listen 127.0.0.1:{port}": "stampref",
+		"twampd --light":                         "twampd",
+		"  ":                                     "reflector",
+	} {
+		if got := cmdName(in); got != want {
+			t.Errorf("cmdName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

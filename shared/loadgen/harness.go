@@ -1,0 +1,331 @@
+package loadgen
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/probekit/probekit/shared/udpsock"
+)
+
+// BenchConfig drives Compare. Zero fields take the defaults in DefaultBenchConfig.
+type BenchConfig struct {
+	// Rate and Duration: the fixed offered load at which CPU per packet is compared.
+	Rate     float64
+	Duration time.Duration
+	// Repeat fixed-rate runs per target, alternating targets; the median counts.
+	Repeat int
+	// ResidenceRate and ResidenceDuration: the run whose replies give T3 − T2.
+	ResidenceRate     float64
+	ResidenceDuration time.Duration
+	// The max-rate search offers SearchStart, ×SearchFactor each step, up to SearchMax, for
+	// SearchDuration each, until loss reaches LossLimit or the generator falls behind.
+	SearchStart    float64
+	SearchFactor   float64
+	SearchMax      float64
+	SearchDuration time.Duration
+	LossLimit      float64
+	// Size of the test packets (DefaultSize when 0).
+	Size int
+	// SkipSearch leaves out the max-rate search (MaxRate stays 0).
+	SkipSearch bool
+	// Log receives progress lines (nil: silent).
+	Log logrus.FieldLogger
+}
+
+// DefaultBenchConfig is the issue's measurement: 20 kpps × 5 s for CPU, residence at 10 kpps,
+// loss limit 0.1 %.
+var DefaultBenchConfig = BenchConfig{
+	Rate: 20000, Duration: 5 * time.Second, Repeat: 1,
+	ResidenceRate: 10000, ResidenceDuration: 3 * time.Second,
+	SearchStart: 50000, SearchFactor: 1.25, SearchMax: 2e6, SearchDuration: time.Second,
+	LossLimit: 0.001,
+}
+
+func (c *BenchConfig) normalise() {
+	d := DefaultBenchConfig
+	if c.Rate == 0 {
+		c.Rate = d.Rate
+	}
+	if c.Duration == 0 {
+		c.Duration = d.Duration
+	}
+	if c.Repeat <= 0 {
+		c.Repeat = d.Repeat
+	}
+	if c.ResidenceRate == 0 {
+		c.ResidenceRate = d.ResidenceRate
+	}
+	if c.ResidenceDuration == 0 {
+		c.ResidenceDuration = d.ResidenceDuration
+	}
+	if c.SearchStart == 0 {
+		c.SearchStart = d.SearchStart
+	}
+	if c.SearchFactor <= 1 {
+		c.SearchFactor = d.SearchFactor
+	}
+	if c.SearchMax == 0 {
+		c.SearchMax = d.SearchMax
+	}
+	if c.SearchDuration == 0 {
+		c.SearchDuration = d.SearchDuration
+	}
+	if c.LossLimit == 0 {
+		c.LossLimit = d.LossLimit
+	}
+	if c.Log == nil {
+		l := logrus.New()
+		l.SetLevel(logrus.PanicLevel)
+		c.Log = l
+	}
+}
+
+// TargetReport is what Compare measured for one target.
+type TargetReport struct {
+	Name string `json:"name"`
+	// Fixed are the fixed-rate runs; CPUPerPacket is their median CPU per reflected packet.
+	Fixed        []Result      `json:"fixed"`
+	CPUPerPacket time.Duration `json:"cpu_per_packet_ns"`
+	// MaxRate is the highest reply rate seen with loss below the limit; MaxRateBound says what
+	// ended the search: "loss" (the target dropped), "generator" (the load generator could not
+	// offer more), or "cap" (SearchMax reached).
+	MaxRate      float64  `json:"max_rate_pps"`
+	MaxRateBound string   `json:"max_rate_bound,omitempty"`
+	Search       []Result `json:"search,omitempty"`
+	// Residence is the residence-rate run; its Residence field is empty for plain echoes.
+	Residence *Result `json:"residence,omitempty"`
+}
+
+// Check is one pass/fail comparison against a target figure.
+type Check struct {
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
+	Op    string  `json:"op"`
+	Limit float64 `json:"limit"`
+	Pass  bool    `json:"pass"`
+}
+
+// Report compares a target with the limit echo measured in the same run.
+type Report struct {
+	Rate         float64       `json:"rate_pps"`
+	Duration     time.Duration `json:"duration_ns"`
+	Limit        TargetReport  `json:"limit"`
+	Target       TargetReport  `json:"target"`
+	CPURatio     float64       `json:"cpu_ratio"`
+	MaxRateRatio float64       `json:"max_rate_ratio"`
+	Checks       []Check       `json:"checks"`
+}
+
+// Passed reports whether every check passed.
+func (r Report) Passed() bool {
+	for _, c := range r.Checks {
+		if !c.Pass {
+			return false
+		}
+	}
+	return true
+}
+
+// The reflector performance targets of issues 4 and 5.
+const (
+	MaxCPURatio        = 1.3
+	MinMaxRateRatio    = 0.95
+	MaxResidenceP50    = 5 * time.Microsecond
+	MaxResidenceP99    = 50 * time.Microsecond
+	generatorReadBuf   = 8 << 20
+	generatorWriteBuf  = 4 << 20
+	settleBetweenRuns  = 100 * time.Millisecond
+	searchRefinements  = 1
+	minSearchRate      = 1000
+	residenceCheckName = "residence"
+)
+
+// Compare measures limit (the minimal echo) and target one after the other on the same
+// machine: CPU per packet at the fixed rate (runs alternate between the two), the highest
+// loss-free reply rate, and the target's residence time, then checks the ratios against the
+// issue's targets.
+func Compare(ctx context.Context, limit, target *Process, cfg BenchConfig) (Report, error) {
+	cfg.normalise()
+	rep := Report{Rate: cfg.Rate, Duration: cfg.Duration}
+	rep.Limit.Name, rep.Target.Name = limit.Name, target.Name
+	reports := []*TargetReport{&rep.Limit, &rep.Target}
+	procs := []*Process{limit, target}
+
+	for r := 0; r < cfg.Repeat; r++ {
+		for i, p := range procs {
+			res, err := RunOnce(ctx, p, Config{Rate: cfg.Rate, Duration: cfg.Duration, Size: cfg.Size, Residence: STAMPResidence})
+			if err != nil {
+				return rep, err
+			}
+			cfg.Log.WithFields(logrus.Fields{"target": p.Name, "rate": cfg.Rate, "loss": res.Loss,
+				"cpu_us_per_pkt": us(res.CPUPerPacket)}).Info("fixed-rate run")
+			reports[i].Fixed = append(reports[i].Fixed, res)
+		}
+	}
+	for _, tr := range reports {
+		tr.CPUPerPacket = medianCPU(tr.Fixed)
+	}
+	if !cfg.SkipSearch {
+		for i, p := range procs {
+			if err := search(ctx, p, cfg, reports[i]); err != nil {
+				return rep, err
+			}
+		}
+	}
+	for i, p := range procs {
+		res, err := RunOnce(ctx, p, Config{Rate: cfg.ResidenceRate, Duration: cfg.ResidenceDuration, Size: cfg.Size, Residence: STAMPResidence})
+		if err != nil {
+			return rep, err
+		}
+		reports[i].Residence = &res
+	}
+	rep.evaluate(cfg)
+	return rep, nil
+}
+
+func (rep *Report) evaluate(cfg BenchConfig) {
+	if rep.Limit.CPUPerPacket > 0 {
+		rep.CPURatio = float64(rep.Target.CPUPerPacket) / float64(rep.Limit.CPUPerPacket)
+		rep.Checks = append(rep.Checks, Check{Name: "cpu_per_packet_ratio", Value: rep.CPURatio, Op: "<=", Limit: MaxCPURatio,
+			Pass: rep.CPURatio <= MaxCPURatio})
+	}
+	if !cfg.SkipSearch && rep.Limit.MaxRate > 0 {
+		rep.MaxRateRatio = rep.Target.MaxRate / rep.Limit.MaxRate
+		rep.Checks = append(rep.Checks, Check{Name: "max_rate_ratio", Value: rep.MaxRateRatio, Op: ">=", Limit: MinMaxRateRatio,
+			Pass: rep.MaxRateRatio >= MinMaxRateRatio})
+	}
+	if r := rep.Target.Residence; r != nil && r.Residence.Count > 0 {
+		p50, p99 := us(r.Residence.P50), us(r.Residence.P99)
+		rep.Checks = append(rep.Checks,
+			Check{Name: residenceCheckName + "_p50_us", Value: p50, Op: "<=", Limit: us(MaxResidenceP50), Pass: r.Residence.P50 <= MaxResidenceP50},
+			Check{Name: residenceCheckName + "_p99_us", Value: p99, Op: "<=", Limit: us(MaxResidenceP99), Pass: r.Residence.P99 <= MaxResidenceP99})
+	}
+	for _, tr := range []TargetReport{rep.Limit, rep.Target} {
+		for _, f := range tr.Fixed {
+			if f.Loss >= cfg.LossLimit {
+				rep.Checks = append(rep.Checks, Check{Name: tr.Name + "_fixed_rate_loss", Value: f.Loss, Op: "<", Limit: cfg.LossLimit})
+			}
+		}
+	}
+}
+
+// search finds the highest reply rate with loss below the limit: it halves the offered rate
+// from SearchStart until a step passes (down to minSearchRate), then steps up by SearchFactor
+// until loss or the generator ends it, and finally bisects once between the last passing and
+// the first failing rate.
+func search(ctx context.Context, p *Process, cfg BenchConfig, tr *TargetReport) error {
+	pass := func(r Result) bool { return r.Loss < cfg.LossLimit && !r.GeneratorBound() }
+	step := func(rate float64) (Result, error) {
+		res, err := RunOnce(ctx, p, Config{Rate: rate, Duration: cfg.SearchDuration, Size: cfg.Size})
+		if err != nil {
+			return res, err
+		}
+		tr.Search = append(tr.Search, res)
+		cfg.Log.WithFields(logrus.Fields{"target": p.Name, "offered": rate, "sent_pps": int(res.SentRate),
+			"reply_pps": int(res.ReplyRate), "loss": res.Loss}).Info("max-rate step")
+		if res.Loss < cfg.LossLimit && res.ReplyRate > tr.MaxRate {
+			tr.MaxRate = res.ReplyRate
+		}
+		return res, nil
+	}
+	var lastPass, firstFail float64
+	rate := cfg.SearchStart
+	for {
+		res, err := step(rate)
+		if err != nil {
+			return err
+		}
+		if pass(res) {
+			lastPass = rate
+			break
+		}
+		firstFail = rate
+		if res.Loss < cfg.LossLimit {
+			tr.MaxRateBound = "generator"
+		} else {
+			tr.MaxRateBound = "loss"
+		}
+		if rate/2 < minSearchRate {
+			return nil
+		}
+		rate /= 2
+	}
+	if firstFail == 0 {
+		for rate = lastPass * cfg.SearchFactor; ; rate *= cfg.SearchFactor {
+			if rate > cfg.SearchMax {
+				tr.MaxRateBound = "cap"
+				return nil
+			}
+			res, err := step(rate)
+			if err != nil {
+				return err
+			}
+			if pass(res) {
+				lastPass = rate
+				continue
+			}
+			firstFail = rate
+			if res.Loss >= cfg.LossLimit {
+				tr.MaxRateBound = "loss"
+			} else {
+				tr.MaxRateBound = "generator"
+			}
+			break
+		}
+	}
+	for i := 0; i < searchRefinements && tr.MaxRateBound == "loss"; i++ {
+		rate := (lastPass + firstFail) / 2
+		res, err := step(rate)
+		if err != nil {
+			return err
+		}
+		if pass(res) {
+			lastPass = rate
+		} else {
+			firstFail = rate
+		}
+	}
+	return nil
+}
+
+// RunOnce runs cfg against p from a fresh generator socket (so late replies of an earlier run
+// cannot be mistaken for this run's), measuring p's CPU.
+func RunOnce(ctx context.Context, p *Process, cfg Config) (Result, error) {
+	if p.Exited() {
+		return Result{}, fmt.Errorf("loadgen: %s exited: %v: %s", p.Name, p.err, p.out.String())
+	}
+	conn, err := udpsock.Listen(ctx, "udp4", "127.0.0.1:0", udpsock.Options{
+		RxTimestamps: true, ReadBuffer: generatorReadBuf, WriteBuffer: generatorWriteBuf})
+	if err != nil {
+		return Result{}, err
+	}
+	defer conn.Close()
+	time.Sleep(settleBetweenRuns)
+	cfg.Target, cfg.PID = p.Addr, p.PID()
+	res, err := Run(ctx, conn, cfg)
+	if err != nil {
+		return res, fmt.Errorf("%s: %w", p.Name, err)
+	}
+	if p.Exited() {
+		return res, fmt.Errorf("loadgen: %s exited during the run: %v: %s", p.Name, p.err, p.out.String())
+	}
+	return res, nil
+}
+
+func medianCPU(rs []Result) time.Duration {
+	if len(rs) == 0 {
+		return 0
+	}
+	v := make([]time.Duration, len(rs))
+	for i, r := range rs {
+		v[i] = r.CPUPerPacket
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
