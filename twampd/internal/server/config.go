@@ -1,0 +1,223 @@
+// Package server is twampd: the TWAMP Server (control, RFC 5357 §3) and Session-Reflector
+// (built on shared/reflector), plus the TWAMP Light reflector and the monitoring endpoints.
+package server
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/probekit/probekit/shared/twampctl"
+)
+
+// Defaults (RFC 5357 §3.1, §4.2 and owamp's).
+const (
+	DefaultPort     = 862
+	DefaultServWait = 900 * time.Second
+	DefaultRefWait  = 900 * time.Second
+	DefaultCount    = 2048
+	// DefaultMaxTimeout caps the Timeout a client may ask for after Stop-Sessions.
+	DefaultMaxTimeout = 60 * time.Second
+	// SupportedExtensions are the extension mode bits this server implements and advertises:
+	// RFC 5938 individual session control. (Reflect octets / symmetrical size (RFC 6038) and
+	// DSCP-ECN monitoring (RFC 7750) change the test packet layout, which the shared
+	// reflector does not produce; they are not advertised.)
+	SupportedExtensions = twampctl.ModeIndividualSessionControl
+)
+
+// PortRange is an inclusive UDP port range for test sessions; zero means "kernel chooses".
+type PortRange struct{ Lo, Hi uint16 }
+
+// ParsePortRange parses "lo-hi" or a single port; "" and "0" mean no range.
+func ParsePortRange(s string) (PortRange, error) {
+	if s == "" || s == "0" {
+		return PortRange{}, nil
+	}
+	lo, hi, found := strings.Cut(s, "-")
+	if !found {
+		hi = lo
+	}
+	l, err1 := strconv.ParseUint(lo, 10, 16)
+	h, err2 := strconv.ParseUint(hi, 10, 16)
+	if err1 != nil || err2 != nil || l == 0 || h < l {
+		return PortRange{}, fmt.Errorf("bad port range %q (want lo-hi, 1 ≤ lo ≤ hi ≤ 65535)", s)
+	}
+	return PortRange{uint16(l), uint16(h)}, nil
+}
+
+// Size is the number of ports in the range.
+func (r PortRange) Size() int {
+	if r.Lo == 0 {
+		return 0
+	}
+	return int(r.Hi) - int(r.Lo) + 1
+}
+
+// Limits bound what one identity (or unauthenticated clients) may use.
+type Limits struct {
+	// MaxSessions is the most concurrent test sessions (0 = no per-user limit).
+	MaxSessions int
+	// MaxPadding is the largest Padding Length accepted (0 = no limit).
+	MaxPadding uint32
+	// Deny refuses the identity altogether.
+	Deny bool
+}
+
+// LimitsFile maps identities to limits. The key "open" applies to unauthenticated clients,
+// "*" to authenticated identities without their own line.
+type LimitsFile map[string]Limits
+
+// ParseLimits reads lines `identity key=value ...` with keys sessions, padding, deny
+// (e.g. `testuser sessions=4 padding=1400`, `open sessions=1`, `mallory deny`).
+func ParseLimits(r io.Reader) (LimitsFile, error) {
+	lf := LimitsFile{}
+	sc := bufio.NewScanner(r)
+	line := 0
+	for sc.Scan() {
+		line++
+		s := sc.Text()
+		if i := strings.IndexByte(s, '#'); i >= 0 {
+			s = s[:i]
+		}
+		f := strings.Fields(s)
+		if len(f) == 0 {
+			continue
+		}
+		var l Limits
+		for _, kv := range f[1:] {
+			k, v, _ := strings.Cut(kv, "=")
+			switch k {
+			case "deny":
+				l.Deny = true
+				continue
+			case "sessions", "padding":
+			default:
+				return nil, fmt.Errorf("limits line %d: unknown key %q (sessions, padding, deny)", line, k)
+			}
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil {
+				return nil, fmt.Errorf("limits line %d: %s=%q is not a number", line, k, v)
+			}
+			if k == "sessions" {
+				l.MaxSessions = int(n)
+			} else {
+				l.MaxPadding = uint32(n)
+			}
+		}
+		if _, dup := lf[f[0]]; dup {
+			return nil, fmt.Errorf("limits line %d: duplicate identity %q", line, f[0])
+		}
+		lf[f[0]] = l
+	}
+	return lf, sc.Err()
+}
+
+// LoadLimits reads a limits file.
+func LoadLimits(path string) (LimitsFile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("limits: %w", err)
+	}
+	defer f.Close()
+	lf, err := ParseLimits(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return lf, nil
+}
+
+// For returns the limits of an identity ("" = unauthenticated).
+func (lf LimitsFile) For(identity string) Limits {
+	if identity == "" {
+		return lf["open"]
+	}
+	if l, ok := lf[identity]; ok {
+		return l
+	}
+	return lf["*"]
+}
+
+// Config is twampd's configuration.
+type Config struct {
+	// Listen addresses for TWAMP-Control (TCP) or, with Light, the TWAMP Light reflector (UDP).
+	Listen []string
+	// Modes are the security modes offered (twampctl.Mode bits O/A/E/M).
+	Modes twampctl.Mode
+	// Keys holds the shared secrets for modes A, E and M.
+	Keys twampctl.KeyFile
+	// Limits are per-identity limits (nil = none).
+	Limits LimitsFile
+	// Count is the PBKDF2 iteration count offered (DefaultCount when 0).
+	Count uint32
+	// ServWait closes idle control connections; RefWait ends test sessions without packets.
+	ServWait, RefWait time.Duration
+	// TestPorts is the fallback range for test sessions after the requested port.
+	TestPorts PortRange
+	// MaxSessions bounds concurrent test sessions over all clients (0 = unlimited).
+	MaxSessions int
+	// MaxConnections bounds concurrent control connections (0 = unlimited).
+	MaxConnections int
+	// StrictStop closes the control connection when Stop-Sessions has the wrong count
+	// (RFC 5357 §3.8); otherwise the mismatch is logged and the sessions stopped.
+	StrictStop bool
+	// MaxTimeout caps the post-Stop-Sessions Timeout (DefaultMaxTimeout when 0).
+	MaxTimeout time.Duration
+	// Light runs a TWAMP Light reflector on Listen (UDP) instead of the control server.
+	Light bool
+	// MetricsAddr serves /metrics and /status (e.g. 127.0.0.1:9862); empty disables.
+	MetricsAddr string
+	// KernelTimestamps asks for SO_TIMESTAMPING receive timestamps for T2.
+	KernelTimestamps bool
+	// Synchronized sets the S bit in the reflector's Error Estimate.
+	Synchronized bool
+	// Logger receives logs; nil discards.
+	Logger logrus.FieldLogger
+}
+
+func (c *Config) setDefaults() {
+	if len(c.Listen) == 0 {
+		c.Listen = []string{fmt.Sprintf(":%d", DefaultPort)}
+	}
+	if c.Modes == 0 {
+		c.Modes = twampctl.ModeUnauthenticated
+	}
+	if c.Count == 0 {
+		c.Count = DefaultCount
+	}
+	if c.ServWait == 0 {
+		c.ServWait = DefaultServWait
+	}
+	if c.RefWait == 0 {
+		c.RefWait = DefaultRefWait
+	}
+	if c.MaxTimeout == 0 {
+		c.MaxTimeout = DefaultMaxTimeout
+	}
+	if c.Logger == nil {
+		l := logrus.New()
+		l.SetOutput(io.Discard)
+		c.Logger = l
+	}
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	if c.Modes.Security() == 0 || c.Modes&^twampctl.SecurityModes != 0 {
+		return fmt.Errorf("modes must be a combination of O, A, E, M, got %s", c.Modes)
+	}
+	if c.Modes&(twampctl.ModeAuthenticated|twampctl.ModeEncrypted|twampctl.ModeMixed) != 0 && len(c.Keys) == 0 {
+		return fmt.Errorf("modes A, E and M need a key file with at least one identity")
+	}
+	if c.Count != 0 {
+		if err := twampctl.ValidCount(c.Count); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,243 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/probekit/probekit/shared/reflector"
+	"github.com/probekit/probekit/shared/testpkt"
+	"github.com/probekit/probekit/shared/twampctl"
+	"github.com/probekit/probekit/shared/udpsock"
+)
+
+// maxDatagram is the largest test packet a session socket receives.
+const maxDatagram = 9216
+
+// session is one negotiated test session: its own UDP socket, provisioned in the shared
+// reflector's table between Start-Sessions and Stop-Sessions + Timeout.
+type session struct {
+	sid      [16]byte
+	owner    *controlConn
+	identity string
+	mode     twampctl.Mode
+	sock     *udpsock.Conn
+	local    netip.AddrPort
+	peer     netip.AddrPort
+	rs       *reflector.Session
+	timeout  time.Duration
+	padding  uint32
+	dscp     uint8
+	created  time.Time
+	ctx      context.Context
+	cancel   context.CancelFunc
+	started  atomic.Bool
+	stopped  atomic.Bool
+	startAt  atomic.Int64
+	done     chan struct{}
+}
+
+// twampAuth adapts twampctl.TestCrypto to the reflector's Authenticator.
+type twampAuth struct{ tc *twampctl.TestCrypto }
+
+func (a twampAuth) Open(pkt []byte) bool { return a.tc.OpenSender(pkt) == nil }
+func (a twampAuth) Seal(pkt []byte)      { _ = a.tc.SealReflector(pkt) }
+
+// listenTest binds a UDP socket for a session: the requested port first, then the range
+// (rotating start), then — when no range is configured — a kernel-chosen port (TW-C3).
+func (s *Server) listenTest(ctx context.Context, local netip.Addr, requested uint16) (*udpsock.Conn, error) {
+	network := "udp4"
+	if local.Is6() {
+		network = "udp6"
+	}
+	opts := udpsock.Options{RxTimestamps: s.cfg.KernelTimestamps, RecvTTL: true, RecvTOS: true}
+	try := func(port uint16) (*udpsock.Conn, error) {
+		return udpsock.Listen(ctx, network, netip.AddrPortFrom(local, port).String(), opts)
+	}
+	r := s.cfg.TestPorts
+	if requested != 0 {
+		if c, err := try(requested); err == nil {
+			return c, nil
+		}
+	}
+	if r.Size() == 0 {
+		return try(0)
+	}
+	s.mu.Lock()
+	start := s.nextPort
+	s.nextPort = (s.nextPort + 1) % r.Size()
+	s.mu.Unlock()
+	var last error
+	for i := 0; i < r.Size(); i++ {
+		p := r.Lo + uint16((start+i)%r.Size())
+		if p == requested {
+			continue
+		}
+		c, err := try(p)
+		if err == nil {
+			return c, nil
+		}
+		last = err
+	}
+	return nil, fmt.Errorf("no free test port in %d-%d: %w", r.Lo, r.Hi, last)
+}
+
+func (s *Server) newSession(ctx context.Context, c *controlConn, rq *twampctl.RequestTWSession, sender, receiver netip.Addr, dscp uint8, timeout time.Duration) (*session, error) {
+	sock, err := s.listenTest(ctx, receiver, rq.ReceiverPort)
+	if err != nil {
+		return nil, err
+	}
+	_ = sock.SetTTL(255) // TW-T3
+	now := time.Now()
+	ss := &session{
+		sid:      NewSID(receiver, now),
+		owner:    c,
+		identity: c.identity,
+		mode:     c.ctl.Mode(),
+		sock:     sock,
+		local:    sock.LocalAddr(),
+		peer:     netip.AddrPortFrom(sender, rq.SenderPort),
+		timeout:  timeout,
+		padding:  rq.PaddingLength,
+		dscp:     dscp,
+		created:  now,
+		done:     make(chan struct{}),
+	}
+	ss.local = netip.AddrPortFrom(ss.local.Addr().Unmap(), ss.local.Port())
+	rs := &reflector.Session{
+		Key:         reflector.SessionKey{Peer: ss.peer, Local: ss.local},
+		Format:      reflector.FormatTWAMP,
+		Mode:        testpkt.ModeUnauthenticated,
+		DSCP:        int(dscp),
+		Provisioned: true,
+	}
+	switch ts := ss.mode.TestSecurity(); ts {
+	case twampctl.ModeAuthenticated, twampctl.ModeEncrypted:
+		tc, err := twampctl.NewTestCrypto(ts, ss.sid, c.ctl.Keys())
+		if err != nil {
+			sock.Close()
+			return nil, err
+		}
+		rs.Mode = testpkt.ModeTWAMPAuthenticated
+		rs.Auth = twampAuth{tc}
+	default:
+		// Open replies are the STAMP layout without its last 3 MBZ octets; the engine
+		// builds ≥ 44 and serve trims to max(n, 41) (TW-T2).
+		rs.ReplyLen = func(n int) int { return max(n, testpkt.BaseLen) }
+	}
+	ss.rs = rs
+	ss.ctx, ss.cancel = context.WithCancel(ctx)
+	s.mu.Lock()
+	s.sessions[ss.sid] = ss
+	s.perUser[ss.identity]++
+	s.mu.Unlock()
+	s.m.sessionsTotal.Add(1)
+	c.log.WithField("sid", fmt.Sprintf("%x", ss.sid)).WithField("sender", ss.peer.String()).
+		WithField("reflector", ss.local.String()).WithField("requested_port", rq.ReceiverPort).
+		WithField("padding", rq.PaddingLength).WithField("dscp", dscp).Info("test session accepted")
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.serve(ss)
+	}()
+	return ss, nil
+}
+
+func (s *Server) startSession(ss *session) {
+	if err := s.refl.Table().Provision(ss.rs, true); err != nil {
+		ss.owner.log.WithError(err).Warn("provisioning test session failed")
+		return
+	}
+	ss.startAt.Store(time.Now().UnixNano())
+	ss.started.Store(true)
+}
+
+// stopSession keeps reflecting for the session's Timeout, then ends it (TW-T4).
+func (s *Server) stopSession(ss *session) {
+	if ss.stopped.Swap(true) {
+		return
+	}
+	time.AfterFunc(ss.timeout, ss.cancel)
+}
+
+// serve runs a negotiated session until it is cancelled or REFWAIT passes without packets.
+func (s *Server) serve(ss *session) {
+	defer func() {
+		s.refl.Table().Remove(ss.rs.Key)
+		ss.sock.Close()
+		s.mu.Lock()
+		delete(s.sessions, ss.sid)
+		s.perUser[ss.identity]--
+		if s.perUser[ss.identity] <= 0 {
+			delete(s.perUser, ss.identity)
+		}
+		s.mu.Unlock()
+		close(ss.done)
+	}()
+	context.AfterFunc(ss.ctx, func() { ss.sock.Close() })
+	err := s.reflectLoop(ss.ctx, ss.sock, ss.local, ss.rs.Mode == testpkt.ModeUnauthenticated, s.cfg.RefWait)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		s.m.refwaitExpired.Add(1)
+		ss.owner.log.WithField("sid", fmt.Sprintf("%x", ss.sid)).Info("REFWAIT expired; ending idle test session")
+	}
+}
+
+// reflectLoop serves one socket: batched receive, reflection by the shared engine, batched
+// send. Open-mode replies are trimmed to the TWAMP size max(n, 41) (TW-T2). idle > 0 ends
+// the loop with a timeout error after that long without packets.
+func (s *Server) reflectLoop(ctx context.Context, sock *udpsock.Conn, local netip.AddrPort, open bool, idle time.Duration) error {
+	w := s.refl.NewWorker()
+	const batch = udpsock.DefaultBatch
+	in := make([]udpsock.Message, batch)
+	out := make([]udpsock.Message, batch)
+	bufs := make([][]byte, batch)
+	for i := range in {
+		in[i].Buf = make([]byte, maxDatagram)
+		bufs[i] = make([]byte, maxDatagram+testpkt.AuthBaseLen)
+	}
+	var pkt reflector.Packet
+	for {
+		if idle > 0 {
+			_ = sock.SetReadDeadline(time.Now().Add(idle))
+		}
+		n, err := sock.ReadBatch(in)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		k := 0
+		for i := 0; i < n; i++ {
+			m := &in[i]
+			if m.Truncated {
+				continue
+			}
+			pkt = reflector.Packet{Data: m.Buf[:m.N], Peer: unmapAP(m.Addr), Local: local,
+				RxTime: m.RxTime, RxSource: m.RxSource, TOS: m.TOS, TTL: m.TTL}
+			reply, tos, ok := w.Reflect(&pkt, bufs[i][:0])
+			if !ok {
+				continue
+			}
+			if open {
+				reply = reply[:max(m.N, testpkt.TWAMPReflectedLen)]
+			}
+			out[k] = udpsock.Message{Buf: reply, N: len(reply), Addr: m.Addr, TOS: tos}
+			k++
+		}
+		if k > 0 {
+			if _, err := sock.WriteBatch(out[:k]); err != nil && ctx.Err() == nil {
+				s.log.WithError(err).Debug("sending reflected packets failed")
+			}
+		}
+	}
+}
+
+func unmapAP(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+}

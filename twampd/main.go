@@ -1,0 +1,93 @@
+// Command twampd is a TWAMP Server and Session-Reflector (RFC 5357) with authenticated,
+// encrypted and mixed modes, RFC 5938 individual session control and a TWAMP Light mode.
+package main
+
+import (
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/probekit/probekit/shared/cliutil"
+	"github.com/probekit/probekit/shared/twampctl"
+	"github.com/probekit/probekit/twampd/internal/server"
+)
+
+var version = "dev"
+
+func main() { os.Exit(cliutil.Main(newApp(), os.Args)) }
+
+func newApp() *cli.App {
+	app := cliutil.NewApp("twampd", "TWAMP server and session-reflector (RFC 5357, 5618, 5938; TWAMP Light)", version)
+	app.UsageText = "twampd [flags]"
+	app.Flags = append(app.Flags,
+		&cli.StringSliceFlag{Name: "listen", Aliases: []string{"S"}, Value: cli.NewStringSlice("[::]:862"),
+			Usage: "TCP address for TWAMP-Control (UDP with --light); repeat for several"},
+		&cli.StringFlag{Name: "auth-modes", Aliases: []string{"a"}, Value: "O",
+			Usage: "security modes offered: any of O (open), A (authenticated), E (encrypted), M (mixed)"},
+		&cli.StringFlag{Name: "key-file", Aliases: []string{"k"}, Usage: "owamp pfstore key file: `FILE` with lines 'identity hex-pass-phrase'"},
+		&cli.StringFlag{Name: "limits", Usage: "per-identity limits `FILE`: lines 'identity|open|* sessions=N padding=N [deny]'"},
+		&cli.StringFlag{Name: "test-ports", Aliases: []string{"P"}, Usage: "UDP port range `LO-HI` for test sessions after the requested port (default: kernel-chosen)"},
+		&cli.DurationFlag{Name: "servwait", Value: server.DefaultServWait, Usage: "close idle control connections after this long (SERVWAIT)"},
+		&cli.DurationFlag{Name: "refwait", Value: server.DefaultRefWait, Usage: "end test sessions without packets after this long (REFWAIT)"},
+		&cli.DurationFlag{Name: "max-timeout", Value: server.DefaultMaxTimeout, Usage: "cap on the post-Stop-Sessions Timeout a client may request"},
+		cliutil.IntFlag("max-sessions", "most concurrent test sessions over all clients (0 = unlimited)", 0, 0, 1<<20),
+		cliutil.IntFlag("max-connections", "most concurrent control connections (0 = unlimited)", 0, 0, 1<<20),
+		cliutil.IntFlag("count", "PBKDF2 iteration count offered in the greeting (power of 2, ≥ 1024)", server.DefaultCount, 1024, 1<<24),
+		&cli.BoolFlag{Name: "strict-stop", Usage: "close the control connection when Stop-Sessions miscounts the sessions (RFC 5357 §3.8)"},
+		&cli.BoolFlag{Name: "light", Usage: "run a TWAMP Light reflector on --listen (UDP, no control connection)"},
+		&cli.StringFlag{Name: "metrics", Value: "127.0.0.1:9862", Usage: "serve /metrics (Prometheus) and /status (JSON) on `ADDR`; empty disables"},
+		&cli.BoolFlag{Name: "no-kernel-timestamps", Usage: "take receive timestamps in user space instead of SO_TIMESTAMPING"},
+		&cli.BoolFlag{Name: "synchronized", Usage: "set the S bit in Error Estimates (clock synchronised to UTC)"},
+	)
+	app.Action = func(c *cli.Context) error {
+		if c.NArg() > 0 {
+			return cliutil.Usagef("unexpected argument %q", c.Args().First())
+		}
+		modes, err := twampctl.ParseModeLetters(c.String("auth-modes"))
+		if err != nil {
+			return cliutil.Usagef("--auth-modes: %v", err)
+		}
+		ports, err := server.ParsePortRange(c.String("test-ports"))
+		if err != nil {
+			return cliutil.Usagef("--test-ports: %v", err)
+		}
+		cfg := server.Config{
+			Listen:           c.StringSlice("listen"),
+			Modes:            modes,
+			Count:            uint32(cliutil.Int(c, "count")),
+			ServWait:         c.Duration("servwait"),
+			RefWait:          c.Duration("refwait"),
+			MaxTimeout:       c.Duration("max-timeout"),
+			TestPorts:        ports,
+			MaxSessions:      int(cliutil.Int(c, "max-sessions")),
+			MaxConnections:   int(cliutil.Int(c, "max-connections")),
+			StrictStop:       c.Bool("strict-stop"),
+			Light:            c.Bool("light"),
+			MetricsAddr:      c.String("metrics"),
+			KernelTimestamps: !c.Bool("no-kernel-timestamps"),
+			Synchronized:     c.Bool("synchronized"),
+			Logger:           cliutil.Logger(c),
+		}
+		if cfg.ServWait <= 0 || cfg.RefWait <= 0 || cfg.MaxTimeout < 0 {
+			return cliutil.Usagef("--servwait and --refwait must be positive")
+		}
+		if f := c.String("key-file"); f != "" {
+			if cfg.Keys, err = twampctl.LoadKeyFile(f); err != nil {
+				return err
+			}
+		}
+		if f := c.String("limits"); f != "" {
+			if cfg.Limits, err = server.LoadLimits(f); err != nil {
+				return err
+			}
+		}
+		if cfg.Light && modes != twampctl.ModeUnauthenticated {
+			return cliutil.Usagef("--light is unauthenticated only (RFC 5357 Appendix I)")
+		}
+		if err := cfg.Validate(); err != nil {
+			return cliutil.Usagef("%v", err)
+		}
+		return server.Run(c.Context, cfg)
+	}
+	return app
+}
