@@ -72,10 +72,17 @@ func AppendDecimal(b []byte, us int64) []byte {
 	return appendPad(b, us%1e6, 6)
 }
 
-// appendPad appends v (0 ≤ v) zero-padded to width digits.
+// appendPad appends v (0 ≤ v < 10^width) zero-padded to width digits.
 func appendPad(b []byte, v int64, width int) []byte {
 	var tmp [20]byte
 	i := len(tmp)
+	for v >= 100 || i > len(tmp)-width+1 {
+		q := v / 100
+		d := (v - q*100) * 2
+		i -= 2
+		tmp[i], tmp[i+1] = digits[d], digits[d+1]
+		v = q
+	}
 	for v > 0 || i > len(tmp)-width {
 		i--
 		tmp[i] = byte('0' + v%10)
@@ -83,6 +90,9 @@ func appendPad(b []byte, v int64, width int) []byte {
 	}
 	return append(b, tmp[i:]...)
 }
+
+const digits = "00010203040506070809101112131415161718192021222324252627282930313233343536373839" +
+	"404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899"
 
 // appendCount appends n as printf("%6u ", n) with n an unsigned int.
 func appendCount(b []byte, n uint64) []byte {

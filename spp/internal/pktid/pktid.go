@@ -57,6 +57,7 @@ var ErrAddress = errors.New("pktid: bad target addresses")
 
 type addr struct {
 	b   [16]byte
+	v4  uint32 // the IPv4 address as a big-endian word, for the fast path
 	n   int
 	set bool
 }
@@ -71,6 +72,7 @@ func mkaddr(a netip.Addr) addr {
 	if a.Is4() {
 		v := a.As4()
 		r.n = copy(r.b[:], v[:])
+		r.v4 = binary.BigEndian.Uint32(v[:])
 	} else {
 		r.b = a.As16()
 		r.n = 16
@@ -82,6 +84,23 @@ func (a *addr) eq(b []byte) bool {
 	return a.set && string(a.b[:a.n]) == string(b)
 }
 
+// direction4 is direction for IPv4 header words.
+func (c *Classifier) direction4(src, dst uint32) (engine.Dir, bool) {
+	switch {
+	case src == c.a.v4 && dst == c.b.v4:
+		return engine.Out, true
+	case src == c.b.v4 && dst == c.a.v4:
+		return engine.In, true
+	}
+	if c.nat {
+		var s, d [4]byte
+		binary.BigEndian.PutUint32(s[:], src)
+		binary.BigEndian.PutUint32(d[:], dst)
+		return c.direction(s[:], d[:])
+	}
+	return 0, false
+}
+
 // Classifier turns IP packets into (direction, packet ID). It keeps a scratch buffer, so use
 // one Classifier per goroutine.
 type Classifier struct {
@@ -90,6 +109,7 @@ type Classifier struct {
 	a, b       addr // near REF (-a), near MON (-A)
 	natA, natB addr // NAT addresses seen for REF (-n) and MON (-N)
 	nat        bool
+	port       uint16 // sample-frame port excluded from target traffic
 	scratch    [160]byte
 	// Truncated counts target packets whose selected fields were not all captured; the ID
 	// then covers the captured bytes only.
@@ -119,8 +139,13 @@ func New(a, b, natA, natB netip.Addr, code uint32) (*Classifier, error) {
 	}
 	c := &Classifier{code: code, v6: a.Is6(), a: mkaddr(a), b: mkaddr(b), natA: mkaddr(natA), natB: mkaddr(natB)}
 	c.nat = c.natA.set || c.natB.set
+	c.port = Port
 	return c, nil
 }
+
+// ExcludePort sets the UDP/TCP port whose packets are not target traffic (default Port,
+// where SPP's own sample frames travel).
+func (c *Classifier) ExcludePort(p uint16) { c.port = p }
 
 // Code returns the -# field code in use.
 func (c *Classifier) Code() uint32 { return c.code }
@@ -173,7 +198,7 @@ func (c *Classifier) classify4(ip []byte) (engine.Dir, uint32, Result) {
 	if ihl < 20 {
 		return 0, 0, Malformed
 	}
-	dir, ok := c.direction(ip[12:16], ip[16:20])
+	dir, ok := c.direction4(binary.BigEndian.Uint32(ip[12:16]), binary.BigEndian.Uint32(ip[16:20]))
 	if !ok {
 		return 0, 0, Other
 	}
@@ -182,7 +207,7 @@ func (c *Classifier) classify4(ip []byte) (engine.Dir, uint32, Result) {
 	if ihl <= len(ip) {
 		l4 = ip[ihl:]
 	}
-	if excluded(proto, l4, 1) {
+	if c.excluded(proto, l4, 1) {
 		return 0, 0, Other
 	}
 	b := c.scratch[:0]
@@ -210,13 +235,13 @@ func (c *Classifier) classify4(ip []byte) (engine.Dir, uint32, Result) {
 
 // excluded mirrors the original's capture filter "!icmp[icmptype]==3 and !port 9822":
 // ICMP destination-unreachable messages and SPP's own sample frames are not target traffic.
-func excluded(proto uint8, l4 []byte, icmpProto uint8) bool {
+func (c *Classifier) excluded(proto uint8, l4 []byte, icmpProto uint8) bool {
 	switch proto {
 	case icmpProto:
 		return len(l4) > 0 && l4[0] == unreachable(icmpProto)
 	case 6, 17:
 		if len(l4) >= 4 {
-			return binary.BigEndian.Uint16(l4[0:2]) == Port || binary.BigEndian.Uint16(l4[2:4]) == Port
+			return binary.BigEndian.Uint16(l4[0:2]) == c.port || binary.BigEndian.Uint16(l4[2:4]) == c.port
 		}
 	}
 	return false
@@ -353,7 +378,7 @@ walk:
 	if noL4 {
 		l4 = nil
 	}
-	if !noL4 && excluded(next, l4, 58) {
+	if !noL4 && c.excluded(next, l4, 58) {
 		return 0, 0, Other
 	}
 	b := c.scratch[:0]

@@ -232,3 +232,62 @@ func (fp *fileProducer) produce(ctx context.Context, f *feeder) error {
 		}
 	}
 }
+
+// prefetch runs a producer in its own goroutine and hands its events out one by one, in
+// order; the channel's capacity bounds how far the producer reads ahead.
+type prefetch struct {
+	ch   chan *batch
+	free chan *batch
+	cur  *batch
+	i    int
+	wg   sync.WaitGroup
+}
+
+func startPrefetch(ctx context.Context, p engine.Point, pr producer) *prefetch {
+	f := &prefetch{ch: make(chan *batch, 4), free: make(chan *batch, 8)}
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		fd := &feeder{p: p, out: f.ch, free: f.free}
+		err := pr.produce(ctx, fd)
+		if err == nil {
+			err = io.EOF
+		}
+		fd.finish(err)
+	}()
+	return f
+}
+
+// next returns the next event, io.EOF at the end, or the producer's error (a cancelled
+// context ends the stream with context.Canceled).
+func (f *prefetch) next() (event, error) {
+	for f.cur == nil || f.i >= len(f.cur.evs) {
+		if f.cur != nil {
+			if f.cur.done {
+				if f.cur.err != nil {
+					return event{}, f.cur.err
+				}
+				return event{}, io.EOF
+			}
+			select {
+			case f.free <- f.cur:
+			default:
+			}
+		}
+		f.cur = <-f.ch
+		f.i = 0
+	}
+	ev := f.cur.evs[f.i]
+	f.i++
+	return ev, nil
+}
+
+// stop waits for the producer goroutine after its context was cancelled.
+func (f *prefetch) stop() {
+	go func() {
+		for range f.ch {
+		}
+	}()
+	f.wg.Wait()
+	close(f.ch)
+}

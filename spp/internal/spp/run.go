@@ -46,6 +46,7 @@ func newClassifier(cfg *Config, p engine.Point) (classifier, error) {
 	if err != nil {
 		return classifier{}, fmt.Errorf("%w: %v", ErrUsage, err)
 	}
+	cls.ExcludePort(uint16(cfg.Port))
 	return classifier{cls: cls, point: p, log: cfg.Log, verb: cfg.Verbose}, nil
 }
 
@@ -184,8 +185,11 @@ func runMaster(ctx context.Context, cfg *Config) error {
 	return runLive(ctx, cfg)
 }
 
-// runFiles reads both files in one goroutine, always taking the packet with the earlier
-// timestamp (MON shifted by -o), so the queues hold about one matching window of packets.
+// runFiles reads each file in its own goroutine (link stripping, classification and hashing
+// run in parallel) and merges the two event streams in one goroutine, always taking the
+// event with the earlier timestamp (MON shifted by -o). The merge order makes the queues
+// hold about one matching window of packets, and the readers block when the merge does not
+// need their packets yet, so memory does not grow with the capture.
 func runFiles(ctx context.Context, cfg *Config) error {
 	var src [2]*fileSource
 	for p, name := range [2]string{cfg.RefFile, cfg.MonFile} {
@@ -202,22 +206,39 @@ func runFiles(ctx context.Context, cfg *Config) error {
 			}
 			return err
 		}
-		defer s.close()
 		src[p] = s
 	}
+	rctx, cancel := context.WithCancel(ctx)
+	var pf [2]*prefetch
+	for p := range pf {
+		pf[p] = startPrefetch(rctx, engine.Point(p), &fileProducer{src[p]})
+	}
+	defer func() {
+		cancel()
+		for _, f := range pf {
+			f.stop()
+		}
+	}()
+	stats := [2]*pointStats{&src[0].stats, &src[1].stats}
+	names := [2]string{cfg.RefFile, cfg.MonFile}
 	m := newMaster(cfg)
 	shift := cfg.Offset * 1e6
 	var head [2]event
 	var have, done [2]bool
 	for i := 0; ; i++ {
-		for p := range src {
+		for p := range pf {
 			if !have[p] && !done[p] {
-				ev, err := src[p].next()
+				ev, err := pf[p].next()
 				switch {
 				case err == io.EOF:
 					done[p] = true
 					m.eng.Close(engine.Point(p))
 				case err != nil:
+					if ctx.Err() != nil {
+						// Interrupted: print what was formed, then report the interruption.
+						m.finish(stats, names)
+						return ctx.Err()
+					}
 					return err
 				default:
 					head[p], have[p] = ev, true
@@ -234,18 +255,12 @@ func runFiles(ctx context.Context, cfg *Config) error {
 		case have[engine.Mon]:
 			p = engine.Mon
 		default:
-			return m.finish([2]*pointStats{&src[0].stats, &src[1].stats}, [2]string{cfg.RefFile, cfg.MonFile})
+			return m.finish(stats, names)
 		}
 		m.add(p, head[p])
 		have[p] = false
-		if i&0xfff == 0 {
-			if err := ctx.Err(); err != nil {
-				m.finish([2]*pointStats{&src[0].stats, &src[1].stats}, [2]string{cfg.RefFile, cfg.MonFile})
-				return err
-			}
-			if cfg.Verbose&VerbQueues != 0 && i&0xfffff == 0 {
-				m.logQueues()
-			}
+		if i&0xfffff == 0 && i > 0 && cfg.Verbose&VerbQueues != 0 {
+			m.logQueues()
 		}
 	}
 }
