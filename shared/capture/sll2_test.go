@@ -73,7 +73,9 @@ func TestTcpdumpAnySLL2(t *testing.T) {
 
 	path := filepath.Join(t.TempDir(), "any.pcap")
 	// -Z root: tcpdump otherwise drops privileges to user tcpdump, which cannot write t.TempDir.
-	cmd := exec.Command(bin, "-i", "any", "-U", "-n", "-Z", "root", "-s", "256", "-w", path, fmt.Sprintf("udp dst port %d", port))
+	// --immediate-mode: libpcap's ring blocks otherwise retire after 1 s, and packets in an
+	// open block are lost when tcpdump is stopped.
+	cmd := exec.Command(bin, "-i", "any", "--immediate-mode", "-U", "-n", "-Z", "root", "-s", "256", "-w", path, fmt.Sprintf("udp dst port %d", port))
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
