@@ -47,40 +47,31 @@ var DefaultBenchConfig = BenchConfig{
 
 func (c *BenchConfig) normalise() {
 	d := DefaultBenchConfig
-	if c.Rate == 0 {
-		c.Rate = d.Rate
-	}
-	if c.Duration == 0 {
-		c.Duration = d.Duration
-	}
+	orDefault(&c.Rate, d.Rate)
+	orDefault(&c.Duration, d.Duration)
+	orDefault(&c.ResidenceRate, d.ResidenceRate)
+	orDefault(&c.ResidenceDuration, d.ResidenceDuration)
+	orDefault(&c.SearchStart, d.SearchStart)
+	orDefault(&c.SearchMax, d.SearchMax)
+	orDefault(&c.SearchDuration, d.SearchDuration)
+	orDefault(&c.LossLimit, d.LossLimit)
 	if c.Repeat <= 0 {
 		c.Repeat = d.Repeat
 	}
-	if c.ResidenceRate == 0 {
-		c.ResidenceRate = d.ResidenceRate
-	}
-	if c.ResidenceDuration == 0 {
-		c.ResidenceDuration = d.ResidenceDuration
-	}
-	if c.SearchStart == 0 {
-		c.SearchStart = d.SearchStart
-	}
 	if c.SearchFactor <= 1 {
 		c.SearchFactor = d.SearchFactor
-	}
-	if c.SearchMax == 0 {
-		c.SearchMax = d.SearchMax
-	}
-	if c.SearchDuration == 0 {
-		c.SearchDuration = d.SearchDuration
-	}
-	if c.LossLimit == 0 {
-		c.LossLimit = d.LossLimit
 	}
 	if c.Log == nil {
 		l := logrus.New()
 		l.SetLevel(logrus.PanicLevel)
 		c.Log = l
+	}
+}
+
+func orDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
 	}
 }
 

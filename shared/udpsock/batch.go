@@ -37,6 +37,7 @@ type batchState struct {
 
 	// Arguments and results of the bound syscall functions (method values are stored once
 	// so RawConn.Read/Write does not allocate a closure per call).
+	sysno uintptr
 	n     int
 	flags int
 	got   int
@@ -47,11 +48,11 @@ type batchState struct {
 func (s *batchState) init(c *Conn, n int, read bool) {
 	s.c = c
 	s.grow(n)
+	s.sysno = unix.SYS_SENDMMSG
 	if read {
-		s.fn = s.recvmmsg
-	} else {
-		s.fn = s.sendmmsg
+		s.sysno = unix.SYS_RECVMMSG
 	}
+	s.fn = s.call
 }
 
 func (s *batchState) grow(n int) {
@@ -64,9 +65,11 @@ func (s *batchState) grow(n int) {
 	s.oob = make([]byte, n*oobSize)
 }
 
-func (s *batchState) recvmmsg(fd uintptr) bool {
+// call issues recvmmsg or sendmmsg on the prepared headers; it reports false on EAGAIN so
+// the runtime poller waits for readiness and calls again.
+func (s *batchState) call(fd uintptr) bool {
 	for {
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.hs[0])),
+		r, _, e := unix.Syscall6(s.sysno, fd, uintptr(unsafe.Pointer(&s.hs[0])),
 			uintptr(s.n), uintptr(s.flags), 0, 0)
 		if e == unix.EINTR {
 			continue
@@ -79,19 +82,26 @@ func (s *batchState) recvmmsg(fd uintptr) bool {
 	}
 }
 
-func (s *batchState) sendmmsg(fd uintptr) bool {
-	for {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.hs[0])),
-			uintptr(s.n), uintptr(s.flags), 0, 0)
-		if e == unix.EINTR {
-			continue
-		}
-		if e == unix.EAGAIN {
-			return false
-		}
-		s.got, s.errno = int(r), e
-		return true
+// setHdr points one mmsghdr at its buffer, address storage and control space.
+func setHdr(h *unix.Mmsghdr, iov *unix.Iovec, buf []byte, name *sockaddr, namelen uint32, oob []byte) {
+	if len(buf) > 0 {
+		iov.Base = &buf[0]
+	} else {
+		iov.Base = nil
 	}
+	iov.SetLen(len(buf))
+	h.Hdr.Iov = iov
+	h.Hdr.SetIovlen(1)
+	h.Hdr.Name = &name[0]
+	h.Hdr.Namelen = namelen
+	if len(oob) > 0 {
+		h.Hdr.Control = &oob[0]
+	} else {
+		h.Hdr.Control = nil
+	}
+	h.Hdr.SetControllen(len(oob))
+	h.Hdr.Flags = 0
+	h.Len = 0
 }
 
 // ReadBatch receives up to len(msgs) datagrams with one recvmmsg call, blocking until at least
@@ -108,22 +118,7 @@ func (c *Conn) ReadBatch(msgs []Message) (int, error) {
 	s.grow(len(msgs))
 	n := len(msgs)
 	for i := 0; i < n; i++ {
-		h := &s.hs[i]
-		buf := msgs[i].Buf
-		if len(buf) > 0 {
-			s.iov[i].Base = &buf[0]
-		} else {
-			s.iov[i].Base = nil
-		}
-		s.iov[i].SetLen(len(buf))
-		h.Hdr.Iov = &s.iov[i]
-		h.Hdr.SetIovlen(1)
-		h.Hdr.Name = &s.names[i][0]
-		h.Hdr.Namelen = unix.SizeofSockaddrInet6
-		h.Hdr.Control = &s.oob[i*oobSize]
-		h.Hdr.SetControllen(oobSize)
-		h.Hdr.Flags = 0
-		h.Len = 0
+		setHdr(&s.hs[i], &s.iov[i], msgs[i].Buf, &s.names[i], unix.SizeofSockaddrInet6, s.oob[i*oobSize:(i+1)*oobSize])
 	}
 	s.n, s.flags = n, 0
 	if err := c.rc.Read(s.fn); err != nil {
@@ -173,41 +168,24 @@ func (c *Conn) WriteBatch(msgs []Message) (int, error) {
 	def := uint8(c.tos.Load())
 	for i := range msgs {
 		m := &msgs[i]
-		h := &s.hs[i]
 		buf := m.Buf
 		if m.N > 0 && m.N <= len(buf) {
 			buf = buf[:m.N]
 		}
-		if len(buf) > 0 {
-			s.iov[i].Base = &buf[0]
-		} else {
-			s.iov[i].Base = nil
-		}
-		s.iov[i].SetLen(len(buf))
-		h.Hdr.Iov = &s.iov[i]
-		h.Hdr.SetIovlen(1)
 		nl, v4, err := c.putSockaddr(&s.names[i], m.Addr)
 		if err != nil {
 			return 0, fmt.Errorf("udpsock: sendmmsg: message %d: %w", i, err)
 		}
-		h.Hdr.Name = &s.names[i][0]
-		h.Hdr.Namelen = uint32(nl)
+		var oob []byte
 		if m.TOS != def {
-			oob := s.oob[i*oobSize : (i+1)*oobSize]
-			var l int
+			oob = s.oob[i*oobSize : (i+1)*oobSize]
 			if v4 {
-				l = putCmsgInt(oob, unix.IPPROTO_IP, ipTOS, int32(m.TOS))
+				oob = oob[:putCmsgInt(oob, unix.IPPROTO_IP, ipTOS, int32(m.TOS))]
 			} else {
-				l = putCmsgInt(oob, unix.IPPROTO_IPV6, ipv6TClass, int32(m.TOS))
+				oob = oob[:putCmsgInt(oob, unix.IPPROTO_IPV6, ipv6TClass, int32(m.TOS))]
 			}
-			h.Hdr.Control = &oob[0]
-			h.Hdr.SetControllen(l)
-		} else {
-			h.Hdr.Control = nil
-			h.Hdr.SetControllen(0)
 		}
-		h.Hdr.Flags = 0
-		h.Len = 0
+		setHdr(&s.hs[i], &s.iov[i], buf, &s.names[i], uint32(nl), oob)
 	}
 	sent := 0
 	for sent < len(msgs) {

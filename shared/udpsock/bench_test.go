@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/net/ipv4"
+
+	"github.com/probekit/probekit/shared/timestamp"
 )
 
 // echoPair returns a sender and a receiver with every receive feature on, and batch-sized
@@ -62,6 +64,37 @@ func TestZeroAllocs(t *testing.T) {
 	}
 	if a := testing.AllocsPerRun(200, single); a != 0 {
 		t.Fatalf("WriteTo+ReadFrom: %.1f allocations per run, want 0", a)
+	}
+	// Transmit timestamps: send a batch, then drain its reports from the error queue.
+	ttx := listen(t, "udp4", "127.0.0.1:0", Options{TxTimestamps: true})
+	var stamps int
+	onTx := func(uint32, time.Time, timestamp.Source) { stamps++ }
+	txRound := func() {
+		if _, err := ttx.WriteBatch(out); err != nil {
+			t.Fatal(err)
+		}
+		for got := 0; got < len(out); {
+			n, err := ttx.WaitTxTimestamps(time.Second, onTx)
+			if err != nil || n == 0 {
+				t.Fatalf("tx stamps: %d, %v", n, err)
+			}
+			got += n
+		}
+		for got := 0; got < len(out); {
+			k, err := rx.ReadBatch(in[got:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			got += k
+		}
+	}
+	txRound()
+	if a := testing.AllocsPerRun(50, txRound); a != 0 {
+		t.Fatalf("WriteBatch+TxTimestamps: %.1f allocations per run, want 0", a)
+	}
+	// AllocsPerRun calls the function once more than asked, to warm up.
+	if stamps != 52*len(out) {
+		t.Errorf("%d TX stamps, want %d", stamps, 52*len(out))
 	}
 }
 

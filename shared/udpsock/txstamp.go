@@ -17,6 +17,11 @@ const errqBatch = 32
 
 // errqState is the scratch space for error-queue reads.
 type errqState struct {
+	// Results of the bound recv function (stored once so Control does not allocate).
+	got   int
+	errno unix.Errno
+	fn    func(fd uintptr)
+
 	hs    []unix.Mmsghdr
 	iov   []unix.Iovec
 	data  []byte
@@ -32,6 +37,7 @@ func (e *errqState) init() {
 	e.data = make([]byte, errqBatch*64)
 	e.names = make([]sockaddr, errqBatch)
 	e.oob = make([]byte, errqBatch*oobSize)
+	e.fn = func(fd uintptr) { e.got, e.errno = e.recv(fd) }
 }
 
 // TxTimestamps drains the error queue without blocking and calls fn for every transmit
@@ -48,9 +54,8 @@ func (c *Conn) TxTimestamps(fn func(id uint32, t time.Time, src timestamp.Source
 	defer c.emu.Unlock()
 	total := 0
 	for {
-		var got int
-		var errno unix.Errno
-		err := c.rc.Control(func(fd uintptr) { got, errno = c.e.recv(fd) })
+		err := c.rc.Control(c.e.fn)
+		got, errno := c.e.got, c.e.errno
 		if err != nil {
 			return total, c.wrapErr("read error queue", err)
 		}
@@ -110,17 +115,7 @@ func (c *Conn) WaitTxTimestamps(timeout time.Duration, fn func(id uint32, t time
 // recv reads up to errqBatch error-queue messages without blocking.
 func (e *errqState) recv(fd uintptr) (int, unix.Errno) {
 	for i := range e.hs {
-		h := &e.hs[i]
-		e.iov[i].Base = &e.data[i*64]
-		e.iov[i].SetLen(64)
-		h.Hdr.Iov = &e.iov[i]
-		h.Hdr.SetIovlen(1)
-		h.Hdr.Name = &e.names[i][0]
-		h.Hdr.Namelen = unix.SizeofSockaddrInet6
-		h.Hdr.Control = &e.oob[i*oobSize]
-		h.Hdr.SetControllen(oobSize)
-		h.Hdr.Flags = 0
-		h.Len = 0
+		setHdr(&e.hs[i], &e.iov[i], e.data[i*64:(i+1)*64], &e.names[i], unix.SizeofSockaddrInet6, e.oob[i*oobSize:(i+1)*oobSize])
 	}
 	for {
 		r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&e.hs[0])),

@@ -77,13 +77,14 @@ type Message struct {
 // may be called concurrently with each other; TX identifiers are only meaningful when a
 // single goroutine writes.
 type Conn struct {
-	uc     *net.UDPConn
-	rc     syscall.RawConn
-	opts   Options
-	family int  // unix.AF_INET or unix.AF_INET6
-	dual   bool // AF_INET6 socket that also carries IPv4 (v4-mapped) traffic
-	local  netip.AddrPort
-	rxTS   rxStampKind
+	uc       *net.UDPConn
+	rc       syscall.RawConn
+	opts     Options
+	family   int  // unix.AF_INET or unix.AF_INET6
+	dual     bool // AF_INET6 socket that also carries IPv4 (v4-mapped) traffic
+	local    netip.AddrPort
+	rxTS     rxStampKind
+	features Features
 
 	tos     atomic.Uint32 // the socket's default TOS (SetTOS); messages differing get a cmsg
 	txNext  atomic.Uint32 // next OPT_ID the kernel will assign
@@ -225,7 +226,11 @@ func newConn(uc *net.UDPConn, opts Options) (*Conn, error) {
 		c.local = la.AddrPort()
 	}
 	var cerr error
-	err = rc.Control(func(fd uintptr) { cerr = c.setup(int(fd)) })
+	err = rc.Control(func(fd uintptr) {
+		if cerr = c.setup(int(fd)); cerr == nil {
+			c.features = c.readFeatures(int(fd))
+		}
+	})
 	if err == nil {
 		err = cerr
 	}
@@ -331,8 +336,11 @@ func setTimestamping(fd, flags int) error {
 	return nil
 }
 
-// Features reports the options in effect.
-func (c *Conn) Features() Features {
+// Features reports the options in effect (computed once when the socket was opened).
+func (c *Conn) Features() Features { return c.features }
+
+// readFeatures asks the kernel which timestamping variant it accepted.
+func (c *Conn) readFeatures(fd int) Features {
 	f := Features{TxTimestamps: c.opts.TxTimestamps, DualStack: c.dual}
 	switch c.rxTS {
 	case rxStampNS:
@@ -341,14 +349,12 @@ func (c *Conn) Features() Features {
 		f.RxTimestamp = "SO_TIMESTAMPING"
 	}
 	if c.rxTS != rxStampNone || c.opts.TxTimestamps {
-		var v int
-		var gerr error
 		name := unix.SO_TIMESTAMPNS_NEW
 		if c.rxTS != rxStampNS {
 			name = unix.SO_TIMESTAMPING_NEW
 		}
-		_ = c.rc.Control(func(fd uintptr) { v, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, name) })
-		f.NewABI = gerr == nil && v != 0
+		v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, name)
+		f.NewABI = err == nil && v != 0
 	}
 	return f
 }

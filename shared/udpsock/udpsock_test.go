@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/probekit/probekit/shared/timestamp"
 )
@@ -164,8 +167,12 @@ func TestRxTimestamps(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rx := listen(t, "udp4", "127.0.0.1:0", tc.opts)
-			if f := rx.Features(); f.RxTimestamp != tc.kind {
+			f := rx.Features()
+			if f.RxTimestamp != tc.kind {
 				t.Fatalf("Features().RxTimestamp = %q, want %q", f.RxTimestamp, tc.kind)
+			}
+			if kernelAtLeast(5, 1) && !f.NewABI {
+				t.Errorf("kernel ≥ 5.1 but the _NEW timestamp option was not used")
 			}
 			tx := listen(t, "udp4", "127.0.0.1:0", Options{})
 			const n = 20
@@ -509,4 +516,15 @@ func TestConcurrentReadWrite(t *testing.T) {
 		t.Errorf("echoed %d of %d", n, total)
 	}
 	wg.Wait()
+}
+
+// kernelAtLeast compares the running kernel's version.
+func kernelAtLeast(major, minor int) bool {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return false
+	}
+	var ma, mi int
+	fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &ma, &mi)
+	return ma > major || ma == major && mi >= minor
 }

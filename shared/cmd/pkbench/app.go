@@ -39,6 +39,7 @@ const (
 	flagSearchDur   = "search-duration"
 	flagNoSearch    = "no-search"
 	flagCheck       = "check"
+	flagRcvBuf      = "rcvbuf"
 )
 
 func newApp(version string) *cli.App {
@@ -50,6 +51,7 @@ func newApp(version string) *cli.App {
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: flagListen, Value: "127.0.0.1:0", Usage: "UDP `ADDR:PORT` to listen on"},
 				cliutil.IntFlag(flagBatch, "datagrams per recvmmsg/sendmmsg", udpsock.DefaultBatch, 1, 1024),
+				cliutil.IntFlag(flagRcvBuf, "socket receive buffer `BYTES` (0: the kernel default)", 0, 0, 1<<30),
 			},
 			Action: echoAction,
 		},
@@ -74,6 +76,7 @@ func newApp(version string) *cli.App {
 				&cli.StringFlag{Name: flagCmd, Usage: "reflector `COMMAND` with {port} for its UDP port, e.g. 'bin/stampref --listen 127.0.0.1:{port}'"},
 				&cli.StringFlag{Name: flagName, Usage: "reflector `NAME` in the report (default: the command's first word)"},
 				cliutil.IntFlag(flagBatch, "datagrams per recvmmsg/sendmmsg of the limit echo", udpsock.DefaultBatch, 1, 1024),
+				cliutil.IntFlag(flagRcvBuf, "receive buffer `BYTES` of the limit echo (0: the kernel default, like an untuned reflector)", 0, 0, 1<<30),
 				cliutil.IntFlag(flagRepeat, "fixed-rate runs per target (alternating; the median counts)", 1, 1, 20),
 				&cli.Float64Flag{Name: flagResRate, Value: 10000, Usage: "offered `PPS` for the residence-time run"},
 				&cli.DurationFlag{Name: flagResDuration, Value: 3 * time.Second, Usage: "`DURATION` of the residence-time run"},
@@ -128,7 +131,8 @@ func positive(c *cli.Context, names ...string) error {
 
 func echoAction(c *cli.Context) error {
 	log := cliutil.Logger(c)
-	conn, err := udpsock.Listen(c.Context, "udp", c.String(flagListen), udpsock.Options{Batch: int(cliutil.Int(c, flagBatch))})
+	conn, err := udpsock.Listen(c.Context, "udp", c.String(flagListen), udpsock.Options{
+		Batch: int(cliutil.Int(c, flagBatch)), ReadBuffer: int(cliutil.Int(c, flagRcvBuf))})
 	if err != nil {
 		return err
 	}
@@ -197,7 +201,8 @@ func reflectorAction(c *cli.Context) error {
 		}
 		addr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
 		return loadgen.StartArgs(ctx, name, addr, []string{exe, "--log-level", "warn", "echo",
-			"--" + flagListen, addr.String(), "--" + flagBatch, strconv.Itoa(int(cliutil.Int(c, flagBatch)))}, nil)
+			"--" + flagListen, addr.String(), "--" + flagBatch, strconv.Itoa(int(cliutil.Int(c, flagBatch))),
+			"--" + flagRcvBuf, strconv.Itoa(int(cliutil.Int(c, flagRcvBuf)))}, nil)
 	}
 	limit, err := startEcho("limit-echo")
 	if err != nil {
