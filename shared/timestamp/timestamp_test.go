@@ -125,9 +125,9 @@ func TestNTPRoundTripProperty(t *testing.T) {
 	for range 200000 {
 		checkNTPRoundTrip(t, windowStart.Add(time.Duration(r.Int64N(int64(span)))))
 	}
-	// Every nanosecond value at one second: exhaustive over a 1 ms stretch and both ends.
+	// Every nanosecond value in the first and last 200 µs of a second.
 	base := time.Date(2026, 11, 23, 5, 0, 0, 0, time.UTC)
-	for ns := range 1_000_000 {
+	for ns := range 200_000 {
 		checkNTPRoundTrip(t, base.Add(time.Duration(ns)))
 		checkNTPRoundTrip(t, base.Add(time.Second-time.Duration(ns)-1))
 	}
