@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -260,4 +261,59 @@ func FuzzParseControl(f *testing.F) {
 			t.Fatalf("txID %d without hasTxID", c.txID)
 		}
 	})
+}
+
+func FuzzParseSockaddr(f *testing.F) {
+	var v4, v6 sockaddr
+	c := &Conn{family: unix.AF_INET6}
+	n4, _, _ := (&Conn{family: unix.AF_INET}).putSockaddr(&v4, netip.MustParseAddrPort("192.0.2.1:862"))
+	n6, _, _ := c.putSockaddr(&v6, netip.MustParseAddrPort("[2001:db8::1]:862"))
+	f.Add(v4[:n4])
+	f.Add(v6[:n6])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ap := c.parseSockaddr(b)
+		if !ap.IsValid() {
+			return
+		}
+		// Whatever parsed must encode back to an equivalent sockaddr.
+		var out sockaddr
+		n, _, err := c.putSockaddr(&out, ap)
+		if err != nil {
+			t.Fatalf("%v parsed but does not encode: %v", ap, err)
+		}
+		if back := c.parseSockaddr(out[:n]); back.Addr().WithZone("") != ap.Addr().WithZone("") || back.Port() != ap.Port() {
+			t.Fatalf("round trip %v -> %v", ap, back)
+		}
+	})
+}
+
+func TestSockaddrRoundTrip(t *testing.T) {
+	for _, tc := range []struct {
+		family int
+		in     string
+		want   string
+		v4     bool
+	}{
+		{unix.AF_INET, "192.0.2.1:862", "192.0.2.1:862", true},
+		{unix.AF_INET, "[::ffff:192.0.2.1]:862", "192.0.2.1:862", true},
+		{unix.AF_INET6, "[2001:db8::1]:9", "[2001:db8::1]:9", false},
+		{unix.AF_INET6, "192.0.2.7:9", "192.0.2.7:9", true}, // v4-mapped on the wire, unmapped back
+	} {
+		c := &Conn{family: tc.family}
+		var sa sockaddr
+		n, v4, err := c.putSockaddr(&sa, netip.MustParseAddrPort(tc.in))
+		if err != nil || v4 != tc.v4 {
+			t.Errorf("%s: put %d %v %v", tc.in, n, v4, err)
+			continue
+		}
+		if got := c.parseSockaddr(sa[:n]).String(); got != tc.want {
+			t.Errorf("%s: round trip %s, want %s", tc.in, got, tc.want)
+		}
+	}
+	c := &Conn{family: unix.AF_INET6}
+	for _, bad := range [][]byte{nil, {2}, {2, 0, 0, 1}, make([]byte, 20)} {
+		if ap := c.parseSockaddr(bad); ap.IsValid() {
+			t.Errorf("% x parsed as %v", bad, ap)
+		}
+	}
 }

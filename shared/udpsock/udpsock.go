@@ -472,3 +472,30 @@ func (c *Conn) zone(idx uint32) string {
 	c.zones[idx] = z
 	return z
 }
+
+// ListenGroup opens n sockets bound to the same address with SO_REUSEPORT, so the kernel
+// spreads flows across them (one reader goroutine each uses several cores). Port 0 picks a
+// free port for the first socket and binds the rest to it.
+func ListenGroup(ctx context.Context, network, addr string, n int, opts Options) ([]*Conn, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("udpsock: listen group: %d sockets", n)
+	}
+	opts.ReusePort = true
+	first, err := Listen(ctx, network, addr, opts)
+	if err != nil {
+		return nil, err
+	}
+	conns := []*Conn{first}
+	bound := first.LocalAddr().String()
+	for len(conns) < n {
+		c, err := Listen(ctx, network, bound, opts)
+		if err != nil {
+			for _, c := range conns {
+				c.Close()
+			}
+			return nil, err
+		}
+		conns = append(conns, c)
+	}
+	return conns, nil
+}

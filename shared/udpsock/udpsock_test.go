@@ -374,6 +374,29 @@ func TestReusePortDistributes(t *testing.T) {
 	}
 }
 
+func TestListenGroup(t *testing.T) {
+	conns, err := ListenGroup(context.Background(), "udp4", "127.0.0.1:0", 3, Options{RecvTTL: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	if len(conns) != 3 || conns[1].LocalAddr() != conns[0].LocalAddr() || conns[2].LocalAddr() != conns[0].LocalAddr() {
+		t.Fatalf("group bound %v %v %v", conns[0].LocalAddr(), conns[1].LocalAddr(), conns[2].LocalAddr())
+	}
+	// A plain socket cannot join the group's port.
+	if c, err := Listen(context.Background(), "udp4", conns[0].LocalAddr().String(), Options{}); err == nil {
+		c.Close()
+		t.Error("bound a non-reuseport socket to the group's port")
+	}
+	if _, err := ListenGroup(context.Background(), "udp4", "127.0.0.1:0", 0, Options{}); err == nil {
+		t.Error("empty group accepted")
+	}
+}
+
 func TestContextCancelUnblocksRead(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c, err := Listen(ctx, "udp4", "127.0.0.1:0", Options{})
