@@ -64,6 +64,7 @@ func newLab(log logrus.FieldLogger, persistent bool) (*Lab, error) {
 	if err := os.MkdirAll(StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("netlab: state dir: %w", err)
 	}
+	reapOrphans(log)
 	marker := filepath.Join(StateDir, l.Prefix)
 	owner := strconv.Itoa(os.Getpid())
 	if persistent {
@@ -72,12 +73,6 @@ func newLab(log logrus.FieldLogger, persistent bool) (*Lab, error) {
 	if err := os.WriteFile(marker, []byte(owner+"\n"), 0o644); err != nil {
 		return nil, fmt.Errorf("netlab: state marker: %w", err)
 	}
-	l.cleanups = append(l.cleanups, func() error {
-		if err := os.Remove(marker); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		return nil
-	})
 	return l, nil
 }
 
@@ -341,7 +336,34 @@ func (l *Lab) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	// The marker goes last: a lab without one is always a leftover.
+	files, _ := filepath.Glob(filepath.Join(StateDir, l.Prefix+"*"))
+	for _, f := range files {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+var reapOnce sync.Once
+
+// reapOrphans removes labs left behind by processes that died without cleaning up (a test
+// binary killed by a timeout or SIGPIPE): their marker names a PID that no longer exists, or
+// they have no marker. Labs of live processes and `netlab up` labs are left alone.
+func reapOrphans(log logrus.FieldLogger) {
+	reapOnce.Do(func() {
+		labs, err := List()
+		if err != nil {
+			return
+		}
+		for _, li := range labs {
+			if li.Orphan {
+				log.WithField("orphan", li.Prefix).Info("removing a leftover lab")
+				_ = Destroy(li.Prefix)
+			}
+		}
+	})
 }
 
 // killNamespacePIDs SIGKILLs processes still inside namespace ns: deleting a namespace does not

@@ -1,6 +1,7 @@
 package netlab
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -189,5 +190,43 @@ func TestPersistentDestroy(t *testing.T) {
 	}
 	if err := Destroy("eth0"); err == nil {
 		t.Error("Destroy accepted a non-lab prefix")
+	}
+}
+
+// TestOrphanListed: a lab whose owner died is listed as an orphan and Destroy removes it.
+func TestOrphanListed(t *testing.T) {
+	SkipUnlessAvailable(t)
+	p, err := NewPath(PathConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	dead := p.A.Command(t.Context(), "true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(StateDir, p.Prefix)
+	if err := os.WriteFile(marker, []byte(fmt.Sprintln(dead.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	labs, err := List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var orphan bool
+	for _, l := range labs {
+		if l.Prefix == p.Prefix {
+			orphan = l.Orphan
+		}
+	}
+	if !orphan {
+		t.Fatalf("lab with a dead owner not listed as orphan: %+v", labs)
+	}
+	if err := Destroy(p.Prefix); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := run("ip", "netns", "list")
+	if strings.Contains(out, p.Prefix) {
+		t.Errorf("namespaces left: %s", out)
 	}
 }

@@ -30,6 +30,15 @@ type SelftestConfig struct {
 type Check struct {
 	Name string
 	Run  func(env *CheckEnv) (detail string, err error)
+	// Multi, instead of Run, proves several properties on one lab: one result (and line) each.
+	Multi func(env *CheckEnv) []Result
+}
+
+// Result is the outcome of one property proved by a Multi check.
+type Result struct {
+	Name   string // full check name, e.g. "nat/natdiscovery/symmetric"
+	Detail string
+	Err    error
 }
 
 // CheckEnv is what a check gets.
@@ -80,14 +89,23 @@ func Selftest(cfg SelftestConfig) (passed, failed int) {
 		sub := filepath.Join(dir, strings.ReplaceAll(c.Name, "/", "_"))
 		_ = os.MkdirAll(sub, 0o755)
 		start := time.Now()
-		detail, err := c.Run(&CheckEnv{Dir: sub, Log: cfg.Log.WithField("check", c.Name)})
-		el := time.Since(start).Round(10 * time.Millisecond)
-		if err != nil {
-			failed++
-			fmt.Fprintf(cfg.Out, "FAIL %s: %v (%v)\n", c.Name, err, el)
+		env := &CheckEnv{Dir: sub, Log: cfg.Log.WithField("check", c.Name)}
+		var results []Result
+		if c.Multi != nil {
+			results = c.Multi(env)
 		} else {
-			passed++
-			fmt.Fprintf(cfg.Out, "ok   %s: %s (%v)\n", c.Name, detail, el)
+			detail, err := c.Run(env)
+			results = []Result{{c.Name, detail, err}}
+		}
+		el := time.Since(start).Round(10 * time.Millisecond)
+		for _, r := range results {
+			if r.Err != nil {
+				failed++
+				fmt.Fprintf(cfg.Out, "FAIL %s: %v (%v)\n", r.Name, r.Err, el)
+			} else {
+				passed++
+				fmt.Fprintf(cfg.Out, "ok   %s: %s (%v)\n", r.Name, r.Detail, el)
+			}
 		}
 	}
 	fmt.Fprintf(cfg.Out, "%d passed, %d failed\n", passed, failed)

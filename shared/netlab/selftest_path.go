@@ -13,11 +13,11 @@ const echoPort = 7000
 
 func pathChecks() []Check {
 	return []Check{
-		{"path/rtt-20ms-each-way", checkPathRTT},
-		{"path/loss-10pct-each-way", checkPathLoss},
-		{"path/schedule-10-to-30ms", checkPathSchedule},
-		{"path/reorder", checkPathReorder},
-		{"path/rate-tbf", checkPathRate},
+		{Name: "path/rtt-20ms-each-way", Run: checkPathRTT},
+		{Name: "path/loss-10pct-each-way", Run: checkPathLoss},
+		{Name: "path/schedule-10-to-30ms", Run: checkPathSchedule},
+		{Name: "path/reorder", Run: checkPathReorder},
+		{Name: "path/rate-tbf", Run: checkPathRate},
 	}
 }
 

@@ -55,3 +55,36 @@ func StartCapture(t testing.TB, h *Host, iface, file, filter string) (stop func(
 		}
 	}
 }
+
+// Middlebox builds the middlebox topology for a test and removes it in t.Cleanup.
+func Middlebox(t testing.TB, cfg MiddleboxConfig) *MiddleboxLab {
+	t.Helper()
+	SkipUnlessAvailable(t)
+	m, err := NewMiddlebox(cfg)
+	if err != nil {
+		skipOrFatal(t, "middlebox", err)
+	}
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Errorf("netlab: close: %v", err)
+		}
+	})
+	return m
+}
+
+// NAT builds the NAT topology for a test and removes it in t.Cleanup. It skips the test when
+// labs are unavailable or coturn/nft are not installed.
+func NAT(t testing.TB, cfg NATConfig) *NATLab {
+	t.Helper()
+	SkipUnlessAvailable(t)
+	n, err := NewNAT(cfg)
+	if err != nil {
+		skipOrFatal(t, "nat", err)
+	}
+	t.Cleanup(func() {
+		if err := n.Close(); err != nil {
+			t.Errorf("netlab: close: %v", err)
+		}
+	})
+	return n
+}

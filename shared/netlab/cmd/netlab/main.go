@@ -1,0 +1,240 @@
+// Command netlab builds, lists and removes probekit network labs and runs the lab self test.
+// It is the tool behind scripts/netlab; tests use package netlab directly.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/urfave/cli/v2"
+
+	"github.com/probekit/probekit/shared/netlab"
+)
+
+func main() {
+	app := &cli.App{
+		Name:  "netlab",
+		Usage: "network namespaces labs with delay, loss, NAT kinds and middleboxes",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "debug, info, warn, error"},
+		},
+		Commands: []*cli.Command{
+			{
+				Name:      "up",
+				Usage:     "build a lab that stays up until `netlab down PREFIX`",
+				ArgsUsage: "path|nat|middlebox",
+				Flags: []cli.Flag{
+					&cli.DurationFlag{Name: "delay", Usage: "path: delay each way"},
+					&cli.DurationFlag{Name: "delay-out", Usage: "path: delay A→B (overrides --delay)"},
+					&cli.DurationFlag{Name: "delay-in", Usage: "path: delay B→A (overrides --delay)"},
+					&cli.DurationFlag{Name: "jitter", Usage: "path: jitter each way"},
+					&cli.StringFlag{Name: "jitter-dist", Value: "uniform", Usage: "uniform or normal"},
+					&cli.BoolFlag{Name: "reorder", Usage: "path: let jittered packets overtake each other"},
+					&cli.Float64Flag{Name: "loss", Usage: "path: loss probability each way (0..1)"},
+					&cli.Int64Flag{Name: "rate", Usage: "path: rate limit each way, bit/s"},
+					&cli.StringFlag{Name: "schedule", Usage: "path: out delay schedule AT=DELAY,… e.g. 0s=10ms,5s=30ms"},
+					&cli.StringFlag{Name: "kinds", Value: "full-cone,address-restricted,port-restricted,symmetric", Usage: "nat: NAT kinds, one router each"},
+					&cli.IntFlag{Name: "clients", Value: 1, Usage: "nat: clients behind each NAT"},
+					&cli.BoolFlag{Name: "hairpin", Usage: "nat: enable hairpinning"},
+					&cli.StringFlag{Name: "mode", Value: "transparent", Usage: "middlebox: " + strings.Join(netlab.MiddleboxModeNames(), ", ")},
+				},
+				Action: up,
+			},
+			{Name: "down", Usage: "remove a lab", ArgsUsage: "PREFIX…", Action: down},
+			{Name: "status", Usage: "list labs, their namespaces and addresses", Action: status},
+			{
+				Name:   "clean",
+				Usage:  "remove leftover labs (owner gone); --all also removes `up` labs; or name prefixes",
+				Flags:  []cli.Flag{&cli.BoolFlag{Name: "all"}},
+				Action: clean, ArgsUsage: "[PREFIX…]",
+			},
+			{
+				Name:  "selftest",
+				Usage: "build every topology and prove it with independent tools",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "only", Usage: "run checks whose name contains this"},
+					&cli.StringFlag{Name: "keep", Usage: "keep captures in this directory"},
+				},
+				Action: selftest,
+			},
+		},
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "netlab:", err)
+		os.Exit(1)
+	}
+}
+
+func logger(c *cli.Context) *logrus.Logger {
+	l := logrus.New()
+	l.SetOutput(os.Stderr)
+	if lvl, err := logrus.ParseLevel(c.String("log-level")); err == nil {
+		l.SetLevel(lvl)
+	}
+	return l
+}
+
+func parseSchedule(s string) ([]netlab.Step, error) {
+	var steps []netlab.Step
+	for _, part := range strings.Split(s, ",") {
+		if part == "" {
+			continue
+		}
+		at, d, ok := strings.Cut(part, "=")
+		if !ok {
+			return nil, fmt.Errorf("schedule step %q: want AT=DELAY", part)
+		}
+		a, err := time.ParseDuration(at)
+		if err != nil {
+			return nil, err
+		}
+		dd, err := time.ParseDuration(d)
+		if err != nil {
+			return nil, err
+		}
+		steps = append(steps, netlab.Step{At: a, Delay: dd})
+	}
+	return steps, nil
+}
+
+func up(c *cli.Context) error {
+	log := logger(c)
+	var lab *netlab.Lab
+	switch c.Args().First() {
+	case "path":
+		imp := netlab.Impairment{Delay: c.Duration("delay"), Jitter: c.Duration("jitter"), Reorder: c.Bool("reorder"),
+			Loss: c.Float64("loss"), RateBps: c.Int64("rate")}
+		if c.String("jitter-dist") == "normal" {
+			imp.JitterDist = netlab.Normal
+		}
+		out, in := imp, imp
+		if c.IsSet("delay-out") {
+			out.Delay = c.Duration("delay-out")
+		}
+		if c.IsSet("delay-in") {
+			in.Delay = c.Duration("delay-in")
+		}
+		steps, err := parseSchedule(c.String("schedule"))
+		if err != nil {
+			return err
+		}
+		out.Schedule = steps
+		p, err := netlab.NewPath(netlab.PathConfig{Out: out, In: in, Log: log, Persistent: true})
+		if err != nil {
+			return err
+		}
+		lab = p.Lab
+	case "nat":
+		cfg := netlab.NATConfig{Log: log, Persistent: true, STUN: true}
+		for _, k := range strings.Split(c.String("kinds"), ",") {
+			kind, err := netlab.ParseNATKind(k)
+			if err != nil {
+				return err
+			}
+			cfg.NATs = append(cfg.NATs, netlab.NATSpec{Kind: kind, Clients: c.Int("clients"), Hairpin: c.Bool("hairpin")})
+		}
+		n, err := netlab.NewNAT(cfg)
+		if err != nil {
+			return err
+		}
+		lab = n.Lab
+	case "middlebox":
+		mode, err := netlab.ParseMiddleboxMode(c.String("mode"))
+		if err != nil {
+			return err
+		}
+		m, err := netlab.NewMiddlebox(netlab.MiddleboxConfig{Mode: mode, Log: log, Persistent: true})
+		if err != nil {
+			return err
+		}
+		lab = m.Lab
+	default:
+		return errors.New("up: topology must be path, nat or middlebox")
+	}
+	lab.Detach()
+	fmt.Println(lab.Prefix)
+	for _, h := range lab.Hosts() {
+		addr := ""
+		if h.Addr.IsValid() {
+			addr = h.Addr.String()
+		}
+		fmt.Printf("  %-10s ip netns exec %-16s %s %s\n", h.Name, h.NS, h.Iface, addr)
+	}
+	fmt.Printf("remove with: scripts/netlab down %s\n", lab.Prefix)
+	return nil
+}
+
+func down(c *cli.Context) error {
+	if c.NArg() == 0 {
+		return errors.New("down: name the lab prefix (see `netlab status`)")
+	}
+	var errs []error
+	for _, p := range c.Args().Slice() {
+		errs = append(errs, netlab.Destroy(p))
+	}
+	return errors.Join(errs...)
+}
+
+func status(c *cli.Context) error {
+	labs, err := netlab.List()
+	if err != nil {
+		return err
+	}
+	if len(labs) == 0 {
+		fmt.Println("no labs")
+	}
+	for _, l := range labs {
+		state := "owner " + l.Owner
+		if l.Owner == "persistent" {
+			state = "up"
+		}
+		if l.Orphan {
+			state += " (leftover: owner gone)"
+		}
+		fmt.Printf("%s %s\n", l.Prefix, state)
+		for _, ns := range l.Namespaces {
+			out, _ := execOut("ip", "-n", ns, "-br", "-4", "addr")
+			fmt.Printf("  %s: %s\n", ns, strings.Join(strings.Fields(out), " "))
+		}
+	}
+	return nil
+}
+
+func clean(c *cli.Context) error {
+	labs, err := netlab.List()
+	if err != nil {
+		return err
+	}
+	named := map[string]bool{}
+	for _, p := range c.Args().Slice() {
+		named[p] = true
+	}
+	var errs []error
+	n := 0
+	for _, l := range labs {
+		if named[l.Prefix] || (len(named) == 0 && (l.Orphan || (c.Bool("all") && l.Owner == "persistent"))) {
+			errs = append(errs, netlab.Destroy(l.Prefix))
+			n++
+		}
+	}
+	fmt.Printf("removed %d labs\n", n)
+	return errors.Join(errs...)
+}
+
+func selftest(c *cli.Context) error {
+	_, failed := netlab.Selftest(netlab.SelftestConfig{Out: os.Stdout, Log: logger(c), Only: c.String("only"), Dir: c.String("keep")})
+	if failed > 0 {
+		return cli.Exit("", 1)
+	}
+	return nil
+}
+
+func execOut(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).Output()
+	return string(out), err
+}

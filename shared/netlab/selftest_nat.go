@@ -1,0 +1,321 @@
+package netlab
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	osexec "os/exec"
+	"strings"
+	"sync"
+	"time"
+)
+
+func natChecks() []Check {
+	return []Check{{Name: "nat", Multi: checkNAT}}
+}
+
+// natDiscoveryExpect is what coturn's turnutils_natdiscovery must conclude per kind.
+var natDiscoveryExpect = map[NATKind][2]string{
+	FullCone:          {"NAT with Endpoint Independent Mapping!", "NAT with Endpoint Independent Filtering!"},
+	AddressRestricted: {"NAT with Endpoint Independent Mapping!", "NAT with Address Dependent Filtering!"},
+	PortRestricted:    {"NAT with Endpoint Independent Mapping!", "NAT with Address and Port Dependent Filtering!"},
+	Symmetric:         {"NAT with Address and Port Dependent Mapping!", "NAT with Address and Port Dependent Filtering!"},
+}
+
+const hairpinSeen = "Received a request (maybe a successful hairpinning)"
+
+// udpEndpoint is a UDP socket bound in a namespace.
+type udpEndpoint struct {
+	conn *net.UDPConn
+}
+
+func listenUDPIn(h *Host, addr netip.AddrPort) (*udpEndpoint, error) {
+	var c *net.UDPConn
+	err := h.Do(func() error {
+		var err error
+		c, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("netlab %s: listen %v: %w", h.Name, addr, err)
+	}
+	return &udpEndpoint{conn: c}, nil
+}
+
+func (e *udpEndpoint) send(to netip.AddrPort, msg string) error {
+	_, err := e.conn.WriteToUDPAddrPort([]byte(msg), to)
+	return err
+}
+
+// recv waits up to d for a datagram and returns its payload and source (ok=false on timeout).
+func (e *udpEndpoint) recv(d time.Duration) (string, netip.AddrPort, bool) {
+	_ = e.conn.SetReadDeadline(time.Now().Add(d))
+	buf := make([]byte, 1500)
+	n, from, err := e.conn.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		return "", netip.AddrPort{}, false
+	}
+	return string(buf[:n]), netip.AddrPortFrom(from.Addr().Unmap(), from.Port()), true
+}
+
+// checkNAT builds one NAT lab — a full cone (two clients, hairpin on), address-restricted,
+// port-restricted and symmetric routers, and a second full cone with hairpin off — and proves:
+// coturn's turnutils_natdiscovery classifies each router as its kind; unsolicited inbound
+// datagrams are delivered or dropped per kind; two clients behind one NAT get their own
+// preserved ports; hairpinning works when on and not when off.
+func checkNAT(env *CheckEnv) []Result {
+	fail := func(err error) []Result { return []Result{{Name: "nat/build", Err: err}} }
+	if _, err := osexec.LookPath("turnutils_natdiscovery"); err != nil {
+		return fail(err)
+	}
+	n, err := NewNAT(NATConfig{Log: env.Log, STUN: true, NATs: []NATSpec{
+		{Kind: FullCone, Clients: 2, Hairpin: true},
+		{Kind: AddressRestricted},
+		{Kind: PortRestricted},
+		{Kind: Symmetric},
+		{Kind: FullCone, Hairpin: false},
+	}})
+	if err != nil {
+		return fail(err)
+	}
+	trackLab(n.Lab)
+	defer n.Close()
+	var res []Result
+
+	// turnutils_natdiscovery, all routers at once (each run waits out several STUN timeouts).
+	type discovery struct {
+		out string
+		err error
+	}
+	// Jobs 0–3: -m -f on the first client of routers 0–3; 4: -H (hairpin) on the second client
+	// of router 0 (hairpin on); 5: -H on router 4's client (hairpin off).
+	jobs := []struct {
+		c    *NATClient
+		args []string
+	}{
+		{n.NATs[0].Clients[0], []string{"-m", "-f"}},
+		{n.NATs[1].Clients[0], []string{"-m", "-f"}},
+		{n.NATs[2].Clients[0], []string{"-m", "-f"}},
+		{n.NATs[3].Clients[0], []string{"-m", "-f"}},
+		{n.NATs[0].Clients[1], []string{"-H"}},
+		{n.NATs[4].Clients[0], []string{"-H"}},
+	}
+	disc := make([]discovery, len(jobs))
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			disc[i].out, disc[i].err = j.c.Exec("turnutils_natdiscovery", append(j.args, STUNAddr1.String())...)
+		}()
+	}
+	// Meanwhile, our own probes (they use other ports than natdiscovery's ephemeral ones).
+	unsolicited := make([]Result, 4)
+	for i := range 4 {
+		unsolicited[i] = checkUnsolicited(n, n.NATs[i], 25000+i)
+	}
+	twoClients := checkTwoClients(n, n.NATs[0])
+	hairOn := checkHairpin(n.NATs[0], true)
+	hairOff := checkHairpin(n.NATs[4], false)
+	wg.Wait()
+
+	for i := range 4 {
+		r := n.NATs[i]
+		name := "nat/natdiscovery/" + r.Kind.String()
+		_ = os.WriteFile(env.File(r.Kind.String()+"-natdiscovery.txt"), []byte(disc[i].out), 0o644)
+		want := natDiscoveryExpect[r.Kind]
+		var got []string
+		for _, line := range strings.Split(disc[i].out, "\n") {
+			if strings.HasPrefix(strings.TrimSpace(line), "NAT with ") {
+				got = append(got, strings.TrimSpace(line))
+			}
+		}
+		switch {
+		case disc[i].err != nil:
+			res = append(res, Result{name, "", fmt.Errorf("%w: %s", disc[i].err, tail(disc[i].out, 300))})
+		case len(got) != 2 || got[0] != want[0] || got[1] != want[1]:
+			res = append(res, Result{name, "", fmt.Errorf("reports %q, want %q", got, want)})
+		default:
+			res = append(res, Result{name, fmt.Sprintf("%q", got), nil})
+		}
+	}
+	res = append(res, unsolicited...)
+	res = append(res, twoClients)
+	for _, h := range []struct {
+		i    int
+		want bool
+	}{{4, true}, {5, false}} {
+		name := fmt.Sprintf("nat/natdiscovery/hairpin-%v", map[bool]string{true: "on", false: "off"}[h.want])
+		out := disc[h.i].out
+		_ = os.WriteFile(env.File(name[len("nat/natdiscovery/"):]+"-natdiscovery.txt"), []byte(out), 0o644)
+		if got := strings.Contains(out, hairpinSeen); got != h.want {
+			res = append(res, Result{name, "", fmt.Errorf("hairpinning seen = %v, want %v: %s", got, h.want, tail(out, 300))})
+		} else if h.want {
+			res = append(res, Result{name, "natdiscovery -H: " + hairpinSeen, nil})
+		} else {
+			res = append(res, Result{name, "natdiscovery -H: no hairpinned request", nil})
+		}
+	}
+	res = append(res, hairOn, hairOff)
+	return res
+}
+
+// checkUnsolicited: the client sends from a port to the rendezvous host, which learns the
+// mapped address; then datagrams arrive at that mapped address from (a) the rendezvous
+// endpoint itself, (b) the rendezvous address from another port, (c) an address the client
+// never contacted. Expected delivery per kind: full cone a b c; address-restricted a b;
+// port-restricted and symmetric a only.
+func checkUnsolicited(n *NATLab, r *NATRouter, port int) Result {
+	name := "nat/unsolicited/" + r.Kind.String()
+	c := r.Clients[0]
+	cl, err := listenUDPIn(c.Host, netip.AddrPortFrom(c.Addr, uint16(port)))
+	if err != nil {
+		return Result{name, "", err}
+	}
+	defer cl.conn.Close()
+	rvAddr := netip.AddrPortFrom(Rendezvous, 9000)
+	rv, err := listenUDPIn(n.Rendezvous, rvAddr)
+	if err != nil {
+		return Result{name, "", err}
+	}
+	defer rv.conn.Close()
+	rvOther, err := listenUDPIn(n.Rendezvous, netip.AddrPortFrom(Rendezvous, 9001))
+	if err != nil {
+		return Result{name, "", err}
+	}
+	defer rvOther.conn.Close()
+	stranger, err := listenUDPIn(n.STUN, netip.AddrPortFrom(STUNAddr2, 9002))
+	if err != nil {
+		return Result{name, "", err}
+	}
+	defer stranger.conn.Close()
+	if err := cl.send(rvAddr, "hello"); err != nil {
+		return Result{name, "", err}
+	}
+	_, mapped, ok := rv.recv(time.Second)
+	if !ok {
+		return Result{name, "", errors.New("rendezvous got nothing from the client")}
+	}
+	if mapped.Addr() != r.WAN {
+		return Result{name, "", fmt.Errorf("mapped address %v is not the router's WAN %v", mapped, r.WAN)}
+	}
+	if preserved := mapped.Port() == uint16(port); preserved != (r.Kind != Symmetric) {
+		return Result{name, "", fmt.Errorf("mapped port %d for local port %d on a %v NAT", mapped.Port(), port, r.Kind)}
+	}
+	senders := []struct {
+		label string
+		ep    *udpEndpoint
+		want  bool
+	}{
+		{"contacted endpoint", rv, true},
+		{"contacted address, other port", rvOther, r.Kind == FullCone || r.Kind == AddressRestricted},
+		{"uncontacted address", stranger, r.Kind == FullCone},
+	}
+	var parts []string
+	for _, s := range senders {
+		if err := s.ep.send(mapped, s.label); err != nil {
+			return Result{name, "", err}
+		}
+		msg, _, got := cl.recv(300 * time.Millisecond)
+		if got && msg != s.label {
+			return Result{name, "", fmt.Errorf("client got %q while expecting %q", msg, s.label)}
+		}
+		if got != s.want {
+			return Result{name, "", fmt.Errorf("from %s: delivered = %v, want %v", s.label, got, s.want)}
+		}
+		parts = append(parts, fmt.Sprintf("%s %s", s.label, map[bool]string{true: "delivered", false: "dropped"}[got]))
+	}
+	return Result{name, fmt.Sprintf("mapped %v:%d → %v; %s", c.Addr, port, mapped, strings.Join(parts, ", ")), nil}
+}
+
+// checkTwoClients: two clients behind one full-cone NAT reach the rendezvous host from the
+// same local port number range they own; each keeps its port and both are reachable.
+func checkTwoClients(n *NATLab, r *NATRouter) Result {
+	name := "nat/two-clients"
+	if len(r.Clients) < 2 {
+		return Result{name, "", errors.New("router has one client")}
+	}
+	rvAddr := netip.AddrPortFrom(Rendezvous, 9010)
+	rv, err := listenUDPIn(n.Rendezvous, rvAddr)
+	if err != nil {
+		return Result{name, "", err}
+	}
+	defer rv.conn.Close()
+	var parts []string
+	for j, c := range r.Clients[:2] {
+		port := c.Ports[0] + 100
+		ep, err := listenUDPIn(c.Host, netip.AddrPortFrom(c.Addr, port))
+		if err != nil {
+			return Result{name, "", err}
+		}
+		defer ep.conn.Close()
+		if err := ep.send(rvAddr, fmt.Sprintf("client %d", j)); err != nil {
+			return Result{name, "", err}
+		}
+		msg, from, ok := rv.recv(time.Second)
+		if !ok || msg != fmt.Sprintf("client %d", j) {
+			return Result{name, "", fmt.Errorf("client %d: rendezvous got %q ok=%v", j, msg, ok)}
+		}
+		if from != netip.AddrPortFrom(r.WAN, port) {
+			return Result{name, "", fmt.Errorf("client %d mapped to %v, want %v", j, from, netip.AddrPortFrom(r.WAN, port))}
+		}
+		if err := rv.send(from, "reply"); err != nil {
+			return Result{name, "", err}
+		}
+		if msg, _, ok := ep.recv(time.Second); !ok || msg != "reply" {
+			return Result{name, "", fmt.Errorf("client %d: no reply through the NAT", j)}
+		}
+		parts = append(parts, fmt.Sprintf("%v:%d → %v", c.Addr, port, from))
+	}
+	return Result{name, strings.Join(parts, ", ") + ", replies delivered", nil}
+}
+
+// checkHairpin: client 0 sends to its own public mapping and, with two clients, to client 1's
+// public mapping; the datagram arrives (from client 0's public address) only with hairpin on.
+func checkHairpin(r *NATRouter, on bool) Result {
+	name := "nat/hairpin-" + map[bool]string{true: "on", false: "off"}[on]
+	c0 := r.Clients[0]
+	p0 := c0.Ports[0] + 200
+	e0, err := listenUDPIn(c0.Host, netip.AddrPortFrom(c0.Addr, p0))
+	if err != nil {
+		return Result{name, "", err}
+	}
+	defer e0.conn.Close()
+	targets := []*NATClient{c0}
+	if len(r.Clients) > 1 {
+		targets = append(targets, r.Clients[1])
+	}
+	var parts []string
+	for _, tc := range targets {
+		ep := e0
+		port := p0
+		if tc != c0 {
+			port = tc.Ports[0] + 200
+			e, err := listenUDPIn(tc.Host, netip.AddrPortFrom(tc.Addr, port))
+			if err != nil {
+				return Result{name, "", err}
+			}
+			defer e.conn.Close()
+			ep = e
+		}
+		pub := netip.AddrPortFrom(r.WAN, port)
+		if err := e0.send(pub, "hairpin"); err != nil {
+			return Result{name, "", err}
+		}
+		msg, from, got := ep.recv(300 * time.Millisecond)
+		if got != on {
+			return Result{name, "", fmt.Errorf("%v → %v: delivered = %v, want %v", c0.Addr, pub, got, on)}
+		}
+		if got && (msg != "hairpin" || from != netip.AddrPortFrom(r.WAN, p0)) {
+			return Result{name, "", fmt.Errorf("hairpinned datagram %q from %v, want from %v", msg, from, netip.AddrPortFrom(r.WAN, p0))}
+		}
+		if got {
+			parts = append(parts, fmt.Sprintf("%v → %v delivered to %v from %v", c0.Addr, pub, tc.Addr, from))
+		} else {
+			parts = append(parts, fmt.Sprintf("%v → %v dropped", c0.Addr, pub))
+		}
+	}
+	return Result{name, strings.Join(parts, "; "), nil}
+}

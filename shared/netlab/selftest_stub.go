@@ -1,4 +1,0 @@
-package netlab
-
-func natChecks() []Check       { return nil }
-func middleboxChecks() []Check { return nil }
