@@ -44,7 +44,7 @@ type jitterJSON struct {
 }
 
 // MarshalJSON writes the estimate (µs for reading, ns for state) and the estimator state.
-func (j *Jitter) MarshalJSON() ([]byte, error) {
+func (j Jitter) MarshalJSON() ([]byte, error) {
 	return json.Marshal(jitterJSON{JitterUS: usRound(j.j), JitterNS: j.j, Count: j.n, LastTransit: int64(j.last)})
 }
 
@@ -106,7 +106,7 @@ func (p *IPDV) Summary() Summary { return p.s.Summary() }
 func (p *IPDV) Merge(o *IPDV) { p.s.Merge(&o.s) }
 
 // MarshalJSON writes the IPDV distribution (as a Series); the pairing window is not kept.
-func (p *IPDV) MarshalJSON() ([]byte, error) { return p.s.MarshalJSON() }
+func (p IPDV) MarshalJSON() ([]byte, error) { return p.s.MarshalJSON() }
 
 // UnmarshalJSON restores the distribution written by MarshalJSON.
 func (p *IPDV) UnmarshalJSON(b []byte) error {

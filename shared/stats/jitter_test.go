@@ -171,3 +171,46 @@ func TestIPDVMatchesDirect(t *testing.T) {
 		t.Errorf("IPDV %+v\nwant %+v", p.Summary(), want.Summary())
 	}
 }
+
+// Delay feeds all three estimators; by hand with the IPDV example above (arrival order
+// 0, 1, 2, 4, 3; delays 100, 130, 110, 150, 170 µs):
+//
+//	delay: min 100, sorted 100 110 130 150 170, p50 = rank 3 = 130, p90 = rank 5 = 170
+//	PDV:   p50 = 130 − 100 = 30, p90 = 70
+//	IPDV:  30 −20 60 −20 (see TestIPDVHandComputed)
+//	jitter in arrival order, transit 100 130 110 150 170:
+//	  |D| = 30, 20, 40, 20;  J = 30/16 = 1.875;  J += (20 − 1.875)/16 → 3.0078125;
+//	  J += (40 − 3.0078125)/16 → 5.31982421875;  J += (20 − 5.31982421875)/16 → 6.2373352050781
+func TestDelayHandComputed(t *testing.T) {
+	var d Delay
+	for _, a := range []struct {
+		seq uint64
+		us  time.Duration
+	}{{0, 100}, {1, 130}, {2, 110}, {4, 150}, {3, 170}} {
+		d.Add(a.seq, a.us*time.Microsecond)
+	}
+	m := d.Summary()
+	if m.Delay.Count != 5 || m.Delay.MinUS != 100 || m.Delay.P50US != 130 || m.Delay.P90US != 170 {
+		t.Errorf("delay %+v", m.Delay)
+	}
+	if m.PDV != (PDVSummary{P50US: 30, P90US: 70, P95US: 70, P99US: 70, P999US: 70}) {
+		t.Errorf("PDV %+v", m.PDV)
+	}
+	if m.IPDV.Count != 4 || m.IPDV.MinUS != -20 || m.IPDV.MaxUS != 60 || m.IPDV.MeanUS != 12.5 {
+		t.Errorf("IPDV %+v", m.IPDV)
+	}
+	if math.Abs(d.Jitter.Nanos()-6237.3352050781) > 1e-6 || m.JitterUS != 6.237 {
+		t.Errorf("jitter %v ns, summary %v µs", d.Jitter.Nanos(), m.JitterUS)
+	}
+	b, err := json.Marshal(&d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if byValue, _ := json.Marshal(d); string(byValue) != string(b) {
+		t.Errorf("marshalling by value differs:\n%s\n%s", byValue, b)
+	}
+	var back Delay
+	if err := json.Unmarshal(b, &back); err != nil || back.Summary() != m {
+		t.Errorf("JSON round trip: %v\n%+v\n%+v", err, back.Summary(), m)
+	}
+}

@@ -223,4 +223,4 @@ func (m SequenceSummary) String() string {
 }
 
 // MarshalJSON writes the summary of q.
-func (q *Sequence) MarshalJSON() ([]byte, error) { return json.Marshal(q.Summary()) }
+func (q Sequence) MarshalJSON() ([]byte, error) { return json.Marshal(q.Summary()) }

@@ -247,8 +247,9 @@ type seriesJSON struct {
 }
 
 // MarshalJSON encodes the full state of s, so that UnmarshalJSON restores a Series with the
-// same count, moments and percentiles that can still be merged.
-func (s *Series) MarshalJSON() ([]byte, error) {
+// same count, moments and percentiles that can still be merged. It has a value receiver so a
+// Series inside a struct marshalled by value is encoded too.
+func (s Series) MarshalJSON() ([]byte, error) {
 	j := seriesJSON{Count: s.n, MinNS: int64(s.min), MaxNS: int64(s.max), MeanNS: s.mean, M2NS2: s.m2}
 	if s.overflow {
 		j.Buckets = s.h.buckets()

@@ -18,23 +18,34 @@ var fuzzSeeds = [][]byte{
 	{0xff},
 }
 
+// decoded checks a decoder's result against the input: short input must give ErrShort, a
+// full one must decode without error and re-encode to the same bytes. It reports whether
+// the caller should go on checking the value.
+func decoded(t *testing.T, b []byte, size int, err error, reencoded []byte) bool {
+	t.Helper()
+	if len(b) < size {
+		if !errors.Is(err, ErrShort) {
+			t.Fatalf("short input %x: err %v", b, err)
+		}
+		return false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(reencoded, b[:size]) {
+		t.Fatalf("re-encode %x, want %x", reencoded, b[:size])
+	}
+	return true
+}
+
 func FuzzNTP(f *testing.F) {
 	for _, s := range fuzzSeeds {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		n, err := NTPFromBytes(b)
-		if len(b) < Size {
-			if !errors.Is(err, ErrShort) {
-				t.Fatalf("short input %x: err %v", b, err)
-			}
+		if !decoded(t, b, Size, err, n.AppendTo(nil)) {
 			return
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := n.AppendTo(nil); !bytes.Equal(got, b[:Size]) {
-			t.Fatalf("re-encode %x, want %x", got, b[:Size])
 		}
 		if n.Seconds() == 0 {
 			return // the second holding the "unknown" sentinel
@@ -86,17 +97,8 @@ func FuzzFixed32(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		x, err := Fixed32FromBytes(b)
-		if len(b) < Size {
-			if !errors.Is(err, ErrShort) {
-				t.Fatalf("short input %x: err %v", b, err)
-			}
+		if !decoded(t, b, Size, err, x.AppendTo(nil)) {
 			return
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := x.AppendTo(nil); !bytes.Equal(got, b[:Size]) {
-			t.Fatalf("re-encode %x, want %x", got, b[:Size])
 		}
 		if x.Seconds() == 0xFFFF_FFFF && x.Fraction() > 0xFFFF_FFFD {
 			return // rounds up into 2^32 s, outside the format
@@ -118,17 +120,8 @@ func FuzzErrorEstimate(f *testing.F) {
 	f.Add([]byte{0x00})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := ErrorEstimateFromBytes(b)
-		if len(b) < ErrorEstimateSize {
-			if !errors.Is(err, ErrShort) {
-				t.Fatalf("short input %x: err %v", b, err)
-			}
+		if !decoded(t, b, ErrorEstimateSize, err, e.AppendTo(nil)) {
 			return
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := e.AppendTo(nil); !bytes.Equal(got, b[:2]) {
-			t.Fatalf("re-encode %x, want %x", got, b[:2])
 		}
 		if !e.Valid() {
 			return
