@@ -382,8 +382,8 @@ func (st *runState) receive(ctx context.Context, conn *udpsock.Conn) error {
 	for i := range msgs {
 		msgs[i].Buf = buf[i*2048 : (i+1)*2048]
 	}
+	// Run wakes the blocked read with a past deadline after cancelling ctx.
 	for ctx.Err() == nil {
-		conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 		n, err := conn.ReadBatch(msgs)
 		if err != nil {
 			if ctx.Err() != nil || isTimeout(err) {

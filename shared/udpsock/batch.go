@@ -136,8 +136,8 @@ func (c *Conn) ReadBatch(msgs []Message) (int, error) {
 		if m.N > len(m.Buf) {
 			m.N = len(m.Buf)
 		}
-		m.Addr = c.parseSockaddr(s.names[i][:h.Hdr.Namelen])
-		ctl := parseControl(s.oob[i*oobSize : i*oobSize+int(h.Hdr.Controllen)])
+		m.Addr = c.parseSockaddr(s.names[i][:min(int(h.Hdr.Namelen), len(s.names[i]))])
+		ctl := parseControl(s.oob[i*oobSize : i*oobSize+min(int(h.Hdr.Controllen), oobSize)])
 		if ctl.rxSource != timestamp.SourceNone {
 			m.RxTime, m.RxSource = ctl.rxTime, ctl.rxSource
 		} else {
@@ -156,7 +156,8 @@ func (c *Conn) ReadBatch(msgs []Message) (int, error) {
 // WriteBatch sends every message with sendmmsg (several calls if the socket buffer fills),
 // each to its own Addr and with its own TOS byte: messages whose TOS differs from the socket
 // default (SetTOS) carry an IP_TOS or IPV6_TCLASS control message. It returns how many were
-// sent; on error the count says which messages went out.
+// sent; on error the count says which messages went out (sendmmsg stops at the first message
+// the kernel refuses).
 func (c *Conn) WriteBatch(msgs []Message) (int, error) {
 	if len(msgs) == 0 {
 		return 0, nil

@@ -67,7 +67,7 @@ func (c *Conn) TxTimestamps(fn func(id uint32, t time.Time, src timestamp.Source
 		}
 		for i := 0; i < got; i++ {
 			h := &c.e.hs[i]
-			ctl := parseControl(c.e.oob[i*oobSize : i*oobSize+int(h.Hdr.Controllen)])
+			ctl := parseControl(c.e.oob[i*oobSize : i*oobSize+min(int(h.Hdr.Controllen), oobSize)])
 			if ctl.hasTxID && ctl.rxSource != timestamp.SourceNone {
 				fn(ctl.txID, ctl.rxTime, ctl.rxSource)
 				total++
