@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/probekit/probekit/shared/reflector"
 	"github.com/probekit/probekit/shared/udpsock"
 )
 
@@ -13,7 +14,9 @@ import (
 // connection; sessions are learned from the first packet of each sender address and port,
 // each with its own sequence counter, in the unauthenticated layout (TW-L1).
 func (s *Server) startLight(ctx context.Context, addr string) (net.Addr, error) {
-	sock, err := udpsock.Listen(ctx, "udp", addr, udpsock.Options{RxTimestamps: s.cfg.KernelTimestamps, RecvTTL: true, RecvTOS: true})
+	opts := reflector.ListenOptions(0)
+	opts.RxTimestamps = s.cfg.KernelTimestamps
+	sock, err := udpsock.Listen(ctx, "udp", addr, opts)
 	if err != nil {
 		return nil, fmt.Errorf("twampd: TWAMP Light listen %s: %w", addr, err)
 	}

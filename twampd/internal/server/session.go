@@ -18,6 +18,10 @@ import (
 // maxDatagram is the largest test packet a session socket receives.
 const maxDatagram = 9216
 
+// sessionRcvBuf absorbs ~150 ms of a 100 kpps session while the reflector goroutine is
+// descheduled on a busy host (the kernel charges ~768 octets per small datagram).
+const sessionRcvBuf = 64 << 20
+
 // session is one negotiated test session: its own UDP socket, provisioned in the shared
 // reflector's table between Start-Sessions and Stop-Sessions + Timeout.
 type session struct {
@@ -54,7 +58,9 @@ func (s *Server) listenTest(ctx context.Context, local netip.Addr, requested uin
 	if local.Is6() {
 		network = "udp6"
 	}
-	opts := udpsock.Options{RxTimestamps: s.cfg.KernelTimestamps, RecvTTL: true, RecvTOS: true}
+	opts := reflector.ListenOptions(0) // large socket buffers, TTL and TOS delivery
+	opts.RxTimestamps = s.cfg.KernelTimestamps
+	opts.ReadBuffer = sessionRcvBuf
 	try := func(port uint16) (*udpsock.Conn, error) {
 		return udpsock.Listen(ctx, network, netip.AddrPortFrom(local, port).String(), opts)
 	}
