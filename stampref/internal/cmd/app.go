@@ -1,0 +1,122 @@
+// Package cmd builds stampref's command line and maps it onto server.Config.
+package cmd
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/probekit/probekit/shared/cliutil"
+	"github.com/probekit/probekit/shared/reflector"
+	"github.com/probekit/probekit/stampref/internal/server"
+)
+
+// Flag names.
+const (
+	flagListen          = "listen"
+	flagKeyFile         = "key-file"
+	flagAuth            = "auth"
+	flagStateless       = "stateless"
+	flagMaxSessions     = "max-sessions"
+	flagIdleTimeout     = "idle-timeout"
+	flagProvisionedOnly = "provisioned-only"
+	flagRefuseDSCP      = "refuse-dscp"
+	flagPTP             = "ptp"
+	flagSynchronized    = "synchronized"
+	flagClockError      = "clock-error"
+	flagMonitor         = "monitor"
+	flagNoMonitor       = "no-monitor"
+	flagUser            = "user"
+	flagBatch           = "batch"
+)
+
+// DefaultMonitor is the default monitoring address.
+const DefaultMonitor = "127.0.0.1:8862"
+
+// NewApp returns the stampref command.
+func NewApp(version string) *cli.App {
+	app := cliutil.NewApp("stampref", "STAMP Session-Reflector (RFC 8762, RFC 8972)", version)
+	cliutil.SetManSection(app, 8)
+	app.ArgsUsage = " "
+	app.Description = "stampref answers STAMP test packets (and TWAMP-Light ones) on UDP 862: unauthenticated or " +
+		"authenticated (HMAC-SHA-256/128), stateless or stateful, with every RFC 8972 TLV, symmetric reply " +
+		"size, the received TTL copied and kernel receive timestamps as T2. A localhost HTTP API lists " +
+		"sessions and counters (GET /sessions, /stats, Prometheus /metrics) and provisions sessions " +
+		"(POST /sessions, DELETE /sessions/ID). SIGHUP reloads the key file; SIGTERM stops cleanly."
+	app.Flags = append(app.Flags,
+		&cli.StringSliceFlag{Name: flagListen, Aliases: []string{"l"}, Value: cli.NewStringSlice("[::]:862"),
+			Usage: "UDP `ADDR:PORT` to serve (repeatable; [::]:862 serves IPv4 and IPv6)"},
+		&cli.StringFlag{Name: flagKeyFile, Aliases: []string{"k"}, Usage: "HMAC key `FILE` (raw octets, or hex:… ; reloaded on SIGHUP)"},
+		&cli.BoolFlag{Name: flagAuth, Aliases: []string{"a"}, Usage: "authenticated mode (112-octet packets, HMAC-SHA-256/128)"},
+		&cli.BoolFlag{Name: flagStateless, Usage: "reflect the sender's sequence number instead of per-session counters"},
+		cliutil.IntFlag(flagMaxSessions, "most learned sessions (0 = unlimited)", 65536, 0, 1<<24),
+		&cli.DurationFlag{Name: flagIdleTimeout, Value: reflector.DefaultIdleTimeout, Usage: "expire learned sessions idle this long"},
+		&cli.BoolFlag{Name: flagProvisionedOnly, Usage: "answer only sessions provisioned through the API"},
+		&cli.BoolFlag{Name: flagRefuseDSCP, Usage: "do not apply Class of Service DSCP requests (reply with the received DSCP, RP=1)"},
+		&cli.BoolFlag{Name: flagPTP, Usage: "write T2/T3 in truncated PTPv2 format (Z=1) instead of NTP"},
+		&cli.BoolFlag{Name: flagSynchronized, Usage: "set the S bit: this host's clock is synchronised to UTC"},
+		&cli.DurationFlag{Name: flagClockError, Value: time.Millisecond, Usage: "clock error reported in the Error Estimate"},
+		&cli.StringFlag{Name: flagMonitor, Value: DefaultMonitor, Usage: "HTTP monitoring `ADDR:PORT` (loopback only)"},
+		&cli.BoolFlag{Name: flagNoMonitor, Usage: "disable the HTTP monitoring API"},
+		&cli.StringFlag{Name: flagUser, Usage: "switch to `USER` after binding (when started as root)"},
+		cliutil.IntFlag(flagBatch, "datagrams per recvmmsg/sendmmsg", 64, 1, 1024),
+	)
+	app.Action = func(c *cli.Context) error {
+		cfg, err := Config(c)
+		if err != nil {
+			return err
+		}
+		return server.Run(c.Context, cfg, cliutil.Logger(c))
+	}
+	return app
+}
+
+// Config validates the flags and returns the server configuration.
+func Config(c *cli.Context) (server.Config, error) {
+	if c.NArg() > 0 {
+		return server.Config{}, cliutil.Usagef("unexpected argument %q", c.Args().First())
+	}
+	cfg := server.Config{
+		Listen:        c.StringSlice(flagListen),
+		KeyFile:       c.String(flagKeyFile),
+		Authenticated: c.Bool(flagAuth),
+		Monitor:       c.String(flagMonitor),
+		User:          c.String(flagUser),
+		Reflector: reflector.Config{
+			Stateless:       c.Bool(flagStateless),
+			ProvisionedOnly: c.Bool(flagProvisionedOnly),
+			MaxSessions:     int(cliutil.Int(c, flagMaxSessions)),
+			IdleTimeout:     c.Duration(flagIdleTimeout),
+			RefuseDSCP:      c.Bool(flagRefuseDSCP),
+			PTP:             c.Bool(flagPTP),
+			Synchronized:    c.Bool(flagSynchronized),
+			ClockError:      c.Duration(flagClockError),
+			Batch:           int(cliutil.Int(c, flagBatch)),
+		},
+	}
+	if c.Bool(flagNoMonitor) {
+		cfg.Monitor = ""
+	}
+	for _, l := range cfg.Listen {
+		if _, err := netip.ParseAddrPort(l); err != nil {
+			return cfg, cliutil.Usagef("--%s %q: want ADDR:PORT ([::]:862, 127.0.0.1:8620): %v", flagListen, l, err)
+		}
+	}
+	if cfg.Monitor != "" {
+		ap, err := netip.ParseAddrPort(cfg.Monitor)
+		if err != nil || !ap.Addr().IsLoopback() {
+			return cfg, cliutil.Usagef("--%s %q: want a loopback ADDR:PORT", flagMonitor, cfg.Monitor)
+		}
+	}
+	if cfg.Authenticated && cfg.KeyFile == "" && !cfg.Reflector.ProvisionedOnly {
+		return cfg, cliutil.Usagef("--%s needs --%s (or --%s with per-session keys)", flagAuth, flagKeyFile, flagProvisionedOnly)
+	}
+	if cfg.Reflector.IdleTimeout <= 0 {
+		return cfg, cliutil.Usagef("--%s must be positive", flagIdleTimeout)
+	}
+	if cfg.Reflector.ClockError <= 0 {
+		return cfg, cliutil.Usagef("--%s must be positive", flagClockError)
+	}
+	return cfg, nil
+}

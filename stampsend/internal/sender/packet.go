@@ -1,0 +1,92 @@
+package sender
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/probekit/probekit/shared/testpkt"
+	"github.com/probekit/probekit/shared/timestamp"
+)
+
+// builder writes test packets from a template: the base packet, the TLVs in the order given,
+// Extra Padding to reach the requested size, then (authenticated mode) the HMAC TLV and the
+// base HMAC. Per packet only the sequence number, T1, the Direct Measurement counter and the
+// HMACs change, so building allocates nothing.
+type builder struct {
+	mode     testpkt.Mode
+	tmpl     []byte
+	ptp      bool
+	signer   *testpkt.Signer
+	hmacTLV  int // offset of the HMAC TLV, -1 for none
+	dmOffset int // offset of the Direct Measurement S_TxC, -1 for none
+}
+
+// newBuilder lays out the template. size, when larger than what the TLVs need, is reached with an
+// Extra Padding TLV (at least 4 octets of room are needed for its header).
+func newBuilder(mode testpkt.Mode, ssid uint16, ee timestamp.ErrorEstimate, ptp bool, key []byte,
+	tlvs []TLVSpec, size int) (*builder, error) {
+	p := testpkt.SenderPacket{Mode: mode, ErrorEstimate: ee, SSID: ssid}
+	b := &builder{mode: mode, ptp: ptp, hmacTLV: -1, dmOffset: -1}
+	t := p.AppendTo(nil)
+	for _, s := range tlvs {
+		if s.Type == testpkt.TypeDirectMeasurement {
+			b.dmOffset = len(t) + testpkt.TLVHeaderLen
+		}
+		t = testpkt.AppendTLV(t, testpkt.FlagU, s.Type, s.Value) // U=1, M=0, I=0
+	}
+	hmacLen := 0
+	if mode.Authenticated() && len(tlvs) > 0 {
+		hmacLen = testpkt.TLVHeaderLen + testpkt.HMACLen
+	}
+	if size > 0 {
+		room := size - len(t) - hmacLen
+		switch {
+		case room == 0:
+		case room >= testpkt.TLVHeaderLen:
+			// Extra Padding alone needs no HMAC TLV (RFC 8972 §4.8), hence hmacLen above.
+			t = testpkt.AppendTLV(t, testpkt.FlagU, testpkt.TypeExtraPadding, make([]byte, room-testpkt.TLVHeaderLen))
+		default:
+			return nil, fmt.Errorf("--size %d: the packet needs at least %d octets (or %d for padding)",
+				size, len(t)+hmacLen, len(t)+hmacLen+testpkt.TLVHeaderLen)
+		}
+	}
+	if len(key) > 0 {
+		b.signer = testpkt.NewSigner(key)
+	}
+	if hmacLen > 0 {
+		b.hmacTLV = len(t)
+		t = testpkt.AppendTLV(t, testpkt.FlagU, testpkt.TypeHMAC, make([]byte, testpkt.HMACLen))
+	}
+	b.tmpl = t
+	return b, nil
+}
+
+// Len is the size of every packet.
+func (b *builder) Len() int { return len(b.tmpl) }
+
+// build writes packet seq with transmit time t1 into dst (len(dst) ≥ Len) and returns it.
+func (b *builder) build(dst []byte, seq uint32, t1 time.Time, sentSoFar uint32) []byte {
+	p := dst[:len(b.tmpl)]
+	copy(p, b.tmpl)
+	binary.BigEndian.PutUint32(p[0:], seq)
+	ts := testpkt.Stamp(t1, b.ptp)
+	if b.mode.Authenticated() {
+		binary.BigEndian.PutUint64(p[16:], ts)
+	} else {
+		binary.BigEndian.PutUint64(p[4:], ts)
+	}
+	if b.dmOffset >= 0 {
+		binary.BigEndian.PutUint32(p[b.dmOffset:], sentSoFar)
+	}
+	if b.signer != nil {
+		if b.hmacTLV >= 0 {
+			mac := b.signer.TLVSum(p, b.mode.SenderLen(), b.hmacTLV)
+			copy(p[b.hmacTLV+testpkt.TLVHeaderLen:], mac[:])
+		}
+		if b.mode.Authenticated() {
+			b.signer.Sign(p)
+		}
+	}
+	return p
+}

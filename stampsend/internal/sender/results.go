@@ -1,0 +1,345 @@
+package sender
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/probekit/probekit/shared/cliutil"
+	"github.com/probekit/probekit/shared/stats"
+	"github.com/probekit/probekit/shared/testpkt"
+	"github.com/probekit/probekit/shared/timestamp"
+	"github.com/probekit/probekit/shared/udpsock"
+)
+
+// Record is one reply as stampsend prints it with --json / --format csv.
+type Record struct {
+	Seq          uint32
+	Bytes        int
+	From         string
+	TTL          int // IP TTL / hop limit of the reply as received
+	SenderTTL    uint8
+	ReflectorSeq uint32
+	SSID         uint16
+	RTT          time.Duration // (T4 − T1) − (T3 − T2)
+	Residence    time.Duration // T3 − T2
+	Forward      time.Duration // T2 − T1
+	Backward     time.Duration // T4 − T3
+	T1, T2, T3   time.Time
+	T4           time.Time
+	TxSource     timestamp.Source
+	RxSource     timestamp.Source
+	Duplicate    bool
+}
+
+var recordColumns = []string{"seq", "bytes", "from", "ttl", "sender_ttl", "reflector_seq", "ssid", "rtt_us",
+	"residence_us", "forward_us", "backward_us", "t1", "t2", "t3", "t4", "tx_source", "rx_source", "duplicate"}
+
+func us(d time.Duration) float64 { return float64(d) / 1e3 }
+
+// Summary is the end-of-session report (the last JSON line with --json).
+type Summary struct {
+	Type       string  `json:"type"`
+	Target     string  `json:"target"`
+	Mode       string  `json:"mode"`
+	SSID       uint16  `json:"ssid"`
+	Size       int     `json:"size"`
+	Sent       uint64  `json:"sent"`
+	Received   uint64  `json:"received"`
+	Lost       uint64  `json:"lost"`
+	LossPct    float64 `json:"loss_pct"`
+	Duplicates uint64  `json:"duplicates"`
+	Reordered  uint64  `json:"reordered"`
+	Late       uint64  `json:"late"`
+	Malformed  uint64  `json:"malformed"`
+	BadHMAC    uint64  `json:"bad_hmac"`
+	Unknown    uint64  `json:"unknown"`
+	Foreign    uint64  `json:"foreign"`
+	SendErrors uint64  `json:"send_errors"`
+	DurationS  float64 `json:"duration_s"`
+
+	RTT       stats.Summary `json:"rtt"`
+	JitterUS  float64       `json:"jitter_us"`
+	Residence stats.Summary `json:"residence"`
+	Forward   stats.Summary `json:"forward"`
+	Backward  stats.Summary `json:"backward"`
+
+	SenderSynchronized    bool   `json:"sender_synchronized"`
+	ReflectorSynchronized bool   `json:"reflector_synchronized"`
+	OneWayValid           bool   `json:"one_way_valid"`
+	Warning               string `json:"warning,omitempty"`
+
+	TxKernel    uint64 `json:"tx_kernel_timestamps"`
+	RxKernel    uint64 `json:"rx_kernel_timestamps"`
+	TxSource    string `json:"tx_source"`
+	RxSource    string `json:"rx_source"`
+	SSIDEchoed  bool   `json:"ssid_echoed"`
+	Unrecognize []int  `json:"unrecognized_tlvs,omitempty"`
+	TLVProblem  string `json:"tlv_problem,omitempty"`
+}
+
+// accumulator turns replies into records and statistics. add runs on the receiving goroutine;
+// the counters are atomic because the sender also counts.
+type accumulator struct {
+	cfg    Config
+	mode   testpkt.Mode
+	signer *testpkt.Signer
+	txOn   bool
+	emit   *cliutil.Emitter
+
+	mu                        sync.Mutex
+	seq                       stats.Sequence
+	rtt, res, fwd, bwd        stats.Series
+	jitter                    stats.Jitter
+	late, txKernel, rxKernel  uint64
+	badHMAC                   uint64
+	allSynced, reflSynced     bool
+	anyReply, ssidSeen, noSSI bool
+	unrecognized              map[testpkt.TLVType]bool
+	tlvProblem                string
+	ownSynced                 bool
+	err                       error
+
+	malformed, unknown, foreign, sendErrors atomic.Uint64
+}
+
+func newAccumulator(cfg Config, mode testpkt.Mode, txOn bool) *accumulator {
+	a := &accumulator{cfg: cfg, mode: mode, txOn: txOn, reflSynced: true, ownSynced: cfg.Synchronized,
+		unrecognized: map[testpkt.TLVType]bool{}}
+	if len(cfg.Key) > 0 {
+		a.signer = testpkt.NewSigner(cfg.Key)
+	}
+	if cfg.Format != cliutil.FormatText {
+		a.emit = cliutil.NewEmitter(cfg.Out, cfg.Format, recordColumns...)
+	}
+	return a
+}
+
+// textRecord formats a reply like ping does.
+func textRecord(r *Record) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d bytes from %s: seq=%d ttl=%d rtt=%.3f ms residence=%.1f us", r.Bytes, r.From, r.Seq, r.TTL,
+		float64(r.RTT)/1e6, us(r.Residence))
+	if r.Duplicate {
+		b.WriteString(" (DUP!)")
+	}
+	return b.String()
+}
+
+// complete reports whether every sent packet has been answered (or counted lost for good).
+func (a *accumulator) complete(sent uint64) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return sent > 0 && a.seq.Received()+a.late >= sent
+}
+
+func (a *accumulator) add(rp *testpkt.ReflectedPacket, data []byte, m *udpsock.Message, sl slot) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.signer != nil && !a.signer.Verify(data) {
+		a.badHMAC++
+		return nil
+	}
+	cfg := &a.cfg
+	if rp.SSID == 0 && cfg.SSID != 0 {
+		if !a.noSSI {
+			a.noSSI = true
+		}
+		if cfg.RequireSSID {
+			return ErrNoSSID
+		}
+	} else if rp.SSID != cfg.SSID {
+		a.foreign.Add(1)
+		return nil
+	} else {
+		a.ssidSeen = true
+	}
+	r := Record{Seq: rp.SenderSeq, Bytes: len(data), From: m.Addr.String(), TTL: m.TTL, SenderTTL: rp.SenderTTL,
+		ReflectorSeq: rp.Seq, SSID: rp.SSID, RxSource: m.RxSource, T4: m.RxTime}
+	r.T1, r.TxSource = time.Unix(0, sl.t1), timestamp.SourceUser
+	if sl.t1k != 0 {
+		r.T1, r.TxSource = time.Unix(0, sl.t1k), sl.t1kSrc
+	}
+	r.T2, r.T3 = rp.ReceiveTime(), rp.TransmitTime()
+	raw := r.T4.Sub(r.T1)
+	r.Residence = r.T3.Sub(r.T2)
+	r.RTT = raw
+	if rp.ReceiveTimestamp != 0 && rp.Timestamp != 0 && r.Residence >= 0 && r.Residence <= raw {
+		r.RTT = raw - r.Residence
+	} else {
+		r.Residence = 0
+	}
+	r.Forward, r.Backward = r.T2.Sub(r.T1), r.T4.Sub(r.T3)
+	if raw > cfg.Timeout {
+		a.late++
+		return nil
+	}
+	if !a.seq.Add(uint64(rp.SenderSeq)) {
+		r.Duplicate = true
+	} else {
+		a.anyReply = true
+		a.rtt.Add(r.RTT)
+		a.jitter.Add(r.RTT)
+		if rp.ReceiveTimestamp != 0 {
+			a.res.Add(r.Residence)
+			a.fwd.Add(r.Forward)
+			a.bwd.Add(r.Backward)
+		}
+		if r.TxSource >= timestamp.SourceKernel {
+			a.txKernel++
+		}
+		if r.RxSource >= timestamp.SourceKernel {
+			a.rxKernel++
+		}
+		if !rp.ErrorEstimate.S() {
+			a.reflSynced = false
+		}
+		if len(data) > a.mode.ReflectedLen() {
+			t := testpkt.ParseReplyTLVs(data, a.mode.ReflectedLen(), a.signer)
+			for _, u := range t.Unrecognized {
+				a.unrecognized[u] = true
+			}
+			switch {
+			case t.IntegrityFailed:
+				a.tlvProblem = "reflector reported a TLV integrity failure (I flag or bad HMAC TLV)"
+			case t.Malformed:
+				a.tlvProblem = fmt.Sprintf("reflector flagged TLV %v as malformed", t.MalformedType)
+			}
+		}
+	}
+	var err error
+	switch {
+	case a.emit != nil:
+		err = a.emit.Emit(r.Seq, r.Bytes, r.From, r.TTL, int(r.SenderTTL), r.ReflectorSeq, int(r.SSID), us(r.RTT),
+			us(r.Residence), us(r.Forward), us(r.Backward), r.T1, r.T2, r.T3, r.T4, r.TxSource, r.RxSource, r.Duplicate)
+	case !cfg.Quiet:
+		_, err = fmt.Fprintln(cfg.Out, textRecord(&r))
+	}
+	if err != nil && a.err == nil {
+		a.err = err
+	}
+	return nil
+}
+
+func (a *accumulator) summary(sent uint64, elapsed time.Duration) *Summary {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.seq.SetSent(sent)
+	s := &Summary{Type: "summary", Target: a.cfg.Target.String(), Mode: a.mode.String(), SSID: a.cfg.SSID,
+		Sent: sent, Received: a.seq.Received(), Lost: a.seq.Lost(), LossPct: 100 * a.seq.Loss(),
+		Duplicates: a.seq.Duplicates(), Reordered: a.seq.Reordered(), Late: a.late,
+		Malformed: a.malformed.Load(), BadHMAC: a.badHMAC, Unknown: a.unknown.Load(), Foreign: a.foreign.Load(),
+		SendErrors: a.sendErrors.Load(), DurationS: elapsed.Seconds(),
+		RTT: a.rtt.Summary(), JitterUS: us(a.jitter.Value()), Residence: a.res.Summary(),
+		Forward: a.fwd.Summary(), Backward: a.bwd.Summary(),
+		SenderSynchronized: a.ownSynced, ReflectorSynchronized: a.reflSynced && a.anyReply,
+		TxKernel: a.txKernel, RxKernel: a.rxKernel, SSIDEchoed: a.ssidSeen, TLVProblem: a.tlvProblem}
+	if sent == 0 {
+		s.LossPct = 0
+	}
+	s.TxSource, s.RxSource = sourceName(a.txKernel, s.Received), sourceName(a.rxKernel, s.Received)
+	for t := range a.unrecognized {
+		s.Unrecognize = append(s.Unrecognize, int(t))
+	}
+	var warn []string
+	s.OneWayValid = s.SenderSynchronized && s.ReflectorSynchronized
+	if !s.OneWayValid && s.Forward.Count > 0 {
+		who := []string{}
+		if !s.SenderSynchronized {
+			who = append(who, "sender")
+		}
+		if !s.ReflectorSynchronized {
+			who = append(who, "reflector")
+		}
+		warn = append(warn, fmt.Sprintf("clocks not synchronised (Error Estimate S=0: %s): one-way delays include the clock offset", strings.Join(who, ", ")))
+	}
+	if s.Forward.Count > 0 && (s.Forward.MinUS < 0 || s.Backward.MinUS < 0) {
+		warn = append(warn, "negative one-way delays: the clocks differ by more than the path delay")
+	}
+	if a.noSSI {
+		warn = append(warn, "reflector returned SSID 0: it does not implement RFC 8972 (use --require-ssid to stop)")
+	}
+	s.Warning = strings.Join(warn, "; ")
+	return s
+}
+
+func sourceName(kernel, total uint64) string {
+	switch {
+	case total == 0:
+		return "none"
+	case kernel == total:
+		return "kernel"
+	case kernel == 0:
+		return "user"
+	}
+	return "mixed"
+}
+
+func ms(v float64) float64 { return v / 1e3 }
+
+// printSummary writes the summary: a JSON line after the records with --json, text after the
+// reply lines in text format; with --format csv stdout keeps the uniform table and the summary
+// goes to SummaryOut (stderr in stampsend).
+func (a *accumulator) printSummary(s *Summary) error {
+	if a.emit != nil {
+		if err := a.emit.Flush(); err != nil {
+			return err
+		}
+	}
+	if a.err != nil {
+		return a.err
+	}
+	w := a.cfg.Out
+	switch a.cfg.Format {
+	case cliutil.FormatJSON:
+		b, err := json.Marshal(s)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(w, "%s\n", b)
+		return err
+	case cliutil.FormatCSV:
+		if a.cfg.SummaryOut == nil {
+			return nil
+		}
+		w = a.cfg.SummaryOut
+	}
+	return writeText(w, s)
+}
+
+func writeText(w io.Writer, s *Summary) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "--- %s stamp statistics ---\n", s.Target)
+	fmt.Fprintf(&b, "%d packets transmitted, %d received, %.2f%% packet loss, %d duplicates, %d reordered, %d late, time %.0fms\n",
+		s.Sent, s.Received, s.LossPct, s.Duplicates, s.Reordered, s.Late, s.DurationS*1e3)
+	if s.RTT.Count > 0 {
+		fmt.Fprintf(&b, "rtt min/mean/max/stddev = %.3f/%.3f/%.3f/%.3f ms\n", ms(s.RTT.MinUS), ms(s.RTT.MeanUS), ms(s.RTT.MaxUS), ms(s.RTT.StddevUS))
+		fmt.Fprintf(&b, "rtt p50/p90/p99 = %.3f/%.3f/%.3f ms, jitter = %.3f ms\n", ms(s.RTT.P50US), ms(s.RTT.P90US), ms(s.RTT.P99US), ms(s.JitterUS))
+	}
+	if s.Residence.Count > 0 {
+		fmt.Fprintf(&b, "reflector residence (T3-T2) min/mean/max = %.1f/%.1f/%.1f us, p50/p99 = %.1f/%.1f us\n",
+			s.Residence.MinUS, s.Residence.MeanUS, s.Residence.MaxUS, s.Residence.P50US, s.Residence.P99US)
+		fmt.Fprintf(&b, "one-way forward (T2-T1) min/mean/max = %.3f/%.3f/%.3f ms, backward (T4-T3) min/mean/max = %.3f/%.3f/%.3f ms\n",
+			ms(s.Forward.MinUS), ms(s.Forward.MeanUS), ms(s.Forward.MaxUS), ms(s.Backward.MinUS), ms(s.Backward.MeanUS), ms(s.Backward.MaxUS))
+	}
+	if s.BadHMAC+s.Malformed+s.Unknown+s.Foreign+s.SendErrors > 0 {
+		fmt.Fprintf(&b, "discarded: %d bad HMAC, %d malformed, %d unknown sequence, %d foreign; %d send errors\n",
+			s.BadHMAC, s.Malformed, s.Unknown, s.Foreign, s.SendErrors)
+	}
+	if len(s.Unrecognize) > 0 {
+		fmt.Fprintf(&b, "reflector did not recognise TLV types %v\n", s.Unrecognize)
+	}
+	if s.TLVProblem != "" {
+		fmt.Fprintf(&b, "TLVs: %s\n", s.TLVProblem)
+	}
+	if s.Warning != "" {
+		fmt.Fprintf(&b, "warning: %s\n", s.Warning)
+	}
+	fmt.Fprintf(&b, "timestamps: T1 %s (%d/%d), T4 %s (%d/%d)\n", s.TxSource, s.TxKernel, s.Received, s.RxSource, s.RxKernel, s.Received)
+	_, err := io.WriteString(w, b.String())
+	return err
+}

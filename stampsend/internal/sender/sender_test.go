@@ -1,0 +1,263 @@
+package sender
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/probekit/probekit/shared/cliutil"
+	"github.com/probekit/probekit/shared/testpkt"
+	"github.com/probekit/probekit/shared/timestamp"
+	"github.com/probekit/probekit/shared/udpsock"
+)
+
+var target = netip.MustParseAddrPort("127.0.0.1:862")
+
+// B-03/B-04 (sizes), B-05 (Seq from 0, +1), B-07 (non-zero EE multiplier), X-01 (SSID in every
+// packet), X-06 (TLV flags 0x80), B-08 (MBZ zero).
+func TestBuilderLayout(t *testing.T) {
+	ee := timestamp.NewErrorEstimate(false, false, time.Millisecond)
+	for _, tc := range []struct {
+		id   string
+		key  []byte
+		tlvs []TLVSpec
+		size int
+		want int
+	}{
+		{"B-03", nil, nil, 0, 44},
+		{"B-04", []byte("k-0123456789abcdef"), nil, 0, 112},
+		{"size", nil, nil, 100, 100},
+		{"tlvs", nil, []TLVSpec{mustSpec(t, "time"), mustSpec(t, "cos:dscp=ef,ecn=ect0")}, 0, 44 + 8 + 8},
+		{"auth-tlvs", []byte("k-0123456789abcdef"), []TLVSpec{mustSpec(t, "time")}, 0, 112 + 8 + 20},
+	} {
+		m := testpkt.ModeUnauthenticated
+		if tc.key != nil {
+			m = testpkt.ModeAuthenticated
+		}
+		b, err := newBuilder(m, 0x1234, ee, false, tc.key, tc.tlvs, tc.size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 2048)
+		for seq := uint32(0); seq < 3; seq++ {
+			p := b.build(buf, seq, time.Unix(1800000000, 0), seq)
+			if len(p) != tc.want {
+				t.Fatalf("%s: %d octets, want %d", tc.id, len(p), tc.want)
+			}
+			sp := testpkt.SenderPacket{Mode: m}
+			if err := sp.UnmarshalBinary(p); err != nil {
+				t.Fatal(err)
+			}
+			if sp.Seq != seq || sp.SSID != 0x1234 || !sp.ErrorEstimate.Valid() || !sp.Time().Equal(time.Unix(1800000000, 0)) {
+				t.Errorf("%s: packet %+v", tc.id, sp)
+			}
+			mbz := p[16:44]
+			if m.Authenticated() {
+				mbz = append(append([]byte{}, p[4:16]...), p[28:96]...)
+			}
+			if !bytes.Equal(mbz, make([]byte, len(mbz))) {
+				t.Errorf("%s: MBZ %x (B-08)", tc.id, mbz)
+			}
+			it := testpkt.NewTLVIterator(p[m.SenderLen():])
+			for it.Next() {
+				if it.TLV().Flags != testpkt.FlagU {
+					t.Errorf("%s: TLV %v flags %#x (X-06)", tc.id, it.TLV().Type, it.TLV().Flags)
+				}
+			}
+			if m.Authenticated() {
+				s := testpkt.NewSigner(tc.key)
+				if !s.Verify(p) {
+					t.Errorf("%s: base HMAC", tc.id)
+				}
+				if hl := len(p) - testpkt.TLVHeaderLen - testpkt.HMACLen; len(tc.tlvs) > 0 && !s.VerifyTLV(p, testpkt.AuthBaseLen, hl, p[hl+testpkt.TLVHeaderLen:]) {
+					t.Errorf("%s: HMAC TLV", tc.id)
+				}
+			}
+		}
+	}
+	if _, err := newBuilder(testpkt.ModeUnauthenticated, 1, ee, false, nil, nil, 46); err == nil {
+		t.Error("size 46 (2 octets of room) accepted")
+	}
+}
+
+// TestTeapartySenderHMAC lays out the stamp-suite→teaparty authenticated request with our
+// builder and signs it: the bytes, HMAC included, equal the vector (B-18).
+func TestTeapartySenderHMAC(t *testing.T) {
+	want, _ := hex.DecodeString("00000000000000000000000000000000ee6d329f014afa010001002a000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000062c721b7528f87c402f959b4f565b579")
+	key := []byte("interop-test-key-2026")
+	b, err := newBuilder(testpkt.ModeAuthenticated, 0x2a, 0x0001, false, key, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := uint64(0xee6d329f014afa01)
+	p := b.build(make([]byte, 112), 0, testpkt.Time(raw, 0), 0)
+	// time.Time holds nanoseconds, NTP 2^-32 s: restore the exact raw T1 and re-sign.
+	copy(p[16:24], want[16:24])
+	b.signer.Sign(p)
+	if !bytes.Equal(p, want) {
+		t.Errorf("our request\n%x\nteaparty vector\n%x", p, want)
+	}
+}
+
+func TestParseTLVSpec(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		typ  testpkt.TLVType
+		val  string
+		fail bool
+	}{
+		{"time", testpkt.TypeTimestampInformation, "00000000", false},
+		{"cos", testpkt.TypeClassOfService, "20000000", false},
+		{"cos:dscp=ef,ecn=ect0", testpkt.TypeClassOfService, "b8008000", false},
+		{"padding:size=3", testpkt.TypeExtraPadding, "000000", false},
+		{"access-report:id=2,code=1", testpkt.TypeAccessReport, "20010000", false},
+		{"followup", testpkt.TypeFollowUpTelemetry, strings.Repeat("00", 16), false},
+		{"direct-measurement", testpkt.TypeDirectMeasurement, strings.Repeat("00", 12), false},
+		{"destination-node", testpkt.TypeDestinationNodeAddress, "7f000001", false},
+		{"unrecognized:type=201,size=2", 201, "0000", false},
+		{"location", testpkt.TypeLocation, "00000000" + "80080004" + "00000000" + "80050004" + "00000000", false},
+		{"cos:dscp=99", 0, "", true},
+		{"cos:bogus=1", 0, "", true},
+		{"nope", 0, "", true},
+		{"padding:size", 0, "", true},
+	} {
+		s, err := ParseTLVSpec(tc.in, target)
+		if (err != nil) != tc.fail {
+			t.Errorf("%q: err %v", tc.in, err)
+			continue
+		}
+		if !tc.fail && (s.Type != tc.typ || hex.EncodeToString(s.Value) != tc.val) {
+			t.Errorf("%q: type %v value %x, want %v %s", tc.in, s.Type, s.Value, tc.typ, tc.val)
+		}
+	}
+}
+
+func mustSpec(t *testing.T, s string) TLVSpec {
+	t.Helper()
+	v, err := ParseTLVSpec(s, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// reply builds the reflected packet a reflector with the given clock would send.
+func reply(seq uint32, t1, t2, t3 time.Time, synced bool) []byte {
+	rp := testpkt.ReflectedPacket{Seq: seq, Timestamp: testpkt.Stamp(t3, false), SSID: 7,
+		ErrorEstimate:    timestamp.NewErrorEstimate(synced, false, time.Microsecond),
+		ReceiveTimestamp: testpkt.Stamp(t2, false), SenderSeq: seq, SenderTimestamp: testpkt.Stamp(t1, false),
+		SenderErrorEstimate: 1, SenderTTL: 64}
+	return rp.AppendTo(nil)
+}
+
+// TestAccumulatorNumbers feeds replies with known times: RTT = (T4−T1) − (T3−T2), residence,
+// one-way delays, duplicates, reordering, late replies, loss and jitter all follow exactly.
+func TestAccumulatorNumbers(t *testing.T) {
+	var out bytes.Buffer
+	cfg := Config{Target: target, SSID: 7, Timeout: 100 * time.Millisecond, Format: cliutil.FormatJSON, Out: &out}
+	a := newAccumulator(cfg, testpkt.ModeUnauthenticated, true)
+	base := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+	offset := 250 * time.Microsecond // reflector clock ahead
+	type pk struct {
+		seq           uint32
+		fwd, res, bwd time.Duration
+	}
+	// Arrival order: 0, 2, 1 (reordered), 1 again (duplicate), 4, 5 late; 3 lost.
+	order := []pk{{0, 100, 5, 200}, {2, 120, 6, 210}, {1, 110, 4, 190}, {1, 110, 4, 190}, {4, 130, 3, 220}, {5, 150 * time.Millisecond, 3, 0}}
+	for _, p := range order {
+		t1 := base.Add(time.Duration(p.seq) * time.Millisecond)
+		fwd, res, bwd := p.fwd*time.Microsecond, p.res*time.Microsecond, p.bwd*time.Microsecond
+		if p.seq == 5 {
+			fwd = p.fwd
+		}
+		t2 := t1.Add(fwd + offset)
+		t3 := t2.Add(res)
+		t4 := t3.Add(bwd - offset)
+		data := reply(p.seq, t1, t2, t3, false)
+		var rp testpkt.ReflectedPacket
+		if err := rp.UnmarshalBinary(data); err != nil {
+			t.Fatal(err)
+		}
+		m := &udpsock.Message{Addr: target, RxTime: t4, RxSource: timestamp.SourceKernel, TTL: 63}
+		sl := slot{seq: p.seq, used: true, t1: t1.Add(-time.Microsecond).UnixNano(), t1k: t1.UnixNano(), t1kSrc: timestamp.SourceKernel}
+		if err := a.add(&rp, data, m, sl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := a.summary(6, time.Second)
+	if s.Sent != 6 || s.Received != 4 || s.Lost != 2 || s.Duplicates != 1 || s.Late != 1 || s.Reordered != 1 {
+		t.Errorf("counts %+v", s)
+	}
+	// RTTs: fwd+bwd = 300, 330, 300, 350 µs.
+	if s.RTT.Count != 4 || s.RTT.MinUS != 300 || s.RTT.MaxUS != 350 || s.RTT.MeanUS != 320 || s.RTT.P50US != 300 {
+		t.Errorf("rtt %+v", s.RTT)
+	}
+	if s.Residence.MinUS != 3 || s.Residence.MaxUS != 6 {
+		t.Errorf("residence %+v", s.Residence)
+	}
+	// One-way delays carry the 250 µs clock offset, with the warning.
+	if s.Forward.MinUS != 350 || s.Backward.MinUS != -60 || s.OneWayValid || !strings.Contains(s.Warning, "not synchronised") ||
+		!strings.Contains(s.Warning, "negative") {
+		t.Errorf("one-way %+v %+v %q", s.Forward, s.Backward, s.Warning)
+	}
+	// RFC 3550 jitter over RTTs 300, 330, 300, 350 in arrival order: J=30/16, then …
+	j := 0.0
+	prev := 300.0
+	for _, r := range []float64{330, 300, 350} {
+		d := r - prev
+		if d < 0 {
+			d = -d
+		}
+		j += (d - j) / 16
+		prev = r
+	}
+	if d := s.JitterUS - j; d > 0.001 || d < -0.001 {
+		t.Errorf("jitter %.4f, want %.4f", s.JitterUS, j)
+	}
+	if s.TxSource != "kernel" || s.RxSource != "kernel" {
+		t.Errorf("sources %s %s", s.TxSource, s.RxSource)
+	}
+	// Per-packet JSON lines: 5 records (the late one is not printed), the duplicate flagged.
+	if err := a.emit.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 5 {
+		t.Fatalf("%d lines:\n%s", len(lines), out.String())
+	}
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec["rtt_us"].(float64) != 300 || rec["residence_us"].(float64) != 5 || rec["ttl"].(float64) != 63 {
+		t.Errorf("record %v", rec)
+	}
+	if err := json.Unmarshal([]byte(lines[3]), &rec); err != nil || rec["duplicate"] != true {
+		t.Errorf("duplicate record %v", rec)
+	}
+}
+
+// a reflector without RFC 8972 returns SSID 0; --require-ssid stops.
+func TestX04RequireSSID(t *testing.T) {
+	cfg := Config{Target: target, SSID: 7, Timeout: time.Second, Format: cliutil.FormatText, Quiet: true, RequireSSID: true}
+	a := newAccumulator(cfg, testpkt.ModeUnauthenticated, false)
+	now := time.Now()
+	rp := testpkt.ReflectedPacket{SenderSeq: 0, Timestamp: testpkt.Stamp(now, false), ReceiveTimestamp: testpkt.Stamp(now, false)}
+	data := rp.AppendTo(nil)
+	err := a.add(&rp, data, &udpsock.Message{Addr: target, RxTime: now}, slot{used: true, t1: now.UnixNano()})
+	if err != ErrNoSSID {
+		t.Errorf("err %v", err)
+	}
+	cfg.RequireSSID = false
+	a = newAccumulator(cfg, testpkt.ModeUnauthenticated, false)
+	if err := a.add(&rp, data, &udpsock.Message{Addr: target, RxTime: now}, slot{used: true, t1: now.UnixNano()}); err != nil {
+		t.Fatal(err)
+	}
+	if s := a.summary(1, time.Second); !strings.Contains(s.Warning, "SSID 0") || s.Received != 1 {
+		t.Errorf("summary %+v", s)
+	}
+}
