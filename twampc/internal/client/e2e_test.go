@@ -1,0 +1,379 @@
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/probekit/probekit/shared/cliutil"
+	"github.com/probekit/probekit/shared/twampctl"
+)
+
+var (
+	buildOnce sync.Once
+	twampdBin string
+	buildErr  error
+)
+
+// twampd builds the real server binary from the sibling module once per test run.
+func twampd(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "twampc-e2e")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		twampdBin = filepath.Join(dir, "twampd")
+		out, err := exec.Command("go", "build", "-C", "../../../twampd", "-o", twampdBin, ".").CombinedOutput()
+		if err != nil {
+			buildErr = &buildError{err, string(out)}
+		}
+	})
+	if buildErr != nil {
+		t.Skipf("cannot build twampd: %v", buildErr)
+	}
+	return twampdBin
+}
+
+type buildError struct {
+	err error
+	out string
+}
+
+func (e *buildError) Error() string { return e.err.Error() + ": " + e.out }
+
+type daemon struct {
+	ctl, metrics string
+	light        string
+}
+
+// startTwampd runs twampd with args and returns its bound addresses from its JSON log.
+func startTwampd(t *testing.T, args ...string) daemon {
+	t.Helper()
+	bin := twampd(t)
+	cmd := exec.Command(bin, append([]string{"--log-format", "json", "--metrics", "127.0.0.1:0"}, args...)...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	var d daemon
+	sc := bufio.NewScanner(stderr)
+	deadline := time.AfterFunc(10*time.Second, func() { _ = cmd.Process.Kill() })
+	defer deadline.Stop()
+	for sc.Scan() {
+		var m map[string]any
+		if json.Unmarshal(sc.Bytes(), &m) != nil {
+			continue
+		}
+		a, _ := m["addr"].(string)
+		switch m["msg"] {
+		case "TWAMP-Control listening":
+			if d.ctl == "" {
+				d.ctl = a
+			}
+		case "TWAMP Light reflector listening":
+			d.light = a
+		case "metrics and status listening":
+			d.metrics = a
+			go func() { _, _ = io.Copy(io.Discard, stderr) }()
+			return d
+		}
+	}
+	t.Fatalf("twampd did not start: %v", sc.Err())
+	return d
+}
+
+func keyFile(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "keys")
+	if err := os.WriteFile(p, []byte("testuser\t74657374736563726574\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func quiet() *logrus.Logger {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return l
+}
+
+// checkResult verifies a lossless session's numbers against its own raw timestamps.
+func checkResult(t *testing.T, r *Result, count int) {
+	t.Helper()
+	if r.Sent != count || r.Seq.Received() != uint64(count) || r.Seq.Lost() != 0 || r.SendDuplicates != 0 || r.ReflectDuplicates != 0 {
+		t.Fatalf("session %d: sent %d received %d lost %d dups %d/%d", r.Session, r.Sent, r.Seq.Received(), r.Seq.Lost(), r.SendDuplicates, r.ReflectDuplicates)
+	}
+	if r.RTT.Count() != int64(count) || r.RTT.Min() <= 0 || r.RTT.Max() > 500*time.Millisecond {
+		t.Errorf("session %d: RTT count %d min %v max %v", r.Session, r.RTT.Count(), r.RTT.Min(), r.RTT.Max())
+	}
+	if r.Processing.Min() < 0 {
+		t.Errorf("negative reflector processing time %v", r.Processing.Min())
+	}
+	if r.FwdHopsMax != 0 || r.BackHopsMax != 0 {
+		t.Errorf("loopback hops %d/%d, want 0", r.FwdHopsMax, r.BackHopsMax)
+	}
+}
+
+// twampc ↔ twampd in all four modes, IPv4 and IPv6, several sessions at once (issue proof).
+func TestE2EModes(t *testing.T) {
+	kf := keyFile(t)
+	keys, _ := twampctl.LoadKeyFile(kf)
+	d4 := startTwampd(t, "-S", "127.0.0.1:0", "-a", "OAEM", "-k", kf)
+	d6 := startTwampd(t, "-S", "[::1]:0", "-a", "OAEM", "-k", kf)
+	for _, d := range []daemon{d4, d6} {
+		for _, m := range []twampctl.Mode{twampctl.ModeUnauthenticated, twampctl.ModeAuthenticated, twampctl.ModeEncrypted, twampctl.ModeMixed} {
+			t.Run(d.ctl+"/"+m.String(), func(t *testing.T) {
+				const count = 30
+				var buf bytes.Buffer
+				res, err := Run(context.Background(), Config{Target: d.ctl, Count: count, Schedule: Schedule{Interval: time.Millisecond},
+					Padding: -1, Modes: m, Identity: "testuser", Secret: keys["testuser"], Sessions: 3, LossTimeout: time.Second,
+					Logger: quiet()}, Output{W: &buf, Format: cliutil.FormatText})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(res) != 3 {
+					t.Fatalf("%d results", len(res))
+				}
+				for _, r := range res {
+					checkResult(t, r, count)
+					if want := m.Security().String(); r.Mode != want {
+						t.Errorf("mode %q, want %q", r.Mode, want)
+					}
+				}
+				if got := strings.Count(buf.String(), "30 sent, 0 lost (0.000%)"); got != 3 {
+					t.Errorf("text output has %d session summaries:\n%s", got, buf.String())
+				}
+			})
+		}
+	}
+}
+
+// A wrong key fails cleanly on both sides: clear client error, nothing left on the server.
+func TestE2EWrongKey(t *testing.T) {
+	kf := keyFile(t)
+	d := startTwampd(t, "-S", "127.0.0.1:0", "-a", "AE", "-k", kf)
+	_, err := Run(context.Background(), Config{Target: d.ctl, Count: 5, Modes: twampctl.ModeEncrypted, Identity: "testuser",
+		Secret: []byte("not the secret"), Logger: quiet()}, Output{})
+	if err == nil || !strings.Contains(err.Error(), "wrong identity or key") {
+		t.Fatalf("error %v, want a clear key error", err)
+	}
+	resp, err := http.Get("http://" + d.metrics + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Sessions []any            `json:"sessions"`
+		Counters map[string]int64 `json:"counters"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Sessions) != 0 || st.Counters["auth_failures_total"] != 1 {
+		t.Errorf("server state after wrong key: %+v", st)
+	}
+	// Open mode only server: an encrypted-only client gets a mode error.
+	d2 := startTwampd(t, "-S", "127.0.0.1:0")
+	if _, err := Run(context.Background(), Config{Target: d2.ctl, Count: 1, Modes: twampctl.ModeEncrypted, Identity: "testuser",
+		Secret: []byte("x"), Logger: quiet()}, Output{}); err == nil || !strings.Contains(err.Error(), "bad mode") {
+		t.Errorf("mode mismatch: %v", err)
+	}
+}
+
+// RFC 5938 individual session control end to end.
+func TestE2EIndividual(t *testing.T) {
+	d := startTwampd(t, "-S", "127.0.0.1:0")
+	res, err := Run(context.Background(), Config{Target: d.ctl, Count: 10, Schedule: Schedule{Interval: time.Millisecond},
+		Padding: -1, Sessions: 2, Individual: true, LossTimeout: time.Second, Logger: quiet()}, Output{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		checkResult(t, r, 10)
+	}
+}
+
+// proxy relays UDP between the sender and a TWAMP Light reflector, dropping, duplicating
+// and delaying sender packets by sequence number: the injected ground truth.
+type proxy struct {
+	conn   *net.UDPConn
+	target *net.UDPAddr
+	drop   map[uint32]bool
+	dup    map[uint32]bool
+	delay  time.Duration
+}
+
+func (p *proxy) run(ctx context.Context) {
+	var client *net.UDPAddr
+	var mu sync.Mutex
+	b := make([]byte, 9000)
+	for ctx.Err() == nil {
+		_ = p.conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		n, from, err := p.conn.ReadFromUDP(b)
+		if err != nil {
+			continue
+		}
+		pkt := append([]byte(nil), b[:n]...)
+		if from.Port == p.target.Port && from.IP.Equal(p.target.IP) {
+			mu.Lock()
+			c := client
+			mu.Unlock()
+			if c != nil {
+				_, _ = p.conn.WriteToUDP(pkt, c)
+			}
+			continue
+		}
+		mu.Lock()
+		client = from
+		mu.Unlock()
+		seq := binary.BigEndian.Uint32(pkt)
+		if p.drop[seq] {
+			continue
+		}
+		copies := 1
+		if p.dup[seq] {
+			copies = 2
+		}
+		time.AfterFunc(p.delay, func() {
+			for i := 0; i < copies; i++ {
+				_, _ = p.conn.WriteToUDP(pkt, p.target)
+			}
+		})
+	}
+}
+
+// TWAMP Light against twampd --light through a lossy, duplicating, delaying relay: loss and
+// duplicates are reported exactly, the RTT includes the injected delay.
+func TestE2ELightInjected(t *testing.T) {
+	d := startTwampd(t, "--light", "-S", "127.0.0.1:0")
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	target, _ := net.ResolveUDPAddr("udp4", d.light)
+	p := &proxy{conn: pc, target: target, drop: map[uint32]bool{3: true, 17: true, 42: true, 99: true},
+		dup: map[uint32]bool{10: true, 60: true}, delay: 3 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go p.run(ctx)
+	var buf bytes.Buffer
+	res, err := Run(context.Background(), Config{Target: pc.LocalAddr().String(), Light: true, Count: 100,
+		Schedule: Schedule{Interval: time.Millisecond}, Padding: -1, LossTimeout: 500 * time.Millisecond, Logger: quiet()},
+		Output{W: &buf, Format: cliutil.FormatJSON})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res[0]
+	if r.Seq.Lost() != 4 || r.SendDuplicates != 2 || r.ReflectDuplicates != 0 || r.Seq.Received() != 96 {
+		t.Errorf("lost %d (want 4) send dups %d (want 2) reflect dups %d received %d", r.Seq.Lost(), r.SendDuplicates, r.ReflectDuplicates, r.Seq.Received())
+	}
+	if r.RTT.Min() < 3*time.Millisecond || r.RTT.Percentile(50) > 8*time.Millisecond {
+		t.Errorf("RTT min %v median %v with 3 ms injected", r.RTT.Min(), r.RTT.Percentile(50))
+	}
+	// JSON lines: 100 packet lines (4 lost) and one summary.
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 101 {
+		t.Fatalf("%d JSON lines, want 101", len(lines))
+	}
+	var lost int
+	for _, l := range lines[:100] {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m["received"] == false {
+			lost++
+		}
+	}
+	var sum Summary
+	if err := json.Unmarshal([]byte(lines[100]), &sum); err != nil || sum.Type != "summary" {
+		t.Fatal(err, lines[100])
+	}
+	if lost != 4 || sum.Loss.Lost != 4 || sum.SendDuplicates != 2 || sum.Loss.LossPct != 4 {
+		t.Errorf("lost lines %d, summary %+v", lost, sum.Loss)
+	}
+}
+
+// Light replies straight from twampd: IPv6, CSV output with one row per packet.
+func TestE2ELightCSV(t *testing.T) {
+	d := startTwampd(t, "--light", "-S", "[::1]:0")
+	var buf bytes.Buffer
+	res, err := Run(context.Background(), Config{Target: d.light, Light: true, Count: 20, Schedule: Schedule{Interval: time.Millisecond},
+		Padding: -1, Sessions: 2, LossTimeout: time.Second, Logger: quiet()}, Output{W: &buf, Format: cliutil.FormatCSV})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		checkResult(t, r, 20)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 41 || lines[0] != strings.Join(Columns, ",") {
+		t.Errorf("%d CSV lines, header %q", len(lines), lines[0])
+	}
+}
+
+func TestParseSchedule(t *testing.T) {
+	for s, want := range map[string]Schedule{
+		"0.1e": {100 * time.Millisecond, true}, "0.01f": {10 * time.Millisecond, false},
+		"10ms": {10 * time.Millisecond, false}, "100use": {100 * time.Microsecond, true}, "1": {time.Second, false},
+	} {
+		if got, err := ParseSchedule(s); err != nil || got != want {
+			t.Errorf("ParseSchedule(%q) = %+v, %v", s, got, err)
+		}
+	}
+	for _, bad := range []string{"x", "-1", "1e9"} {
+		if _, err := ParseSchedule(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if hostPort("example.net") != "example.net:862" || hostPort("::1") != "[::1]:862" || hostPort("[::1]:9") != "[::1]:9" {
+		t.Error("hostPort")
+	}
+}
+
+// The Poisson schedule's gaps average the configured interval; the periodic one is exact
+// on average (send timestamps are the ground truth).
+func TestE2ESchedules(t *testing.T) {
+	d := startTwampd(t, "--light", "-S", "127.0.0.1:0")
+	for _, poisson := range []bool{false, true} {
+		const n = 400
+		res, err := Run(context.Background(), Config{Target: d.light, Light: true, Count: n,
+			Schedule: Schedule{Interval: 500 * time.Microsecond, Poisson: poisson}, Padding: -1, LossTimeout: time.Second, Logger: quiet()}, Output{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		span := res[0].Last.Sub(res[0].First)
+		mean := span / (n - 1)
+		lo, hi := 450*time.Microsecond, 560*time.Microsecond
+		if poisson {
+			lo, hi = 400*time.Microsecond, 620*time.Microsecond
+		}
+		if mean < lo || mean > hi {
+			t.Errorf("poisson=%v: mean gap %v, want ≈500µs", poisson, mean)
+		}
+	}
+}

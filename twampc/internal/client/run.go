@@ -1,0 +1,326 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/probekit/probekit/shared/cliutil"
+	"github.com/probekit/probekit/shared/timestamp"
+	"github.com/probekit/probekit/shared/twampctl"
+	"github.com/probekit/probekit/shared/udpsock"
+)
+
+// Columns of the per-packet output (--json lines, --format csv, text with --verbose).
+var Columns = []string{"type", "session", "seq", "reflector_seq", "received", "t1_ns", "t2_ns", "t3_ns", "t4_ns",
+	"rtt_us", "send_us", "reflect_us", "sender_ttl", "ttl"}
+
+// Output says where and how results go.
+type Output struct {
+	W       io.Writer
+	Format  cliutil.Format
+	Verbose bool // per-packet lines in text mode
+}
+
+func addrOf(a net.Addr) netip.AddrPort {
+	switch v := a.(type) {
+	case *net.TCPAddr:
+		ap := v.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	case *net.UDPAddr:
+		ap := v.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}
+
+// Run measures as configured and writes the results; it returns them for callers (tests).
+// An interrupted run (ctx cancelled) still reports what it measured.
+func Run(ctx context.Context, cfg Config, out Output) ([]*Result, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	var sessions []*session
+	var ctl *twampctl.Conn
+	used := map[uint16]bool{}
+	closeAll := func() {
+		for _, s := range sessions {
+			s.sock.Close()
+		}
+		if ctl != nil {
+			ctl.Close()
+		}
+	}
+	defer closeAll()
+	if cfg.Light {
+		raddr, err := net.ResolveUDPAddr(udpNet(cfg.Network), hostPort(cfg.Target))
+		if err != nil {
+			return nil, fmt.Errorf("resolve %s: %w", cfg.Target, err)
+		}
+		remote := addrOf(raddr)
+		local := netip.IPv4Unspecified()
+		if remote.Addr().Is6() {
+			local = netip.IPv6Unspecified()
+		}
+		if cfg.Source != "" {
+			if local, err = netip.ParseAddr(cfg.Source); err != nil {
+				return nil, fmt.Errorf("bad source address %q", cfg.Source)
+			}
+		}
+		pad := cfg.Padding
+		if pad < 0 {
+			pad = 27
+		}
+		for i := 0; i < cfg.Sessions; i++ {
+			sock, err := listenTest(ctx, local, cfg.TestPortLo, cfg.TestPortHi, used)
+			if err != nil {
+				return nil, fmt.Errorf("test socket: %w", err)
+			}
+			s := newSession(i, &cfg, sock, remote, twampctl.ModeUnauthenticated, pad)
+			s.res.Mode = "light"
+			sessions = append(sessions, s)
+		}
+	} else {
+		var err error
+		ctl, err = connect(ctx, &cfg)
+		if err != nil {
+			return nil, err
+		}
+		if sessions, err = requestSessions(ctx, &cfg, ctl, used); err != nil {
+			return nil, err
+		}
+		sids := make([][16]byte, len(sessions))
+		for i, s := range sessions {
+			sids[i] = s.sid
+		}
+		_ = ctl.NetConn().SetDeadline(time.Now().Add(cfg.ConnectTimeout))
+		if cfg.Individual && ctl.Mode()&twampctl.ModeIndividualSessionControl != 0 {
+			if _, err := ctl.NSessionsCommand(twampctl.CmdStartNSessions, sids); err != nil {
+				return nil, fmt.Errorf("%w", err)
+			}
+		} else if err := ctl.StartSessions(); err != nil {
+			return nil, fmt.Errorf("%w", err)
+		}
+		_ = ctl.NetConn().SetDeadline(time.Time{})
+		log.WithField("sessions", len(sessions)).WithField("mode", ctl.Mode().String()).Info("test sessions started")
+	}
+
+	start := time.Now().Add(cfg.StartDelay)
+	var wg sync.WaitGroup
+	errs := make([]error, len(sessions))
+	for i, s := range sessions {
+		var deadline atomic.Int64
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			err := s.send(ctx, start)
+			if err != nil && !errors.Is(err, context.Canceled) {
+				errs[i] = fmt.Errorf("session %d: send: %w", i, err)
+			}
+			deadline.Store(time.Now().Add(cfg.LossTimeout).UnixNano())
+		}()
+		go func() {
+			defer wg.Done()
+			s.receive(ctx, func() time.Time {
+				if d := deadline.Load(); d != 0 {
+					return time.Unix(0, d)
+				}
+				return time.Time{}
+			})
+		}()
+	}
+	wg.Wait()
+
+	if ctl != nil {
+		_ = ctl.NetConn().SetDeadline(time.Now().Add(cfg.ConnectTimeout))
+		stopped := false
+		if cfg.Individual && ctl.Mode()&twampctl.ModeIndividualSessionControl != 0 {
+			sids := make([][16]byte, len(sessions))
+			for i, s := range sessions {
+				sids[i] = s.sid
+			}
+			if _, err := ctl.NSessionsCommand(twampctl.CmdStopNSessions, sids); err != nil {
+				log.WithError(err).Warn("Stop-N-Sessions failed")
+			} else {
+				stopped = true
+			}
+		}
+		// Stop-Sessions must count the sessions still in progress (RFC 5357 §3.8).
+		if !stopped {
+			if err := ctl.StopSessions(uint32(len(sessions)), twampctl.AcceptOK); err != nil {
+				log.WithError(err).Warn("Stop-Sessions failed")
+			}
+		}
+	}
+	results := make([]*Result, len(sessions))
+	for i, s := range sessions {
+		s.res.Sent, s.res.First, s.res.Last = s.sent, s.firstSent, s.lastSent
+		for j := range s.records {
+			if !s.records[j].Received {
+				s.records[j].Seq, s.records[j].T1 = uint32(j), s.sentT1[j]
+			}
+		}
+		s.res.finish(s.records[:s.sent])
+		results[i] = s.res
+	}
+	if err := write(out, &cfg, sessions); err != nil {
+		return results, err
+	}
+	return results, errors.Join(errs...)
+}
+
+func udpNet(tcpNet string) string {
+	switch tcpNet {
+	case "tcp4":
+		return "udp4"
+	case "tcp6":
+		return "udp6"
+	}
+	return "udp"
+}
+
+func newSession(i int, cfg *Config, sock *udpsock.Conn, remote netip.AddrPort, mode twampctl.Mode, pad int) *session {
+	s := &session{idx: i, sock: sock, local: sock.LocalAddr(), remote: remote, mode: mode, padding: pad,
+		dscp: cfg.DSCP, count: cfg.Count, schedule: cfg.Schedule, zeroPad: cfg.ZeroPadding,
+		records: make([]Record, cfg.Count), sentT1: make([]int64, cfg.Count)}
+	s.res = &Result{Session: i, Sender: s.local.String(), Reflector: remote.String(), DSCP: cfg.DSCP, Padding: pad}
+	_ = sock.SetTTL(255)
+	if cfg.DSCP != 0 {
+		_ = sock.SetTOS(cfg.DSCP << 2)
+	}
+	return s
+}
+
+// connect dials the server and runs connection setup.
+func connect(ctx context.Context, cfg *Config) (*twampctl.Conn, error) {
+	d := net.Dialer{Timeout: cfg.ConnectTimeout}
+	if cfg.Source != "" {
+		a, err := netip.ParseAddr(cfg.Source)
+		if err != nil {
+			return nil, fmt.Errorf("bad source address %q", cfg.Source)
+		}
+		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(a, 0))
+	}
+	nc, err := d.DialContext(ctx, cfg.Network, hostPort(cfg.Target))
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	_ = nc.SetDeadline(time.Now().Add(cfg.ConnectTimeout))
+	ext := twampctl.Mode(0)
+	if cfg.Individual {
+		ext |= twampctl.ModeIndividualSessionControl
+	}
+	ctl, err := twampctl.ClientHandshake(nc, twampctl.ClientConfig{Modes: cfg.Modes, Extensions: ext,
+		Identity: cfg.Identity, Secret: cfg.Secret})
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("%s: %w", cfg.Target, err)
+	}
+	cfg.Logger.WithField("mode", ctl.Mode().String()).WithField("server", nc.RemoteAddr().String()).Info("control connection established")
+	return ctl, nil
+}
+
+// requestSessions binds a socket and sends Request-TW-Session for each session.
+func requestSessions(ctx context.Context, cfg *Config, ctl *twampctl.Conn, used map[uint16]bool) ([]*session, error) {
+	local, remote := addrOf(ctl.NetConn().LocalAddr()).Addr(), addrOf(ctl.NetConn().RemoteAddr()).Addr()
+	mode := ctl.Mode().TestSecurity()
+	pad := cfg.Padding
+	if pad < 0 {
+		pad = 27
+		if mode != twampctl.ModeUnauthenticated {
+			pad = 64
+		}
+	}
+	ipvn := uint8(4)
+	if local.Is6() {
+		ipvn = 6
+	}
+	var out []*session
+	for i := 0; i < cfg.Sessions; i++ {
+		sock, err := listenTest(ctx, local, cfg.TestPortLo, cfg.TestPortHi, used)
+		if err != nil {
+			for _, s := range out {
+				s.sock.Close()
+			}
+			return nil, fmt.Errorf("test socket: %w", err)
+		}
+		lp := sock.LocalAddr().Port()
+		rq := twampctl.RequestTWSession{
+			IPVN: ipvn, SenderPort: lp, ReceiverPort: lp, PaddingLength: uint32(pad),
+			StartTime: uint64(timestamp.NTPFromTime(time.Now().Add(cfg.StartDelay))),
+			Timeout:   ntpDuration(cfg.LossTimeout), TypeP: twampctl.TypePFromDSCP(cfg.DSCP),
+		}
+		if !cfg.ZeroAddresses {
+			rq.SenderAddress, rq.ReceiverAddress = twampctl.AddrField(local), twampctl.AddrField(remote)
+		}
+		as, err := ctl.RequestSession(&rq)
+		if err != nil {
+			sock.Close()
+			for _, s := range out {
+				s.sock.Close()
+			}
+			return nil, fmt.Errorf("session %d: %w", i, err)
+		}
+		s := newSession(i, cfg, sock, netip.AddrPortFrom(remote, as.Port), mode, pad) // TW-C4
+		s.sid = as.SID
+		s.res.SID = as.SID
+		s.res.Mode = ctl.Mode().Security().String()
+		if mode == twampctl.ModeAuthenticated || mode == twampctl.ModeEncrypted {
+			if s.tc, err = twampctl.NewTestCrypto(mode, as.SID, ctl.Keys()); err != nil {
+				return nil, err
+			}
+			s.rtc = s.tc.Clone()
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func write(o Output, cfg *Config, sessions []*session) error {
+	if o.W == nil {
+		return nil
+	}
+	perPacket := o.Format != cliutil.FormatText || o.Verbose
+	if perPacket {
+		em := cliutil.NewEmitter(o.W, o.Format, Columns...)
+		for _, s := range sessions {
+			for i := range s.records[:s.sent] {
+				r := &s.records[i]
+				if r.Received {
+					if err := em.Emit("packet", s.idx, r.Seq, r.ReflectorSeq, true, r.T1, r.T2, r.T3, r.T4,
+						us(r.RTT()), us(time.Duration(r.T2-r.T1)), us(time.Duration(r.T4-r.T3)), r.SenderTTL, r.TTL); err != nil {
+						return err
+					}
+				} else if err := em.Emit("packet", s.idx, r.Seq, 0, false, r.T1, 0, 0, 0, 0.0, 0.0, 0.0, 0, 0); err != nil {
+					return err
+				}
+			}
+		}
+		if err := em.Flush(); err != nil {
+			return err
+		}
+	}
+	switch o.Format {
+	case cliutil.FormatJSON:
+		enc := json.NewEncoder(o.W)
+		for _, s := range sessions {
+			if err := enc.Encode(s.res.Summary(cfg.Percentiles)); err != nil {
+				return err
+			}
+		}
+	case cliutil.FormatText:
+		for _, s := range sessions {
+			s.res.WriteText(o.W, cfg.Percentiles)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,262 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"math"
+	mrand "math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/probekit/probekit/shared/testpkt"
+	"github.com/probekit/probekit/shared/timestamp"
+	"github.com/probekit/probekit/shared/twampctl"
+	"github.com/probekit/probekit/shared/udpsock"
+)
+
+// Record is what is known about one sent packet.
+type Record struct {
+	Seq          uint32 `json:"seq"`
+	ReflectorSeq uint32 `json:"reflector_seq"`
+	Received     bool   `json:"received"`
+	T1           int64  `json:"t1_ns"` // sender transmit (Unix ns)
+	T2           int64  `json:"t2_ns"` // reflector receive
+	T3           int64  `json:"t3_ns"` // reflector transmit
+	T4           int64  `json:"t4_ns"` // sender receive
+	SenderTTL    uint8  `json:"sender_ttl"`
+	TTL          uint8  `json:"ttl"`
+}
+
+// RTT is (T4 − T1) − (T3 − T2).
+func (r *Record) RTT() time.Duration { return time.Duration((r.T4 - r.T1) - (r.T3 - r.T2)) }
+
+// session is one test session: its socket, the negotiated parameters and the results.
+type session struct {
+	idx      int
+	sock     *udpsock.Conn
+	local    netip.AddrPort
+	remote   netip.AddrPort
+	sid      [16]byte
+	mode     twampctl.Mode // test security: unauthenticated, authenticated or encrypted
+	tc       *twampctl.TestCrypto // sender's
+	rtc      *twampctl.TestCrypto // receiver's clone (TestCrypto is single-goroutine)
+	padding  int
+	dscp     uint8
+	count    int
+	schedule Schedule
+	zeroPad  bool
+
+	sent      int
+	firstSent time.Time
+	lastSent  time.Time
+	records   []Record // written by the receiver only
+	sentT1    []int64  // written by the sender only
+	res       *Result
+}
+
+func (s *session) senderLen() int {
+	if s.mode == twampctl.ModeUnauthenticated {
+		return testpkt.TWAMPSenderLen + s.padding
+	}
+	return testpkt.TWAMPAuthSenderLen + s.padding
+}
+
+func (s *session) pktMode() testpkt.Mode {
+	if s.mode == twampctl.ModeUnauthenticated {
+		return testpkt.ModeUnauthenticated
+	}
+	return testpkt.ModeTWAMPAuthenticated
+}
+
+// send transmits count packets on the schedule. Packets that are due together (high rates,
+// or after the scheduler slept too long) go out in one sendmmsg.
+func (s *session) send(ctx context.Context, start time.Time) error {
+	const batch = udpsock.DefaultBatch
+	size := s.senderLen()
+	msgs := make([]udpsock.Message, batch)
+	bufs := make([]byte, batch*max(size, testpkt.AuthBaseLen))
+	pad := make([]byte, max(size, testpkt.AuthBaseLen))
+	if !s.zeroPad {
+		_, _ = rand.Read(pad) // pseudo-random padding (RFC 5357 §4.1.2), same for every packet
+	}
+	ee := timestamp.NewErrorEstimate(false, false, time.Millisecond)
+	rng := mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), 0x7477616d70))
+	gap := func() time.Duration {
+		if !s.schedule.Poisson {
+			return s.schedule.Interval
+		}
+		return time.Duration(-math.Log(1-rng.Float64()) * float64(s.schedule.Interval))
+	}
+	var sp testpkt.SenderPacket
+	sp.Mode = s.pktMode()
+	sp.ErrorEstimate = ee
+	next := start
+	seq := 0
+	for seq < s.count {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		now := time.Now()
+		if d := next.Sub(now); d > 0 {
+			if d > 200*time.Microsecond {
+				time.Sleep(d - 100*time.Microsecond)
+			} else {
+				runtime.Gosched()
+			}
+			continue
+		}
+		k := 0
+		for k < batch && seq < s.count && !next.After(now) {
+			b := bufs[k*len(pad) : (k+1)*len(pad)]
+			copy(b, pad)
+			sp.Seq = uint32(seq)
+			t1 := time.Now()
+			sp.Timestamp = testpkt.Stamp(t1, false)
+			out := sp.AppendTo(b[:0])
+			if len(out) > size {
+				out = out[:size] // beyond 14 octets the open layout is zero MBZ = zero padding
+			} else {
+				out = b[:size]
+			}
+			if s.tc != nil {
+				if err := s.tc.SealSender(out); err != nil {
+					return err
+				}
+			}
+			s.sentT1[seq] = t1.UnixNano()
+			msgs[k] = udpsock.Message{Buf: out, N: len(out), Addr: s.remote, TOS: s.dscp << 2}
+			k++
+			seq++
+			next = next.Add(gap())
+		}
+		sent, err := s.sock.WriteBatch(msgs[:k])
+		if s.sent == 0 && sent > 0 {
+			s.firstSent = time.Unix(0, s.sentT1[0])
+		}
+		s.sent += sent
+		s.lastSent = time.Now()
+		if err != nil && !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, syscall.ENOBUFS) {
+			return err
+		}
+	}
+	return nil
+}
+
+// receive reads replies until every packet came back or deadline() passes.
+func (s *session) receive(ctx context.Context, deadline func() time.Time) {
+	const batch = udpsock.DefaultBatch
+	msgs := make([]udpsock.Message, batch)
+	buf := make([]byte, batch*9217)
+	for i := range msgs {
+		msgs[i].Buf = buf[i*9217 : (i+1)*9217]
+	}
+	var rp testpkt.ReflectedPacket
+	rp.Mode = s.pktMode()
+	r := s.res
+	for r.Seq.Received() < uint64(s.count) {
+		if ctx.Err() != nil {
+			return
+		}
+		dl := deadline()
+		if !dl.IsZero() && time.Now().After(dl) {
+			return
+		}
+		// Poll in short slices so the deadline (known only once sending ends) is honoured.
+		_ = s.sock.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		n, err := s.sock.ReadBatch(msgs)
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EINTR) {
+				continue
+			}
+			return
+		}
+		for i := 0; i < n; i++ {
+			m := &msgs[i]
+			s.handleReply(m, &rp)
+		}
+	}
+}
+
+func (s *session) handleReply(m *udpsock.Message, rp *testpkt.ReflectedPacket) {
+	r := s.res
+	if m.Truncated || unmap(m.Addr) != s.remote {
+		r.Invalid++
+		return
+	}
+	data := m.Buf[:m.N]
+	if s.rtc != nil {
+		if err := s.rtc.OpenReflector(data); err != nil {
+			r.Invalid++
+			return
+		}
+	}
+	if err := rp.UnmarshalBinary(data); err != nil {
+		r.Invalid++
+		return
+	}
+	if !rp.ErrorEstimate.S() || !rp.SenderErrorEstimate.S() {
+		r.unsynced = true
+	}
+	if !r.ReflSeq.Add(uint64(rp.Seq)) {
+		r.ReflectDuplicates++
+		return
+	}
+	seq := rp.SenderSeq
+	if !r.Seq.Add(uint64(seq)) || int(seq) >= len(s.records) {
+		r.SendDuplicates++
+		return
+	}
+	rec := &s.records[seq]
+	rec.Seq, rec.ReflectorSeq, rec.Received = seq, rp.Seq, true
+	rec.T1 = rp.SenderTime().UnixNano()
+	rec.T2 = rp.ReceiveTime().UnixNano()
+	rec.T3 = rp.TransmitTime().UnixNano()
+	rec.T4 = m.RxTime.UnixNano()
+	rec.SenderTTL = rp.SenderTTL
+	if m.TTL > 0 && m.TTL < 256 {
+		rec.TTL = uint8(m.TTL)
+	}
+	r.Jitter.Add(rec.RTT())
+	if m.RxSource == timestamp.SourceKernel || m.RxSource == timestamp.SourceHardware {
+		r.KernelRx++
+	}
+}
+
+func unmap(a netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(a.Addr().Unmap(), a.Port()) }
+
+// listenTest binds the session's UDP socket on local (port from the range when given).
+func listenTest(ctx context.Context, local netip.Addr, lo, hi uint16, used map[uint16]bool) (*udpsock.Conn, error) {
+	network := "udp4"
+	if local.Is6() {
+		network = "udp6"
+	}
+	opts := udpsock.Options{RxTimestamps: true, RecvTTL: true, ReadBuffer: 64 << 20, WriteBuffer: 4 << 20}
+	if lo == 0 {
+		return udpsock.Listen(ctx, network, netip.AddrPortFrom(local, 0).String(), opts)
+	}
+	var last error
+	for p := int(lo); p <= int(hi); p++ {
+		if used[uint16(p)] {
+			continue
+		}
+		c, err := udpsock.Listen(ctx, network, netip.AddrPortFrom(local, uint16(p)).String(), opts)
+		if err == nil {
+			used[uint16(p)] = true
+			return c, nil
+		}
+		last = err
+	}
+	return nil, &net.OpError{Op: "listen", Net: network, Err: last}
+}
+
+// ntpDuration encodes a duration as an NTP-format interval (Timeout field).
+func ntpDuration(d time.Duration) uint64 {
+	sec := uint64(d / time.Second)
+	frac := uint64(d%time.Second) << 32 / uint64(time.Second)
+	return sec<<32 | frac
+}

@@ -1,0 +1,140 @@
+// Command twampc is a TWAMP Control-Client and Session-Sender (RFC 5357) with twping-like
+// flags and output, authenticated/encrypted/mixed modes, parallel sessions and TWAMP Light.
+package main
+
+import (
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/probekit/probekit/shared/cliutil"
+	"github.com/probekit/probekit/shared/twampctl"
+	"github.com/probekit/probekit/twampc/internal/client"
+)
+
+var version = "dev"
+
+func main() { os.Exit(cliutil.Main(newApp(), os.Args)) }
+
+func newApp() *cli.App {
+	app := cliutil.NewApp("twampc", "TWAMP client and session-sender (twping-compatible flags; TWAMP Light)", version)
+	app.UsageText = "twampc [flags] HOST[:PORT]"
+	app.Flags = append(app.Flags,
+		alias(cliutil.IntFlag("count", "packets per session", 100, 1, 1<<30), "c"),
+		&cli.StringFlag{Name: "interval", Aliases: []string{"i"}, Value: "0.1e",
+			Usage: "mean gap between packets: seconds or duration, suffix e = exponential (Poisson), f = fixed"},
+		&cli.DurationFlag{Name: "loss-timeout", Aliases: []string{"L"}, Value: 2e9, Usage: "wait this long for replies after the last packet"},
+		alias(cliutil.IntFlag("padding", "Padding Length in octets (-1: 27 open/mixed, 64 authenticated/encrypted, equal sizes)", -1, -1, 65000), "s"),
+		&cli.BoolFlag{Name: "zero-padding", Usage: "pad with zeros instead of pseudo-random octets"},
+		alias(cliutil.DSCPFlag("dscp", "DSCP of test packets (number or name like EF, AF41)", 0), "D"),
+		&cli.StringFlag{Name: "auth-mode", Aliases: []string{"A"}, Value: "O", Usage: "acceptable modes, strongest chosen: O open, A authenticated, E encrypted, M mixed"},
+		&cli.StringFlag{Name: "identity", Aliases: []string{"u"}, Usage: "KeyID for modes A, E, M"},
+		&cli.StringFlag{Name: "key-file", Aliases: []string{"k"}, Usage: "owamp pfstore key `FILE` holding the identity's pass-phrase"},
+		cliutil.IntFlag("sessions", "test sessions in parallel over one control connection", 1, 1, 1024),
+		&cli.StringFlag{Name: "test-ports", Aliases: []string{"P"}, Usage: "local UDP port range `LO-HI` for the senders"},
+		&cli.DurationFlag{Name: "start-delay", Aliases: []string{"z"}, Usage: "delay before the first packet (Start Time)"},
+		&cli.BoolFlag{Name: "zero-addresses", Aliases: []string{"Z"}, Usage: "send zero Sender/Receiver addresses (NAT)"},
+		&cli.BoolFlag{Name: "ipv4", Aliases: []string{"4"}, Usage: "use IPv4 only"},
+		&cli.BoolFlag{Name: "ipv6", Aliases: []string{"6"}, Usage: "use IPv6 only"},
+		&cli.StringFlag{Name: "source", Aliases: []string{"S"}, Usage: "local source `ADDRESS`"},
+		&cli.BoolFlag{Name: "light", Usage: "send TWAMP Light (no control connection) to HOST[:PORT] (UDP)"},
+		&cli.BoolFlag{Name: "individual", Usage: "start/stop sessions with RFC 5938 Start-N/Stop-N when the server offers it"},
+		&cli.StringFlag{Name: "percentiles", Aliases: []string{"a"}, Value: "50,90,95,99", Usage: "comma-separated percentiles to print"},
+		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print every packet (text format)"},
+		&cli.DurationFlag{Name: "connect-timeout", Value: 10e9, Usage: "bound on connection setup and control replies"},
+	)
+	app.Action = func(c *cli.Context) error {
+		if c.NArg() != 1 {
+			return cliutil.Usagef("want exactly one HOST[:PORT], got %d arguments", c.NArg())
+		}
+		sched, err := client.ParseSchedule(c.String("interval"))
+		if err != nil {
+			return cliutil.Usagef("--interval: %v", err)
+		}
+		modes, err := twampctl.ParseModeLetters(c.String("auth-mode"))
+		if err != nil {
+			return cliutil.Usagef("--auth-mode: %v", err)
+		}
+		cfg := client.Config{
+			Target:         c.Args().First(),
+			Count:          int(cliutil.Int(c, "count")),
+			Schedule:       sched,
+			LossTimeout:    c.Duration("loss-timeout"),
+			Padding:        int(cliutil.Int(c, "padding")),
+			ZeroPadding:    c.Bool("zero-padding"),
+			DSCP:           uint8(cliutil.Int(c, "dscp")),
+			Modes:          modes,
+			Identity:       c.String("identity"),
+			Sessions:       int(cliutil.Int(c, "sessions")),
+			StartDelay:     c.Duration("start-delay"),
+			ZeroAddresses:  c.Bool("zero-addresses"),
+			Source:         c.String("source"),
+			Light:          c.Bool("light"),
+			Individual:     c.Bool("individual"),
+			ConnectTimeout: c.Duration("connect-timeout"),
+			Logger:         cliutil.Logger(c),
+		}
+		switch {
+		case c.Bool("ipv4") && c.Bool("ipv6"):
+			return cliutil.Usagef("-4 and -6 exclude each other")
+		case c.Bool("ipv4"):
+			cfg.Network = "tcp4"
+		case c.Bool("ipv6"):
+			cfg.Network = "tcp6"
+		}
+		if p := c.String("test-ports"); p != "" {
+			lo, hi, found := strings.Cut(p, "-")
+			if !found {
+				hi = lo
+			}
+			l, err1 := cliutil.ParsePort(lo, false)
+			h, err2 := cliutil.ParsePort(hi, false)
+			if err1 != nil || err2 != nil || h < l {
+				return cliutil.Usagef("--test-ports: want LO-HI, got %q", p)
+			}
+			cfg.TestPortLo, cfg.TestPortHi = l, h
+		}
+		for _, f := range strings.Split(c.String("percentiles"), ",") {
+			v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+			if err != nil || v < 0 || v > 100 {
+				return cliutil.Usagef("--percentiles: bad value %q", f)
+			}
+			cfg.Percentiles = append(cfg.Percentiles, v)
+		}
+		if modes.Secure() {
+			kf := c.String("key-file")
+			if kf == "" || cfg.Identity == "" {
+				if modes&twampctl.ModeUnauthenticated == 0 {
+					return cliutil.Usagef("modes A, E and M need --identity and --key-file")
+				}
+				cfg.Modes = twampctl.ModeUnauthenticated
+			} else {
+				keys, err := twampctl.LoadKeyFile(kf)
+				if err != nil {
+					return err
+				}
+				secret, ok := keys[cfg.Identity]
+				if !ok {
+					return cliutil.Usagef("identity %q not in %s", cfg.Identity, kf)
+				}
+				cfg.Secret = secret
+			}
+		}
+		if cfg.Light && cfg.Modes != twampctl.ModeUnauthenticated {
+			return cliutil.Usagef("--light is unauthenticated only")
+		}
+		if err := cfg.Validate(); err != nil {
+			return cliutil.Usagef("%v", err)
+		}
+		_, err = client.Run(c.Context, cfg, client.Output{W: c.App.Writer, Format: cliutil.OutputFormat(c), Verbose: c.Bool("verbose")})
+		return err
+	}
+	return app
+}
+
+func alias(f *cli.GenericFlag, names ...string) *cli.GenericFlag {
+	f.Aliases = append(f.Aliases, names...)
+	return f
+}
