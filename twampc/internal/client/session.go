@@ -42,7 +42,7 @@ type session struct {
 	local    netip.AddrPort
 	remote   netip.AddrPort
 	sid      [16]byte
-	mode     twampctl.Mode // test security: unauthenticated, authenticated or encrypted
+	mode     twampctl.Mode        // test security: unauthenticated, authenticated or encrypted
 	tc       *twampctl.TestCrypto // sender's
 	rtc      *twampctl.TestCrypto // receiver's clone (TestCrypto is single-goroutine)
 	padding  int
