@@ -85,9 +85,10 @@ func TestPacingAccuracy(t *testing.T) {
 	if count.Load() != res.Sent {
 		t.Errorf("echo saw %d, generator sent %d", count.Load(), res.Sent)
 	}
-	// Paced, not bursty: most sendmmsg calls carry a single packet (100 µs apart) and
-	// go out close to their slot.
-	if res.SendLate.Count < rate/2 {
+	// Paced, not bursty: on an idle machine nearly every sendmmsg carries one packet (100 µs
+	// apart); descheduling on a loaded one makes the sender catch up in batches, but the
+	// median call still goes out close to its slot.
+	if res.SendLate.Count < rate/10 {
 		t.Errorf("only %d sendmmsg calls for %d packets: bursts instead of pacing", res.SendLate.Count, rate)
 	}
 	if res.SendLate.P50 > 500*time.Microsecond {
