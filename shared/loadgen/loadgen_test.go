@@ -68,7 +68,7 @@ func TestPacingAccuracy(t *testing.T) {
 	echo := listen(t, udpsock.Options{ReadBuffer: 4 << 20})
 	go Echo(ctx, echo, 64, &count)
 	const rate = 10000
-	res, err := Run(ctx, genConn(t), Config{Target: echo.LocalAddr(), Rate: rate, Duration: time.Second})
+	res, err := Run(ctx, genConn(t), Config{Target: echo.LocalAddr(), Rate: rate, Duration: time.Second, Wait: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestLossCountedExactly(t *testing.T) {
 	refl := serve(t, func(_ *udpsock.Conn, m *udpsock.Message) bool {
 		return binary.BigEndian.Uint32(m.Buf)%10 != 9
 	})
-	res, err := Run(context.Background(), genConn(t), Config{Target: refl.LocalAddr(), Rate: 5000, Duration: 500 * time.Millisecond})
+	res, err := Run(context.Background(), genConn(t), Config{Target: refl.LocalAddr(), Rate: 5000, Duration: 500 * time.Millisecond, Wait: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestDuplicatesAndUnexpected(t *testing.T) {
 		}
 		return true
 	})
-	res, err := Run(context.Background(), genConn(t), Config{Target: refl.LocalAddr(), Rate: 2000, Duration: 500 * time.Millisecond})
+	res, err := Run(context.Background(), genConn(t), Config{Target: refl.LocalAddr(), Rate: 2000, Duration: 500 * time.Millisecond, Wait: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func TestRTTAgainstInjectedDelay(t *testing.T) {
 		mu.Unlock()
 		return true
 	})
-	res, err := Run(context.Background(), genConn(t), Config{Target: refl.LocalAddr(), Rate: 200, Duration: 500 * time.Millisecond})
+	res, err := Run(context.Background(), genConn(t), Config{Target: refl.LocalAddr(), Rate: 200, Duration: 500 * time.Millisecond, Wait: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func TestResidenceFromReplies(t *testing.T) {
 		timestamp.NTPFromTime(m.RxTime.Add(resid)).Put(b[4:12])
 		return true
 	})
-	res, err := Run(context.Background(), genConn(t), Config{Target: refl.LocalAddr(), Rate: 1000, Duration: 300 * time.Millisecond, Residence: STAMPResidence})
+	res, err := Run(context.Background(), genConn(t), Config{Target: refl.LocalAddr(), Rate: 1000, Duration: 300 * time.Millisecond, Wait: time.Second, Residence: STAMPResidence})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,6 +40,7 @@ const (
 	flagNoSearch    = "no-search"
 	flagCheck       = "check"
 	flagRcvBuf      = "rcvbuf"
+	flagWait        = "wait"
 )
 
 func newApp(version string) *cli.App {
@@ -61,6 +62,7 @@ func newApp(version string) *cli.App {
 			Flags: append([]cli.Flag{
 				&cli.StringFlag{Name: flagTarget, Usage: "target `ADDR:PORT` (loopback)"},
 				cliutil.IntFlag(flagPID, "process whose CPU time to measure (0: none)", 0, 0, 1<<22),
+				&cli.DurationFlag{Name: flagWait, Value: loadgen.DefaultWait, Usage: "how long to wait for late replies after the last send"},
 			}, loadFlags(20000, 5*time.Second)...),
 			Action: loadAction,
 		},
@@ -169,6 +171,7 @@ func loadAction(c *cli.Context) error {
 	res, err := loadgen.Run(c.Context, conn, loadgen.Config{
 		Target: target, Rate: c.Float64(flagRate), Duration: c.Duration(flagDuration),
 		Size: int(cliutil.Int(c, flagSize)), PID: int(cliutil.Int(c, flagPID)), Residence: loadgen.STAMPResidence,
+		Wait: c.Duration(flagWait),
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err

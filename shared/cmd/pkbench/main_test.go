@@ -114,7 +114,7 @@ func TestEndToEnd(t *testing.T) {
 				}
 			}
 		}()
-		out, errOut, code := run(t, bin, "--json", "load", "--target", c.LocalAddr().String(), "--rate", "1000", "--duration", "200ms")
+		out, errOut, code := run(t, bin, "--json", "load", "--target", c.LocalAddr().String(), "--rate", "1000", "--duration", "200ms", "--wait", "1s")
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, errOut)
 		}
