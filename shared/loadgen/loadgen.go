@@ -10,13 +10,13 @@ import (
 	"math"
 	"net/netip"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/probekit/probekit/shared/stats"
 	"github.com/probekit/probekit/shared/timestamp"
 	"github.com/probekit/probekit/shared/udpsock"
 )
@@ -159,10 +159,6 @@ func Run(ctx context.Context, conn *udpsock.Conn, cfg Config) (Result, error) {
 		total:    total,
 		sendWall: make([]int64, total),
 		seen:     make([]uint64, (total+63)/64),
-		rtt:      make([]time.Duration, 0, total),
-	}
-	if cfg.Residence != nil {
-		st.residence = make([]time.Duration, 0, total)
 	}
 	var res Result
 	res.Rate, res.Duration, res.Size = cfg.Rate, cfg.Duration, cfg.Size
@@ -218,9 +214,9 @@ func Run(ctx context.Context, conn *udpsock.Conn, cfg Config) (Result, error) {
 	}
 	res.SentRate = float64(res.Sent) / res.SendElapsed.Seconds()
 	res.ReplyRate = float64(res.Received) / res.SendElapsed.Seconds()
-	res.SendLate = Summarise(st.late)
-	res.RTT = Summarise(st.rtt)
-	res.Residence = Summarise(st.residence)
+	res.SendLate = summarise(&st.late)
+	res.RTT = summarise(&st.rtt)
+	res.Residence = summarise(&st.residence)
 	if cfg.PID != 0 {
 		res.CPU = cpu1 - cpu0
 		if res.Received > 0 {
@@ -285,15 +281,15 @@ type runState struct {
 	// never be read before its packet counts as issued); sent those the kernel accepted.
 	issued atomic.Uint64
 	sent   atomic.Uint64
-	late   []time.Duration
+	late   stats.Series
 
 	// Receiver-owned.
 	seen       []uint64
 	received   atomic.Uint64
 	duplicates uint64
 	unexpected uint64
-	rtt        []time.Duration
-	residence  []time.Duration
+	rtt        stats.Series
+	residence  stats.Series
 }
 
 // send paces the packets on an absolute schedule (packet i due at start + i/Rate), sending
@@ -312,7 +308,6 @@ func (st *runState) send(ctx context.Context, conn *udpsock.Conn) (first, last t
 	for i := range msgs {
 		msgs[i] = udpsock.Message{Buf: bufs[i*cfg.Size : (i+1)*cfg.Size], Addr: cfg.Target, TOS: cfg.TOS}
 	}
-	st.late = make([]time.Duration, 0, st.total)
 	interval := float64(time.Second) / cfg.Rate
 	start := time.Now()
 	due := func(i int) time.Duration { return time.Duration(float64(i) * interval) }
@@ -351,7 +346,7 @@ func (st *runState) send(ctx context.Context, conn *udpsock.Conn) (first, last t
 		if n < 1 {
 			n = 1
 		}
-		st.late = append(st.late, el-due(next))
+		st.late.Add(el - due(next))
 		wall := now.UnixNano()
 		for i := 0; i < n; i++ {
 			FillPacket(msgs[i].Buf, uint32(next+i), now)
@@ -420,10 +415,10 @@ func (st *runState) account(m *udpsock.Message, issued uint64) {
 	}
 	st.seen[word] |= bit
 	st.received.Add(1)
-	st.rtt = append(st.rtt, time.Duration(m.RxTime.UnixNano()-st.sendWall[seq]))
+	st.rtt.Add(time.Duration(m.RxTime.UnixNano() - st.sendWall[seq]))
 	if st.cfg.Residence != nil {
 		if d, ok := st.cfg.Residence(reply); ok {
-			st.residence = append(st.residence, d)
+			st.residence.Add(d)
 		}
 	}
 }
@@ -433,18 +428,12 @@ func isTimeout(err error) bool {
 	return errors.As(err, &t) && t.Timeout()
 }
 
-// Summarise sorts ds in place and returns its order statistics (nearest-rank percentiles).
-func Summarise(ds []time.Duration) Percentiles {
-	if len(ds) == 0 {
+// summarise reads the order statistics of a series (exact up to stats.ExactLimit samples,
+// within 0.05 % beyond).
+func summarise(s *stats.Series) Percentiles {
+	if s.Count() == 0 {
 		return Percentiles{}
 	}
-	slices.Sort(ds)
-	rank := func(p float64) time.Duration {
-		i := int(math.Ceil(p/100*float64(len(ds)))) - 1
-		if i < 0 {
-			i = 0
-		}
-		return ds[i]
-	}
-	return Percentiles{Count: len(ds), Min: ds[0], P50: rank(50), P90: rank(90), P99: rank(99), Max: ds[len(ds)-1]}
+	return Percentiles{Count: int(s.Count()), Min: s.Min(), P50: s.Percentile(50), P90: s.Percentile(90),
+		P99: s.Percentile(99), Max: s.Max()}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/probekit/probekit/shared/stats"
 	"github.com/probekit/probekit/shared/timestamp"
 	"github.com/probekit/probekit/shared/udpsock"
 )
@@ -149,13 +150,13 @@ func TestRTTAgainstInjectedDelay(t *testing.T) {
 	// loopback transits: never less than the hold, and at the median within 1 ms of it.
 	const delay = 3 * time.Millisecond
 	var mu sync.Mutex
-	var held []time.Duration
+	var held stats.Series
 	refl := serve(t, func(_ *udpsock.Conn, m *udpsock.Message) bool {
 		for time.Since(m.RxTime) < delay {
 			time.Sleep(delay - time.Since(m.RxTime))
 		}
 		mu.Lock()
-		held = append(held, time.Since(m.RxTime))
+		held.Add(time.Since(m.RxTime))
 		mu.Unlock()
 		return true
 	})
@@ -167,7 +168,7 @@ func TestRTTAgainstInjectedDelay(t *testing.T) {
 		t.Fatalf("%d RTT samples, want 100", res.RTT.Count)
 	}
 	mu.Lock()
-	h := Summarise(held)
+	h := summarise(&held)
 	mu.Unlock()
 	if res.RTT.Min < delay {
 		t.Errorf("RTT min %v below the injected %v", res.RTT.Min, delay)
@@ -304,19 +305,15 @@ func TestRunCancelled(t *testing.T) {
 }
 
 func TestSummarise(t *testing.T) {
-	var ds []time.Duration
+	var s stats.Series
 	for i := 100; i >= 1; i-- {
-		ds = append(ds, time.Duration(i))
+		s.Add(time.Duration(i))
 	}
-	p := Summarise(ds)
 	want := Percentiles{Count: 100, Min: 1, P50: 50, P90: 90, P99: 99, Max: 100}
-	if p != want {
-		t.Errorf("Summarise = %+v, want %+v", p, want)
+	if p := summarise(&s); p != want {
+		t.Errorf("summarise = %+v, want %+v", p, want)
 	}
-	if (Summarise(nil) != Percentiles{}) {
+	if (summarise(&stats.Series{}) != Percentiles{}) {
 		t.Error("empty summary not zero")
-	}
-	if p := Summarise([]time.Duration{5}); p.P50 != 5 || p.P99 != 5 {
-		t.Errorf("single sample %+v", p)
 	}
 }
