@@ -260,6 +260,9 @@ func (r *Reader) Next() (Packet, error) {
 		return Packet{}, r.err
 	}
 	if r.format == FormatPcapNG {
+		if p, ok := r.fastEPB(); ok {
+			return p, nil
+		}
 		for {
 			p, isPacket, err := r.ngBlock()
 			if err != nil {
@@ -309,6 +312,47 @@ func (r *Reader) Next() (Packet, error) {
 		OrigLen:    int(origLen),
 		LinkType:   r.linkType,
 	}, nil
+}
+
+// fastEPB decodes a well-formed Enhanced Packet Block that is already buffered, the common
+// case; anything else (other blocks, errors, refills) is left to ngBlock.
+func (r *Reader) fastEPB() (Packet, bool) {
+	avail := r.end - r.pos
+	if avail < 32 {
+		return Packet{}, false
+	}
+	b := r.buf[r.pos:r.end]
+	var typ, blen, ifc, hi, lo, capLen, origLen uint32
+	if r.be {
+		typ, blen, ifc = binary.BigEndian.Uint32(b), binary.BigEndian.Uint32(b[4:]), binary.BigEndian.Uint32(b[8:])
+		hi, lo = binary.BigEndian.Uint32(b[12:]), binary.BigEndian.Uint32(b[16:])
+		capLen, origLen = binary.BigEndian.Uint32(b[20:]), binary.BigEndian.Uint32(b[24:])
+	} else {
+		typ, blen, ifc = binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint32(b[4:]), binary.LittleEndian.Uint32(b[8:])
+		hi, lo = binary.LittleEndian.Uint32(b[12:]), binary.LittleEndian.Uint32(b[16:])
+		capLen, origLen = binary.LittleEndian.Uint32(b[20:]), binary.LittleEndian.Uint32(b[24:])
+	}
+	if typ != blockEPB || blen < 32 || blen%4 != 0 || blen > uint32(avail) || ifc >= uint32(len(r.ifaces)) || capLen > blen-32 {
+		return Packet{}, false
+	}
+	n := int(blen)
+	if r.u32(b[n-4:]) != blen {
+		return Packet{}, false
+	}
+	in := &r.ifaces[ifc]
+	ns := in.nanos(uint64(hi)<<32 | uint64(lo))
+	end := 28 + int(capLen)
+	r.pos += n
+	r.records++
+	return Packet{
+		Time:       time.Unix(0, ns),
+		TimeNanos:  ns,
+		Data:       b[28:end:end],
+		CaptureLen: int(capLen),
+		OrigLen:    int(origLen),
+		LinkType:   in.LinkType,
+		Interface:  int(ifc),
+	}, true
 }
 
 // ngBlock consumes one pcapng block; for packet blocks it returns the packet and true.
