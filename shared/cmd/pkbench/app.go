@@ -43,6 +43,11 @@ const (
 	flagWait        = "wait"
 )
 
+// limitRcvBuf is the limit echo's default receive buffer: the best a reflector can do is
+// batched I/O and nothing else, with a queue deep enough (like shared/reflector's sockets)
+// that a scheduling stall on a busy machine delays packets instead of dropping them.
+const limitRcvBuf = 4 << 20
+
 func newApp(version string) *cli.App {
 	app := cliutil.NewApp("pkbench", "benchmark UDP reflectors against a minimal batched echo on loopback", version)
 	app.Commands = append(app.Commands,
@@ -52,7 +57,7 @@ func newApp(version string) *cli.App {
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: flagListen, Value: "127.0.0.1:0", Usage: "UDP `ADDR:PORT` to listen on"},
 				cliutil.IntFlag(flagBatch, "datagrams per recvmmsg/sendmmsg", udpsock.DefaultBatch, 1, 1024),
-				cliutil.IntFlag(flagRcvBuf, "socket receive buffer `BYTES` (0: the kernel default)", 0, 0, 1<<30),
+				cliutil.IntFlag(flagRcvBuf, "socket receive buffer `BYTES` (0: the kernel default)", limitRcvBuf, 0, 1<<30),
 			},
 			Action: echoAction,
 		},
@@ -78,7 +83,7 @@ func newApp(version string) *cli.App {
 				&cli.StringFlag{Name: flagCmd, Usage: "reflector `COMMAND` with {port} for its UDP port, e.g. 'bin/stampref --listen 127.0.0.1:{port}'"},
 				&cli.StringFlag{Name: flagName, Usage: "reflector `NAME` in the report (default: the command's first word)"},
 				cliutil.IntFlag(flagBatch, "datagrams per recvmmsg/sendmmsg of the limit echo", udpsock.DefaultBatch, 1, 1024),
-				cliutil.IntFlag(flagRcvBuf, "receive buffer `BYTES` of the limit echo (0: the kernel default, like an untuned reflector)", 0, 0, 1<<30),
+				cliutil.IntFlag(flagRcvBuf, "receive buffer `BYTES` of the limit echo (0: the kernel default)", limitRcvBuf, 0, 1<<30),
 				cliutil.IntFlag(flagRepeat, "fixed-rate runs per target (alternating; the median counts)", 1, 1, 20),
 				&cli.Float64Flag{Name: flagResRate, Value: 10000, Usage: "offered `PPS` for the residence-time run"},
 				&cli.DurationFlag{Name: flagResDuration, Value: 3 * time.Second, Usage: "`DURATION` of the residence-time run"},
