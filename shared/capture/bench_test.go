@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
-	"time"
 	"testing"
+	"time"
 )
 
 const benchPackets = 1_000_000
