@@ -24,7 +24,7 @@ type Capture struct {
 // one clock, so captures on two hosts give exact one-way delays.
 func (h *Host) StartCapture(iface, file, filter string) (*Capture, error) {
 	args := []string{"-i", iface, "-w", file, "-U", "--immediate-mode", "-n", "-s", "0",
-		"-Z", "root", "--time-stamp-precision=nano"}
+		"-Z", "root", "--time-stamp-precision=nano", "-B", "32768"}
 	if filter != "" {
 		args = append(args, filter)
 	}

@@ -2,67 +2,96 @@ package netlab
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"runtime"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// udpEcho is a minimal UDP echo server bound inside a namespace (for the self test and tests).
-type udpEcho struct {
-	conn *net.UDPConn
-	done chan struct{}
-}
-
-func startUDPEcho(h *Host, port int) (*udpEcho, error) {
-	var c *net.UDPConn
-	err := h.Do(func() error {
-		var err error
-		c, err = net.ListenUDP("udp", &net.UDPAddr{Port: port})
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("netlab %s: echo listen: %w", h.Name, err)
-	}
-	e := &udpEcho{conn: c, done: make(chan struct{})}
-	go func() {
-		defer close(e.done)
-		realtimeThread()
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := c.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				if errors.Is(err, net.ErrClosed) {
-					return
-				}
-				continue
-			}
-			_, _ = c.WriteToUDPAddrPort(buf[:n], from)
-		}
-	}()
-	return e, nil
-}
-
-func (e *udpEcho) Close() {
-	e.conn.Close()
-	<-e.done
-}
+// The self test's UDP echo server and pinger use blocking system calls on real-time OS
+// threads rather than Go's netpoller: a netpoller wake-up is delivered by whichever runtime
+// thread polls next, which on a loaded machine added up to tens of milliseconds to the RTT.
 
 // realtimeThread pins the calling goroutine to its OS thread and gives that thread SCHED_FIFO
-// priority (below the delayer's), so a loaded machine does not add scheduling latency to the
-// measurement. The goroutine must exit while still locked: the runtime then retires the thread
-// instead of reusing a real-time thread for other goroutines.
+// priority (below the delayer's). The goroutine must exit while still locked: the runtime then
+// retires the thread instead of reusing a real-time thread for other goroutines.
 func realtimeThread() {
 	runtime.LockOSThread()
 	_ = unix.SchedSetAttr(0, &unix.SchedAttr{Policy: unix.SCHED_FIFO, Priority: delayerPriority - 10}, 0)
 }
 
+// pollTimeout bounds each blocking receive, so closing is noticed.
+const pollTimeout = 50 * time.Millisecond
+
+func setRecvTimeout(fd int, d time.Duration) error {
+	tv := unix.NsecToTimeval(d.Nanoseconds())
+	return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+}
+
+// udpEcho is a minimal dual-stack UDP echo server bound inside a namespace.
+type udpEcho struct {
+	fd   int
+	mu   sync.Mutex
+	stop bool
+	done chan struct{}
+}
+
+func startUDPEcho(h *Host, port int) (*udpEcho, error) {
+	var fd int
+	err := h.Do(func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0); err != nil {
+			unix.Close(fd)
+			return err
+		}
+		if err := unix.Bind(fd, &unix.SockaddrInet6{Port: port}); err != nil {
+			unix.Close(fd)
+			return err
+		}
+		return setRecvTimeout(fd, pollTimeout)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("netlab %s: echo listen: %w", h.Name, err)
+	}
+	e := &udpEcho{fd: fd, done: make(chan struct{})}
+	go func() {
+		defer close(e.done)
+		realtimeThread()
+		buf := make([]byte, 2048)
+		for !e.stopped() {
+			n, from, err := unix.Recvfrom(fd, buf, 0)
+			if err != nil {
+				continue
+			}
+			_ = unix.Sendto(fd, buf[:n], 0, from)
+		}
+	}()
+	return e, nil
+}
+
+func (e *udpEcho) stopped() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.stop
+}
+
+func (e *udpEcho) Close() {
+	e.mu.Lock()
+	e.stop = true
+	e.mu.Unlock()
+	<-e.done
+	unix.Close(e.fd)
+}
+
 // pingResult is the outcome of a UDP echo run: RTT per sequence number (negative = lost),
-// and the receive order of the replies (for reordering checks).
+// and the receive order of the replies.
 type pingResult struct {
 	RTT      []time.Duration
 	Order    []int
@@ -79,48 +108,74 @@ func (r pingResult) received() []time.Duration {
 	return out
 }
 
-// udpPing sends count probes at the given interval from host h to dst and collects echoes
-// until wait after the last send.
+func sockaddr(ap netip.AddrPort) unix.Sockaddr {
+	if ap.Addr().Is4() {
+		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	}
+	return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+}
+
+// udpPing sends count probes (sequence number and send time in the first 12 bytes of a 64-byte
+// payload) at the given interval from host h to dst, and collects echoes until wait after the
+// last send.
 func udpPing(h *Host, dst netip.AddrPort, count int, interval, wait time.Duration) (pingResult, error) {
-	var c *net.UDPConn
+	family := unix.AF_INET6
+	if dst.Addr().Is4() {
+		family = unix.AF_INET
+	}
+	var fd int
 	err := h.Do(func() error {
 		var err error
-		c, err = net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(dst))
-		return err
+		fd, err = unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		if err := unix.Connect(fd, sockaddr(dst)); err != nil {
+			unix.Close(fd)
+			return err
+		}
+		return setRecvTimeout(fd, pollTimeout)
 	})
 	if err != nil {
-		return pingResult{}, fmt.Errorf("netlab %s: ping dial: %w", h.Name, err)
+		return pingResult{}, fmt.Errorf("netlab %s: ping socket: %w", h.Name, err)
 	}
-	defer c.Close()
+	defer unix.Close(fd)
 	res := pingResult{RTT: make([]time.Duration, count), SendTime: make([]time.Time, count)}
 	for i := range res.RTT {
 		res.RTT[i] = -1
 	}
+	var mu sync.Mutex
+	var deadline time.Time // set when the last probe is out
 	recvDone := make(chan struct{})
 	go func() {
 		defer close(recvDone)
 		realtimeThread()
 		buf := make([]byte, 2048)
 		for {
-			n, err := c.Read(buf)
-			if err != nil {
+			mu.Lock()
+			dl := deadline
+			mu.Unlock()
+			if !dl.IsZero() && time.Now().After(dl) {
 				return
 			}
+			n, _, err := unix.Recvfrom(fd, buf, 0)
 			now := time.Now()
-			if n < 12 {
+			if err != nil || n < 12 {
 				continue
 			}
 			seq := int(binary.BigEndian.Uint32(buf))
-			if seq >= count || res.RTT[seq] >= 0 {
-				continue
-			}
 			sent := time.Unix(0, int64(binary.BigEndian.Uint64(buf[4:])))
-			res.RTT[seq] = now.Sub(sent)
-			res.Order = append(res.Order, seq)
+			mu.Lock()
+			if seq < count && res.RTT[seq] < 0 {
+				res.RTT[seq] = now.Sub(sent)
+				res.Order = append(res.Order, seq)
+			}
+			mu.Unlock()
 		}
 	}()
 	pkt := make([]byte, 64)
 	start := time.Now()
+	var sendErr error
 	for i := range count {
 		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
 			time.Sleep(d)
@@ -129,12 +184,13 @@ func udpPing(h *Host, dst netip.AddrPort, count int, interval, wait time.Duratio
 		res.SendTime[i] = now
 		binary.BigEndian.PutUint32(pkt, uint32(i))
 		binary.BigEndian.PutUint64(pkt[4:], uint64(now.UnixNano()))
-		if _, err := c.Write(pkt); err != nil {
-			return res, fmt.Errorf("netlab %s: ping send: %w", h.Name, err)
+		if _, err := unix.Write(fd, pkt); err != nil && sendErr == nil {
+			sendErr = fmt.Errorf("netlab %s: ping send: %w", h.Name, err)
 		}
 	}
-	time.Sleep(wait)
-	c.Close()
+	mu.Lock()
+	deadline = time.Now().Add(wait)
+	mu.Unlock()
 	<-recvDone
-	return res, nil
+	return res, sendErr
 }

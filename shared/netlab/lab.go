@@ -409,6 +409,19 @@ func (h *Host) IP(args string) error {
 	return nil
 }
 
+// mac returns the hardware address of an interface of the host.
+func (h *Host) mac(iface string) (string, error) {
+	out, err := run("ip", "-n", h.NS, "-br", "link", "show", "dev", iface)
+	if err != nil {
+		return "", fmt.Errorf("netlab %s: %w", h.Name, err)
+	}
+	f := strings.Fields(out)
+	if len(f) < 3 {
+		return "", fmt.Errorf("netlab %s: no hardware address for %s in %q", h.Name, iface, out)
+	}
+	return f[2], nil
+}
+
 // Command returns an exec.Cmd that runs name with args inside the host's namespace.
 func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", h.NS, name}, args...)...)

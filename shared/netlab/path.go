@@ -154,7 +154,52 @@ func (l *Lab) buildLine(s lineSpec) (left, router, right *Host, err error) {
 			return
 		}
 	}
+	// Static neighbours: no ARP/ND resolution delays or drops the first packets of a test.
+	err = staticNeighbours([]neighbour{
+		{left, s.leftIf, left.Addr, left.Addr6, router, s.rLeftIf, netip.MustParseAddr(rl4), netip.MustParseAddr(s.left6 + s.routerOctet)},
+		{right, s.rightIf, right.Addr, right.Addr6, router, s.rRightIf, netip.MustParseAddr(rr4), netip.MustParseAddr(s.right6 + s.routerOctet)},
+	})
 	return
+}
+
+// neighbour is one link of a lab with the addresses at both ends.
+type neighbour struct {
+	h1       *Host
+	if1      string
+	v4a, v6a netip.Addr
+	h2       *Host
+	if2      string
+	v4b, v6b netip.Addr
+}
+
+func staticNeighbours(links []neighbour) error {
+	for _, n := range links {
+		m1, err := n.h1.mac(n.if1)
+		if err != nil {
+			return err
+		}
+		m2, err := n.h2.mac(n.if2)
+		if err != nil {
+			return err
+		}
+		for _, c := range []struct {
+			h    *Host
+			ifc  string
+			addr netip.Addr
+			mac  string
+		}{
+			{n.h1, n.if1, n.v4b, m2}, {n.h1, n.if1, n.v6b, m2},
+			{n.h2, n.if2, n.v4a, m1}, {n.h2, n.if2, n.v6a, m1},
+		} {
+			if !c.addr.IsValid() {
+				continue
+			}
+			if err := c.h.IP(fmt.Sprintf("neigh replace %s lladdr %s dev %s nud permanent", c.addr, c.mac, c.ifc)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (p *PathLab) build(cfg PathConfig) error {

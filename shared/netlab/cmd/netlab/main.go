@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,25 +26,44 @@ func main() {
 		},
 		Commands: []*cli.Command{
 			{
-				Name:      "up",
-				Usage:     "build a lab that stays up until `netlab down PREFIX`",
-				ArgsUsage: "path|nat|middlebox",
-				Flags: []cli.Flag{
-					&cli.DurationFlag{Name: "delay", Usage: "path: delay each way"},
-					&cli.DurationFlag{Name: "delay-out", Usage: "path: delay A→B (overrides --delay)"},
-					&cli.DurationFlag{Name: "delay-in", Usage: "path: delay B→A (overrides --delay)"},
-					&cli.DurationFlag{Name: "jitter", Usage: "path: jitter each way"},
-					&cli.StringFlag{Name: "jitter-dist", Value: "uniform", Usage: "uniform or normal"},
-					&cli.BoolFlag{Name: "reorder", Usage: "path: let jittered packets overtake each other"},
-					&cli.Float64Flag{Name: "loss", Usage: "path: loss probability each way (0..1)"},
-					&cli.Int64Flag{Name: "rate", Usage: "path: rate limit each way, bit/s"},
-					&cli.StringFlag{Name: "schedule", Usage: "path: out delay schedule AT=DELAY,… e.g. 0s=10ms,5s=30ms"},
-					&cli.StringFlag{Name: "kinds", Value: "full-cone,address-restricted,port-restricted,symmetric", Usage: "nat: NAT kinds, one router each"},
-					&cli.IntFlag{Name: "clients", Value: 1, Usage: "nat: clients behind each NAT"},
-					&cli.BoolFlag{Name: "hairpin", Usage: "nat: enable hairpinning"},
-					&cli.StringFlag{Name: "mode", Value: "transparent", Usage: "middlebox: " + strings.Join(netlab.MiddleboxModeNames(), ", ")},
+				Name:  "up",
+				Usage: "build a lab that stays up until `netlab down PREFIX`",
+				Subcommands: []*cli.Command{
+					{
+						Name:  "path",
+						Usage: "A — R — B with impairments per direction on R",
+						Flags: []cli.Flag{
+							&cli.DurationFlag{Name: "delay", Usage: "delay each way"},
+							&cli.DurationFlag{Name: "delay-out", Usage: "delay A→B (overrides --delay)"},
+							&cli.DurationFlag{Name: "delay-in", Usage: "delay B→A (overrides --delay)"},
+							&cli.DurationFlag{Name: "jitter", Usage: "jitter each way"},
+							&cli.StringFlag{Name: "jitter-dist", Value: "uniform", Usage: "uniform or normal"},
+							&cli.BoolFlag{Name: "reorder", Usage: "let jittered packets overtake each other"},
+							&cli.Float64Flag{Name: "loss", Usage: "loss probability each way (0..1)"},
+							&cli.Int64Flag{Name: "rate", Usage: "rate limit each way, bit/s"},
+							&cli.StringFlag{Name: "schedule", Usage: "A→B delay schedule AT=DELAY,… e.g. 5s=30ms,10s=10ms"},
+						},
+						Action: upPath,
+					},
+					{
+						Name:  "nat",
+						Usage: "STUN server, rendezvous host and NAT routers with clients",
+						Flags: []cli.Flag{
+							&cli.StringFlag{Name: "kinds", Value: "full-cone,address-restricted,port-restricted,symmetric", Usage: "NAT kinds, one router each"},
+							&cli.IntFlag{Name: "clients", Value: 1, Usage: "clients behind each NAT (1..4)"},
+							&cli.BoolFlag{Name: "hairpin", Usage: "enable hairpinning (not on symmetric routers)"},
+						},
+						Action: upNAT,
+					},
+					{
+						Name:  "middlebox",
+						Usage: "client — router — server with a TCP middlebox mode",
+						Flags: []cli.Flag{
+							&cli.StringFlag{Name: "mode", Value: "transparent", Usage: strings.Join(netlab.MiddleboxModeNames(), ", ")},
+						},
+						Action: upMiddlebox,
+					},
 				},
-				Action: up,
 			},
 			{Name: "down", Usage: "remove a lab", ArgsUsage: "PREFIX…", Action: down},
 			{Name: "status", Usage: "list labs, their namespaces and addresses", Action: status},
@@ -65,7 +85,9 @@ func main() {
 		},
 	}
 	if err := app.Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "netlab:", err)
+		if msg := err.Error(); msg != "" {
+			fmt.Fprintln(os.Stderr, "netlab:", strings.TrimPrefix(msg, "netlab: "))
+		}
 		os.Exit(1)
 	}
 }
@@ -102,60 +124,65 @@ func parseSchedule(s string) ([]netlab.Step, error) {
 	return steps, nil
 }
 
-func up(c *cli.Context) error {
-	log := logger(c)
-	var lab *netlab.Lab
-	switch c.Args().First() {
-	case "path":
-		imp := netlab.Impairment{Delay: c.Duration("delay"), Jitter: c.Duration("jitter"), Reorder: c.Bool("reorder"),
-			Loss: c.Float64("loss"), RateBps: c.Int64("rate")}
-		if c.String("jitter-dist") == "normal" {
-			imp.JitterDist = netlab.Normal
-		}
-		out, in := imp, imp
-		if c.IsSet("delay-out") {
-			out.Delay = c.Duration("delay-out")
-		}
-		if c.IsSet("delay-in") {
-			in.Delay = c.Duration("delay-in")
-		}
-		steps, err := parseSchedule(c.String("schedule"))
-		if err != nil {
-			return err
-		}
-		out.Schedule = steps
-		p, err := netlab.NewPath(netlab.PathConfig{Out: out, In: in, Log: log, Persistent: true})
-		if err != nil {
-			return err
-		}
-		lab = p.Lab
-	case "nat":
-		cfg := netlab.NATConfig{Log: log, Persistent: true, STUN: true}
-		for _, k := range strings.Split(c.String("kinds"), ",") {
-			kind, err := netlab.ParseNATKind(k)
-			if err != nil {
-				return err
-			}
-			cfg.NATs = append(cfg.NATs, netlab.NATSpec{Kind: kind, Clients: c.Int("clients"), Hairpin: c.Bool("hairpin")})
-		}
-		n, err := netlab.NewNAT(cfg)
-		if err != nil {
-			return err
-		}
-		lab = n.Lab
-	case "middlebox":
-		mode, err := netlab.ParseMiddleboxMode(c.String("mode"))
-		if err != nil {
-			return err
-		}
-		m, err := netlab.NewMiddlebox(netlab.MiddleboxConfig{Mode: mode, Log: log, Persistent: true})
-		if err != nil {
-			return err
-		}
-		lab = m.Lab
+func upPath(c *cli.Context) error {
+	imp := netlab.Impairment{Delay: c.Duration("delay"), Jitter: c.Duration("jitter"), Reorder: c.Bool("reorder"),
+		Loss: c.Float64("loss"), RateBps: c.Int64("rate")}
+	switch c.String("jitter-dist") {
+	case "uniform":
+	case "normal":
+		imp.JitterDist = netlab.Normal
 	default:
-		return errors.New("up: topology must be path, nat or middlebox")
+		return fmt.Errorf("--jitter-dist: uniform or normal, not %q", c.String("jitter-dist"))
 	}
+	out, in := imp, imp
+	if c.IsSet("delay-out") {
+		out.Delay = c.Duration("delay-out")
+	}
+	if c.IsSet("delay-in") {
+		in.Delay = c.Duration("delay-in")
+	}
+	steps, err := parseSchedule(c.String("schedule"))
+	if err != nil {
+		return err
+	}
+	out.Schedule = steps
+	p, err := netlab.NewPath(netlab.PathConfig{Out: out, In: in, Log: logger(c), Persistent: true})
+	if err != nil {
+		return err
+	}
+	return printLab(p.Lab)
+}
+
+func upNAT(c *cli.Context) error {
+	cfg := netlab.NATConfig{Log: logger(c), Persistent: true, STUN: true}
+	for _, k := range strings.Split(c.String("kinds"), ",") {
+		kind, err := netlab.ParseNATKind(k)
+		if err != nil {
+			return err
+		}
+		cfg.NATs = append(cfg.NATs, netlab.NATSpec{Kind: kind, Clients: c.Int("clients"), Hairpin: c.Bool("hairpin")})
+	}
+	n, err := netlab.NewNAT(cfg)
+	if err != nil {
+		return err
+	}
+	return printLab(n.Lab)
+}
+
+func upMiddlebox(c *cli.Context) error {
+	mode, err := netlab.ParseMiddleboxMode(c.String("mode"))
+	if err != nil {
+		return err
+	}
+	m, err := netlab.NewMiddlebox(netlab.MiddleboxConfig{Mode: mode, Log: logger(c), Persistent: true})
+	if err != nil {
+		return err
+	}
+	return printLab(m.Lab)
+}
+
+// printLab detaches the lab (it stays up) and prints how to reach its hosts.
+func printLab(lab *netlab.Lab) error {
 	lab.Detach()
 	fmt.Println(lab.Prefix)
 	for _, h := range lab.Hosts() {
@@ -173,8 +200,16 @@ func down(c *cli.Context) error {
 	if c.NArg() == 0 {
 		return errors.New("down: name the lab prefix (see `netlab status`)")
 	}
+	labs, err := netlab.List()
+	if err != nil {
+		return err
+	}
 	var errs []error
 	for _, p := range c.Args().Slice() {
+		if !slices.ContainsFunc(labs, func(l netlab.LabInfo) bool { return l.Prefix == p }) {
+			errs = append(errs, fmt.Errorf("down: no lab %q (see `netlab status`)", p))
+			continue
+		}
 		errs = append(errs, netlab.Destroy(p))
 	}
 	return errors.Join(errs...)
