@@ -101,6 +101,22 @@ func (c *Classifier) direction4(src, dst uint32) (engine.Dir, bool) {
 	return 0, false
 }
 
+// hashPad is the room for leading zero bytes in front of the hashed fields. The SPP CRC
+// starts from 0 without inversion, so leading zeros do not change it; padding the input to a
+// multiple of 8 bytes (at least 16) lets hash/crc32 use its slicing-by-8 loop instead of the
+// byte-at-a-time one it takes for the usual 15 bytes — a fifth of the file-mode CPU time.
+const hashPad = 16
+
+// sppHash hashes the fields appended after the pad area of the scratch buffer.
+func (c *Classifier) sppHash(b []byte) uint32 {
+	n := len(b) - hashPad
+	pad := (8 - n%8) % 8
+	if n+pad < 16 {
+		pad += 8
+	}
+	return checksum.SPPHash(b[hashPad-pad:])
+}
+
 // Classifier turns IP packets into (direction, packet ID). It keeps a scratch buffer, so use
 // one Classifier per goroutine.
 type Classifier struct {
@@ -110,7 +126,7 @@ type Classifier struct {
 	natA, natB addr // NAT addresses seen for REF (-n) and MON (-N)
 	nat        bool
 	port       uint16 // sample-frame port excluded from target traffic
-	scratch    [160]byte
+	scratch    [hashPad + 140]byte
 	// Truncated counts target packets whose selected fields were not all captured; the ID
 	// then covers the captured bytes only.
 	Truncated uint64
@@ -210,7 +226,7 @@ func (c *Classifier) classify4(ip []byte) (engine.Dir, uint32, Result) {
 	if c.excluded(proto, l4, 1) {
 		return 0, 0, Other
 	}
-	b := c.scratch[:0]
+	b := c.scratch[:hashPad] // zeros: see hashPad
 	short := ihl > len(ip)
 	if c.code&SrcAddr != 0 && !c.nat {
 		b = append(b, ip[12:16]...)
@@ -230,7 +246,7 @@ func (c *Classifier) classify4(ip []byte) (engine.Dir, uint32, Result) {
 	if short {
 		c.Truncated++
 	}
-	return dir, checksum.SPPHash(b), Target
+	return dir, c.sppHash(b), Target
 }
 
 // excluded mirrors the original's capture filter "!icmp[icmptype]==3 and !port 9822":
@@ -381,7 +397,7 @@ walk:
 	if !noL4 && c.excluded(next, l4, 58) {
 		return 0, 0, Other
 	}
-	b := c.scratch[:0]
+	b := c.scratch[:hashPad] // zeros: see hashPad
 	if c.code&SrcAddr != 0 && !c.nat {
 		b = append(b, ip[8:24]...)
 	}
@@ -404,5 +420,5 @@ walk:
 	if short {
 		c.Truncated++
 	}
-	return dir, checksum.SPPHash(b), Target
+	return dir, c.sppHash(b), Target
 }

@@ -213,3 +213,25 @@ func BenchmarkClassify(b *testing.B) {
 		c.Classify(p)
 	}
 }
+
+// TestLeadingZerosKeepHash: the SPP CRC (initial value 0, no inversion) ignores leading zero
+// bytes, which sppHash relies on to reach hash/crc32's fast path.
+func TestLeadingZerosKeepHash(t *testing.T) {
+	for n := 0; n <= 60; n++ {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(i*37 + 11)
+		}
+		want := checksum.SPPHash(b)
+		for pad := 0; pad <= hashPad; pad++ {
+			if got := checksum.SPPHash(append(make([]byte, pad), b...)); got != want {
+				t.Fatalf("%d bytes with %d leading zeros: %#x, want %#x", n, pad, got, want)
+			}
+		}
+		var c Classifier
+		buf := append(c.scratch[:hashPad], b...)
+		if got := c.sppHash(buf); got != want {
+			t.Fatalf("sppHash of %d bytes: %#x, want %#x", n, got, want)
+		}
+	}
+}

@@ -48,6 +48,7 @@ func openLive(cfg *Config, iface string, c classifier) (producer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", c.point, err)
 	}
+	cfg.Log.WithFields(logrus.Fields{"point": c.point, "interface": iface}).Info("capturing")
 	return &liveProducer{classifier: c, h: h, iface: iface}, nil
 }
 

@@ -61,6 +61,7 @@ func openRemote(cfg *Config, host string, c classifier) (producer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: listen for sample frames: %w", c.point, err)
 	}
+	cfg.Log.WithFields(logrus.Fields{"point": c.point, "slave": host, "port": cfg.Port}).Info("waiting for sample frames")
 	if cfg.onListen != nil {
 		cfg.onListen()
 	}

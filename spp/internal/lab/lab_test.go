@@ -1,0 +1,602 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/probekit/probekit/shared/netlab"
+	"github.com/probekit/probekit/spp/internal/engine"
+	"github.com/probekit/probekit/spp/internal/synth"
+)
+
+var (
+	addrA = netlab.PathA.String()
+	addrB = netlab.PathB.String()
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// sppBinary builds the spp command once per test binary (CGO off, as released).
+func sppBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "spp-lab-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "spp")
+		cmd := exec.Command("go", "build", "-o", binPath, "github.com/probekit/probekit/spp")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// sppProc is a running spp in a lab namespace.
+type sppProc struct {
+	cmd      *exec.Cmd
+	out, err lockedBuffer
+	done     chan error
+}
+
+// startSPP starts spp in h's namespace and waits until its log says it is capturing or
+// listening (ready).
+func startSPP(t *testing.T, h *netlab.Host, ready string, args ...string) *sppProc {
+	t.Helper()
+	p := &sppProc{done: make(chan error, 1)}
+	p.cmd = h.Command(context.Background(), sppBinary(t), args...)
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.err
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(p.err.String(), ready) {
+		select {
+		case err := <-p.done:
+			t.Fatalf("spp %v exited: %v\n%s", args, err, p.err.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("spp %v not ready: %s", args, p.err.String())
+		}
+	}
+	return p
+}
+
+// stop interrupts spp (SIGINT, its normal end in live modes) and returns its stdout.
+func (p *sppProc) stop(t *testing.T) string {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("spp exited with %v: %s", err, p.err.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("spp did not stop: %s", p.err.String())
+	}
+	return p.out.String()
+}
+
+// runFile runs spp on two capture files and returns its CSV pairs.
+func runFile(t *testing.T, ref, mon string, extra ...string) []csvPair {
+	t.Helper()
+	args := append([]string{"-a", addrA, "-A", addrB, "-f", ref, "-F", mon, "--format", "csv"}, extra...)
+	cmd := exec.Command(sppBinary(t), args...)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("spp %v: %v\n%s", args, err, errb.String())
+	}
+	return parseCSV(t, string(out))
+}
+
+// csvPair is one line of spp --format csv, times in µs.
+type csvPair struct {
+	ts, rtt, spt                 int64
+	outRef, outMon, inRef, inMon int64
+}
+
+func parseCSV(t *testing.T, s string) []csvPair {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) == 0 || lines[0] != "n,ts,rtt,spt,out_ref,out_mon,in_ref,in_mon" {
+		t.Fatalf("not spp CSV: %.200q", s)
+	}
+	var res []csvPair
+	for _, l := range lines[1:] {
+		f := strings.Split(l, ",")
+		if len(f) != 8 {
+			t.Fatalf("csv line %q", l)
+		}
+		var v [7]int64
+		for i := range v {
+			v[i] = micros(t, f[i+1])
+		}
+		res = append(res, csvPair{v[0], v[1], v[2], v[3], v[4], v[5], v[6]})
+	}
+	return res
+}
+
+func micros(t *testing.T, s string) int64 {
+	neg := strings.HasPrefix(s, "-")
+	w, f, _ := strings.Cut(strings.TrimPrefix(s, "-"), ".")
+	a, err1 := strconv.ParseInt(w, 10, 64)
+	b, err2 := strconv.ParseInt(f, 10, 64)
+	if err1 != nil || err2 != nil || len(f) != 6 {
+		t.Fatalf("bad seconds %q", s)
+	}
+	if neg {
+		return -(a*1e6 + b)
+	}
+	return a*1e6 + b
+}
+
+// truthPackets identifies every packet of the two captures with a strong key (addresses,
+// protocol, IP ID, total length, first 40 bytes of the transport header and payload; FIFO
+// per key) — an identification independent of spp's CRC of -# fields — and returns them
+// with their times at both points (µs, one shared clock). Sample frames (UDP 9822) are
+// not target traffic.
+func truthPackets(t *testing.T, refFile, monFile string) []synth.Packet {
+	t.Helper()
+	type inst struct {
+		us  int64
+		dir engine.Dir
+	}
+	read := func(file string) (map[string][]inst, []string) {
+		pkts, err := netlab.ReadCapture(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string][]inst{}
+		var order []string
+		for _, p := range pkts {
+			if p.IPv4 == nil || p.Src.Port() == 9822 || p.Dst.Port() == 9822 {
+				continue
+			}
+			if p.Proto == 1 && len(p.IPv4.Payload) > 0 && p.IPv4.Payload[0] == 3 {
+				continue // ICMP unreachable: excluded by the original's capture filter
+			}
+			var dir engine.Dir
+			switch {
+			case p.Src.Addr() == netlab.PathA && p.Dst.Addr() == netlab.PathB:
+				dir = engine.Out
+			case p.Src.Addr() == netlab.PathB && p.Dst.Addr() == netlab.PathA:
+				dir = engine.In
+			default:
+				continue
+			}
+			l4 := p.IPv4.Payload
+			l4 = l4[:min(len(l4), 40)]
+			key := fmt.Sprintf("%v>%v/%d/%d/%d/%x", p.Src.Addr(), p.Dst.Addr(), p.Proto, p.IPv4.Id, p.IPv4.Length, l4)
+			if _, ok := m[key]; !ok {
+				order = append(order, key)
+			}
+			m[key] = append(m[key], inst{p.Time.UnixMicro(), dir})
+		}
+		return m, order
+	}
+	ref, order := read(refFile)
+	mon, _ := read(monFile)
+	var res []synth.Packet
+	for _, k := range order {
+		r, m := ref[k], mon[k]
+		for i, ri := range r {
+			p := synth.Packet{Dir: ri.dir, Lost: i >= len(m)}
+			p.Ref = ri.us
+			if !p.Lost {
+				p.Mon = m[i].us
+			}
+			res = append(res, p)
+		}
+	}
+	return res
+}
+
+// checkAgainstTruth: spp's file-run pairs are exactly the pairs the SPP rule forms from the
+// perfectly identified packets, and every RTT is the true owd_out + owd_in.
+func checkAgainstTruth(t *testing.T, got []csvPair, truth []synth.Packet) {
+	t.Helper()
+	want := synth.Pairs(truth)
+	if len(want) < 20 {
+		t.Fatalf("truth has only %d pairs", len(want))
+	}
+	if len(got) != len(want) {
+		t.Fatalf("spp formed %d pairs, truth %d", len(got), len(want))
+	}
+	for i, g := range got {
+		w := want[i]
+		if [4]int64{g.outRef, g.outMon, g.inRef, g.inMon} != [4]int64{w.Out.Ref, w.Out.Mon, w.In.Ref, w.In.Mon} {
+			t.Fatalf("pair %d: spp %+v, truth %+v", i+1, g, w)
+		}
+		// The true RTT of the pair: the OUT packet's one-way delay plus the IN packet's.
+		if tr := (w.Out.Mon - w.Out.Ref) + (w.In.Ref - w.In.Mon); g.rtt != tr {
+			t.Fatalf("pair %d: rtt %d µs, true %d µs", i+1, g.rtt, tr)
+		}
+	}
+}
+
+// similar compares two runs over the same traffic seen by different capture handles
+// (tcpdump vs spp's own, or a slave's frames): each pair of got is looked up in want by its
+// timestamp (within tol µs) and its RTT must agree within tol. A run that started or stopped
+// a little apart may differ by a pair or two at the ends.
+func similar(t *testing.T, what string, got, want []csvPair, tol int64) {
+	t.Helper()
+	matched := 0
+	var worst int64
+	for _, g := range got {
+		i, _ := slices.BinarySearchFunc(want, g.ts-tol, func(p csvPair, ts int64) int { return cmpInt(p.ts, ts) })
+		if i < len(want) && abs(want[i].ts-g.ts) <= tol {
+			matched++
+			worst = max(worst, abs(want[i].rtt-g.rtt))
+		}
+	}
+	if matched < len(want)-3 || matched < len(got)-3 || worst > tol {
+		t.Fatalf("%s: %d pairs, file run %d, %d matched by timestamp, worst rtt difference %d µs (tolerance %d)",
+			what, len(got), len(want), matched, worst, tol)
+	}
+	t.Logf("%s: %d pairs, file run %d, worst rtt difference %d µs", what, len(got), len(want), worst)
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func abs(v int64) int64 {
+	if v < 0 {
+		return -v
+	}
+	return v
+}
+
+// udpEcho sends count datagrams A→B:7 every interval; B echoes each after a random think
+// time up to maxThink. Sockets live in the lab namespaces, the loops in this process.
+func udpEcho(t *testing.T, p *netlab.PathLab, count int, interval, maxThink time.Duration) {
+	t.Helper()
+	var srv, cli *net.UDPConn
+	if err := p.B.Do(func() (err error) {
+		srv, err = net.ListenUDP("udp4", &net.UDPAddr{IP: netlab.PathB.AsSlice(), Port: 7})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if err := p.A.Do(func() (err error) {
+		cli, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: netlab.PathB.AsSlice(), Port: 7})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	go func() {
+		r := rand.New(rand.NewPCG(7, 8))
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := srv.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			if maxThink > 0 {
+				time.Sleep(time.Duration(r.Int64N(int64(maxThink))))
+			}
+			srv.WriteToUDPAddrPort(buf[:n], from)
+		}
+	}()
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			if _, err := cli.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	msg := make([]byte, 64)
+	next := time.Now()
+	for i := range count {
+		binary.BigEndian.PutUint32(msg, uint32(i))
+		if _, err := cli.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		next = next.Add(interval)
+		time.Sleep(time.Until(next))
+	}
+	time.Sleep(200 * time.Millisecond) // last replies
+}
+
+func captures(t *testing.T, p *netlab.PathLab, points ...string) (files map[string]string, stop func()) {
+	dir := t.TempDir()
+	files = map[string]string{}
+	var stops []func()
+	hosts := map[string]*netlab.Host{"a0": p.A, "b0": p.B, "ra": p.R, "rb": p.R}
+	for _, iface := range points {
+		files[iface] = filepath.Join(dir, iface+".pcap")
+		stops = append(stops, netlab.StartCapture(t, hosts[iface], iface, files[iface], "host "+addrA+" and host "+addrB))
+	}
+	return files, func() {
+		for _, s := range stops {
+			s()
+		}
+	}
+}
+
+// TestLabDelayStepsLiveAndRemote: UDP echo through the path while the OUT delay steps from
+// 10 ms to 30 ms (IN 10 ms). Captured at A and B (tcpdump) and at both router interfaces.
+// Checks: the file run on a0/b0 equals the truth exactly and follows the injected step;
+// a live run (-i ra -I rb) equals the file run on ra/rb; a remote run (master -i a0 -R B,
+// slave -s A -I b0 with -l 2 -g 100) equals the a0/b0 file run within two granules.
+func TestLabDelayStepsLiveAndRemote(t *testing.T) {
+	p := netlab.Path(t, netlab.PathConfig{
+		Out: netlab.Impairment{Delay: 10 * time.Millisecond},
+		In:  netlab.Impairment{Delay: 10 * time.Millisecond},
+	})
+	files, stopCaptures := captures(t, p, "a0", "b0", "ra", "rb")
+	live := startSPP(t, p.R, "point=MON", "-a", addrA, "-A", addrB, "-i", "ra", "-I", "rb", "--format", "csv")
+	master := startSPP(t, p.A, "waiting for sample frames", "-a", addrA, "-A", addrB, "-i", "a0", "-R", addrB, "--format", "csv")
+	slave := startSPP(t, p.B, "slave capturing", "-s", addrA, "-a", addrA, "-A", addrB, "-I", "b0")
+	// The schedule starts now (its epoch), so the step falls inside the traffic.
+	if err := p.Set(netlab.Out, netlab.Impairment{Delay: 10 * time.Millisecond,
+		Schedule: []netlab.Step{{At: 1500 * time.Millisecond, Delay: 30 * time.Millisecond}}}); err != nil {
+		t.Fatal(err)
+	}
+	udpEcho(t, p, 300, 10*time.Millisecond, 3*time.Millisecond)
+	slave.stop(t)
+	time.Sleep(300 * time.Millisecond) // the last frame crosses the 10 ms path
+	remoteOut := master.stop(t)
+	liveOut := live.stop(t)
+	stopCaptures()
+
+	fileAB := runFile(t, files["a0"], files["b0"])
+	checkAgainstTruth(t, fileAB, truthPackets(t, files["a0"], files["b0"]))
+
+	// The injected step: OUT packets that reached R before epoch+1.5 s saw 10 ms, after it 30 ms.
+	step := p.Epoch(netlab.Out).Add(1500 * time.Millisecond).UnixMicro()
+	var before, after []int64
+	for _, q := range fileAB {
+		switch {
+		case q.outRef < step-50_000:
+			before = append(before, q.rtt)
+		case q.outRef > step+50_000:
+			after = append(after, q.rtt)
+		}
+	}
+	t.Logf("step at %d µs; pairs %d from %d to %d", step, len(fileAB), fileAB[0].outRef, fileAB[len(fileAB)-1].outRef)
+	checkBand(t, "before the step", before, 20_000)
+	checkBand(t, "after the step", after, 40_000)
+
+	if os.Getenv("SPP_LAB_KEEP") != "" {
+		for k, f := range files {
+			b, _ := os.ReadFile(f)
+			os.WriteFile("/tmp/spp-lab-"+k+".pcap", b, 0o644)
+		}
+		os.WriteFile("/tmp/spp-lab-live.csv", []byte(liveOut), 0o644)
+		os.WriteFile("/tmp/spp-lab-remote.csv", []byte(remoteOut), 0o644)
+	}
+	similar(t, "live -i ra -I rb", parseCSV(t, liveOut), runFile(t, files["ra"], files["rb"]), 50)
+	similar(t, "remote -i a0 -R B (-g 100)", parseCSV(t, remoteOut), fileAB, 250)
+}
+
+// checkBand: every RTT is at least the injected delay and the median is within 2 ms above
+// it (the delayer adds ~0.1–0.5 ms; lab.md).
+func checkBand(t *testing.T, what string, rtts []int64, injected int64) {
+	t.Helper()
+	checkBandSlack(t, what, rtts, injected, 2_000)
+}
+
+func checkBandSlack(t *testing.T, what string, rtts []int64, injected, slack int64) {
+	t.Helper()
+	if len(rtts) < 30 {
+		t.Fatalf("%s: only %d pairs", what, len(rtts))
+	}
+	slices.Sort(rtts)
+	med := rtts[len(rtts)/2]
+	if rtts[0] < injected || med > injected+slack {
+		t.Fatalf("%s: rtt min %d µs, median %d µs; injected %d µs", what, rtts[0], med, injected)
+	}
+	t.Logf("%s: %d pairs, rtt min %d median %d µs (injected %d)", what, len(rtts), rtts[0], med, injected)
+}
+
+// TestLabLossAndReordering: 5 % loss each way and ±3 ms jitter with reordering. The file
+// run still forms exactly the truth's pairs with exact RTTs.
+func TestLabLossAndReordering(t *testing.T) {
+	p := netlab.Path(t, netlab.PathConfig{
+		Out: netlab.Impairment{Delay: 8 * time.Millisecond, Jitter: 3 * time.Millisecond, Reorder: true, Loss: 0.05},
+		In:  netlab.Impairment{Delay: 8 * time.Millisecond, Jitter: 3 * time.Millisecond, Reorder: true, Loss: 0.05},
+	})
+	files, stop := captures(t, p, "a0", "b0")
+	udpEcho(t, p, 300, 5*time.Millisecond, 0)
+	stop()
+	truth := truthPackets(t, files["a0"], files["b0"])
+	lost := 0
+	for _, q := range truth {
+		if q.Lost {
+			lost++
+		}
+	}
+	if lost == 0 {
+		t.Fatal("no packet was lost: the scenario does not test loss")
+	}
+	checkAgainstTruth(t, runFile(t, files["a0"], files["b0"]), truth)
+}
+
+// TestLabOneWayTraffic: asymmetric traffic with no request/response relation — a 200 pps
+// stream A→B and an independent 20 pps stream B→A (SPP pairs any traffic).
+func TestLabOneWayTraffic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("lab scenario skipped in -short mode")
+	}
+	p := netlab.Path(t, netlab.PathConfig{
+		Out: netlab.Impairment{Delay: 15 * time.Millisecond},
+		In:  netlab.Impairment{Delay: 5 * time.Millisecond},
+	})
+	files, stop := captures(t, p, "a0", "b0")
+	// Each side sends from port 9 to the other's port 9, where the same socket drains it
+	// (no ICMP port unreachable replies: the traffic stays one-way per stream).
+	var a, b *net.UDPConn
+	if err := p.A.Do(func() (err error) {
+		a, err = net.DialUDP("udp4", &net.UDPAddr{IP: netlab.PathA.AsSlice(), Port: 9}, &net.UDPAddr{IP: netlab.PathB.AsSlice(), Port: 9})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if err := p.B.Do(func() (err error) {
+		b, err = net.DialUDP("udp4", &net.UDPAddr{IP: netlab.PathB.AsSlice(), Port: 9}, &net.UDPAddr{IP: netlab.PathA.AsSlice(), Port: 9})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for _, c := range []*net.UDPConn{a, b} {
+		go func() {
+			buf := make([]byte, 2048)
+			for {
+				if _, err := c.Read(buf); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	var wg sync.WaitGroup
+	send := func(c *net.UDPConn, n int, every time.Duration) {
+		defer wg.Done()
+		msg := make([]byte, 100)
+		for i := range n {
+			binary.BigEndian.PutUint32(msg, uint32(i))
+			c.Write(msg)
+			time.Sleep(every)
+		}
+	}
+	wg.Add(2)
+	go send(a, 400, 5*time.Millisecond)
+	go send(b, 40, 50*time.Millisecond)
+	wg.Wait()
+	time.Sleep(100 * time.Millisecond)
+	stop()
+	got := runFile(t, files["a0"], files["b0"])
+	checkAgainstTruth(t, got, truthPackets(t, files["a0"], files["b0"]))
+	checkBandAll(t, got, 20_000, 2_000)
+}
+
+func checkBandAll(t *testing.T, pairs []csvPair, injected, slack int64) {
+	t.Helper()
+	var rtts []int64
+	for _, q := range pairs {
+		rtts = append(rtts, q.rtt)
+	}
+	checkBandSlack(t, "all pairs", rtts, injected, slack)
+}
+
+// TestLabTCPBulk: a rate-limited TCP transfer A→B (20 Mbit/s, 5 ms each way): data
+// segments OUT, ACKs IN.
+func TestLabTCPBulk(t *testing.T) {
+	if testing.Short() {
+		t.Skip("lab scenario skipped in -short mode")
+	}
+	p := netlab.Path(t, netlab.PathConfig{
+		Out: netlab.Impairment{Delay: 5 * time.Millisecond, RateBps: 20_000_000},
+		In:  netlab.Impairment{Delay: 5 * time.Millisecond},
+	})
+	files, stop := captures(t, p, "a0", "b0")
+	var ln *net.TCPListener
+	if err := p.B.Do(func() (err error) {
+		ln, err = net.ListenTCP("tcp4", &net.TCPAddr{IP: netlab.PathB.AsSlice(), Port: 5201})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 1<<16)
+		for {
+			if _, err := c.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	var c net.Conn
+	if err := p.A.Do(func() (err error) {
+		c, err = net.Dial("tcp4", netlab.PathB.String()+":5201")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1200)
+	end := time.Now().Add(1500 * time.Millisecond)
+	for time.Now().Before(end) {
+		if _, err := c.Write(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close()
+	time.Sleep(300 * time.Millisecond)
+	stop()
+	got := runFile(t, files["a0"], files["b0"])
+	checkAgainstTruth(t, got, truthPackets(t, files["a0"], files["b0"]))
+	// Data segments also wait in the 20 Mbit/s tbf queue (up to its 100 ms latency).
+	checkBandAll(t, got, 10_000, 100_000)
+}
