@@ -161,10 +161,8 @@ func Compare(ctx context.Context, limit, target *Process, cfg BenchConfig) (Repo
 		tr.CPUPerPacket = medianCPU(tr.Fixed)
 	}
 	if !cfg.SkipSearch {
-		for i, p := range procs {
-			if err := search(ctx, p, cfg, reports[i]); err != nil {
-				return rep, err
-			}
+		if err := search(ctx, procs, cfg, reports); err != nil {
+			return rep, err
 		}
 	}
 	for i, p := range procs {
@@ -204,80 +202,88 @@ func (rep *Report) evaluate(cfg BenchConfig) {
 	}
 }
 
-// search finds the highest reply rate with loss below the limit: it halves the offered rate
-// from SearchStart until a step passes (down to minSearchRate), then steps up by SearchFactor
-// until loss or the generator ends it, and finally bisects once between the last passing and
-// the first failing rate.
-func search(ctx context.Context, p *Process, cfg BenchConfig, tr *TargetReport) error {
+// searchState is one target's progress in the max-rate search.
+type searchState struct {
+	lastPass, firstFail float64
+	done                bool
+}
+
+// search finds each target's highest reply rate with loss below the limit. The targets climb
+// one ladder together — SearchStart, ×SearchFactor per step, up to SearchMax — each step run
+// on every target still climbing, one after the other, so drift in the machine's load hits
+// both alike. A target stops at its first failing step: loss at or above the limit ("loss")
+// or a generator that could not offer the rate ("generator"). A target that fails the first
+// step is retried at halved rates (down to minSearchRate); one bisection between the last
+// passing and the first failing rate refines a "loss" bound.
+func search(ctx context.Context, procs []*Process, cfg BenchConfig, trs []*TargetReport) error {
 	pass := func(r Result) bool { return r.Loss < cfg.LossLimit && !r.GeneratorBound() }
-	step := func(rate float64) (Result, error) {
-		res, err := RunOnce(ctx, p, Config{Rate: rate, Duration: cfg.SearchDuration, Size: cfg.Size})
+	st := make([]searchState, len(procs))
+	step := func(i int, rate float64) (bool, error) {
+		res, err := RunOnce(ctx, procs[i], Config{Rate: rate, Duration: cfg.SearchDuration, Size: cfg.Size})
 		if err != nil {
-			return res, err
+			return false, err
 		}
+		tr := trs[i]
 		tr.Search = append(tr.Search, res)
-		cfg.Log.WithFields(logrus.Fields{"target": p.Name, "offered": rate, "sent_pps": int(res.SentRate),
+		cfg.Log.WithFields(logrus.Fields{"target": procs[i].Name, "offered": rate, "sent_pps": int(res.SentRate),
 			"reply_pps": int(res.ReplyRate), "loss": res.Loss}).Info("max-rate step")
 		if res.Loss < cfg.LossLimit && res.ReplyRate > tr.MaxRate {
 			tr.MaxRate = res.ReplyRate
 		}
-		return res, nil
-	}
-	var lastPass, firstFail float64
-	rate := cfg.SearchStart
-	for {
-		res, err := step(rate)
-		if err != nil {
-			return err
-		}
 		if pass(res) {
-			lastPass = rate
+			st[i].lastPass = max(st[i].lastPass, rate)
+			return true, nil
+		}
+		if st[i].firstFail == 0 || rate < st[i].firstFail {
+			st[i].firstFail = rate
+		}
+		if res.Loss >= cfg.LossLimit {
+			tr.MaxRateBound = "loss"
+		} else {
+			tr.MaxRateBound = "generator"
+		}
+		return false, nil
+	}
+	climbing := len(procs)
+	for rate := cfg.SearchStart; climbing > 0; rate *= cfg.SearchFactor {
+		if rate > cfg.SearchMax {
+			for i := range st {
+				if !st[i].done {
+					trs[i].MaxRateBound = "cap"
+					st[i].done = true
+				}
+			}
 			break
 		}
-		firstFail = rate
-		if res.Loss < cfg.LossLimit {
-			tr.MaxRateBound = "generator"
-		} else {
-			tr.MaxRateBound = "loss"
-		}
-		if rate/2 < minSearchRate {
-			return nil
-		}
-		rate /= 2
-	}
-	if firstFail == 0 {
-		for rate = lastPass * cfg.SearchFactor; ; rate *= cfg.SearchFactor {
-			if rate > cfg.SearchMax {
-				tr.MaxRateBound = "cap"
-				return nil
+		for i := range procs {
+			if st[i].done {
+				continue
 			}
-			res, err := step(rate)
+			ok, err := step(i, rate)
 			if err != nil {
 				return err
 			}
-			if pass(res) {
-				lastPass = rate
-				continue
+			if !ok {
+				st[i].done = true
+				climbing--
 			}
-			firstFail = rate
-			if res.Loss >= cfg.LossLimit {
-				tr.MaxRateBound = "loss"
-			} else {
-				tr.MaxRateBound = "generator"
-			}
-			break
 		}
 	}
-	for i := 0; i < searchRefinements && tr.MaxRateBound == "loss"; i++ {
-		rate := (lastPass + firstFail) / 2
-		res, err := step(rate)
-		if err != nil {
-			return err
+	for i := range procs {
+		for rate := st[i].firstFail / 2; st[i].lastPass == 0 && rate >= minSearchRate; rate /= 2 {
+			if _, err := step(i, rate); err != nil {
+				return err
+			}
 		}
-		if pass(res) {
-			lastPass = rate
-		} else {
-			firstFail = rate
+	}
+	for r := 0; r < searchRefinements; r++ {
+		for i := range procs {
+			if trs[i].MaxRateBound != "loss" || st[i].lastPass == 0 || st[i].firstFail <= st[i].lastPass {
+				continue
+			}
+			if _, err := step(i, (st[i].lastPass+st[i].firstFail)/2); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
