@@ -296,6 +296,10 @@ func (s *session) send(ctx context.Context, start time.Time) error {
 			q := uint32(seq)
 			s.b.build(msgs[n].Buf, q, t1, uint32(seq))
 			s.ring[q%ringSize] = slot{seq: q, used: true, t1: t1.UnixNano()}
+			// The kernel numbers transmit stamps per datagram sent on the socket (OPT_ID), so
+			// the identifier is known before the send; registering it now lets a stamp that is
+			// read before WriteBatch returns find its packet.
+			s.txmap[uint32(s.sent+uint64(n))%ringSize] = q + 1
 			s.lastT = t1
 			n++
 			seq++
@@ -306,7 +310,9 @@ func (s *session) send(ctx context.Context, start time.Time) error {
 		s.mu.Lock()
 		for i := 0; i < k; i++ {
 			q := uint32(seq) - uint32(n) + uint32(i)
-			s.txmap[msgs[i].TxID%ringSize] = q + 1
+			if id := msgs[i].TxID; id != uint32(s.sent+uint64(i)) {
+				s.txmap[id%ringSize] = q + 1 // the socket's counter moved (a failed send)
+			}
 		}
 		s.sent += uint64(k)
 		s.mu.Unlock()

@@ -1,0 +1,258 @@
+// Package e2e runs the real stampref and stampsend binaries, built by the test, on loopback
+// and in the lab's path topology.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+var bins struct{ stampref, stampsend string }
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "stamp-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bins.stampref = filepath.Join(dir, "stampref")
+	bins.stampsend = filepath.Join(dir, "stampsend")
+	for _, b := range []struct{ out, dir string }{{bins.stampref, "../../../stampref"}, {bins.stampsend, "../.."}} {
+		cmd := exec.Command("go", "build", "-o", b.out, ".")
+		cmd.Dir = b.dir
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", b.dir, err, out)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// startReflector runs stampref on 127.0.0.1 and waits until it logs that it serves.
+func startReflector(t *testing.T, args ...string) string {
+	t.Helper()
+	addr := "127.0.0.1:" + strconv.Itoa(freeUDPPort(t))
+	cmd := exec.Command(bins.stampref, append([]string{"--listen", addr, "--no-monitor", "--log-format", "json"}, args...)...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(3 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+			t.Error("stampref did not stop on SIGINT")
+		}
+	})
+	sc := bufio.NewScanner(stderr)
+	ready := make(chan bool, 1)
+	go func() {
+		signalled := false
+		for sc.Scan() {
+			if !signalled && strings.Contains(sc.Text(), "stampref: serving") {
+				ready <- true
+				signalled = true
+			}
+		}
+		if !signalled {
+			ready <- false
+		}
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatal("stampref exited before serving")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("stampref not ready")
+	}
+	return addr
+}
+
+// record is one --json line of stampsend (a reply, or the summary when type is set).
+type record struct {
+	Type       string  `json:"type"`
+	Seq        uint32  `json:"seq"`
+	Bytes      int     `json:"bytes"`
+	TTL        int     `json:"ttl"`
+	SenderTTL  int     `json:"sender_ttl"`
+	RTTUS      float64 `json:"rtt_us"`
+	Residence  float64 `json:"residence_us"`
+	SSID       int     `json:"ssid"`
+	TxSource   string  `json:"tx_source"`
+	RxSource   string  `json:"rx_source"`
+	Duplicate  bool    `json:"duplicate"`
+	Sent       uint64  `json:"sent"`
+	Received   uint64  `json:"received"`
+	Lost       uint64  `json:"lost"`
+	LossPct    float64 `json:"loss_pct"`
+	Duplicates uint64  `json:"duplicates"`
+	RTT        struct {
+		Count int64   `json:"count"`
+		P50   float64 `json:"p50_us"`
+		Min   float64 `json:"min_us"`
+		Max   float64 `json:"max_us"`
+	} `json:"rtt"`
+	SSIDEchoed bool   `json:"ssid_echoed"`
+	Warning    string `json:"warning"`
+}
+
+func parseJSONLines(t *testing.T, out []byte) ([]record, record) {
+	t.Helper()
+	var recs []record
+	var sum record
+	for _, line := range bytes.Split(bytes.TrimSpace(out), []byte("\n")) {
+		var r record
+		if err := json.Unmarshal(line, &r); err != nil {
+			t.Fatalf("bad JSON line %q: %v", line, err)
+		}
+		if r.Type == "summary" {
+			sum = r
+		} else {
+			recs = append(recs, r)
+		}
+	}
+	if sum.Type != "summary" {
+		t.Fatalf("no summary in:\n%s", out)
+	}
+	return recs, sum
+}
+
+func runSender(t *testing.T, ctx context.Context, args ...string) []byte {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, bins.stampsend, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("stampsend %v: %v\n%s", args, err, stderr.String())
+	}
+	return out
+}
+
+// TestLoopback: 300 packets with TLVs through the real reflector: every packet answered once,
+// in order, with kernel timestamps, SSID echoed, TTL 64, a plausible RTT and residence.
+func TestLoopback(t *testing.T) {
+	addr := startReflector(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out := runSender(t, ctx, "--json", "-c", "300", "-i", "1ms", "--ssid", "4242", "--tlv", "time",
+		"--tlv", "cos:dscp=af41", "--tlv", "followup", addr)
+	recs, sum := parseJSONLines(t, out)
+	if len(recs) != 300 || sum.Sent != 300 || sum.Received != 300 || sum.Lost != 0 || sum.Duplicates != 0 || !sum.SSIDEchoed {
+		t.Fatalf("summary %+v (%d records)", sum, len(recs))
+	}
+	for i, r := range recs {
+		if r.Seq != uint32(i) || r.Bytes != 44+8+8+20 || r.SSID != 4242 || r.TTL != 64 || r.SenderTTL != 64 ||
+			r.RTTUS <= 0 || r.RTTUS > 20000 || r.Residence < 0 || r.Residence > 20000 || r.TxSource != "kernel" || r.RxSource != "kernel" {
+			t.Fatalf("record %d: %+v", i, r)
+		}
+	}
+	if sum.RTT.Count != 300 || sum.RTT.Min > sum.RTT.P50 || sum.RTT.P50 > sum.RTT.Max {
+		t.Errorf("rtt summary %+v", sum.RTT)
+	}
+	if !strings.Contains(sum.Warning, "not synchronised") {
+		t.Errorf("no clock warning: %q", sum.Warning)
+	}
+}
+
+// TestLoopbackAuthText: authenticated mode with key files, text output like ping.
+func TestLoopbackAuthText(t *testing.T) {
+	kf := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(kf, []byte("interop-test-key-2026\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := startReflector(t, "--auth", "--key-file", kf, "--stateless")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out := string(runSender(t, ctx, "-c", "5", "-i", "10ms", "-k", kf, "--tlv", "time", addr))
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) < 8 {
+		t.Fatalf("output:\n%s", out)
+	}
+	for i := 0; i < 5; i++ {
+		want := fmt.Sprintf("140 bytes from %s: seq=%d ttl=64 rtt=", addr, i)
+		if !strings.HasPrefix(lines[i], want) {
+			t.Errorf("line %d %q, want prefix %q", i, lines[i], want)
+		}
+	}
+	if !strings.Contains(out, "5 packets transmitted, 5 received, 0.00% packet loss") ||
+		!strings.Contains(out, "timestamps: T1 kernel (5/5), T4 kernel (5/5)") {
+		t.Errorf("summary:\n%s", out)
+	}
+	// A wrong key gets no reply at all: exit status 1 like ping.
+	bad := filepath.Join(t.TempDir(), "bad")
+	_ = os.WriteFile(bad, []byte("wrong-key-0123456\n"), 0o600)
+	cmd := exec.CommandContext(ctx, bins.stampsend, "-c", "3", "-i", "10ms", "-W", "200ms", "-q", "-k", bad, addr)
+	out2, err := cmd.Output()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out2), "3 packets transmitted, 0 received, 100.00% packet loss") {
+		t.Errorf("wrong key: %v\n%s", err, out2)
+	}
+}
+
+// TestCSV: --format csv gives a header and one row per reply on stdout.
+func TestCSV(t *testing.T) {
+	addr := startReflector(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out := runSender(t, ctx, "--format", "csv", "-c", "4", "-i", "5ms", addr)
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 5 || !strings.HasPrefix(lines[0], "seq,bytes,from,ttl,sender_ttl,reflector_seq,ssid,rtt_us,") {
+		t.Fatalf("csv:\n%s", out)
+	}
+	if !strings.HasPrefix(lines[4], "3,44,"+addr+",64,64,3,") {
+		t.Errorf("row %q", lines[4])
+	}
+}
+
+// TestUsageErrors: bad command lines exit 2 with one line on stderr.
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{}, {"--tlv", "bogus", "127.0.0.1"}, {"-i", "-1s", "127.0.0.1"}, {"--schedule", "x", "127.0.0.1"}} {
+		cmd := exec.Command(bins.stampsend, args...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || strings.Count(strings.TrimSpace(stderr.String()), "\n") != 0 {
+			t.Errorf("%v: %v stderr %q", args, err, stderr.String())
+		}
+	}
+	cmd := exec.Command(bins.stampref, "--listen", "nonsense")
+	if err := cmd.Run(); err == nil {
+		t.Error("stampref accepted a bad --listen")
+	} else if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+		t.Errorf("stampref bad --listen: %v", err)
+	}
+}
