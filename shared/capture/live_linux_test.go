@@ -3,17 +3,13 @@
 package capture
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -244,40 +240,10 @@ func TestLiveCloseAndTimeout(t *testing.T) {
 // its own AF_PACKET socket): both must see the same datagrams, bytes and kernel timestamps.
 func TestLiveMatchesTcpdump(t *testing.T) {
 	needRoot(t)
-	bin, err := exec.LookPath("tcpdump")
-	if err != nil {
-		t.Skip("tcpdump not installed (apt-get install tcpdump)")
-	}
 	dst := liveSink(t, "udp4", "127.0.0.1:0")
 	port := uint16(dst.Port)
 	path := filepath.Join(t.TempDir(), "lo.pcap")
-	// --immediate-mode: otherwise libpcap's ring blocks retire after 1 s and packets still
-	// in an open block are lost when tcpdump is stopped.
-	cmd := exec.Command(bin, "-i", "lo", "--immediate-mode", "--nano", "-U", "-n", "-Z", "root", "-w", path, fmt.Sprintf("udp dst port %d", port))
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	listening := make(chan bool, 1)
-	var tdErr strings.Builder
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			tdErr.WriteString(sc.Text() + "; ")
-			if strings.Contains(sc.Text(), "listening on") {
-				listening <- true
-			}
-		}
-		close(listening)
-	}()
-	if !<-listening {
-		t.Fatal("tcpdump did not start")
-	}
-	time.Sleep(time.Second)
+	td := startTcpdump(t, "-i", "lo", "--nano", "-w", path, fmt.Sprintf("udp dst port %d", port))
 	h, err := OpenLive("lo", LiveOptions{Match: &Filter{Protocol: ProtoUDP, Ports: []uint16{port}}, Timeout: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -289,8 +255,7 @@ func TestLiveMatchesTcpdump(t *testing.T) {
 	got := collect(t, h, port, n, minMaxRecord)
 	checkTimes(t, got, <-done)
 	time.Sleep(300 * time.Millisecond)
-	cmd.Process.Signal(syscall.SIGTERM)
-	cmd.Wait()
+	tdErr := td.stop()
 
 	r, err := Open(path)
 	if err != nil {
@@ -318,6 +283,6 @@ func TestLiveMatchesTcpdump(t *testing.T) {
 		m++
 	}
 	if m != n {
-		t.Fatalf("tcpdump captured %d datagrams, sent %d (tcpdump: %s)", m, n, tdErr.String())
+		t.Fatalf("tcpdump captured %d datagrams, sent %d (tcpdump: %s)", m, n, tdErr)
 	}
 }

@@ -55,10 +55,6 @@ func udpPayload(t testing.TB, lt LinkType, frame []byte) (uint16, []byte, bool) 
 // times, and agrees with tcpdump -r.
 func TestTcpdumpAnySLL2(t *testing.T) {
 	needRoot(t)
-	bin, err := exec.LookPath("tcpdump")
-	if err != nil {
-		t.Skip("tcpdump not installed (apt-get install tcpdump)")
-	}
 	ln4, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -72,42 +68,10 @@ func TestTcpdumpAnySLL2(t *testing.T) {
 	defer ln6.Close()
 
 	path := filepath.Join(t.TempDir(), "any.pcap")
-	// -Z root: tcpdump otherwise drops privileges to user tcpdump, which cannot write t.TempDir.
-	// --immediate-mode: libpcap's ring blocks otherwise retire after 1 s, and packets in an
-	// open block are lost when tcpdump is stopped.
-	cmd := exec.Command(bin, "-i", "any", "--immediate-mode", "-U", "-n", "-Z", "root", "-s", "256", "-w", path, fmt.Sprintf("udp dst port %d", port))
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
+	td := startTcpdump(t, "-i", "any", "-s", "256", "-w", path, fmt.Sprintf("udp dst port %d", port))
+	if !strings.Contains(td.listening, "LINUX_SLL2") {
+		t.Skipf("this tcpdump does not capture LINUX_SLL2 on any: %s", td.listening)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	listening := make(chan string, 1)
-	var errOut bytes.Buffer
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			errOut.WriteString(sc.Text() + "\n")
-			if strings.Contains(sc.Text(), "listening on") {
-				listening <- sc.Text()
-			}
-		}
-		close(listening)
-	}()
-	select {
-	case l, ok := <-listening:
-		if !ok {
-			t.Fatalf("tcpdump exited: %s", errOut.String())
-		}
-		if !strings.Contains(l, "LINUX_SLL2") {
-			t.Skipf("this tcpdump does not capture LINUX_SLL2 on any: %s", l)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("tcpdump did not start listening")
-	}
-	time.Sleep(1500 * time.Millisecond) // the kernel filter is attached by now; let it settle
 
 	const n = 20
 	c4, err := net.DialUDP("udp4", nil, ln4.LocalAddr().(*net.UDPAddr))
@@ -132,8 +96,7 @@ func TestTcpdumpAnySLL2(t *testing.T) {
 		time.Sleep(2 * time.Millisecond)
 	}
 	time.Sleep(500 * time.Millisecond)
-	cmd.Process.Signal(syscall.SIGTERM)
-	cmd.Wait()
+	td.stop()
 
 	got := compareWithTcpdump(t, path)
 	r, err := Open(path)
@@ -171,4 +134,63 @@ func TestTcpdumpAnySLL2(t *testing.T) {
 	if len(seen) != 2*n || got != 2*n {
 		t.Fatalf("decoded %d distinct datagrams (tcpdump -r: %d), sent %d", len(seen), got, 2*n)
 	}
+}
+
+// tcpdump is a running `tcpdump -w` started by startTcpdump.
+type tcpdump struct {
+	cmd       *exec.Cmd
+	listening string        // tcpdump's "listening on …" line
+	done      chan struct{} // closed when stderr is drained
+	stderr    bytes.Buffer
+}
+
+// startTcpdump starts a capturing tcpdump with args and returns once it listens and has had a
+// second to settle; it is killed at the end of the test unless stopped. Skips without tcpdump.
+func startTcpdump(t *testing.T, args ...string) *tcpdump {
+	t.Helper()
+	bin, err := exec.LookPath("tcpdump")
+	if err != nil {
+		t.Skip("tcpdump not installed (apt-get install tcpdump)")
+	}
+	// -Z root: tcpdump otherwise drops privileges to user tcpdump, which cannot write
+	// t.TempDir. --immediate-mode: libpcap's ring blocks otherwise retire after 1 s, and
+	// packets in an open block are lost when tcpdump is stopped.
+	td := &tcpdump{done: make(chan struct{})}
+	td.cmd = exec.Command(bin, append([]string{"--immediate-mode", "-U", "-n", "-Z", "root"}, args...)...)
+	stderr, err := td.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := td.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { td.cmd.Process.Kill(); td.cmd.Wait() })
+	listening := make(chan string, 1)
+	go func() {
+		defer close(td.done)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			td.stderr.WriteString(sc.Text() + "\n")
+			if strings.Contains(sc.Text(), "listening on") {
+				listening <- sc.Text()
+			}
+		}
+	}()
+	select {
+	case td.listening = <-listening:
+	case <-td.done:
+		t.Fatalf("tcpdump exited: %s", td.stderr.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("tcpdump did not start listening")
+	}
+	time.Sleep(time.Second) // the kernel filter is attached by now; let it settle
+	return td
+}
+
+// stop ends the capture with SIGTERM and returns tcpdump's stderr (its packet counts).
+func (td *tcpdump) stop() string {
+	td.cmd.Process.Signal(syscall.SIGTERM)
+	<-td.done
+	td.cmd.Wait()
+	return td.stderr.String()
 }
