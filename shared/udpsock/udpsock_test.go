@@ -334,6 +334,23 @@ func TestDualStack(t *testing.T) {
 	if string(back.Buf) != "back" || back.TOS != 0x2a {
 		t.Errorf("reply %q TOS %#x, want \"back\" 0x2a", back.Buf, back.TOS)
 	}
+	// The same socket carries IPv6: traffic class and hop limit arrive as IPv6 cmsgs.
+	v6, err := Listen(context.Background(), "udp6", "[::1]:0", Options{})
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	defer v6.Close()
+	if err := v6.SetTTL(5); err != nil {
+		t.Fatal(err)
+	}
+	m6 := Message{Buf: []byte("six"), Addr: netip.AddrPortFrom(netip.IPv6Loopback(), dual.LocalAddr().Port()), TOS: 0xbb}
+	if err := v6.WriteTo(&m6); err != nil {
+		t.Fatal(err)
+	}
+	got6 := readN(t, dual, 1)[0]
+	if got6.Addr != v6.LocalAddr() || got6.TOS != 0xbb || got6.TTL != 5 || got6.RxSource != timestamp.SourceKernel {
+		t.Errorf("IPv6 on dual-stack: from %v TOS %#x hop limit %d source %v", got6.Addr, got6.TOS, got6.TTL, got6.RxSource)
+	}
 }
 
 func TestReusePortDistributes(t *testing.T) {
