@@ -59,13 +59,20 @@ type Options struct {
 // are filled. On write, Buf[:N] is sent to Addr (Buf whole when N is 0) with TOS as its
 // DSCP/ECN byte, and TxID receives the identifier its transmit timestamp will carry.
 type Message struct {
-	Buf      []byte
-	N        int
-	Addr     netip.AddrPort
+	// Buf is the datagram buffer; N the received length, or on write the length to send.
+	Buf []byte
+	N   int
+	// Addr is the peer: the source on read (IPv4 unmapped on dual-stack sockets), the
+	// destination on write.
+	Addr netip.AddrPort
+	// RxTime is the receive time and RxSource where it came from (SourceKernel with
+	// RxTimestamps, SourceUser when the kernel gave none).
 	RxTime   time.Time
 	RxSource timestamp.Source
-	TOS      uint8
-	TTL      int
+	// TOS is the DSCP/ECN byte: received (0 without RecvTOS) or to send.
+	TOS uint8
+	// TTL is the received TTL or hop limit; 0 without RecvTTL.
+	TTL int
 	// Truncated is set when the datagram was longer than Buf (MSG_TRUNC).
 	Truncated bool
 	// TxID is set by WriteBatch/WriteTo on a socket with TxTimestamps: the OPT_ID counter
