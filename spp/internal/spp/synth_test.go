@@ -60,7 +60,9 @@ func TestSynthetic(t *testing.T) {
 			s.A, s.B, s.Proto, s.Link, s.Jitter, s.LossOut = v6a, v6b, synth.UDP, capture.Ethernet, 500, 0.03
 		}, 0},
 		{"v6 tcp raw", func(s *synth.Spec) { s.A, s.B, s.Proto, s.Link = v6a, v6b, synth.TCP, capture.Raw }, 0},
-		{"v6 icmpv6 sll2 ns", func(s *synth.Spec) { s.A, s.B, s.Proto, s.Link, s.Nanos = v6a, v6b, synth.ICMP, capture.LinuxSLL2, true }, 0},
+		{"v6 icmpv6 sll2 ns", func(s *synth.Spec) {
+			s.A, s.B, s.Proto, s.Link, s.Nanos = v6a, v6b, synth.ICMP, capture.LinuxSLL2, true
+		}, 0},
 		{"v4 udp MON 3 h behind", func(s *synth.Spec) {
 			s.A, s.B, s.Proto, s.Link, s.MonShift = v4a, v4b, synth.UDP, capture.Ethernet, -3*3600*1_000_000
 		}, -3 * 3600},
