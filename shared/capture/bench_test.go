@@ -170,3 +170,68 @@ func BenchmarkNetworkLayer(b *testing.B) {
 		})
 	}
 }
+
+// cycleReader is an endless pcap stream: the file header once, then the same records forever.
+type cycleReader struct {
+	data []byte
+	off  int
+	loop int // offset the cycle restarts at (after the file header)
+}
+
+func (c *cycleReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		k := copy(p[n:], c.data[c.off:])
+		n += k
+		if c.off += k; c.off == len(c.data) {
+			c.off = c.loop
+		}
+	}
+	return n, nil
+}
+
+// BenchmarkNext measures one packet per op (allocs/op is per packet), over an in-memory
+// endless stream of 60–160 byte Ethernet frames.
+func BenchmarkNext(b *testing.B) {
+	for _, format := range []string{"pcap", "pcapng"} {
+		b.Run(format, func(b *testing.B) {
+			var pkts []testPkt
+			for i := range 1000 {
+				pkts = append(pkts, testPkt{ns: nsTime + int64(i)*1000, data: frameOf(i, 60+i%101), origLen: 60 + i%101})
+			}
+			var data []byte
+			var loop int
+			if format == "pcap" {
+				data, loop = buildPcap(false, false, Ethernet, 200, pkts), pcapFileHeaderLen
+			} else {
+				in := ngIface{lt: Ethernet, snaplen: 200, tsresol: 9}
+				g := newNG(false).shb().idb(in)
+				loop = len(g.buf)
+				for _, p := range pkts {
+					g.epb(in, p)
+				}
+				data = g.buf
+			}
+			r, err := NewReader(&cycleReader{data: data, loop: loop})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.SetBytes(int64(len(data)-loop) / int64(len(pkts)))
+			cpu0 := cpuTime()
+			var sum int64
+			for b.Loop() {
+				p, err := r.Next()
+				if err != nil {
+					b.Fatal(err)
+				}
+				sum += p.TimeNanos
+			}
+			if sum == 0 {
+				b.Fatal("no packets")
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
+			b.ReportMetric(float64(b.N)/(cpuTime()-cpu0).Seconds(), "pkts/cpu-s")
+		})
+	}
+}
