@@ -56,6 +56,10 @@ type NATSpec struct {
 	// Hairpin lets clients reach each other (and themselves) through the router's public
 	// address. Not available with Symmetric.
 	Hairpin bool
+	// UDPTimeout, when set, is how long an idle UDP mapping lives (conntrack's udp_timeout and
+	// udp_timeout_stream, and the filters' memory of contacted peers); default 30 s / 120 s /
+	// 180 s. Lower it to test keepalives.
+	UDPTimeout time.Duration
 }
 
 // NATConfig configures the NAT topology.
@@ -95,12 +99,13 @@ type NATLab struct {
 
 // NATRouter is one NAT router and its clients.
 type NATRouter struct {
-	Kind    NATKind
-	Hairpin bool
-	Router  *Host
-	WAN     netip.Addr
-	LAN     netip.Prefix
-	Clients []*NATClient
+	Kind       NATKind
+	Hairpin    bool
+	UDPTimeout time.Duration
+	Router     *Host
+	WAN        netip.Addr
+	LAN        netip.Prefix
+	Clients    []*NATClient
 }
 
 // NATClient is a host behind a NAT.
@@ -127,6 +132,9 @@ func NewNAT(cfg NATConfig) (*NATLab, error) {
 		}
 		if s.Kind < FullCone || s.Kind > Symmetric {
 			return nil, fmt.Errorf("netlab: NAT %d: unknown kind %d", i, s.Kind)
+		}
+		if s.UDPTimeout < 0 || (s.UDPTimeout > 0 && s.UDPTimeout < time.Second) {
+			return nil, fmt.Errorf("netlab: NAT %d: UDP timeout %v below 1 s", i, s.UDPTimeout)
 		}
 		if s.Kind == Symmetric && s.Hairpin {
 			return nil, fmt.Errorf("netlab: NAT %d: a symmetric NAT cannot hairpin", i)
@@ -216,7 +224,7 @@ func (n *NATLab) build(cfg NATConfig) error {
 func (n *NATLab) buildRouter(i int, spec NATSpec) (*NATRouter, error) {
 	base := PublicPrefix.Addr().As4()
 	base[3] = byte(101 + i)
-	r := &NATRouter{Kind: spec.Kind, Hairpin: spec.Hairpin, WAN: netip.AddrFrom4(base),
+	r := &NATRouter{Kind: spec.Kind, Hairpin: spec.Hairpin, UDPTimeout: spec.UDPTimeout, WAN: netip.AddrFrom4(base),
 		LAN: netip.MustParsePrefix(fmt.Sprintf("10.0.%d.0/24", i+1))}
 	h, err := n.addHost(fmt.Sprintf("nat%d", i))
 	if err != nil {
@@ -270,6 +278,14 @@ func (n *NATLab) buildRouter(i int, spec NATSpec) (*NATRouter, error) {
 	if _, err := h.ExecInput([]byte(r.ruleset()), "nft", "-f", "-"); err != nil {
 		return nil, err
 	}
+	if r.UDPTimeout > 0 {
+		sec := strconv.Itoa(int(r.UDPTimeout.Seconds()))
+		for _, k := range []string{"net.netfilter.nf_conntrack_udp_timeout", "net.netfilter.nf_conntrack_udp_timeout_stream"} {
+			if err := h.Sysctl(k, sec); err != nil {
+				return nil, err
+			}
+		}
+	}
 	return r, nil
 }
 
@@ -283,9 +299,13 @@ func (n *NATLab) buildRouter(i int, spec NATSpec) (*NATRouter, error) {
 func (r *NATRouter) ruleset() string {
 	var b strings.Builder
 	wan := r.WAN.String()
+	timeout := "180s"
+	if r.UDPTimeout > 0 {
+		timeout = fmt.Sprintf("%ds", int(r.UDPTimeout.Seconds()))
+	}
 	fmt.Fprintf(&b, "table ip netlab {\n")
-	fmt.Fprintf(&b, "  set peers_a { type ipv4_addr . inet_service; flags timeout; timeout 180s; }\n")
-	fmt.Fprintf(&b, "  set peers_ap { type ipv4_addr . inet_service . inet_service; flags timeout; timeout 180s; }\n")
+	fmt.Fprintf(&b, "  set peers_a { type ipv4_addr . inet_service; flags timeout; timeout %s; }\n", timeout)
+	fmt.Fprintf(&b, "  set peers_ap { type ipv4_addr . inet_service . inet_service; flags timeout; timeout %s; }\n", timeout)
 	fmt.Fprintf(&b, "  chain nat_pre {\n    type nat hook prerouting priority dstnat;\n")
 	if r.Kind != Symmetric {
 		for _, c := range r.Clients {

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -112,25 +113,24 @@ func Selftest(cfg SelftestConfig) (passed, failed int) {
 	return passed, failed
 }
 
-// rootSnapshot is what must be unchanged after labs are gone.
+// rootSnapshot is the part of the root namespace a lab could leak into: links named like lab
+// interfaces and netfilter rules mentioning lab addresses or NFQUEUE. (Labs never create either
+// there; anything else in the root namespace belongs to other people and is not compared.)
 type rootSnapshot struct {
 	iptables, ip6tables, links string
 }
 
 var baseline rootSnapshot
 
-func stripCounters(s string) string {
+var labIfaceName = regexp.MustCompile(`^(a0|b0|ra|rb|c0|s0|mc|ms|w0|e0|lan|br0|p[0-9]+|c[0-9]+)(@|$)`)
+
+func labRules(s string) string {
 	var b strings.Builder
 	for _, line := range strings.Split(s, "\n") {
-		if strings.HasPrefix(line, "#") {
-			continue
+		if strings.HasPrefix(line, "-A ") && (strings.Contains(line, "NFQUEUE") || strings.Contains(line, "10.71.") ||
+			strings.Contains(line, "10.199.") || strings.Contains(line, "45.71.") || strings.Contains(line, "fd71:") || strings.Contains(line, "fd99:")) {
+			b.WriteString(line + "\n")
 		}
-		if strings.HasPrefix(line, ":") { // chain policy lines carry counters
-			if i := strings.Index(line, " ["); i > 0 {
-				line = line[:i]
-			}
-		}
-		b.WriteString(line + "\n")
 	}
 	return b.String()
 }
@@ -141,11 +141,11 @@ func snapshotRoot() rootSnapshot {
 	links, _ := run("ip", "-o", "link", "show")
 	var names []string
 	for _, l := range strings.Split(links, "\n") {
-		if f := strings.Fields(l); len(f) > 1 {
+		if f := strings.Fields(l); len(f) > 1 && labIfaceName.MatchString(strings.TrimSuffix(f[1], ":")) {
 			names = append(names, strings.TrimSuffix(f[1], ":"))
 		}
 	}
-	return rootSnapshot{stripCounters(v4), stripCounters(v6), strings.Join(names, " ")}
+	return rootSnapshot{labRules(v4), labRules(v6), strings.Join(names, " ")}
 }
 
 // leftovers lists namespaces, state markers and processes of labs this process created.
@@ -202,18 +202,18 @@ func checkNothingLeft(env *CheckEnv) (string, error) {
 	problems = append(problems, leftovers()...)
 	now := snapshotRoot()
 	if now.iptables != baseline.iptables {
-		problems = append(problems, "root iptables changed")
+		problems = append(problems, "lab rules in the root iptables: "+now.iptables)
 	}
 	if now.ip6tables != baseline.ip6tables {
-		problems = append(problems, "root ip6tables changed")
+		problems = append(problems, "lab rules in the root ip6tables: "+now.ip6tables)
 	}
 	if now.links != baseline.links {
-		problems = append(problems, fmt.Sprintf("root links changed: %q → %q", baseline.links, now.links))
+		problems = append(problems, fmt.Sprintf("lab-like links in the root namespace: %q → %q", baseline.links, now.links))
 	}
 	if len(problems) > 0 {
 		return "", fmt.Errorf("%s", strings.Join(problems, "; "))
 	}
-	return fmt.Sprintf("%d labs removed: no namespace, veth, rule, marker or process left; root netfilter and links unchanged", len(createdPrefixes)), nil
+	return fmt.Sprintf("%d labs removed: no namespace, veth, rule, marker or process left; no lab rule or link in the root namespace", len(createdPrefixes)), nil
 }
 
 // trackLab records a lab built by a check, so the final check can look for its leftovers.
