@@ -2,6 +2,7 @@ package capture
 
 import (
 	"bufio"
+	"flag"
 	"io"
 	"os"
 	"path/filepath"
@@ -48,13 +49,24 @@ func benchFiles(b *testing.B) (pcap, pcapng string) {
 			return
 		}
 		f.Close()
+		// pcapng, streamed block by block to keep the generator's memory small.
+		f, err = os.Create(filepath.Join(benchDir, "1m.pcapng"))
+		if err != nil {
+			benchErr = err
+			return
+		}
+		defer f.Close()
+		bw.Reset(f)
 		in := ngIface{lt: Ethernet, snaplen: 200, tsresol: 9}
 		g := newNG(false).shb().idb(in)
+		bw.Write(g.buf)
 		for i := range benchPackets {
 			fr := frames[i%len(frames)]
+			g.buf = g.buf[:0]
 			g.epb(in, testPkt{ns: nsTime + int64(i)*10_000, data: fr, origLen: len(fr)})
+			bw.Write(g.buf)
 		}
-		benchErr = os.WriteFile(filepath.Join(benchDir, "1m.pcapng"), g.buf, 0o644)
+		benchErr = bw.Flush()
 	})
 	if benchErr != nil {
 		b.Fatal(benchErr)
@@ -234,4 +246,14 @@ func BenchmarkNext(b *testing.B) {
 			b.ReportMetric(float64(b.N)/(cpuTime()-cpu0).Seconds(), "pkts/cpu-s")
 		})
 	}
+}
+
+// TestMain removes the benchmark files after the run.
+func TestMain(m *testing.M) {
+	flag.Parse()
+	code := m.Run()
+	if benchDir != "" {
+		os.RemoveAll(benchDir)
+	}
+	os.Exit(code)
 }
