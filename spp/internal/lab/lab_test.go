@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -193,6 +194,11 @@ func micros(t *testing.T, s string) int64 {
 // not target traffic.
 func truthPackets(t *testing.T, refFile, monFile string) []synth.Packet {
 	t.Helper()
+	return truthPacketsFor(t, refFile, monFile, netlab.PathA, netlab.PathB)
+}
+
+func truthPacketsFor(t *testing.T, refFile, monFile string, a, b netip.Addr) []synth.Packet {
+	t.Helper()
 	type inst struct {
 		us  int64
 		dir engine.Dir
@@ -205,24 +211,36 @@ func truthPackets(t *testing.T, refFile, monFile string) []synth.Packet {
 		m := map[string][]inst{}
 		var order []string
 		for _, p := range pkts {
-			if p.IPv4 == nil || p.Src.Port() == 9822 || p.Dst.Port() == 9822 {
+			if p.Src.Port() == 9822 || p.Dst.Port() == 9822 {
 				continue
 			}
-			if p.Proto == 1 && len(p.IPv4.Payload) > 0 && p.IPv4.Payload[0] == 3 {
-				continue // ICMP unreachable: excluded by the original's capture filter
+			var l4 []byte
+			var id, length uint16
+			switch {
+			case p.IPv4 != nil:
+				l4, id, length = p.IPv4.Payload, p.IPv4.Id, p.IPv4.Length
+				if p.Proto == 1 && len(l4) > 0 && l4[0] == 3 {
+					continue // ICMP unreachable: excluded by the original's capture filter
+				}
+			case p.IPv6 != nil:
+				l4, length = p.IPv6.Payload, p.IPv6.Length
+				if p.Proto == 58 && len(l4) > 0 && l4[0] < 128 {
+					continue // ICMPv6 errors and neighbour discovery are not target traffic here
+				}
+			default:
+				continue
 			}
 			var dir engine.Dir
 			switch {
-			case p.Src.Addr() == netlab.PathA && p.Dst.Addr() == netlab.PathB:
+			case p.Src.Addr() == a && p.Dst.Addr() == b:
 				dir = engine.Out
-			case p.Src.Addr() == netlab.PathB && p.Dst.Addr() == netlab.PathA:
+			case p.Src.Addr() == b && p.Dst.Addr() == a:
 				dir = engine.In
 			default:
 				continue
 			}
-			l4 := p.IPv4.Payload
 			l4 = l4[:min(len(l4), 40)]
-			key := fmt.Sprintf("%v>%v/%d/%d/%d/%x", p.Src.Addr(), p.Dst.Addr(), p.Proto, p.IPv4.Id, p.IPv4.Length, l4)
+			key := fmt.Sprintf("%v>%v/%d/%d/%d/%x", p.Src.Addr(), p.Dst.Addr(), p.Proto, id, length, l4)
 			if _, ok := m[key]; !ok {
 				order = append(order, key)
 			}
@@ -313,16 +331,21 @@ func abs(v int64) int64 {
 // time up to maxThink. Sockets live in the lab namespaces, the loops in this process.
 func udpEcho(t *testing.T, p *netlab.PathLab, count int, interval, maxThink time.Duration) {
 	t.Helper()
+	udpEchoTo(t, p, netlab.PathB, count, interval, maxThink)
+}
+
+func udpEchoTo(t *testing.T, p *netlab.PathLab, dst netip.Addr, count int, interval, maxThink time.Duration) {
+	t.Helper()
 	var srv, cli *net.UDPConn
 	if err := p.B.Do(func() (err error) {
-		srv, err = net.ListenUDP("udp4", &net.UDPAddr{IP: netlab.PathB.AsSlice(), Port: 7})
+		srv, err = net.ListenUDP("udp", &net.UDPAddr{IP: dst.AsSlice(), Port: 7})
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Close()
 	if err := p.A.Do(func() (err error) {
-		cli, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: netlab.PathB.AsSlice(), Port: 7})
+		cli, err = net.DialUDP("udp", nil, &net.UDPAddr{IP: dst.AsSlice(), Port: 7})
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -382,8 +405,9 @@ func captures(t *testing.T, p *netlab.PathLab, points ...string) (files map[stri
 // TestLabDelayStepsLiveAndRemote: UDP echo through the path while the OUT delay steps from
 // 10 ms to 30 ms (IN 10 ms). Captured at A and B (tcpdump) and at both router interfaces.
 // Checks: the file run on a0/b0 equals the truth exactly and follows the injected step;
-// a live run (-i ra -I rb) equals the file run on ra/rb; a remote run (master -i a0 -R B,
-// slave -s A -I b0 with -l 2 -g 100) equals the a0/b0 file run within two granules.
+// a live run (-i ra -I rb) equals the file run on ra/rb; remote runs (master -i a0 -R B with
+// slave -s A -I b0 at -l 2 -g 100, and master -r A -I b0 with slave -s B -I a0 at -l 3 -g 10)
+// equal the a0/b0 file run within the frames' granularity.
 func TestLabDelayStepsLiveAndRemote(t *testing.T) {
 	p := netlab.Path(t, netlab.PathConfig{
 		Out: netlab.Impairment{Delay: 10 * time.Millisecond},
@@ -393,6 +417,9 @@ func TestLabDelayStepsLiveAndRemote(t *testing.T) {
 	live := startSPP(t, p.R, "point=MON", "-a", addrA, "-A", addrB, "-i", "ra", "-I", "rb", "--format", "csv")
 	master := startSPP(t, p.A, "waiting for sample frames", "-a", addrA, "-A", addrB, "-i", "a0", "-R", addrB, "--format", "csv")
 	slave := startSPP(t, p.B, "slave capturing", "-s", addrA, "-a", addrA, "-A", addrB, "-I", "b0")
+	// And the mirror image: REF remote (-r), the slave capturing a0 for a master at B.
+	masterR := startSPP(t, p.B, "waiting for sample frames", "-a", addrA, "-A", addrB, "-r", addrA, "-I", "b0", "--format", "csv", "-g", "10", "-l", "3")
+	slaveR := startSPP(t, p.A, "slave capturing", "-s", addrB, "-a", addrA, "-A", addrB, "-I", "a0", "-g", "10", "-l", "3")
 	// The schedule starts now (its epoch), so the step falls inside the traffic.
 	if err := p.Set(netlab.Out, netlab.Impairment{Delay: 10 * time.Millisecond,
 		Schedule: []netlab.Step{{At: 1500 * time.Millisecond, Delay: 30 * time.Millisecond}}}); err != nil {
@@ -400,8 +427,10 @@ func TestLabDelayStepsLiveAndRemote(t *testing.T) {
 	}
 	udpEcho(t, p, 300, 10*time.Millisecond, 3*time.Millisecond)
 	slave.stop(t)
+	slaveR.stop(t)
 	time.Sleep(300 * time.Millisecond) // the last frame crosses the 10 ms path
 	remoteOut := master.stop(t)
+	remoteROut := masterR.stop(t)
 	liveOut := live.stop(t)
 	stopCaptures()
 
@@ -433,6 +462,7 @@ func TestLabDelayStepsLiveAndRemote(t *testing.T) {
 	}
 	similar(t, "live -i ra -I rb", parseCSV(t, liveOut), runFile(t, files["ra"], files["rb"]), 50)
 	similar(t, "remote -i a0 -R B (-g 100)", parseCSV(t, remoteOut), fileAB, 250)
+	similar(t, "remote -r A -I b0 (-g 10 -l 3)", parseCSV(t, remoteROut), fileAB, 25)
 }
 
 // checkBand: every RTT is at least the injected delay and the median is within 2 ms above
@@ -599,4 +629,31 @@ func TestLabTCPBulk(t *testing.T) {
 	checkAgainstTruth(t, got, truthPackets(t, files["a0"], files["b0"]))
 	// Data segments also wait in the 20 Mbit/s tbf queue (up to its 100 ms latency).
 	checkBandAll(t, got, 10_000, 100_000)
+}
+
+// TestLabIPv6: UDP echo between fd71:1::1 and fd71:2::1 with jitter and reordering; spp's
+// IPv6 default packet ID (flow label, length, ports, 12 bytes of payload) identifies every
+// packet, so the file run equals the truth.
+func TestLabIPv6(t *testing.T) {
+	p := netlab.Path(t, netlab.PathConfig{
+		Out: netlab.Impairment{Delay: 6 * time.Millisecond, Jitter: 2 * time.Millisecond, Reorder: true},
+		In:  netlab.Impairment{Delay: 4 * time.Millisecond},
+	})
+	dir := t.TempDir()
+	a0, b0 := filepath.Join(dir, "a0.pcap"), filepath.Join(dir, "b0.pcap")
+	a6, b6 := netlab.PathA6.String(), netlab.PathB6.String()
+	stopA := netlab.StartCapture(t, p.A, "a0", a0, "ip6 and host "+a6+" and host "+b6)
+	stopB := netlab.StartCapture(t, p.B, "b0", b0, "ip6 and host "+a6+" and host "+b6)
+	udpEchoTo(t, p, netlab.PathB6, 200, 5*time.Millisecond, time.Millisecond)
+	stopA()
+	stopB()
+	cmd := exec.Command(sppBinary(t), "-a", a6, "-A", b6, "-f", a0, "-F", b0, "--format", "csv")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("spp: %v", err)
+	}
+	got := parseCSV(t, string(out))
+	checkAgainstTruth(t, got, truthPacketsFor(t, a0, b0, netlab.PathA6, netlab.PathB6))
+	// OUT 6 ms ± 2 ms uniform jitter, IN 4 ms: RTT between 8 and 12 ms plus the delayer overhead.
+	checkBandAll(t, got, 8_000, 5_000)
 }
