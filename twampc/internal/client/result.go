@@ -24,7 +24,7 @@ type Result struct {
 
 	Seq, ReflSeq                       stats.Sequence
 	SendDuplicates, ReflectDuplicates  uint64
-	Invalid, KernelRx                  uint64
+	Invalid, KernelRx, KernelTx        uint64
 	Jitter                             stats.Jitter
 	RTT, Forward, Backward, Processing stats.Series
 	FwdHopsMin, FwdHopsMax             int
@@ -55,7 +55,10 @@ func (r *Result) finish(recs []Record) {
 			continue
 		}
 		r.RTT.Add(p.RTT())
-		r.Forward.Add(time.Duration(p.T2 - p.T1))
+		r.Forward.Add(time.Duration(p.T2 - p.Depart()))
+		if p.T1Kernel != 0 {
+			r.KernelTx++
+		}
 		r.Backward.Add(time.Duration(p.T4 - p.T3))
 		r.Processing.Add(time.Duration(p.T3 - p.T2))
 		hop(p.SenderTTL, &r.FwdHopsMin, &r.FwdHopsMax)
@@ -97,6 +100,7 @@ type Summary struct {
 	JitterUS          float64               `json:"jitter_rfc3550_us"`
 	ClockSynchronized bool                  `json:"clock_synchronized"`
 	KernelRxTimestamp uint64                `json:"kernel_rx_timestamps"`
+	KernelTxTimestamp uint64                `json:"kernel_tx_timestamps"`
 	SendHops          [2]int                `json:"send_hops"`
 	ReflectHops       [2]int                `json:"reflect_hops"`
 }
@@ -120,7 +124,7 @@ func (r *Result) Summary(pcts []float64) Summary {
 		SendDuplicates: r.SendDuplicates, ReflectDuplicates: r.ReflectDuplicates, Invalid: r.Invalid,
 		RTT: delaySummary(&r.RTT, pcts), Forward: delaySummary(&r.Forward, pcts),
 		Backward: delaySummary(&r.Backward, pcts), Processing: delaySummary(&r.Processing, pcts),
-		JitterUS: r.Jitter.Nanos() / 1e3, ClockSynchronized: r.Synchronized(), KernelRxTimestamp: r.KernelRx,
+		JitterUS: r.Jitter.Nanos() / 1e3, ClockSynchronized: r.Synchronized(), KernelRxTimestamp: r.KernelRx, KernelTxTimestamp: r.KernelTx,
 		SendHops: [2]int{r.FwdHopsMin, r.FwdHopsMax}, ReflectHops: [2]int{r.BackHopsMin, r.BackHopsMax},
 	}
 }

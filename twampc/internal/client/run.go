@@ -19,7 +19,7 @@ import (
 )
 
 // Columns of the per-packet output (--json lines, --format csv, text with --verbose).
-var Columns = []string{"type", "session", "seq", "reflector_seq", "received", "t1_ns", "t2_ns", "t3_ns", "t4_ns",
+var Columns = []string{"type", "session", "seq", "reflector_seq", "received", "t1_ns", "t1_kernel_ns", "t2_ns", "t3_ns", "t4_ns",
 	"rtt_us", "send_us", "reflect_us", "sender_ttl", "ttl"}
 
 // Output says where and how results go.
@@ -163,6 +163,8 @@ func Run(ctx context.Context, cfg Config, out Output) ([]*Result, error) {
 	}
 	results := make([]*Result, len(sessions))
 	for i, s := range sessions {
+		s.drainTx(50 * time.Millisecond)
+		s.applyTx()
 		s.res.Sent, s.res.First, s.res.Last = s.sent, s.firstSent, s.lastSent
 		for j := range s.records {
 			if !s.records[j].Received {
@@ -191,7 +193,8 @@ func udpNet(tcpNet string) string {
 func newSession(i int, cfg *Config, sock *udpsock.Conn, remote netip.AddrPort, mode twampctl.Mode, pad int) *session {
 	s := &session{idx: i, sock: sock, local: sock.LocalAddr(), remote: remote, mode: mode, padding: pad,
 		dscp: cfg.DSCP, count: cfg.Count, schedule: cfg.Schedule, zeroPad: cfg.ZeroPadding,
-		records: make([]Record, cfg.Count), sentT1: make([]int64, cfg.Count)}
+		records: make([]Record, cfg.Count), sentT1: make([]int64, cfg.Count),
+		txIDs: make([]uint32, cfg.Count), txTimes: make([]int64, cfg.Count)}
 	s.res = &Result{Session: i, Sender: s.local.String(), Reflector: remote.String(), DSCP: cfg.DSCP, Padding: pad}
 	_ = sock.SetTTL(255)
 	if cfg.DSCP != 0 {
@@ -296,11 +299,11 @@ func write(o Output, cfg *Config, sessions []*session) error {
 			for i := range s.records[:s.sent] {
 				r := &s.records[i]
 				if r.Received {
-					if err := em.Emit("packet", s.idx, r.Seq, r.ReflectorSeq, true, r.T1, r.T2, r.T3, r.T4,
-						us(r.RTT()), us(time.Duration(r.T2-r.T1)), us(time.Duration(r.T4-r.T3)), r.SenderTTL, r.TTL); err != nil {
+					if err := em.Emit("packet", s.idx, r.Seq, r.ReflectorSeq, true, r.T1, r.T1Kernel, r.T2, r.T3, r.T4,
+						us(r.RTT()), us(time.Duration(r.T2-r.Depart())), us(time.Duration(r.T4-r.T3)), r.SenderTTL, r.TTL); err != nil {
 						return err
 					}
-				} else if err := em.Emit("packet", s.idx, r.Seq, 0, false, r.T1, 0, 0, 0, 0.0, 0.0, 0.0, 0, 0); err != nil {
+				} else if err := em.Emit("packet", s.idx, r.Seq, 0, false, r.T1, r.T1Kernel, 0, 0, 0, 0.0, 0.0, 0.0, 0, 0); err != nil {
 					return err
 				}
 			}

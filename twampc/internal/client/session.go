@@ -24,16 +24,26 @@ type Record struct {
 	Seq          uint32 `json:"seq"`
 	ReflectorSeq uint32 `json:"reflector_seq"`
 	Received     bool   `json:"received"`
-	T1           int64  `json:"t1_ns"` // sender transmit (Unix ns)
-	T2           int64  `json:"t2_ns"` // reflector receive
-	T3           int64  `json:"t3_ns"` // reflector transmit
-	T4           int64  `json:"t4_ns"` // sender receive
+	T1           int64  `json:"t1_ns"`        // sender transmit as carried in the packet (Unix ns)
+	T1Kernel     int64  `json:"t1_kernel_ns"` // kernel transmit timestamp (0 when unavailable)
+	T2           int64  `json:"t2_ns"`        // reflector receive
+	T3           int64  `json:"t3_ns"`        // reflector transmit
+	T4           int64  `json:"t4_ns"`        // sender receive
 	SenderTTL    uint8  `json:"sender_ttl"`
 	TTL          uint8  `json:"ttl"`
 }
 
-// RTT is (T4 − T1) − (T3 − T2).
-func (r *Record) RTT() time.Duration { return time.Duration((r.T4 - r.T1) - (r.T3 - r.T2)) }
+// Depart is the best departure time known: the kernel transmit timestamp when the socket
+// delivered one, else the T1 written into the packet just before sendmmsg.
+func (r *Record) Depart() int64 {
+	if r.T1Kernel != 0 {
+		return r.T1Kernel
+	}
+	return r.T1
+}
+
+// RTT is (T4 − T1) − (T3 − T2), with T1 the best departure time.
+func (r *Record) RTT() time.Duration { return time.Duration((r.T4 - r.Depart()) - (r.T3 - r.T2)) }
 
 // session is one test session: its socket, the negotiated parameters and the results.
 type session struct {
@@ -56,6 +66,8 @@ type session struct {
 	lastSent  time.Time
 	records   []Record // written by the receiver only
 	sentT1    []int64  // written by the sender only
+	txIDs     []uint32 // sender: transmit-timestamp ID of each packet
+	txTimes   []int64  // receiver: kernel transmit time by ID
 	res       *Result
 }
 
@@ -103,8 +115,11 @@ func (s *session) send(ctx context.Context, start time.Time) error {
 		}
 		now := time.Now()
 		if d := next.Sub(now); d > 0 {
-			if d > 200*time.Microsecond {
-				time.Sleep(d - 100*time.Microsecond)
+			// Sleep rather than spin: on a small host a spinning sender steals the CPU the
+			// receiver (and a local reflector) need. Oversleeping only batches the packets
+			// that fell due meanwhile; each still gets its own T1 at departure.
+			if d > 20*time.Microsecond {
+				time.Sleep(d)
 			} else {
 				runtime.Gosched()
 			}
@@ -135,6 +150,9 @@ func (s *session) send(ctx context.Context, start time.Time) error {
 			next = next.Add(gap())
 		}
 		sent, err := s.sock.WriteBatch(msgs[:k])
+		for j := 0; j < sent; j++ {
+			s.txIDs[seq-k+j] = msgs[j].TxID
+		}
 		if s.sent == 0 && sent > 0 {
 			s.firstSent = time.Unix(0, s.sentT1[0])
 		}
@@ -178,6 +196,30 @@ func (s *session) receive(ctx context.Context, deadline func() time.Time) {
 		for i := 0; i < n; i++ {
 			m := &msgs[i]
 			s.handleReply(m, &rp)
+		}
+		s.drainTx(0)
+	}
+}
+
+// drainTx collects kernel transmit timestamps from the error queue (waiting up to wait).
+func (s *session) drainTx(wait time.Duration) {
+	fn := func(id uint32, t time.Time, _ timestamp.Source) {
+		if int(id) < len(s.txTimes) {
+			s.txTimes[id] = t.UnixNano()
+		}
+	}
+	if wait > 0 {
+		_, _ = s.sock.WaitTxTimestamps(wait, fn)
+		return
+	}
+	_, _ = s.sock.TxTimestamps(fn)
+}
+
+// applyTx attaches the kernel transmit times to the records (after sender and receiver ended).
+func (s *session) applyTx() {
+	for seq := 0; seq < s.sent; seq++ {
+		if id := s.txIDs[seq]; int(id) < len(s.txTimes) && s.txTimes[id] != 0 {
+			s.records[seq].T1Kernel = s.txTimes[id]
 		}
 	}
 }
@@ -235,7 +277,7 @@ func listenTest(ctx context.Context, local netip.Addr, lo, hi uint16, used map[u
 	if local.Is6() {
 		network = "udp6"
 	}
-	opts := udpsock.Options{RxTimestamps: true, RecvTTL: true, ReadBuffer: 64 << 20, WriteBuffer: 4 << 20}
+	opts := udpsock.Options{RxTimestamps: true, TxTimestamps: true, RecvTTL: true, ReadBuffer: 64 << 20, WriteBuffer: 4 << 20}
 	if lo == 0 {
 		return udpsock.Listen(ctx, network, netip.AddrPortFrom(local, 0).String(), opts)
 	}

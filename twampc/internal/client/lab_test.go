@@ -1,0 +1,217 @@
+package client
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/probekit/probekit/shared/cliutil"
+	"github.com/probekit/probekit/shared/netlab"
+	"github.com/probekit/probekit/shared/testpkt"
+)
+
+var (
+	clientOnce sync.Once
+	twampcBin  string
+	clientErr  error
+)
+
+func twampc(t *testing.T) string {
+	t.Helper()
+	clientOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "twampc-bin")
+		if err != nil {
+			clientErr = err
+			return
+		}
+		twampcBin = filepath.Join(dir, "twampc")
+		if out, err := exec.Command("go", "build", "-C", "../..", "-o", twampcBin, ".").CombinedOutput(); err != nil {
+			clientErr = &buildError{err, string(out)}
+		}
+	})
+	if clientErr != nil {
+		t.Skipf("cannot build twampc: %v", clientErr)
+	}
+	return twampcBin
+}
+
+func medianNS(v []int64) int64 {
+	s := append([]int64(nil), v...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+// In the lab's path topology with 5 ms each way and 3 % loss toward B, twampc's RTT median
+// equals the RTT derived from a capture on A's interface (minus the reflector's T3−T2)
+// within 10 µs, and the loss it reports equals the capture's count exactly.
+func TestLabPathRTTAndLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("lab test skipped in -short mode")
+	}
+	d, c := twampd(t), twampc(t)
+	p := netlab.Path(t, netlab.PathConfig{
+		Out: netlab.Impairment{Delay: 5 * time.Millisecond, Loss: 0.03},
+		In:  netlab.Impairment{Delay: 5 * time.Millisecond},
+	})
+	if _, err := p.B.Start(d, "--listen", netlab.PathB.String()+":862", "--metrics=", "--log-level", "warn"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	file := filepath.Join(t.TempDir(), "a0.pcap")
+	stop := netlab.StartCapture(t, p.A, "a0", file, "udp")
+	const count = 400
+	out, err := p.A.Exec(c, "--log-level", "warn", "--json", "-c", strconv.Itoa(count), "-i", "2msf", "-L", "1s", netlab.PathB.String())
+	if err != nil {
+		t.Fatalf("twampc: %v\n%s", err, out)
+	}
+	stop()
+	rtts := map[uint32]int64{}
+	var sum Summary
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			continue
+		}
+		switch m["type"] {
+		case "packet":
+			if m["received"] == true {
+				rtts[uint32(m["seq"].(float64))] = int64(m["rtt_us"].(float64) * 1e3)
+			}
+		case "summary":
+			if err := json.Unmarshal(sc.Bytes(), &sum); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	pkts, err := netlab.ReadCapture(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sentAt := map[uint32]time.Time{}
+	capRTT := map[uint32]int64{}
+	var sentOnWire, repliesOnWire int
+	for _, pk := range pkts {
+		if pk.UDP == nil {
+			continue
+		}
+		switch {
+		case pk.Dst.Addr() == netlab.PathB && len(pk.Payload) >= testpkt.TWAMPSenderLen:
+			sentAt[binary.BigEndian.Uint32(pk.Payload)] = pk.Time
+			sentOnWire++
+		case pk.Src.Addr() == netlab.PathB && len(pk.Payload) >= testpkt.TWAMPReflectedLen:
+			var rp testpkt.ReflectedPacket
+			if err := rp.UnmarshalBinary(pk.Payload); err != nil {
+				t.Fatal(err)
+			}
+			t1, ok := sentAt[rp.SenderSeq]
+			if !ok {
+				t.Fatalf("reply for unseen seq %d", rp.SenderSeq)
+			}
+			capRTT[rp.SenderSeq] = int64(pk.Time.Sub(t1) - rp.Residence())
+			repliesOnWire++
+		}
+	}
+	if sentOnWire != count || sum.Sent != count {
+		t.Fatalf("capture saw %d sender packets, twampc sent %d, want %d", sentOnWire, sum.Sent, count)
+	}
+	if lost := count - repliesOnWire; sum.Loss.Lost != uint64(lost) || lost == 0 {
+		t.Errorf("twampc lost %d, capture says %d (3 %% injected)", sum.Loss.Lost, lost)
+	}
+	if len(rtts) != len(capRTT) {
+		t.Fatalf("%d RTTs vs %d in capture", len(rtts), len(capRTT))
+	}
+	var ours, truthV, diffs []int64
+	for seq, v := range capRTT {
+		o, ok := rtts[seq]
+		if !ok {
+			t.Fatalf("capture has a reply for seq %d that twampc did not report", seq)
+		}
+		ours, truthV, diffs = append(ours, o), append(truthV, v), append(diffs, o-v)
+	}
+	truth, diff := medianNS(truthV), medianNS(diffs)
+	t.Logf("RTT median: twampc %.3f µs, capture %.3f µs, median per-packet difference %.3f µs; kernel TX stamps %d/%d",
+		float64(medianNS(ours))/1e3, float64(truth)/1e3, float64(diff)/1e3, sum.KernelTxTimestamp, sum.Sent)
+	if diff > 10e3 || diff < -10e3 {
+		t.Errorf("RTT differs from capture truth by %.3f µs at the median (limit 10 µs)", float64(diff)/1e3)
+	}
+	if truth < int64(10*time.Millisecond) || truth > int64(13*time.Millisecond) {
+		t.Errorf("capture RTT median %v, want ≈10 ms injected", time.Duration(truth))
+	}
+}
+
+// Our own capture of a twampc ↔ twampd exchange decodes in tshark as twamp.control and
+// twamp.test without malformed packets (open mode: A/E/M control is encrypted, which tshark
+// cannot decode by design).
+func TestTsharkDecodesOurCapture(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for tcpdump on lo")
+	}
+	for _, tool := range []string{"tcpdump", "tshark"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	port := 20000 + int(time.Now().UnixNano()%20000)
+	lo := port + 1
+	d := startTwampd(t, "-S", "127.0.0.1:"+strconv.Itoa(port), "-P", strconv.Itoa(lo)+"-"+strconv.Itoa(lo+9))
+	file := filepath.Join(t.TempDir(), "lo.pcap")
+	filter := "tcp port " + strconv.Itoa(port) + " or udp portrange " + strconv.Itoa(lo) + "-" + strconv.Itoa(lo+19)
+	cmd := exec.Command("tcpdump", "-i", "lo", "--immediate-mode", "-U", "-w", file, filter)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() && !strings.Contains(sc.Text(), "listening on") {
+	}
+	const count = 10
+	if _, err := Run(context.Background(), Config{Target: d.ctl, Count: count, Schedule: Schedule{Interval: 5 * time.Millisecond},
+		Padding: -1, TestPortLo: uint16(lo + 10), TestPortHi: uint16(lo + 19), LossTimeout: time.Second, Logger: quiet()},
+		Output{W: nil, Format: cliutil.FormatText}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	_ = cmd.Process.Signal(os.Interrupt)
+	_ = cmd.Wait()
+	decode := "tcp.port==" + strconv.Itoa(port) + ",twamp.control"
+	out, err := exec.Command("tshark", "-r", file, "-d", decode, "-T", "fields", "-e", "frame.protocols").Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	var control, test int
+	for _, l := range strings.Split(string(out), "\n") {
+		switch {
+		case strings.Contains(l, "twamp.control"):
+			control++
+		case strings.Contains(l, "twamp.test"):
+			test++
+		}
+	}
+	// Greeting, Set-Up-Response, Server-Start, Request, Accept, Start, Start-Ack, Stop.
+	if fi, err := os.Stat(file); err == nil {
+		t.Logf("capture %d octets", fi.Size())
+	}
+	if control != 8 || test != 2*count {
+		t.Errorf("tshark found %d control and %d test frames, want 8 and %d:\n%s", control, test, 2*count, out)
+	}
+	bad, err := exec.Command("tshark", "-r", file, "-d", decode, "-Y",
+		"(twamp.control || twamp.test) && (_ws.malformed || _ws.expert.severity >= warning)").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := strings.TrimSpace(string(bad)); s != "" {
+		t.Errorf("tshark reports malformed TWAMP frames:\n%s", s)
+	}
+}
