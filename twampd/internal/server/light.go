@@ -16,6 +16,7 @@ import (
 func (s *Server) startLight(ctx context.Context, addr string) (net.Addr, error) {
 	opts := reflector.ListenOptions(0)
 	opts.RxTimestamps = s.cfg.KernelTimestamps
+	opts.ReadBuffer = sessionRcvBuf
 	sock, err := udpsock.Listen(ctx, "udp", addr, opts)
 	if err != nil {
 		return nil, fmt.Errorf("twampd: TWAMP Light listen %s: %w", addr, err)
