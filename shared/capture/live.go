@@ -25,7 +25,8 @@ const KernelCooked LinkType = 0xffff
 type LiveOptions struct {
 	// Snaplen is the number of bytes kept per packet (≤ 0: 262144).
 	Snaplen int
-	// Promisc puts the interface into promiscuous mode for the handle's lifetime.
+	// Promisc puts the interface into promiscuous mode for the handle's lifetime (ignored for
+	// "any", as there is no single interface).
 	Promisc bool
 	// Match, when set, is compiled for the handle's kernel view and attached.
 	Match *Filter

@@ -75,8 +75,9 @@ func openLive(iface string, opts LiveOptions) (*Live, error) {
 		h.loIndex = lo
 	}
 	ifindex := 0
-	h.cooked = opts.Cooked || iface == "" || iface == "any"
-	if !h.cooked {
+	anyIface := iface == "" || iface == "any"
+	h.cooked = opts.Cooked || anyIface
+	if !anyIface {
 		ifc, err := net.InterfaceByName(iface)
 		if err != nil {
 			return nil, err

@@ -98,6 +98,22 @@ func TestLiveVLAN(t *testing.T) {
 		copy(fr[0:6], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
 		frames = append(frames, fr)
 	}
+	// Matching traffic on B's loopback goes first: handles bound to b0 must not see it.
+	var b0Index int
+	inNetns(t, b, func() {
+		ipCmd(t, "-n", b, "link", "set", "lo", "up")
+		ifc, err := net.InterfaceByName("b0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b0Index = ifc.Index
+		sink, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sink.Close()
+		sendUDP(t, sink.LocalAddr().(*net.UDPAddr), 1000, 3, 20)
+	})
 	inNetns(t, a, func() {
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
@@ -120,6 +136,9 @@ func TestLiveVLAN(t *testing.T) {
 			t.Fatalf("%v: captured %d of %d frames", h.LinkType(), len(got), n)
 		}
 		for i, p := range got {
+			if i >= n {
+				t.Fatalf("%v handle on b0 captured loopback datagram %d", h.LinkType(), i)
+			}
 			var tpid, tci uint16
 			wantLen := len(frames[i])
 			if h.LinkType() == Ethernet {
@@ -128,6 +147,9 @@ func TestLiveVLAN(t *testing.T) {
 					t.Errorf("frame %d: captured %x, sent %x", i, p.Data, frames[i])
 				}
 			} else {
+				if idx := int(binary.BigEndian.Uint32(p.Data[4:])); idx != b0Index {
+					t.Errorf("cooked frame %d: SLL2 ifindex %d, b0 is %d", i, idx, b0Index)
+				}
 				tpid, tci = binary.BigEndian.Uint16(p.Data[0:]), binary.BigEndian.Uint16(p.Data[20:])
 				wantLen += linuxSLL2HeaderLen - ethernetHeaderLen
 				if string(p.Data[20:]) != string(frames[i][14:]) {
