@@ -3,7 +3,10 @@ package loadgen
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -109,6 +112,24 @@ type Report struct {
 	CPURatio     float64       `json:"cpu_ratio"`
 	MaxRateRatio float64       `json:"max_rate_ratio"`
 	Checks       []Check       `json:"checks"`
+	// LoadAvg is the 1-minute load average at the start and the end: figures taken while
+	// other work kept the machine's cores busy are noisier (CPU per packet grows with
+	// wake-up costs, loss with scheduling stalls).
+	LoadAvg [2]float64 `json:"loadavg_1m"`
+}
+
+// LoadAvg1 returns the 1-minute load average from /proc/loadavg (0 if unreadable).
+func LoadAvg1() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }
 
 // Passed reports whether every check passed.
@@ -142,6 +163,7 @@ const (
 func Compare(ctx context.Context, limit, target *Process, cfg BenchConfig) (Report, error) {
 	cfg.normalise()
 	rep := Report{Rate: cfg.Rate, Duration: cfg.Duration}
+	rep.LoadAvg[0] = LoadAvg1()
 	rep.Limit.Name, rep.Target.Name = limit.Name, target.Name
 	reports := []*TargetReport{&rep.Limit, &rep.Target}
 	procs := []*Process{limit, target}
@@ -173,6 +195,7 @@ func Compare(ctx context.Context, limit, target *Process, cfg BenchConfig) (Repo
 		reports[i].Residence = &res
 	}
 	rep.evaluate(cfg)
+	rep.LoadAvg[1] = LoadAvg1()
 	return rep, nil
 }
 

@@ -92,6 +92,9 @@ func TestCompareEchoWithEcho(t *testing.T) {
 	if rep.CPURatio <= 0 || len(rep.Checks) < 2 || rep.Checks[0].Name != "cpu_per_packet_ratio" {
 		t.Errorf("ratio %v checks %+v", rep.CPURatio, rep.Checks)
 	}
+	if rep.LoadAvg[0] <= 0 && rep.LoadAvg[1] <= 0 {
+		t.Errorf("load average %v not read (test processes were running)", rep.LoadAvg)
+	}
 	want := float64(rep.Target.CPUPerPacket) / float64(rep.Limit.CPUPerPacket)
 	if rep.CPURatio != want {
 		t.Errorf("CPURatio %v, want %v", rep.CPURatio, want)

@@ -27,6 +27,9 @@ const (
 	DefaultWait     = 200 * time.Millisecond
 	DefaultSpin     = 30 * time.Microsecond
 	DefaultMaxBatch = 64
+	// quietAfterLast is how long the socket must stay silent after the last expected reply
+	// before a run ends early.
+	quietAfterLast = 20 * time.Millisecond
 	// MaxPackets bounds one run's bookkeeping (16 bytes per packet).
 	MaxPackets = 20_000_000
 )
@@ -180,9 +183,15 @@ func Run(ctx context.Context, conn *udpsock.Conn, cfg Config) (Result, error) {
 	}()
 
 	sendStart, sendEnd, sendErr := st.send(ctx, conn)
-	// Wait for the stragglers: until everything came back or Wait passed.
+	// Wait for the stragglers until Wait passes or every packet was answered and the socket
+	// has been quiet for a moment: loopback packets sent from different CPUs can overtake
+	// each other, so a duplicate may trail the last unique reply.
 	deadline := time.Now().Add(cfg.Wait)
-	for time.Now().Before(deadline) && st.received.Load() < st.sent.Load() && ctx.Err() == nil {
+	quiet := min(cfg.Wait, quietAfterLast)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if st.received.Load() >= st.sent.Load() && time.Since(time.Unix(0, st.lastReply.Load())) >= quiet {
+			break
+		}
 		time.Sleep(time.Millisecond)
 	}
 	stopRecv()
@@ -284,6 +293,7 @@ type runState struct {
 	late   stats.Series
 
 	// Receiver-owned.
+	lastReply  atomic.Int64 // Unix ns of the last datagram read
 	seen       []uint64
 	received   atomic.Uint64
 	duplicates uint64
@@ -393,6 +403,7 @@ func (st *runState) receive(ctx context.Context, conn *udpsock.Conn) error {
 		for i := 0; i < n; i++ {
 			st.account(&msgs[i], issued)
 		}
+		st.lastReply.Store(time.Now().UnixNano())
 	}
 	return nil
 }

@@ -5,10 +5,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/probekit/probekit/shared/stats"
 	"github.com/probekit/probekit/shared/timestamp"
@@ -37,6 +40,13 @@ func serve(t testing.TB, handle func(c *udpsock.Conn, m *udpsock.Message) bool) 
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		// One thread on one CPU: loopback packets sent from different CPUs can overtake each
+		// other, which would make "the duplicate arrives first" tests flaky.
+		// The thread stays locked, so it exits with the goroutine and its affinity with it.
+		runtime.LockOSThread()
+		var cpus unix.CPUSet
+		cpus.Set(0)
+		_ = unix.SchedSetaffinity(0, &cpus)
 		in := make([]udpsock.Message, 64)
 		out := make([]udpsock.Message, 0, 128)
 		for i := range in {

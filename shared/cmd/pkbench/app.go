@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -291,7 +292,8 @@ func writeResult(w io.Writer, target string, r loadgen.Result) {
 }
 
 func writeReport(w io.Writer, rep loadgen.Report) {
-	fmt.Fprintf(w, "pkbench: %s vs %s on 127.0.0.1, %.0f pps for %v\n", rep.Limit.Name, rep.Target.Name, rep.Rate, rep.Duration)
+	fmt.Fprintf(w, "pkbench: %s vs %s on 127.0.0.1, %.0f pps for %v (load average %.2f → %.2f on %d CPUs)\n",
+		rep.Limit.Name, rep.Target.Name, rep.Rate, rep.Duration, rep.LoadAvg[0], rep.LoadAvg[1], runtime.NumCPU())
 	fmt.Fprintf(w, "%-14s %9s %9s %8s %12s %14s %-10s %12s %12s\n",
 		"target", "sent", "received", "loss%", "cpu_µs/pkt", "max_pps<0.1%", "bound", "resid_p50µs", "resid_p99µs")
 	for _, tr := range []loadgen.TargetReport{rep.Limit, rep.Target} {
