@@ -214,7 +214,9 @@ func (r *Reader) openNG() error {
 // Format returns the file's format.
 func (r *Reader) Format() Format { return r.format }
 
-// LinkType returns the link type of the pcap file, or of the first pcapng interface.
+// LinkType returns the link type of the pcap file, or of the first pcapng interface (0 for a
+// pcapng file without interfaces, which holds no packets). Packets carry their own link type,
+// since pcapng interfaces may differ.
 func (r *Reader) LinkType() LinkType {
 	if len(r.ifaces) > 0 {
 		return r.ifaces[0].LinkType
