@@ -54,7 +54,8 @@ func inNetns(t *testing.T, ns string, f func()) {
 // TestLiveVLAN injects 802.1Q-tagged UDP frames into a veth pair between two namespaces and
 // captures on the receiving end, where the kernel moves the tag into packet metadata
 // (skb_vlan_untag): the handle must re-insert it (Ethernet) or encode it after the SLL2
-// header (cooked), as libpcap does.
+// header (cooked), as libpcap does. It also checks that handles on b0 see nothing of other
+// interfaces and that Promisc raises b0's promiscuity only while the handle is open.
 func TestLiveVLAN(t *testing.T) {
 	needRoot(t)
 	if _, err := exec.LookPath("ip"); err != nil {
@@ -85,6 +86,32 @@ func TestLiveVLAN(t *testing.T) {
 	})
 	defer eth.Close()
 	defer cooked.Close()
+	promiscuity := func() string {
+		out, err := exec.Command("ip", "-n", b, "-d", "link", "show", "b0").CombinedOutput()
+		if err != nil {
+			t.Fatalf("ip link show: %v: %s", err, out)
+		}
+		_, after, _ := strings.Cut(string(out), "promiscuity ")
+		v, _, _ := strings.Cut(after, " ")
+		return v
+	}
+	if p := promiscuity(); p != "0" {
+		t.Fatalf("b0 promiscuity %s before Promisc", p)
+	}
+	var promisc *Live
+	inNetns(t, b, func() {
+		var err error
+		if promisc, err = OpenLive("b0", LiveOptions{Promisc: true, Match: match}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if p := promiscuity(); p != "1" {
+		t.Errorf("b0 promiscuity %s with a Promisc handle open, want 1", p)
+	}
+	promisc.Close()
+	if p := promiscuity(); p != "0" {
+		t.Errorf("b0 promiscuity %s after Close, want 0", p)
+	}
 
 	const n = 5
 	var frames [][]byte
