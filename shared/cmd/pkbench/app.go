@@ -182,8 +182,19 @@ func loadAction(c *cli.Context) error {
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
-	if cliutil.OutputFormat(c) == cliutil.FormatJSON {
+	switch cliutil.OutputFormat(c) {
+	case cliutil.FormatJSON:
 		return json.NewEncoder(c.App.Writer).Encode(res)
+	case cliutil.FormatCSV:
+		e := cliutil.NewEmitter(c.App.Writer, cliutil.FormatCSV, "target", "rate_pps", "duration_s", "size", "sent", "received",
+			"lost", "duplicates", "unexpected", "loss", "sent_pps", "reply_pps", "rtt_p50_us", "rtt_p99_us",
+			"residence_p50_us", "residence_p99_us", "cpu_us_per_packet")
+		if err := e.Emit(target.String(), res.Rate, res.Duration.Seconds(), res.Size, res.Sent, res.Received, res.Lost,
+			res.Duplicates, res.Unexpected, res.Loss, res.SentRate, res.ReplyRate, usv(res.RTT.P50), usv(res.RTT.P99),
+			usv(res.Residence.P50), usv(res.Residence.P99), usv(res.CPUPerPacket)); err != nil {
+			return err
+		}
+		return e.Close()
 	}
 	writeResult(c.App.Writer, target.String(), res)
 	return nil
@@ -248,11 +259,16 @@ func reflectorAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if cliutil.OutputFormat(c) == cliutil.FormatJSON {
+	switch cliutil.OutputFormat(c) {
+	case cliutil.FormatJSON:
 		if err := json.NewEncoder(c.App.Writer).Encode(rep); err != nil {
 			return err
 		}
-	} else {
+	case cliutil.FormatCSV:
+		if err := writeReportCSV(c.App.Writer, rep); err != nil {
+			return err
+		}
+	default:
 		writeReport(c.App.Writer, rep)
 	}
 	if c.Bool(flagCheck) && !rep.Passed() {
@@ -274,7 +290,39 @@ func cmdName(cmd string) string {
 	return name
 }
 
-func usf(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e3, 'f', 2, 64) }
+func usf(d time.Duration) string { return strconv.FormatFloat(usv(d), 'f', 2, 64) }
+
+func usv(d time.Duration) float64 { return float64(d) / 1e3 }
+
+// totals sums a target's fixed-rate runs.
+func totals(tr loadgen.TargetReport) (sent, recv uint64, loss float64) {
+	for _, f := range tr.Fixed {
+		sent += f.Sent
+		recv += f.Received
+	}
+	if sent > 0 {
+		loss = float64(sent-recv) / float64(sent)
+	}
+	return sent, recv, loss
+}
+
+// writeReportCSV writes one row per target; the ratios repeat on both rows.
+func writeReportCSV(w io.Writer, rep loadgen.Report) error {
+	e := cliutil.NewEmitter(w, cliutil.FormatCSV, "target", "rate_pps", "sent", "received", "loss", "cpu_us_per_packet",
+		"max_pps", "max_pps_bound", "residence_p50_us", "residence_p99_us", "cpu_ratio", "max_rate_ratio")
+	for _, tr := range []loadgen.TargetReport{rep.Limit, rep.Target} {
+		sent, recv, loss := totals(tr)
+		var p50, p99 float64
+		if tr.Residence != nil {
+			p50, p99 = usv(tr.Residence.Residence.P50), usv(tr.Residence.Residence.P99)
+		}
+		if err := e.Emit(tr.Name, rep.Rate, sent, recv, loss, usv(tr.CPUPerPacket), tr.MaxRate, tr.MaxRateBound,
+			p50, p99, rep.CPURatio, rep.MaxRateRatio); err != nil {
+			return err
+		}
+	}
+	return e.Close()
+}
 
 func writeResult(w io.Writer, target string, r loadgen.Result) {
 	fmt.Fprintf(w, "target %s: offered %.0f pps for %v, %d-byte packets\n", target, r.Rate, r.Duration, r.Size)
@@ -297,15 +345,7 @@ func writeReport(w io.Writer, rep loadgen.Report) {
 	fmt.Fprintf(w, "%-14s %9s %9s %8s %12s %14s %-10s %12s %12s\n",
 		"target", "sent", "received", "loss%", "cpu_µs/pkt", "max_pps<0.1%", "bound", "resid_p50µs", "resid_p99µs")
 	for _, tr := range []loadgen.TargetReport{rep.Limit, rep.Target} {
-		var sent, recv uint64
-		var loss float64
-		for _, f := range tr.Fixed {
-			sent += f.Sent
-			recv += f.Received
-		}
-		if sent > 0 {
-			loss = 100 * float64(sent-recv) / float64(sent)
-		}
+		sent, recv, loss := totals(tr)
 		maxRate, bound := "-", "-"
 		if tr.MaxRate > 0 {
 			maxRate, bound = strconv.FormatFloat(tr.MaxRate, 'f', 0, 64), tr.MaxRateBound
@@ -315,7 +355,7 @@ func writeReport(w io.Writer, rep loadgen.Report) {
 			p50, p99 = usf(tr.Residence.Residence.P50), usf(tr.Residence.Residence.P99)
 		}
 		fmt.Fprintf(w, "%-14s %9d %9d %8.4f %12s %14s %-10s %12s %12s\n",
-			tr.Name, sent, recv, loss, usf(tr.CPUPerPacket), maxRate, bound, p50, p99)
+			tr.Name, sent, recv, 100*loss, usf(tr.CPUPerPacket), maxRate, bound, p50, p99)
 	}
 	for _, ch := range rep.Checks {
 		verdict := "ok"

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"os/exec"
@@ -127,6 +128,21 @@ func TestEndToEnd(t *testing.T) {
 		}
 		if d := res.Residence.P50 - 9*time.Microsecond; d < -2 || d > 2 {
 			t.Errorf("residence p50 %v, want 9µs", res.Residence.P50)
+		}
+	})
+
+	t.Run("reflector csv", func(t *testing.T) {
+		out, errOut, code := run(t, bin, "--format", "csv", "--log-level", "warn", "reflector",
+			"--rate", "2000", "--duration", "200ms", "--no-search", "--residence-rate", "1000", "--residence-duration", "100ms")
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		rows, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != 3 || rows[0][0] != "target" || rows[1][0] != "limit-echo" || rows[2][0] != "echo" || rows[1][2] != "400" {
+			t.Errorf("csv %q", rows)
 		}
 	})
 
