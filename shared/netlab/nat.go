@@ -3,6 +3,7 @@ package netlab
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -56,6 +57,9 @@ type NATSpec struct {
 	// Hairpin lets clients reach each other (and themselves) through the router's public
 	// address. Not available with Symmetric.
 	Hairpin bool
+	// UPnP runs miniupnpd (UPnP IGD and NAT-PMP) on the router's LAN; its port mappings
+	// receive unsolicited packets whatever the kind. Map ports outside the clients' ranges.
+	UPnP bool
 	// UDPTimeout, when set, is how long an idle UDP mapping lives (conntrack's udp_timeout and
 	// udp_timeout_stream, and the filters' memory of contacted peers); default 30 s / 120 s /
 	// 180 s. Lower it to test keepalives.
@@ -101,6 +105,7 @@ type NATLab struct {
 type NATRouter struct {
 	Kind       NATKind
 	Hairpin    bool
+	UPnP       bool
 	UDPTimeout time.Duration
 	Router     *Host
 	WAN        netip.Addr
@@ -142,6 +147,11 @@ func NewNAT(cfg NATConfig) (*NATLab, error) {
 	}
 	if len(cfg.NATs) > 50 {
 		return nil, fmt.Errorf("netlab: at most 50 NATs")
+	}
+	for _, s := range cfg.NATs {
+		if _, err := exec.LookPath("miniupnpd"); s.UPnP && err != nil {
+			return nil, fmt.Errorf("%w: miniupnpd not installed (Debian miniupnpd-nftables)", ErrUnavailable)
+		}
 	}
 	if cfg.STUN {
 		if _, err := exec.LookPath("turnserver"); err != nil {
@@ -224,7 +234,7 @@ func (n *NATLab) build(cfg NATConfig) error {
 func (n *NATLab) buildRouter(i int, spec NATSpec) (*NATRouter, error) {
 	base := PublicPrefix.Addr().As4()
 	base[3] = byte(101 + i)
-	r := &NATRouter{Kind: spec.Kind, Hairpin: spec.Hairpin, UDPTimeout: spec.UDPTimeout, WAN: netip.AddrFrom4(base),
+	r := &NATRouter{Kind: spec.Kind, Hairpin: spec.Hairpin, UDPTimeout: spec.UDPTimeout, UPnP: spec.UPnP, WAN: netip.AddrFrom4(base),
 		LAN: netip.MustParsePrefix(fmt.Sprintf("10.0.%d.0/24", i+1))}
 	h, err := n.addHost(fmt.Sprintf("nat%d", i))
 	if err != nil {
@@ -278,6 +288,11 @@ func (n *NATLab) buildRouter(i int, spec NATSpec) (*NATRouter, error) {
 	if _, err := h.ExecInput([]byte(r.ruleset()), "nft", "-f", "-"); err != nil {
 		return nil, err
 	}
+	if r.UPnP {
+		if err := n.startUPnP(i, r); err != nil {
+			return nil, err
+		}
+	}
 	if r.UDPTimeout > 0 {
 		sec := strconv.Itoa(int(r.UDPTimeout.Seconds()))
 		for _, k := range []string{"net.netfilter.nf_conntrack_udp_timeout", "net.netfilter.nf_conntrack_udp_timeout_stream"} {
@@ -303,32 +318,46 @@ func (r *NATRouter) ruleset() string {
 	if r.UDPTimeout > 0 {
 		timeout = fmt.Sprintf("%ds", int(r.UDPTimeout.Seconds()))
 	}
-	fmt.Fprintf(&b, "table ip netlab {\n")
+	fmt.Fprintf(&b, "table inet netlab {\n")
+	if r.UPnP {
+		// Chains miniupnpd fills (named in its configuration), jumped to from ours: a drop in
+		// any base chain is final, so its accept rules must live in our forward chain's table.
+		fmt.Fprintf(&b, "  chain miniupnpd {\n  }\n  chain prerouting_miniupnpd {\n  }\n  chain postrouting_miniupnpd {\n  }\n")
+	}
 	fmt.Fprintf(&b, "  set peers_a { type ipv4_addr . inet_service; flags timeout; timeout %s; }\n", timeout)
 	fmt.Fprintf(&b, "  set peers_ap { type ipv4_addr . inet_service . inet_service; flags timeout; timeout %s; }\n", timeout)
 	fmt.Fprintf(&b, "  chain nat_pre {\n    type nat hook prerouting priority dstnat;\n")
+	if r.UPnP {
+		fmt.Fprintf(&b, "    jump prerouting_miniupnpd\n")
+	}
 	if r.Kind != Symmetric {
 		for _, c := range r.Clients {
 			rng := fmt.Sprintf("%d-%d", c.Ports[0], c.Ports[1])
-			fmt.Fprintf(&b, "    iifname \"w0\" ip daddr %s meta l4proto { tcp, udp } th dport %s dnat to %s\n", wan, rng, c.Addr)
+			fmt.Fprintf(&b, "    iifname \"w0\" ip daddr %s meta l4proto { tcp, udp } th dport %s dnat ip to %s\n", wan, rng, c.Addr)
 			if r.Hairpin {
-				fmt.Fprintf(&b, "    iifname \"lan\" ip daddr %s meta l4proto { tcp, udp } th dport %s dnat to %s\n", wan, rng, c.Addr)
+				fmt.Fprintf(&b, "    iifname \"lan\" ip daddr %s meta l4proto { tcp, udp } th dport %s dnat ip to %s\n", wan, rng, c.Addr)
 			}
 		}
 	}
 	fmt.Fprintf(&b, "  }\n  chain nat_post {\n    type nat hook postrouting priority srcnat;\n")
+	if r.UPnP {
+		fmt.Fprintf(&b, "    jump postrouting_miniupnpd\n")
+	}
 	if r.Kind == Symmetric {
 		fmt.Fprintf(&b, "    oifname \"w0\" masquerade fully-random\n")
 	} else {
-		fmt.Fprintf(&b, "    oifname \"w0\" snat to %s\n", wan)
+		fmt.Fprintf(&b, "    oifname \"w0\" snat ip to %s\n", wan)
 		if r.Hairpin {
-			fmt.Fprintf(&b, "    iifname \"lan\" oifname \"lan\" ct status dnat snat to %s\n", wan)
+			fmt.Fprintf(&b, "    iifname \"lan\" oifname \"lan\" ct status dnat snat ip to %s\n", wan)
 		}
 	}
 	fmt.Fprintf(&b, "  }\n  chain filter_forward {\n    type filter hook forward priority filter; policy drop;\n")
 	fmt.Fprintf(&b, "    ct state established,related accept\n")
 	fmt.Fprintf(&b, "    iifname \"lan\" oifname \"w0\" meta l4proto { tcp, udp } update @peers_a { ip daddr . th sport } update @peers_ap { ip daddr . th dport . th sport } accept\n")
 	fmt.Fprintf(&b, "    iifname \"lan\" accept\n")
+	if r.UPnP {
+		fmt.Fprintf(&b, "    jump miniupnpd\n")
+	}
 	switch r.Kind {
 	case FullCone:
 		fmt.Fprintf(&b, "    iifname \"w0\" ct status dnat accept\n")
@@ -377,6 +406,53 @@ func (n *NATLab) startSTUN() error {
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("netlab: turnserver not listening on all four STUN sockets after 10 s: %s", tail(p.Output(), 400))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// startUPnP runs miniupnpd (nftables backend) for router i with UPnP IGD and NAT-PMP on the LAN
+// bridge, in secure mode (a client may only map ports to itself).
+func (n *NATLab) startUPnP(i int, r *NATRouter) error {
+	conf := filepath.Join(StateDir, fmt.Sprintf("%s-miniupnpd-nat%d.conf", n.Prefix, i))
+	text := fmt.Sprintf(`ext_ifname=w0
+ext_ip=%s
+listening_ip=lan
+enable_natpmp=yes
+enable_upnp=yes
+secure_mode=yes
+system_uptime=yes
+upnp_table_name=netlab
+upnp_nat_table_name=netlab
+upnp_forward_chain=miniupnpd
+upnp_nat_chain=prerouting_miniupnpd
+upnp_nat_postrouting_chain=postrouting_miniupnpd
+uuid=3d3cec3a-8cf0-11e0-98ee-0000000000%02x
+allow 1024-65535 %s 1024-65535
+deny 0-65535 0.0.0.0/0 0-65535
+`, r.WAN, i, r.LAN)
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		return fmt.Errorf("netlab: miniupnpd config: %w", err)
+	}
+	pid := filepath.Join(StateDir, fmt.Sprintf("%s-miniupnpd-nat%d.pid", n.Prefix, i))
+	p, err := r.Router.Start("miniupnpd", "-d", "-f", conf, "-P", pid)
+	if err != nil {
+		return err
+	}
+	// NAT-PMP answers on the LAN address, port 5351, once miniupnpd is ready.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, _ := r.Router.Exec("ss", "-Hulnp", "sport = :5351")
+		if strings.Contains(out, "miniupnpd") {
+			return nil
+		}
+		select {
+		case <-p.Done():
+			return fmt.Errorf("netlab: miniupnpd exited: %s", tail(p.Output(), 400))
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("netlab: miniupnpd not listening after 10 s: %s", tail(p.Output(), 400))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

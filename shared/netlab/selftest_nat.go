@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	osexec "os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -70,13 +71,23 @@ func checkNAT(env *CheckEnv) []Result {
 	if _, err := osexec.LookPath("turnutils_natdiscovery"); err != nil {
 		return fail(err)
 	}
-	n, err := NewNAT(NATConfig{Log: env.Log, STUN: true, NATs: []NATSpec{
+	specs := []NATSpec{
 		{Kind: FullCone, Clients: 2, Hairpin: true},
 		{Kind: AddressRestricted},
 		{Kind: PortRestricted},
 		{Kind: Symmetric},
 		{Kind: FullCone, Hairpin: false},
-	}})
+	}
+	upnpSkip := ""
+	for _, tool := range []string{"miniupnpd", "natpmpc", "upnpc"} {
+		if _, err := osexec.LookPath(tool); err != nil && upnpSkip == "" {
+			upnpSkip = tool + " not installed (Debian miniupnpd-nftables, natpmpc, miniupnpc)"
+		}
+	}
+	if upnpSkip == "" {
+		specs = append(specs, NATSpec{Kind: Symmetric, Clients: 2, UPnP: true})
+	}
+	n, err := NewNAT(NATConfig{Log: env.Log, STUN: true, NATs: specs})
 	if err != nil {
 		return fail(err)
 	}
@@ -119,6 +130,10 @@ func checkNAT(env *CheckEnv) []Result {
 	twoClients := checkTwoClients(n, n.NATs[0])
 	hairOn := checkHairpin(n.NATs[0], true)
 	hairOff := checkHairpin(n.NATs[4], false)
+	upnp := Result{Name: "nat/upnp", Skip: upnpSkip}
+	if upnpSkip == "" {
+		upnp = checkUPnP(n, n.NATs[5])
+	}
 	wg.Wait()
 
 	for i := range 4 {
@@ -134,11 +149,11 @@ func checkNAT(env *CheckEnv) []Result {
 		}
 		switch {
 		case disc[i].err != nil:
-			res = append(res, Result{name, "", fmt.Errorf("%w: %s", disc[i].err, tail(disc[i].out, 300))})
+			res = append(res, Result{Name: name, Err: fmt.Errorf("%w: %s", disc[i].err, tail(disc[i].out, 300))})
 		case len(got) != 2 || got[0] != want[0] || got[1] != want[1]:
-			res = append(res, Result{name, "", fmt.Errorf("reports %q, want %q", got, want)})
+			res = append(res, Result{Name: name, Err: fmt.Errorf("reports %q, want %q", got, want)})
 		default:
-			res = append(res, Result{name, fmt.Sprintf("%q", got), nil})
+			res = append(res, Result{Name: name, Detail: fmt.Sprintf("%q", got)})
 		}
 	}
 	res = append(res, unsolicited...)
@@ -151,15 +166,70 @@ func checkNAT(env *CheckEnv) []Result {
 		out := disc[h.i].out
 		_ = os.WriteFile(env.File(name[len("nat/natdiscovery/"):]+"-natdiscovery.txt"), []byte(out), 0o644)
 		if got := strings.Contains(out, hairpinSeen); got != h.want {
-			res = append(res, Result{name, "", fmt.Errorf("hairpinning seen = %v, want %v: %s", got, h.want, tail(out, 300))})
+			res = append(res, Result{Name: name, Err: fmt.Errorf("hairpinning seen = %v, want %v: %s", got, h.want, tail(out, 300))})
 		} else if h.want {
-			res = append(res, Result{name, "natdiscovery -H: " + hairpinSeen, nil})
+			res = append(res, Result{Name: name, Detail: "natdiscovery -H: " + hairpinSeen})
 		} else {
-			res = append(res, Result{name, "natdiscovery -H: no hairpinned request", nil})
+			res = append(res, Result{Name: name, Detail: "natdiscovery -H: no hairpinned request"})
 		}
 	}
-	res = append(res, hairOn, hairOff)
+	res = append(res, hairOn, hairOff, upnp)
 	return res
+}
+
+// checkUPnP: behind a symmetric NAT running miniupnpd, a datagram from an uncontacted address
+// to the public port is dropped; after the first client maps the port with NAT-PMP (natpmpc)
+// and the second maps another with UPnP IGD (upnpc), both datagrams arrive.
+func checkUPnP(n *NATLab, r *NATRouter) Result {
+	name := "nat/upnp"
+	// "before" and "after" come from different ports: the refused "before" datagram leaves a
+	// conntrack entry (to the router itself) that would capture a retry on the same 5-tuple.
+	stranger, err := listenUDPIn(n.STUN, netip.AddrPortFrom(STUNAddr2, 9004))
+	if err != nil {
+		return Result{Name: name, Err: err}
+	}
+	defer stranger.conn.Close()
+	stranger2, err := listenUDPIn(n.STUN, netip.AddrPortFrom(STUNAddr2, 9005))
+	if err != nil {
+		return Result{Name: name, Err: err}
+	}
+	defer stranger2.conn.Close()
+	var parts []string
+	for j, c := range r.Clients[:2] {
+		port := uint16(41500 + j)
+		ep, err := listenUDPIn(c.Host, netip.AddrPortFrom(c.Addr, port))
+		if err != nil {
+			return Result{Name: name, Err: err}
+		}
+		defer ep.conn.Close()
+		pub := netip.AddrPortFrom(r.WAN, port)
+		if err := stranger.send(pub, "before"); err != nil {
+			return Result{Name: name, Err: err}
+		}
+		if msg, _, ok := ep.recv(300 * time.Millisecond); ok {
+			return Result{Name: name, Err: fmt.Errorf("%q reached %v before any port mapping", msg, c.Addr)}
+		}
+		p := strconv.Itoa(int(port))
+		var out, tool string
+		if j == 0 {
+			tool = "NAT-PMP"
+			out, err = c.Exec("natpmpc", "-g", r.LAN.Addr().Next().String(), "-a", p, p, "udp", "600")
+		} else {
+			tool = "UPnP IGD"
+			out, err = c.Exec("upnpc", "-e", "netlab", "-a", c.Addr.String(), p, p, "UDP")
+		}
+		if err != nil {
+			return Result{Name: name, Err: fmt.Errorf("%s mapping: %w", tool, err)}
+		}
+		if err := stranger2.send(pub, "after"); err != nil {
+			return Result{Name: name, Err: err}
+		}
+		if msg, _, ok := ep.recv(time.Second); !ok || msg != "after" {
+			return Result{Name: name, Err: fmt.Errorf("after the %s mapping %v → %v:%d nothing arrived: %s", tool, pub, c.Addr, port, tail(out, 300))}
+		}
+		parts = append(parts, fmt.Sprintf("%s maps %v → %v:%d (unsolicited datagram dropped before, delivered after)", tool, pub, c.Addr, port))
+	}
+	return Result{Name: name, Detail: strings.Join(parts, "; ")}
 }
 
 // checkUnsolicited: the client sends from a port to the rendezvous host, which learns the
@@ -172,37 +242,37 @@ func checkUnsolicited(n *NATLab, r *NATRouter, port int) Result {
 	c := r.Clients[0]
 	cl, err := listenUDPIn(c.Host, netip.AddrPortFrom(c.Addr, uint16(port)))
 	if err != nil {
-		return Result{name, "", err}
+		return Result{Name: name, Err: err}
 	}
 	defer cl.conn.Close()
 	rvAddr := netip.AddrPortFrom(Rendezvous, 9000)
 	rv, err := listenUDPIn(n.Rendezvous, rvAddr)
 	if err != nil {
-		return Result{name, "", err}
+		return Result{Name: name, Err: err}
 	}
 	defer rv.conn.Close()
 	rvOther, err := listenUDPIn(n.Rendezvous, netip.AddrPortFrom(Rendezvous, 9001))
 	if err != nil {
-		return Result{name, "", err}
+		return Result{Name: name, Err: err}
 	}
 	defer rvOther.conn.Close()
 	stranger, err := listenUDPIn(n.STUN, netip.AddrPortFrom(STUNAddr2, 9002))
 	if err != nil {
-		return Result{name, "", err}
+		return Result{Name: name, Err: err}
 	}
 	defer stranger.conn.Close()
 	if err := cl.send(rvAddr, "hello"); err != nil {
-		return Result{name, "", err}
+		return Result{Name: name, Err: err}
 	}
 	_, mapped, ok := rv.recv(time.Second)
 	if !ok {
-		return Result{name, "", errors.New("rendezvous got nothing from the client")}
+		return Result{Name: name, Err: errors.New("rendezvous got nothing from the client")}
 	}
 	if mapped.Addr() != r.WAN {
-		return Result{name, "", fmt.Errorf("mapped address %v is not the router's WAN %v", mapped, r.WAN)}
+		return Result{Name: name, Err: fmt.Errorf("mapped address %v is not the router's WAN %v", mapped, r.WAN)}
 	}
 	if preserved := mapped.Port() == uint16(port); preserved != (r.Kind != Symmetric) {
-		return Result{name, "", fmt.Errorf("mapped port %d for local port %d on a %v NAT", mapped.Port(), port, r.Kind)}
+		return Result{Name: name, Err: fmt.Errorf("mapped port %d for local port %d on a %v NAT", mapped.Port(), port, r.Kind)}
 	}
 	senders := []struct {
 		label string
@@ -216,18 +286,18 @@ func checkUnsolicited(n *NATLab, r *NATRouter, port int) Result {
 	var parts []string
 	for _, s := range senders {
 		if err := s.ep.send(mapped, s.label); err != nil {
-			return Result{name, "", err}
+			return Result{Name: name, Err: err}
 		}
 		msg, _, got := cl.recv(300 * time.Millisecond)
 		if got && msg != s.label {
-			return Result{name, "", fmt.Errorf("client got %q while expecting %q", msg, s.label)}
+			return Result{Name: name, Err: fmt.Errorf("client got %q while expecting %q", msg, s.label)}
 		}
 		if got != s.want {
-			return Result{name, "", fmt.Errorf("from %s: delivered = %v, want %v", s.label, got, s.want)}
+			return Result{Name: name, Err: fmt.Errorf("from %s: delivered = %v, want %v", s.label, got, s.want)}
 		}
 		parts = append(parts, fmt.Sprintf("%s %s", s.label, map[bool]string{true: "delivered", false: "dropped"}[got]))
 	}
-	return Result{name, fmt.Sprintf("mapped %v:%d → %v; %s", c.Addr, port, mapped, strings.Join(parts, ", ")), nil}
+	return Result{Name: name, Detail: fmt.Sprintf("mapped %v:%d → %v; %s", c.Addr, port, mapped, strings.Join(parts, ", "))}
 }
 
 // checkTwoClients: two clients behind one full-cone NAT reach the rendezvous host from the
@@ -235,12 +305,12 @@ func checkUnsolicited(n *NATLab, r *NATRouter, port int) Result {
 func checkTwoClients(n *NATLab, r *NATRouter) Result {
 	name := "nat/two-clients"
 	if len(r.Clients) < 2 {
-		return Result{name, "", errors.New("router has one client")}
+		return Result{Name: name, Err: errors.New("router has one client")}
 	}
 	rvAddr := netip.AddrPortFrom(Rendezvous, 9010)
 	rv, err := listenUDPIn(n.Rendezvous, rvAddr)
 	if err != nil {
-		return Result{name, "", err}
+		return Result{Name: name, Err: err}
 	}
 	defer rv.conn.Close()
 	var parts []string
@@ -248,28 +318,28 @@ func checkTwoClients(n *NATLab, r *NATRouter) Result {
 		port := c.Ports[0] + 100
 		ep, err := listenUDPIn(c.Host, netip.AddrPortFrom(c.Addr, port))
 		if err != nil {
-			return Result{name, "", err}
+			return Result{Name: name, Err: err}
 		}
 		defer ep.conn.Close()
 		if err := ep.send(rvAddr, fmt.Sprintf("client %d", j)); err != nil {
-			return Result{name, "", err}
+			return Result{Name: name, Err: err}
 		}
 		msg, from, ok := rv.recv(time.Second)
 		if !ok || msg != fmt.Sprintf("client %d", j) {
-			return Result{name, "", fmt.Errorf("client %d: rendezvous got %q ok=%v", j, msg, ok)}
+			return Result{Name: name, Err: fmt.Errorf("client %d: rendezvous got %q ok=%v", j, msg, ok)}
 		}
 		if from != netip.AddrPortFrom(r.WAN, port) {
-			return Result{name, "", fmt.Errorf("client %d mapped to %v, want %v", j, from, netip.AddrPortFrom(r.WAN, port))}
+			return Result{Name: name, Err: fmt.Errorf("client %d mapped to %v, want %v", j, from, netip.AddrPortFrom(r.WAN, port))}
 		}
 		if err := rv.send(from, "reply"); err != nil {
-			return Result{name, "", err}
+			return Result{Name: name, Err: err}
 		}
 		if msg, _, ok := ep.recv(time.Second); !ok || msg != "reply" {
-			return Result{name, "", fmt.Errorf("client %d: no reply through the NAT", j)}
+			return Result{Name: name, Err: fmt.Errorf("client %d: no reply through the NAT", j)}
 		}
 		parts = append(parts, fmt.Sprintf("%v:%d → %v", c.Addr, port, from))
 	}
-	return Result{name, strings.Join(parts, ", ") + ", replies delivered", nil}
+	return Result{Name: name, Detail: strings.Join(parts, ", ") + ", replies delivered"}
 }
 
 // checkHairpin: client 0 sends to its own public mapping and, with two clients, to client 1's
@@ -280,7 +350,7 @@ func checkHairpin(r *NATRouter, on bool) Result {
 	p0 := c0.Ports[0] + 200
 	e0, err := listenUDPIn(c0.Host, netip.AddrPortFrom(c0.Addr, p0))
 	if err != nil {
-		return Result{name, "", err}
+		return Result{Name: name, Err: err}
 	}
 	defer e0.conn.Close()
 	targets := []*NATClient{c0}
@@ -295,21 +365,21 @@ func checkHairpin(r *NATRouter, on bool) Result {
 			port = tc.Ports[0] + 200
 			e, err := listenUDPIn(tc.Host, netip.AddrPortFrom(tc.Addr, port))
 			if err != nil {
-				return Result{name, "", err}
+				return Result{Name: name, Err: err}
 			}
 			defer e.conn.Close()
 			ep = e
 		}
 		pub := netip.AddrPortFrom(r.WAN, port)
 		if err := e0.send(pub, "hairpin"); err != nil {
-			return Result{name, "", err}
+			return Result{Name: name, Err: err}
 		}
 		msg, from, got := ep.recv(300 * time.Millisecond)
 		if got != on {
-			return Result{name, "", fmt.Errorf("%v → %v: delivered = %v, want %v", c0.Addr, pub, got, on)}
+			return Result{Name: name, Err: fmt.Errorf("%v → %v: delivered = %v, want %v", c0.Addr, pub, got, on)}
 		}
 		if got && (msg != "hairpin" || from != netip.AddrPortFrom(r.WAN, p0)) {
-			return Result{name, "", fmt.Errorf("hairpinned datagram %q from %v, want from %v", msg, from, netip.AddrPortFrom(r.WAN, p0))}
+			return Result{Name: name, Err: fmt.Errorf("hairpinned datagram %q from %v, want from %v", msg, from, netip.AddrPortFrom(r.WAN, p0))}
 		}
 		if got {
 			parts = append(parts, fmt.Sprintf("%v → %v delivered to %v from %v", c0.Addr, pub, tc.Addr, from))
@@ -317,5 +387,5 @@ func checkHairpin(r *NATRouter, on bool) Result {
 			parts = append(parts, fmt.Sprintf("%v → %v dropped", c0.Addr, pub))
 		}
 	}
-	return Result{name, strings.Join(parts, "; "), nil}
+	return Result{Name: name, Detail: strings.Join(parts, "; ")}
 }

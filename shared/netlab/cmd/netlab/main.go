@@ -52,6 +52,8 @@ func main() {
 							&cli.StringFlag{Name: "kinds", Value: "full-cone,address-restricted,port-restricted,symmetric", Usage: "NAT kinds, one router each"},
 							&cli.IntFlag{Name: "clients", Value: 1, Usage: "clients behind each NAT (1..4)"},
 							&cli.BoolFlag{Name: "hairpin", Usage: "enable hairpinning (not on symmetric routers)"},
+							&cli.BoolFlag{Name: "upnp", Usage: "run miniupnpd (UPnP IGD + NAT-PMP) on every router"},
+							&cli.DurationFlag{Name: "udp-timeout", Usage: "idle UDP mapping lifetime (default: conntrack's 30 s/120 s)"},
 						},
 						Action: upNAT,
 					},
@@ -160,7 +162,8 @@ func upNAT(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		cfg.NATs = append(cfg.NATs, netlab.NATSpec{Kind: kind, Clients: c.Int("clients"), Hairpin: c.Bool("hairpin")})
+		cfg.NATs = append(cfg.NATs, netlab.NATSpec{Kind: kind, Clients: c.Int("clients"), Hairpin: c.Bool("hairpin"),
+			UPnP: c.Bool("upnp"), UDPTimeout: c.Duration("udp-timeout")})
 	}
 	n, err := netlab.NewNAT(cfg)
 	if err != nil {
