@@ -220,8 +220,9 @@ func replyTLVs(t *testing.T, out []byte, base int) []testpkt.TLV {
 }
 
 // X-07 (U for unknown types, cleared for known, unknown copied unchanged), X-10 (reserved
-// flag bits zero on send), T-11 (type 12 off), T-12 (experimental off), RFC 9503/9534 types U.
-func TestX07X10UnknownTLVs(t *testing.T) {
+// flag bits zero on send), T-01 (Extra Padding copied, U cleared), T-11 (type 12 off), T-12
+// (experimental off), RFC 9503/9534 types U.
+func TestX07X10T01T11T12UnknownTLVs(t *testing.T) {
 	_, w := newWorker(t, Config{})
 	in := []testpkt.TLV{
 		{Flags: 0x8F, Type: testpkt.TypeExtraPadding, Value: []byte{1, 2, 3}},
@@ -342,8 +343,8 @@ func TestX09T08HMACTLV(t *testing.T) {
 	}
 }
 
-// T-01: Location is filled and keeps its length.
-func TestT01Location(t *testing.T) {
+// T-02: Location is filled and keeps its length.
+func TestT02Location(t *testing.T) {
 	_, w := newWorker(t, Config{})
 	req := tlvReq(testpkt.TLV{Flags: 0x80, Type: testpkt.TypeLocation, Value: testpkt.LocationRequest(false)})
 	out, _, _, _ := reflect1(t, w, pkt(req, peerA), unauth)
@@ -386,9 +387,10 @@ func TestT04ClassOfService(t *testing.T) {
 	}
 }
 
-// T-03: Direct Measurement counters per session; T-05: Access Report echoed (invalid ID → U);
-// T-06: Follow-Up Telemetry refers to the previous reply, zero in stateless mode.
-func TestT03T05T06Counters(t *testing.T) {
+// T-05: Direct Measurement counters per session; T-06: Access Report echoed (invalid ID → U);
+// T-07: Follow-Up Telemetry refers to the previous reply, zero in stateless mode.
+// (T-01…T-08 are the TLV types 1…8 of reference/stamp.md §2.)
+func TestT05T06T07Counters(t *testing.T) {
 	dm := testpkt.TLV{Flags: 0x80, Type: testpkt.TypeDirectMeasurement, Value: testpkt.DirectMeasurement{SenderTx: 41}.AppendTo(nil)}
 	fu := testpkt.TLV{Flags: 0x80, Type: testpkt.TypeFollowUpTelemetry, Value: make([]byte, 16)}
 	ar := testpkt.TLV{Flags: 0x80, Type: testpkt.TypeAccessReport, Value: testpkt.AccessReport{ID: 1, ReturnCode: 1}.AppendTo(nil)}
@@ -400,18 +402,18 @@ func TestT03T05T06Counters(t *testing.T) {
 		out, _, rp, _ := reflect1(t, w, pkt(req, peerA), unauth)
 		r := testpkt.ParseReplyTLVs(out, 44, nil)
 		if r.DirectMeasurement == nil || *r.DirectMeasurement != (testpkt.DirectMeasurement{SenderTx: 41, ReflectorRx: uint32(i + 1), ReflectorTx: uint32(i + 1)}) {
-			t.Errorf("T-03 packet %d: %+v", i, r.DirectMeasurement)
+			t.Errorf("T-05 packet %d: %+v", i, r.DirectMeasurement)
 		}
 		wantFU := testpkt.FollowUpTelemetry{}
 		if i > 0 {
 			wantFU = testpkt.FollowUpTelemetry{Seq: uint32(i - 1), Timestamp: prevT3, Method: testpkt.MethodSoftware}
 		}
 		if r.FollowUpTelemetry == nil || *r.FollowUpTelemetry != wantFU {
-			t.Errorf("T-06 packet %d: %+v, want %+v", i, r.FollowUpTelemetry, wantFU)
+			t.Errorf("T-07 packet %d: %+v, want %+v", i, r.FollowUpTelemetry, wantFU)
 		}
 		if r.AccessReport == nil || *r.AccessReport != (testpkt.AccessReport{ID: 1, ReturnCode: 1}) ||
 			len(r.Unrecognized) != 1 || r.Unrecognized[0] != testpkt.TypeAccessReport {
-			t.Errorf("T-05 packet %d: %+v %v", i, r.AccessReport, r.Unrecognized)
+			t.Errorf("T-06 packet %d: %+v %v", i, r.AccessReport, r.Unrecognized)
 		}
 		prevT3 = rp.Timestamp
 	}
@@ -419,7 +421,7 @@ func TestT03T05T06Counters(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		out, _, _, _ := reflect1(t, w, pkt(req, peerA), unauth)
 		if r := testpkt.ParseReplyTLVs(out, 44, nil); r.FollowUpTelemetry == nil || *r.FollowUpTelemetry != (testpkt.FollowUpTelemetry{}) {
-			t.Errorf("T-06 stateless: %+v", r.FollowUpTelemetry)
+			t.Errorf("T-07 stateless: %+v", r.FollowUpTelemetry)
 		}
 	}
 }
@@ -507,5 +509,26 @@ func BenchmarkReflect(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		w.Reflect(p, out)
+	}
+}
+
+// T-03: Timestamp Information is filled with the sync source and the timestamping methods
+// (kernel software stamps: SW local; hardware when the socket said so).
+func TestT03TimestampInformation(t *testing.T) {
+	for _, tc := range []struct {
+		src  timestamp.Source
+		sync uint8
+		want []byte
+	}{
+		{timestamp.SourceKernel, 0, []byte{1, 2, 1, 2}},
+		{timestamp.SourceHardware, testpkt.SyncPTP, []byte{2, 1, 2, 2}},
+	} {
+		_, w := newWorker(t, Config{SyncSource: tc.sync})
+		p := pkt(tlvReq(testpkt.TLV{Flags: 0x80, Type: testpkt.TypeTimestampInformation, Value: make([]byte, 4)}), peerA)
+		p.RxSource = tc.src
+		out, _, _, _ := reflect1(t, w, p, unauth)
+		if tl := replyTLVs(t, out, 44); tl[0].Flags != 0 || !bytes.Equal(tl[0].Value, tc.want) {
+			t.Errorf("%v: %+v, want %x", tc.src, tl[0], tc.want)
+		}
 	}
 }

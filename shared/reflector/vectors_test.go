@@ -29,7 +29,7 @@ func maskTimes(b []byte, m testpkt.Mode) []byte {
 // TestTeapartyVectors sends teaparty's requests through our reflector: the replies must equal
 // teaparty's field by field except the timestamps, the HMAC (which covers them) and the
 // reflector sequence number (teaparty's documented +1 quirk; ours starts at 0, B-12). The CoS
-// and Timestamp Information TLVs must match byte for byte (T-02, T-04).
+// and Timestamp Information TLVs must match byte for byte (T-03, T-04).
 func TestTeapartyVectors(t *testing.T) {
 	v := loadTeaparty(t)
 	run := func(name string, m testpkt.Mode, pairs [][2]string, tos uint8) {

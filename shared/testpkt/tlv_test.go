@@ -85,8 +85,9 @@ func TestT04ClassOfService(t *testing.T) {
 	}
 }
 
-// TestTypedTLVGolden checks the fixed-size TLV values against hand-laid bytes (T-02 Timestamp
-// Information, T-03 Direct Measurement, T-05 Access Report, T-06 Follow-Up Telemetry).
+// TestTypedTLVGolden checks the fixed-size TLV values against hand-laid bytes (T-03 Timestamp
+// Information, T-05 Direct Measurement, T-06 Access Report, T-07 Follow-Up Telemetry; T-01…T-08
+// are the TLV types 1…8).
 func TestTypedTLVGolden(t *testing.T) {
 	ti := TimestampInformation{SyncNTP, MethodSoftware, SyncNTP, MethodSoftware}
 	if b := ti.AppendTo(nil); !bytes.Equal(b, []byte{1, 2, 1, 2}) {
@@ -134,8 +135,8 @@ func TestTypedTLVGolden(t *testing.T) {
 	}
 }
 
-// TestT01Location fills a Location request in place, keeping its length.
-func TestT01Location(t *testing.T) {
+// TestT02Location fills a Location request in place, keeping its length.
+func TestT02Location(t *testing.T) {
 	for _, v6 := range []bool{false, true} {
 		v := LocationRequest(v6)
 		n := len(v)

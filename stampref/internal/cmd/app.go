@@ -45,7 +45,7 @@ func NewApp(version string) *cli.App {
 		"sessions and counters (GET /sessions, /stats, Prometheus /metrics) and provisions sessions " +
 		"(POST /sessions, DELETE /sessions/ID). SIGHUP reloads the key file; SIGTERM stops cleanly."
 	app.Flags = append(app.Flags,
-		&cli.StringSliceFlag{Name: flagListen, Aliases: []string{"l"}, Value: cli.NewStringSlice("[::]:862"),
+		&cli.StringSliceFlag{Name: flagListen, Value: cli.NewStringSlice("[::]:862"),
 			Usage: "UDP `ADDR:PORT` to serve (repeatable; [::]:862 serves IPv4 and IPv6)"},
 		&cli.StringFlag{Name: flagKeyFile, Aliases: []string{"k"}, Usage: "HMAC key `FILE` (raw octets, or hex:… ; reloaded on SIGHUP)"},
 		&cli.BoolFlag{Name: flagAuth, Aliases: []string{"a"}, Usage: "authenticated mode (112-octet packets, HMAC-SHA-256/128)"},

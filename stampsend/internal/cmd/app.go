@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -74,7 +73,7 @@ func NewApp(version string) *cli.App {
 		cliutil.IntFlag(flagTTL, "IP TTL / hop limit of the test packets (0 = system default)", 0, 0, 255),
 		&cli.StringSliceFlag{Name: flagTLV, Usage: "add a TLV, `NAME[:OPT=V,...]` (repeatable): " + strings.Join(sender.TLVNames, ", ")},
 		&cli.DurationFlag{Name: flagTimeout, Aliases: []string{"W"}, Value: 2 * time.Second, Usage: "a reply later than this is late; wait this long after the last packet"},
-		&cli.BoolFlag{Name: flagQuiet, Aliases: []string{"q"}, Usage: "print only the summary (text format)"},
+		&cli.BoolFlag{Name: flagQuiet, Aliases: []string{"q"}, Usage: "print only the summary (no per-reply lines or records)"},
 		&cli.BoolFlag{Name: flagRequireSSID, Usage: "stop when the reflector returns SSID 0 (no RFC 8972 support)"},
 		&cli.StringFlag{Name: flagSource, Aliases: []string{"I"}, Usage: "local `ADDR[:PORT]` to send from"},
 		&cli.BoolFlag{Name: flagNoKernel, Usage: "use user-space clocks instead of kernel timestamps"},
@@ -102,6 +101,9 @@ func NewApp(version string) *cli.App {
 // ParseTarget resolves HOST[:PORT] (port 862 by default, B-01).
 func ParseTarget(ctx context.Context, s string) (netip.AddrPort, error) {
 	if ap, err := netip.ParseAddrPort(s); err == nil {
+		if ap.Port() == 0 {
+			return ap, cliutil.Usagef("target %q: port 0", s)
+		}
 		return ap, nil
 	}
 	host, port := s, strconv.Itoa(testpkt.DefaultPort)
@@ -199,9 +201,6 @@ func Config(c *cli.Context) (sender.Config, error) {
 	}
 	if n := cliutil.Int(c, flagPadding); n > 0 {
 		cfg.TLVs = append(cfg.TLVs, sender.TLVSpec{Name: "padding", Type: testpkt.TypeExtraPadding, Value: make([]byte, n)})
-	}
-	if cfg.Count == 0 && cfg.Duration == 0 && c.Context.Done() == nil {
-		fmt.Fprintln(os.Stderr, "stampsend: running until interrupted")
 	}
 	return cfg, nil
 }

@@ -113,7 +113,7 @@ func newAccumulator(cfg Config, mode testpkt.Mode, txOn bool) *accumulator {
 	if len(cfg.Key) > 0 {
 		a.signer = testpkt.NewSigner(cfg.Key)
 	}
-	if cfg.Format != cliutil.FormatText {
+	if cfg.Format != cliutil.FormatText && !cfg.Quiet {
 		a.emit = cliutil.NewEmitter(cfg.Out, cfg.Format, recordColumns...)
 	}
 	return a

@@ -61,7 +61,8 @@ type Config struct {
 	RequireSSID bool
 	// NoKernelTimestamps uses user-space clocks for T1 and T4.
 	NoKernelTimestamps bool
-	// Quiet suppresses per-reply lines in text format.
+	// Quiet suppresses the per-reply lines and records (the summary is still printed, as a
+	// JSON line with --json).
 	Quiet  bool
 	Format cliutil.Format
 	Out    io.Writer
@@ -239,7 +240,9 @@ func (s *session) lastSend() time.Time {
 
 // send paces the packets. Packets whose time has come leave together in one sendmmsg; the
 // goroutine sleeps on its own thread with a 1 ns timer slack until shortly before the next
-// departure and spins the rest, so departures are accurate to a few microseconds.
+// departure and spins the rest, so departures are accurate to a few microseconds. Intervals
+// below 100 µs are paced in bursts: the thread sleeps (the kernel wakes it some tens of µs
+// later) and sends all packets due by then together; each packet's T1 is still its own.
 func (s *session) send(ctx context.Context, start time.Time) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -249,6 +252,8 @@ func (s *session) send(ctx context.Context, start time.Time) error {
 	cfg := &s.cfg
 	const batch = 64
 	const spin = 50 * time.Microsecond
+	// Below this interval departures are batched (see the wait below).
+	const burstBelow = 100 * time.Microsecond
 	msgs := make([]udpsock.Message, batch)
 	buf := make([]byte, batch*s.b.Len())
 	for i := range msgs {
@@ -279,6 +284,13 @@ func (s *session) send(ctx context.Context, start time.Time) error {
 			return nil
 		}
 		if wait := next.Sub(now); wait > 0 {
+			if cfg.Interval < burstBelow {
+				// High rates: sleep, then send every packet that fell due in one sendmmsg.
+				// Spinning for each 10 µs slot would take a whole core from the reflector.
+				ts := unix.NsecToTimespec(int64(min(wait, 100*time.Millisecond)))
+				_ = unix.Nanosleep(&ts, nil)
+				continue
+			}
 			if wait > spin {
 				sl := wait - spin
 				if sl > 100*time.Millisecond {

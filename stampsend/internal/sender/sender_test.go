@@ -261,3 +261,29 @@ func TestX04RequireSSID(t *testing.T) {
 		t.Errorf("summary %+v", s)
 	}
 }
+
+// B-21 / B-06: a TWAMP-Light reflector (41-octet reply, no SSID, no TLVs) that stamps T2/T3 in
+// PTP format (Z=1) is measured correctly: times are decoded by the reflector's Z bit.
+func TestB21B06TWAMPLightPTPReflector(t *testing.T) {
+	cfg := Config{Target: target, SSID: 9, Timeout: time.Second, Format: cliutil.FormatText, Quiet: true}
+	a := newAccumulator(cfg, testpkt.ModeUnauthenticated, false)
+	t1 := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+	t2, t3, t4 := t1.Add(40*time.Microsecond), t1.Add(47*time.Microsecond), t1.Add(90*time.Microsecond)
+	rp := testpkt.ReflectedPacket{Seq: 0, Timestamp: testpkt.Stamp(t3, true), ErrorEstimate: timestamp.NewErrorEstimate(true, true, time.Microsecond),
+		ReceiveTimestamp: testpkt.Stamp(t2, true), SenderSeq: 0, SenderTimestamp: testpkt.Stamp(t1, false), SenderErrorEstimate: 1, SenderTTL: 64}
+	data := rp.AppendTo(nil)[:testpkt.TWAMPReflectedLen]
+	var dec testpkt.ReflectedPacket
+	if err := dec.UnmarshalBinary(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.add(&dec, data, &udpsock.Message{Addr: target, RxTime: t4}, slot{used: true, t1: t1.UnixNano()}); err != nil {
+		t.Fatal(err)
+	}
+	s := a.summary(1, time.Second)
+	if s.Received != 1 || s.RTT.MinUS != 83 || s.Residence.MinUS != 7 || s.Forward.MinUS != 40 || s.Backward.MinUS != 43 {
+		t.Errorf("summary %+v", s)
+	}
+	if !strings.Contains(s.Warning, "SSID 0") {
+		t.Errorf("warning %q", s.Warning)
+	}
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# stamp.sh (issue 4): the STAMP figures.
+#  1. go test -bench of the reflector's per-packet path (allocations per packet must be 0);
+#  2. pkbench: stampref against the limit echo in one run — CPU per reflected packet at
+#     20 kpps (target ≤ 1.3 × echo), highest loss-free rate (≥ 0.95 × echo), residence T3 − T2
+#     at 10 kpps (targets p50 ≤ 5 µs, p99 ≤ 50 µs);
+#  3. stampsend: one session at 100 kpps for 3 s against stampref, false loss (target < 0.01 %).
+# Everything runs on 127.0.0.1 and is bounded in time.
+set -euo pipefail
+BIN=${BIN:-bin}
+PKBENCH=${PKBENCH:-$BIN/pkbench}
+mkdir -p "$BIN"
+for t in stampref stampsend; do
+  CGO_ENABLED=0 go build -C "$t" -trimpath -o "$(cd "$BIN" && pwd)/$t" .
+done
+
+echo "--- reflector hot path (go test -bench, shared/reflector)"
+(cd shared && go test -run '^$' -bench 'BenchmarkReflect$' -benchmem -benchtime "${BENCHTIME:-1s}" ./reflector) |
+  grep -E '^Benchmark|^ok'
+
+echo
+echo "--- stampref vs the limit echo (pkbench)"
+"$PKBENCH" --log-level warn reflector --name stampref \
+  --cmd "$BIN/stampref --listen 127.0.0.1:{port} --no-monitor --log-level warn" \
+  --rate 20000 --duration "${BENCH_DURATION:-5s}" --repeat "${BENCH_REPEAT:-3}" \
+  --residence-rate 10000 --residence-duration 3s --search-duration 1s
+
+echo
+echo "--- stampsend: one session at 100 kpps for 3 s (300,000 packets)"
+port=$(( 20000 + RANDOM % 20000 ))
+dir=$(mktemp -d)
+"$BIN/stampref" --listen "127.0.0.1:$port" --no-monitor --log-level warn &
+ref=$!
+trap 'kill $ref 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT
+sleep 0.3
+"$BIN/stampsend" --log-level warn --json -q -c 300000 -i 10us -W 1s "127.0.0.1:$port" | tail -1 >"$dir/summary.json"
+python3 - "$dir/summary.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+ok = s["loss_pct"] < 0.01
+print(f"sent {s['sent']} received {s['received']} lost {s['lost']} ({s['loss_pct']:.4f} %, target < 0.01 %) "
+      f"duplicates {s['duplicates']} reordered {s['reordered']} in {s['duration_s']:.2f} s "
+      f"= {s['sent']/s['duration_s']:.0f} pps; rtt p50 {s['rtt']['p50_us']:.1f} µs p99 {s['rtt']['p99_us']:.1f} µs; "
+      f"T1 {s['tx_source']} T4 {s['rx_source']}")
+print("check sender_false_loss_pct", f"{s['loss_pct']:.4f} < 0.01", "ok" if ok else "MISSED")
+PY

@@ -1,0 +1,53 @@
+package cmd
+
+import (
+	"context"
+	"io"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/probekit/probekit/shared/cliutil"
+	"github.com/probekit/probekit/stampref/internal/server"
+)
+
+func parse(t *testing.T, args ...string) (server.Config, int) {
+	t.Helper()
+	app := NewApp("test")
+	app.Writer, app.ErrWriter = io.Discard, os.Stderr
+	var cfg server.Config
+	app.Action = func(c *cli.Context) error {
+		var err error
+		cfg, err = Config(c)
+		return err
+	}
+	return cfg, cliutil.Run(context.Background(), app, append([]string{"stampref"}, args...))
+}
+
+// B-02: stampref listens on UDP 862 (IPv4 and IPv6) by default; --listen is repeatable.
+func TestB02DefaultListen(t *testing.T) {
+	cfg, code := parse(t)
+	if code != 0 || len(cfg.Listen) != 1 || cfg.Listen[0] != "[::]:862" || cfg.Monitor != DefaultMonitor {
+		t.Fatalf("code %d cfg %+v", code, cfg)
+	}
+	cfg, code = parse(t, "--listen", "127.0.0.1:8620", "--listen", "[::1]:8620", "--stateless", "--max-sessions", "10",
+		"--idle-timeout", "30s", "--ptp", "--no-monitor")
+	if code != 0 || len(cfg.Listen) != 2 || !cfg.Reflector.Stateless || cfg.Reflector.MaxSessions != 10 ||
+		cfg.Reflector.IdleTimeout != 30*time.Second || !cfg.Reflector.PTP || cfg.Monitor != "" {
+		t.Errorf("code %d cfg %+v", code, cfg)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	for _, bad := range [][]string{{"--listen", "x"}, {"--monitor", "10.0.0.1:80"}, {"--auth"}, {"extra"},
+		{"--idle-timeout", "0s"}, {"--max-sessions", "-1"}} {
+		if _, code := parse(t, bad...); code != cliutil.ExitUsage {
+			t.Errorf("%v: exit %d, want 2", bad, code)
+		}
+	}
+	if _, code := parse(t, "--auth", "--provisioned-only"); code != 0 {
+		t.Error("--auth --provisioned-only refused")
+	}
+}
