@@ -40,6 +40,7 @@ func newApp() *cli.App {
 		&cli.BoolFlag{Name: "ipv6", Aliases: []string{"6"}, Usage: "use IPv6 only"},
 		&cli.StringFlag{Name: "source", Aliases: []string{"S"}, Usage: "local source `ADDRESS`"},
 		&cli.BoolFlag{Name: "light", Usage: "send TWAMP Light (no control connection) to HOST[:PORT] (UDP)"},
+		&cli.BoolFlag{Name: "dscp-ecn", Usage: "request RFC 7750 DSCP and ECN monitoring (report the DS field the reflector received)"},
 		&cli.BoolFlag{Name: "individual", Usage: "start/stop sessions with RFC 5938 Start-N/Stop-N when the server offers it"},
 		&cli.StringFlag{Name: "percentiles", Aliases: []string{"a"}, Value: "50,90,95,99", Usage: "comma-separated percentiles to print"},
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print every packet (text format)"},
@@ -73,6 +74,7 @@ func newApp() *cli.App {
 			Source:         c.String("source"),
 			Light:          c.Bool("light"),
 			Individual:     c.Bool("individual"),
+			DSCPECN:        c.Bool("dscp-ecn"),
 			ConnectTimeout: c.Duration("connect-timeout"),
 			Logger:         cliutil.Logger(c),
 		}

@@ -6,6 +6,7 @@ require (
 	github.com/probekit/probekit/shared v0.0.0
 	github.com/sirupsen/logrus v1.10.2
 	github.com/urfave/cli/v2 v2.27.7
+	golang.org/x/net v0.62.0
 )
 
 require (

@@ -84,6 +84,9 @@ type Config struct {
 	ZeroAddresses bool
 	// Individual uses RFC 5938 Start-N-Sessions/Stop-N-Sessions when the server offers them.
 	Individual bool
+	// DSCPECN asks for RFC 7750 DSCP and ECN monitoring: the reflector returns the DS field
+	// it received, so DSCP re-marking and ECN marks on the forward path are reported.
+	DSCPECN bool
 	// Light sends TWAMP Light test packets without a control connection.
 	Light bool
 	// ConnectTimeout bounds connection setup.

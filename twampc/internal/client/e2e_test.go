@@ -377,3 +377,24 @@ func TestE2ESchedules(t *testing.T) {
 		}
 	}
 }
+
+// RFC 7750 end to end: the reflector reports the DS field it received; on loopback nothing
+// re-marks, so every packet arrives with the DSCP sent, both ways (TW-T3, TW-S2).
+func TestE2EDSCPECN(t *testing.T) {
+	kf := keyFile(t)
+	keys, _ := twampctl.LoadKeyFile(kf)
+	d := startTwampd(t, "-S", "127.0.0.1:0", "-a", "OE", "-k", kf)
+	for _, m := range []twampctl.Mode{twampctl.ModeUnauthenticated, twampctl.ModeEncrypted} {
+		res, err := Run(context.Background(), Config{Target: d.ctl, Count: 20, Schedule: Schedule{Interval: time.Millisecond},
+			Padding: -1, DSCP: 46, DSCPECN: true, Modes: m, Identity: "testuser", Secret: keys["testuser"],
+			LossTimeout: time.Second, KeepPackets: true, Logger: quiet()}, Output{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := res[0]
+		checkResult(t, r, 20)
+		if !r.Monitor || r.FwdDSCPChanged != 0 || r.RevDSCPChanged != 0 || r.FwdCE != 0 {
+			t.Errorf("%s: monitor %v fwd changed %d rev changed %d CE %d", m, r.Monitor, r.FwdDSCPChanged, r.RevDSCPChanged, r.FwdCE)
+		}
+	}
+}

@@ -215,3 +215,34 @@ func TestTsharkDecodesOurCapture(t *testing.T) {
 		t.Errorf("tshark reports malformed TWAMP frames:\n%s", s)
 	}
 }
+
+// A router that re-marks DSCP on the forward path is reported packet by packet through RFC
+// 7750 monitoring (ground truth: the iptables rule re-marks every forwarded test packet).
+func TestLabDSCPRemark(t *testing.T) {
+	if testing.Short() {
+		t.Skip("lab test skipped in -short mode")
+	}
+	d, c := twampd(t), twampc(t)
+	p := netlab.Path(t, netlab.PathConfig{})
+	if _, err := p.R.Exec("iptables", "-t", "mangle", "-I", "FORWARD", "1", "-d", netlab.PathB.String(), "-p", "udp",
+		"-j", "DSCP", "--set-dscp", "10"); err != nil {
+		t.Skipf("iptables DSCP target unavailable: %v", err)
+	}
+	if _, err := p.B.Start(d, "--listen", netlab.PathB.String()+":862", "--metrics=", "--log-level", "warn"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	out, err := p.A.Exec(c, "--log-level", "warn", "--json", "-c", "50", "-i", "2msf", "-L", "1s", "-D", "EF", "--dscp-ecn", netlab.PathB.String())
+	if err != nil {
+		t.Fatalf("twampc: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var sum Summary
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &sum); err != nil {
+		t.Fatal(err)
+	}
+	if !sum.DSCPECNMonitoring || sum.SendDSCPChanged != sum.Loss.Received || sum.Loss.Received != 50 || sum.ReflectDSCPChanged != 0 {
+		t.Errorf("monitoring %v, send re-marked %d of %d received, reflect re-marked %d", sum.DSCPECNMonitoring,
+			sum.SendDSCPChanged, sum.Loss.Received, sum.ReflectDSCPChanged)
+	}
+}

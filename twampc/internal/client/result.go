@@ -30,6 +30,12 @@ type Result struct {
 	FwdHopsMin, FwdHopsMax             int
 	BackHopsMin, BackHopsMax           int
 	unsynced                           bool
+	// Monitor is set when RFC 7750 monitoring was negotiated. The counts are of received
+	// packets whose DS field differed from the one sent (DSCP re-marked) or carried ECN CE,
+	// per direction.
+	Monitor                        bool
+	FwdDSCPChanged, RevDSCPChanged uint64
+	FwdCE, RevCE                   uint64
 }
 
 // finish computes the delay series from the records after sending and receiving ended.
@@ -61,6 +67,20 @@ func (r *Result) finish(recs []Record) {
 		}
 		r.Backward.Add(time.Duration(p.T4 - p.T3))
 		r.Processing.Add(time.Duration(p.T3 - p.T2))
+		if r.Monitor {
+			if p.FwdTOS>>2 != r.DSCP {
+				r.FwdDSCPChanged++
+			}
+			if p.FwdTOS&3 == 3 {
+				r.FwdCE++
+			}
+		}
+		if p.RevTOS>>2 != r.DSCP {
+			r.RevDSCPChanged++
+		}
+		if p.RevTOS&3 == 3 {
+			r.RevCE++
+		}
 		hop(p.SenderTTL, &r.FwdHopsMin, &r.FwdHopsMax)
 		hop(p.TTL, &r.BackHopsMin, &r.BackHopsMax)
 	}
@@ -78,31 +98,36 @@ type DelaySummary struct {
 
 // Summary is a session's JSON summary.
 type Summary struct {
-	Type              string                `json:"type"`
-	Session           int                   `json:"session"`
-	SID               string                `json:"sid"`
-	Mode              string                `json:"mode"`
-	Sender            string                `json:"sender"`
-	Reflector         string                `json:"reflector"`
-	DSCP              uint8                 `json:"dscp"`
-	Padding           int                   `json:"padding"`
-	First             time.Time             `json:"first"`
-	Last              time.Time             `json:"last"`
-	Sent              int                   `json:"sent"`
-	Loss              stats.SequenceSummary `json:"loss"`
-	SendDuplicates    uint64                `json:"send_duplicates"`
-	ReflectDuplicates uint64                `json:"reflect_duplicates"`
-	Invalid           uint64                `json:"invalid"`
-	RTT               DelaySummary          `json:"rtt"`
-	Forward           DelaySummary          `json:"send"`
-	Backward          DelaySummary          `json:"reflect"`
-	Processing        DelaySummary          `json:"reflector_processing"`
-	JitterUS          float64               `json:"jitter_rfc3550_us"`
-	ClockSynchronized bool                  `json:"clock_synchronized"`
-	KernelRxTimestamp uint64                `json:"kernel_rx_timestamps"`
-	KernelTxTimestamp uint64                `json:"kernel_tx_timestamps"`
-	SendHops          [2]int                `json:"send_hops"`
-	ReflectHops       [2]int                `json:"reflect_hops"`
+	Type               string                `json:"type"`
+	Session            int                   `json:"session"`
+	SID                string                `json:"sid"`
+	Mode               string                `json:"mode"`
+	Sender             string                `json:"sender"`
+	Reflector          string                `json:"reflector"`
+	DSCP               uint8                 `json:"dscp"`
+	Padding            int                   `json:"padding"`
+	First              time.Time             `json:"first"`
+	Last               time.Time             `json:"last"`
+	Sent               int                   `json:"sent"`
+	Loss               stats.SequenceSummary `json:"loss"`
+	SendDuplicates     uint64                `json:"send_duplicates"`
+	ReflectDuplicates  uint64                `json:"reflect_duplicates"`
+	Invalid            uint64                `json:"invalid"`
+	RTT                DelaySummary          `json:"rtt"`
+	Forward            DelaySummary          `json:"send"`
+	Backward           DelaySummary          `json:"reflect"`
+	Processing         DelaySummary          `json:"reflector_processing"`
+	JitterUS           float64               `json:"jitter_rfc3550_us"`
+	ClockSynchronized  bool                  `json:"clock_synchronized"`
+	KernelRxTimestamp  uint64                `json:"kernel_rx_timestamps"`
+	KernelTxTimestamp  uint64                `json:"kernel_tx_timestamps"`
+	DSCPECNMonitoring  bool                  `json:"dscp_ecn_monitoring"`
+	SendDSCPChanged    uint64                `json:"send_dscp_changed"`
+	SendCE             uint64                `json:"send_ecn_ce"`
+	ReflectDSCPChanged uint64                `json:"reflect_dscp_changed"`
+	ReflectCE          uint64                `json:"reflect_ecn_ce"`
+	SendHops           [2]int                `json:"send_hops"`
+	ReflectHops        [2]int                `json:"reflect_hops"`
 }
 
 func delaySummary(s *stats.Series, pcts []float64) DelaySummary {
@@ -125,6 +150,8 @@ func (r *Result) Summary(pcts []float64) Summary {
 		RTT: delaySummary(&r.RTT, pcts), Forward: delaySummary(&r.Forward, pcts),
 		Backward: delaySummary(&r.Backward, pcts), Processing: delaySummary(&r.Processing, pcts),
 		JitterUS: r.Jitter.Nanos() / 1e3, ClockSynchronized: r.Synchronized(), KernelRxTimestamp: r.KernelRx, KernelTxTimestamp: r.KernelTx,
+		DSCPECNMonitoring: r.Monitor, SendDSCPChanged: r.FwdDSCPChanged, SendCE: r.FwdCE,
+		ReflectDSCPChanged: r.RevDSCPChanged, ReflectCE: r.RevCE,
 		SendHops: [2]int{r.FwdHopsMin, r.FwdHopsMax}, ReflectHops: [2]int{r.BackHopsMin, r.BackHopsMax},
 	}
 }
@@ -185,6 +212,10 @@ func (r *Result) WriteText(w io.Writer, pcts []float64) {
 		ms(r.RTT.Percentile(95)-r.RTT.Percentile(50)), ms(r.Jitter.Value()))
 	fmt.Fprintf(w, "send jitter = %s ms (P95-P50)\n", ms(r.Forward.Percentile(95)-r.Forward.Percentile(50)))
 	fmt.Fprintf(w, "reflect jitter = %s ms (P95-P50)\n", ms(r.Backward.Percentile(95)-r.Backward.Percentile(50)))
+	if r.Monitor {
+		fmt.Fprintf(w, "send DSCP/ECN (RFC 7750): %d re-marked from DSCP %d, %d ECN CE\n", r.FwdDSCPChanged, r.DSCP, r.FwdCE)
+	}
+	fmt.Fprintf(w, "reflect DSCP/ECN: %d re-marked from DSCP %d, %d ECN CE\n", r.RevDSCPChanged, r.DSCP, r.RevCE)
 	fmt.Fprintf(w, "send hops = %s\n", hops(r.FwdHopsMin, r.FwdHopsMax))
 	fmt.Fprintf(w, "reflect hops = %s\n", hops(r.BackHopsMin, r.BackHopsMax))
 }

@@ -20,7 +20,7 @@ import (
 
 // Columns of the per-packet output (--json lines, --format csv, text with --verbose).
 var Columns = []string{"type", "session", "seq", "reflector_seq", "received", "t1_ns", "t1_kernel_ns", "t2_ns", "t3_ns", "t4_ns",
-	"rtt_us", "send_us", "reflect_us", "sender_ttl", "ttl"}
+	"rtt_us", "send_us", "reflect_us", "sender_ttl", "ttl", "fwd_tos", "rev_tos"}
 
 // Output says where and how results go.
 type Output struct {
@@ -222,6 +222,9 @@ func connect(ctx context.Context, cfg *Config) (*twampctl.Conn, error) {
 	if cfg.Individual {
 		ext |= twampctl.ModeIndividualSessionControl
 	}
+	if cfg.DSCPECN {
+		ext |= twampctl.ModeDSCPECN
+	}
 	ctl, err := twampctl.ClientHandshake(nc, twampctl.ClientConfig{Modes: cfg.Modes, Extensions: ext,
 		Identity: cfg.Identity, Secret: cfg.Secret})
 	if err != nil {
@@ -236,9 +239,16 @@ func connect(ctx context.Context, cfg *Config) (*twampctl.Conn, error) {
 func requestSessions(ctx context.Context, cfg *Config, ctl *twampctl.Conn, used map[uint16]bool) ([]*session, error) {
 	local, remote := addrOf(ctl.NetConn().LocalAddr()).Addr(), addrOf(ctl.NetConn().RemoteAddr()).Addr()
 	mode := ctl.Mode().TestSecurity()
+	monitor := ctl.Mode()&twampctl.ModeDSCPECN != 0
+	if cfg.DSCPECN && !monitor {
+		cfg.Logger.Warn("server does not offer RFC 7750 DSCP and ECN monitoring; forward DS field not reported")
+	}
 	pad := cfg.Padding
 	if pad < 0 {
 		pad = 27
+		if monitor {
+			pad = 28 // the reply grows by the DS octet; keep both directions equal
+		}
 		if mode != twampctl.ModeUnauthenticated {
 			pad = 64
 		}
@@ -275,6 +285,8 @@ func requestSessions(ctx context.Context, cfg *Config, ctl *twampctl.Conn, used 
 		}
 		s := newSession(i, cfg, sock, netip.AddrPortFrom(remote, as.Port), mode, pad) // TW-C4
 		s.sid = as.SID
+		s.monitor = monitor
+		s.res.Monitor = monitor
 		s.res.SID = as.SID
 		s.res.Mode = ctl.Mode().Security().String()
 		if mode == twampctl.ModeAuthenticated || mode == twampctl.ModeEncrypted {
@@ -300,10 +312,10 @@ func write(o Output, cfg *Config, sessions []*session) error {
 				r := &s.records[i]
 				if r.Received {
 					if err := em.Emit("packet", s.idx, r.Seq, r.ReflectorSeq, true, r.T1, r.T1Kernel, r.T2, r.T3, r.T4,
-						us(r.RTT()), us(time.Duration(r.T2-r.Depart())), us(time.Duration(r.T4-r.T3)), r.SenderTTL, r.TTL); err != nil {
+						us(r.RTT()), us(time.Duration(r.T2-r.Depart())), us(time.Duration(r.T4-r.T3)), r.SenderTTL, r.TTL, r.FwdTOS, r.RevTOS); err != nil {
 						return err
 					}
-				} else if err := em.Emit("packet", s.idx, r.Seq, 0, false, r.T1, r.T1Kernel, 0, 0, 0, 0.0, 0.0, 0.0, 0, 0); err != nil {
+				} else if err := em.Emit("packet", s.idx, r.Seq, 0, false, r.T1, r.T1Kernel, 0, 0, 0, 0.0, 0.0, 0.0, 0, 0, 0, 0); err != nil {
 					return err
 				}
 			}

@@ -31,6 +31,10 @@ type Record struct {
 	T4           int64  `json:"t4_ns"`        // sender receive
 	SenderTTL    uint8  `json:"sender_ttl"`
 	TTL          uint8  `json:"ttl"`
+	// FwdTOS is the DS field the reflector received (RFC 7750; valid when monitoring),
+	// RevTOS the DS field of the reply as received here.
+	FwdTOS uint8 `json:"fwd_tos"`
+	RevTOS uint8 `json:"rev_tos"`
 }
 
 // Depart is the best departure time known: the kernel transmit timestamp when the socket
@@ -60,6 +64,7 @@ type session struct {
 	count    int
 	schedule Schedule
 	zeroPad  bool
+	monitor  bool // RFC 7750 negotiated
 
 	sent      int
 	firstSent time.Time
@@ -260,6 +265,16 @@ func (s *session) handleReply(m *udpsock.Message, rp *testpkt.ReflectedPacket) {
 	rec.T3 = rp.TransmitTime().UnixNano()
 	rec.T4 = m.RxTime.UnixNano()
 	rec.SenderTTL = rp.SenderTTL
+	rec.RevTOS = m.TOS
+	if s.monitor {
+		off := 41 // right after Sender TTL (RFC 7750)
+		if s.rtc != nil {
+			off = 81
+		}
+		if len(data) > off {
+			rec.FwdTOS = data[off]
+		}
+	}
 	if m.TTL > 0 && m.TTL < 256 {
 		rec.TTL = uint8(m.TTL)
 	}
@@ -277,7 +292,7 @@ func listenTest(ctx context.Context, local netip.Addr, lo, hi uint16, used map[u
 	if local.Is6() {
 		network = "udp6"
 	}
-	opts := udpsock.Options{RxTimestamps: true, TxTimestamps: true, RecvTTL: true, ReadBuffer: 64 << 20, WriteBuffer: 4 << 20}
+	opts := udpsock.Options{RxTimestamps: true, TxTimestamps: true, RecvTTL: true, RecvTOS: true, ReadBuffer: 64 << 20, WriteBuffer: 4 << 20}
 	if lo == 0 {
 		return udpsock.Listen(ctx, network, netip.AddrPortFrom(local, 0).String(), opts)
 	}

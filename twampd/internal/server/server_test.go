@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/net/ipv4"
 
 	"github.com/probekit/probekit/shared/testpkt"
 	"github.com/probekit/probekit/shared/timestamp"
@@ -148,6 +149,12 @@ func (s *sender) pktMode() testpkt.Mode {
 
 // exchange sends one packet and returns the decoded reply and its wire size.
 func (s *sender) exchange(t *testing.T, seq uint32) (testpkt.ReflectedPacket, int, error) {
+	rp, n, _, err := s.exchangeRaw(t, seq)
+	return rp, n, err
+}
+
+// exchangeRaw is exchange that also returns the decrypted reply octets.
+func (s *sender) exchangeRaw(t *testing.T, seq uint32) (testpkt.ReflectedPacket, int, []byte, error) {
 	t.Helper()
 	sp := testpkt.SenderPacket{Mode: s.pktMode(), Seq: seq, Timestamp: testpkt.Stamp(time.Now(), false),
 		ErrorEstimate: timestamp.NewErrorEstimate(false, false, time.Millisecond)}
@@ -177,7 +184,7 @@ func (s *sender) exchange(t *testing.T, seq uint32) (testpkt.ReflectedPacket, in
 	n, _, err := s.conn.ReadFromUDP(buf)
 	var rp testpkt.ReflectedPacket
 	if err != nil {
-		return rp, 0, err
+		return rp, 0, nil, err
 	}
 	if s.tc != nil {
 		if err := s.tc.OpenReflector(buf[:n]); err != nil {
@@ -188,7 +195,7 @@ func (s *sender) exchange(t *testing.T, seq uint32) (testpkt.ReflectedPacket, in
 	if err := rp.UnmarshalBinary(buf[:n]); err != nil {
 		t.Fatal(err)
 	}
-	return rp, n, nil
+	return rp, n, buf[:n], nil
 }
 
 // Every mode end to end at the protocol level, IPv4 and IPv6: sizes, copied fields, own
@@ -602,7 +609,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 	body, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(body), `"modes": "unauthenticated|authenticated|encrypted|mixed|individual-session-control"`) {
+	if !strings.Contains(string(body), `"modes": "unauthenticated|authenticated|encrypted|mixed|individual-session-control|dscp-ecn"`) {
 		t.Errorf("status: %s", body)
 	}
 }
@@ -632,5 +639,44 @@ func TestParsers(t *testing.T) {
 	}
 	if err := (&Config{Modes: twampctl.ModeEncrypted}).Validate(); err == nil {
 		t.Error("encrypted mode without keys accepted")
+	}
+}
+
+// RFC 7750: with DSCP and ECN monitoring negotiated, the reply carries the DS field the
+// reflector received, right after Sender TTL, in open and encrypted layouts.
+func TestDSCPECNMonitoring(t *testing.T) {
+	ts := startServer(t, Config{})
+	for _, m := range []twampctl.Mode{twampctl.ModeUnauthenticated, twampctl.ModeEncrypted} {
+		cfg := clientCfg(m)
+		cfg.Extensions = twampctl.ModeDSCPECN
+		ctl, err := dial(t, ts.ctl, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ctl.Mode()&twampctl.ModeDSCPECN == 0 {
+			t.Fatalf("server did not accept DSCP-ECN monitoring: %s", ctl.Mode())
+		}
+		pad, off := 28, dscpECNOffOpen
+		if m == twampctl.ModeEncrypted {
+			pad, off = 64, dscpECNOffAuth
+		}
+		s, _ := newSender(t, ctl, pad, 0)
+		const tos = 46<<2 | 1 // EF, ECT(1)
+		if err := ipv4.NewConn(s.conn).SetTOS(tos); err != nil {
+			t.Fatal(err)
+		}
+		if err := ctl.StartSessions(); err != nil {
+			t.Fatal(err)
+		}
+		_, n, raw, err := s.exchangeRaw(t, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if raw[off] != tos {
+			t.Errorf("%s: DS field in reply %#x, want %#x", m, raw[off], tos)
+		}
+		if want := max(testpkt.TWAMPSenderLen+pad, off+1); m == twampctl.ModeUnauthenticated && n != want {
+			t.Errorf("open reply %d octets, want %d", n, want)
+		}
 	}
 }

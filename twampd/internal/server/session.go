@@ -33,6 +33,7 @@ type session struct {
 	local    netip.AddrPort
 	peer     netip.AddrPort
 	rs       *reflector.Session
+	mon      *dscpMon
 	timeout  time.Duration
 	padding  uint32
 	dscp     uint8
@@ -45,11 +46,33 @@ type session struct {
 	done     chan struct{}
 }
 
+// RFC 7750 "Sender DSCP and ECN" octet: right after Sender TTL in both reflector layouts.
+const (
+	dscpECNOffOpen = testpkt.TWAMPReflectedLen // 41
+	dscpECNOffAuth = 81
+)
+
+// dscpMon carries the DS field of the packet being reflected into the reply (RFC 7750). The
+// session's socket loop sets tos before each Reflect; Seal runs inside that call.
+type dscpMon struct {
+	enabled bool
+	tos     uint8
+}
+
 // twampAuth adapts twampctl.TestCrypto to the reflector's Authenticator.
-type twampAuth struct{ tc *twampctl.TestCrypto }
+type twampAuth struct {
+	tc  *twampctl.TestCrypto
+	mon *dscpMon
+}
 
 func (a twampAuth) Open(pkt []byte) bool { return a.tc.OpenSender(pkt) == nil }
-func (a twampAuth) Seal(pkt []byte)      { _ = a.tc.SealReflector(pkt) }
+
+func (a twampAuth) Seal(pkt []byte) {
+	if a.mon.enabled {
+		pkt[dscpECNOffAuth] = a.mon.tos // inside the encrypted, authenticated span
+	}
+	_ = a.tc.SealReflector(pkt)
+}
 
 // listenTest binds a UDP socket for a session: the requested port first, then the range
 // (rotating start), then — when no range is configured — a kernel-chosen port (TW-C3).
@@ -112,6 +135,7 @@ func (s *Server) newSession(ctx context.Context, c *controlConn, rq *twampctl.Re
 		dscp:     dscp,
 		created:  now,
 		done:     make(chan struct{}),
+		mon:      &dscpMon{enabled: c.ctl.Mode()&twampctl.ModeDSCPECN != 0},
 	}
 	ss.local = netip.AddrPortFrom(ss.local.Addr().Unmap(), ss.local.Port())
 	rs := &reflector.Session{
@@ -129,7 +153,7 @@ func (s *Server) newSession(ctx context.Context, c *controlConn, rq *twampctl.Re
 			return nil, err
 		}
 		rs.Mode = testpkt.ModeTWAMPAuthenticated
-		rs.Auth = twampAuth{tc}
+		rs.Auth = twampAuth{tc: tc, mon: ss.mon}
 	default:
 		// Open replies are the STAMP layout without its last 3 MBZ octets; the engine
 		// builds ≥ 44 and serve trims to max(n, 41) (TW-T2).
@@ -185,7 +209,7 @@ func (s *Server) serve(ss *session) {
 		close(ss.done)
 	}()
 	context.AfterFunc(ss.ctx, func() { ss.sock.Close() })
-	err := s.reflectLoop(ss.ctx, ss.sock, ss.local, ss.rs.Mode == testpkt.ModeUnauthenticated, s.cfg.RefWait)
+	err := s.reflectLoop(ss.ctx, ss.sock, ss.local, ss.rs.Mode == testpkt.ModeUnauthenticated, s.cfg.RefWait, ss.mon)
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		s.m.refwaitExpired.Add(1)
@@ -194,9 +218,13 @@ func (s *Server) serve(ss *session) {
 }
 
 // reflectLoop serves one socket: batched receive, reflection by the shared engine, batched
-// send. Open-mode replies are trimmed to the TWAMP size max(n, 41) (TW-T2). idle > 0 ends
-// the loop with a timeout error after that long without packets.
-func (s *Server) reflectLoop(ctx context.Context, sock *udpsock.Conn, local netip.AddrPort, open bool, idle time.Duration) error {
+// send. Open-mode replies are trimmed to the TWAMP size max(n, 41) (TW-T2), or max(n, 42)
+// when mon enables RFC 7750 monitoring. idle > 0 ends the loop with a timeout error after
+// that long without packets.
+func (s *Server) reflectLoop(ctx context.Context, sock *udpsock.Conn, local netip.AddrPort, open bool, idle time.Duration, mon *dscpMon) error {
+	if mon == nil {
+		mon = &dscpMon{}
+	}
 	w := s.refl.NewWorker()
 	const batch = udpsock.DefaultBatch
 	in := make([]udpsock.Message, batch)
@@ -226,12 +254,18 @@ func (s *Server) reflectLoop(ctx context.Context, sock *udpsock.Conn, local neti
 			}
 			pkt = reflector.Packet{Data: m.Buf[:m.N], Peer: unmapAP(m.Addr), Local: local,
 				RxTime: m.RxTime, RxSource: m.RxSource, TOS: m.TOS, TTL: m.TTL}
+			mon.tos = m.TOS
 			reply, tos, ok := w.Reflect(&pkt, bufs[i][:0])
 			if !ok {
 				continue
 			}
 			if open {
-				reply = reply[:max(m.N, testpkt.TWAMPReflectedLen)]
+				if mon.enabled {
+					reply = reply[:max(m.N, dscpECNOffOpen+1)]
+					reply[dscpECNOffOpen] = m.TOS
+				} else {
+					reply = reply[:max(m.N, testpkt.TWAMPReflectedLen)]
+				}
 			}
 			out[k] = udpsock.Message{Buf: reply, N: len(reply), Addr: m.Addr, TOS: tos}
 			k++
