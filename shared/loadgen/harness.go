@@ -153,6 +153,7 @@ const (
 	settleBetweenRuns  = 100 * time.Millisecond
 	searchRefinements  = 1
 	minSearchRate      = 1000
+	harnessWait        = time.Second
 	residenceCheckName = "residence"
 )
 
@@ -326,6 +327,11 @@ func RunOnce(ctx context.Context, p *Process, cfg Config) (Result, error) {
 	defer conn.Close()
 	time.Sleep(settleBetweenRuns)
 	cfg.Target, cfg.PID = p.Addr, p.PID()
+	if cfg.Wait == 0 {
+		// A run ends early once every reply is in, so a long wait costs nothing unless a
+		// scheduling stall on a busy machine delays the last replies.
+		cfg.Wait = harnessWait
+	}
 	res, err := Run(ctx, conn, cfg)
 	if err != nil {
 		return res, fmt.Errorf("%s: %w", p.Name, err)

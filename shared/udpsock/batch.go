@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"time"
 	"unsafe"
 
@@ -38,11 +39,13 @@ type batchState struct {
 	// Arguments and results of the bound syscall functions (method values are stored once
 	// so RawConn.Read/Write does not allocate a closure per call).
 	sysno uintptr
-	n     int
-	flags int
-	got   int
-	errno unix.Errno
-	fn    func(fd uintptr) bool
+	// blocking: recvmmsg waits in the kernel (Options.Blocking) and wakes every BlockingPoll.
+	blocking bool
+	n        int
+	flags    int
+	got      int
+	errno    unix.Errno
+	fn       func(fd uintptr) bool
 }
 
 func (s *batchState) init(c *Conn, n int, read bool) {
@@ -51,6 +54,7 @@ func (s *batchState) init(c *Conn, n int, read bool) {
 	s.sysno = unix.SYS_SENDMMSG
 	if read {
 		s.sysno = unix.SYS_RECVMMSG
+		s.blocking = c.opts.Blocking
 	}
 	s.fn = s.call
 }
@@ -72,6 +76,19 @@ func (s *batchState) call(fd uintptr) bool {
 		r, _, e := unix.Syscall6(s.sysno, fd, uintptr(unsafe.Pointer(&s.hs[0])),
 			uintptr(s.n), uintptr(s.flags), 0, 0)
 		if e == unix.EINTR {
+			continue
+		}
+		if e == unix.EAGAIN && s.blocking {
+			// SO_RCVTIMEO expired: keep waiting unless the socket is closing or the read
+			// deadline passed.
+			if s.c.closing.Load() {
+				s.got, s.errno = 0, unix.EBADF
+				return true
+			}
+			if d := s.c.rdeadline.Load(); d != 0 && time.Now().UnixNano() >= d {
+				s.got, s.errno = 0, unix.ETIMEDOUT
+				return true
+			}
 			continue
 		}
 		if e == unix.EAGAIN {
@@ -121,10 +138,19 @@ func (c *Conn) ReadBatch(msgs []Message) (int, error) {
 		setHdr(&s.hs[i], &s.iov[i], msgs[i].Buf, &s.names[i], unix.SizeofSockaddrInet6, s.oob[i*oobSize:(i+1)*oobSize])
 	}
 	s.n, s.flags = n, 0
+	if s.blocking {
+		s.flags = unix.MSG_WAITFORONE
+	}
 	if err := c.rc.Read(s.fn); err != nil {
 		return 0, c.wrapErr("recvmmsg", err)
 	}
-	if s.errno != 0 {
+	switch {
+	case s.errno == 0:
+	case s.blocking && s.errno == unix.EBADF:
+		return 0, ErrClosed
+	case s.blocking && s.errno == unix.ETIMEDOUT:
+		return 0, fmt.Errorf("udpsock: recvmmsg: %w", os.ErrDeadlineExceeded)
+	default:
 		return 0, c.wrapErr("recvmmsg", s.errno)
 	}
 	var now time.Time

@@ -76,6 +76,12 @@ func TestZeroAllocs(t *testing.T) {
 	if a := testing.AllocsPerRun(200, single); a != 0 {
 		t.Fatalf("WriteTo+ReadFrom: %.1f allocations per run, want 0", a)
 	}
+	brx := listen(t, "udp4", "127.0.0.1:0", Options{Blocking: true, RxTimestamps: true, RecvTOS: true, RecvTTL: true})
+	bout := seqMsgs(32, brx.LocalAddr())
+	roundTrip(t, tx, brx, bout, in)
+	if a := testing.AllocsPerRun(200, func() { roundTrip(t, tx, brx, bout, in) }); a != 0 {
+		t.Fatalf("Blocking ReadBatch: %.1f allocations per run, want 0", a)
+	}
 	// Transmit timestamps: send a batch, then drain its reports from the error queue.
 	ttx := listen(t, "udp4", "127.0.0.1:0", Options{TxTimestamps: true})
 	var stamps int

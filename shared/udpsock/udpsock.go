@@ -51,7 +51,17 @@ type Options struct {
 	// ReadBuffer and WriteBuffer set SO_RCVBUF/SO_SNDBUF in bytes when non-zero (with the
 	// *FORCE variants first, which succeed for root beyond the sysctl limits).
 	ReadBuffer, WriteBuffer int
+	// Blocking makes ReadBatch wait inside recvmmsg (MSG_WAITFORONE on a blocking socket)
+	// instead of the runtime's network poller: the kernel wakes the reading thread directly,
+	// which costs less CPU and latency per wake-up, but each blocked reader holds an OS
+	// thread. The wait is cut every BlockingPoll to notice Close and read deadlines, so
+	// Close may take that long and deadlines have that granularity.
+	Blocking bool
 }
+
+// BlockingPoll is how often a Blocking ReadBatch wakes (SO_RCVTIMEO) to check for Close and
+// its read deadline.
+const BlockingPoll = 50 * time.Millisecond
 
 // Message is one datagram for ReadBatch/WriteBatch.
 //
@@ -93,10 +103,11 @@ type Conn struct {
 	rxTS     rxStampKind
 	features Features
 
-	tos     atomic.Uint32 // the socket's default TOS (SetTOS); messages differing get a cmsg
-	txNext  atomic.Uint32 // next OPT_ID the kernel will assign
-	closing atomic.Bool
-	stop    atomic.Pointer[func() bool] // stops the context watcher
+	tos       atomic.Uint32 // the socket's default TOS (SetTOS); messages differing get a cmsg
+	rdeadline atomic.Int64  // read deadline in Unix ns for Blocking reads (0: none)
+	txNext    atomic.Uint32 // next OPT_ID the kernel will assign
+	closing   atomic.Bool
+	stop      atomic.Pointer[func() bool] // stops the context watcher
 
 	rmu sync.Mutex
 	r   batchState
@@ -293,6 +304,15 @@ func (c *Conn) setup(fd int) error {
 			}
 		}
 	}
+	if c.opts.Blocking {
+		tv := unix.NsecToTimeval(BlockingPoll.Nanoseconds())
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+			return fmt.Errorf("SO_RCVTIMEO: %w", err)
+		}
+		if err := unix.SetNonblock(fd, false); err != nil {
+			return fmt.Errorf("blocking mode: %w", err)
+		}
+	}
 	if c.opts.ReadBuffer > 0 {
 		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, c.opts.ReadBuffer) != nil {
 			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, c.opts.ReadBuffer); err != nil {
@@ -384,9 +404,23 @@ func (c *Conn) Close() error {
 }
 
 // SetDeadline, SetReadDeadline and SetWriteDeadline bound blocking batch calls like net.Conn's.
-func (c *Conn) SetDeadline(t time.Time) error      { return c.uc.SetDeadline(t) }
-func (c *Conn) SetReadDeadline(t time.Time) error  { return c.uc.SetReadDeadline(t) }
+func (c *Conn) SetDeadline(t time.Time) error {
+	c.storeReadDeadline(t)
+	return c.uc.SetDeadline(t)
+}
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	c.storeReadDeadline(t)
+	return c.uc.SetReadDeadline(t)
+}
 func (c *Conn) SetWriteDeadline(t time.Time) error { return c.uc.SetWriteDeadline(t) }
+
+func (c *Conn) storeReadDeadline(t time.Time) {
+	if t.IsZero() {
+		c.rdeadline.Store(0)
+	} else {
+		c.rdeadline.Store(t.UnixNano())
+	}
+}
 
 // SetTOS sets the socket's default DSCP/ECN byte (IP_TOS, and IPV6_TCLASS on IPv6 sockets).
 // WriteBatch adds a per-message cmsg only for messages whose TOS differs from it.

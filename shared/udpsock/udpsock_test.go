@@ -568,3 +568,56 @@ func kernelAtLeast(major, minor int) bool {
 	fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &ma, &mi)
 	return ma > major || ma == major && mi >= minor
 }
+
+func TestBlockingMode(t *testing.T) {
+	opts := Options{Blocking: true, RxTimestamps: true, RecvTOS: true}
+	rx := listen(t, "udp4", "127.0.0.1:0", opts)
+	tx := listen(t, "udp4", "127.0.0.1:0", Options{})
+	ms := seqMsgs(8, rx.LocalAddr())
+	for i := range ms {
+		ms[i].TOS = 0xb8 | uint8(i&3)
+	}
+	if _, err := tx.WriteBatch(ms); err != nil {
+		t.Fatal(err)
+	}
+	got := readN(t, rx, len(ms))
+	for _, m := range got {
+		seq := binary.BigEndian.Uint32(m.Buf)
+		if m.TOS != ms[seq].TOS || m.RxSource != timestamp.SourceKernel || m.Addr != tx.LocalAddr() {
+			t.Errorf("packet %d: TOS %#x source %v from %v", seq, m.TOS, m.RxSource, m.Addr)
+		}
+	}
+
+	// A read deadline ends a blocked read with os.ErrDeadlineExceeded.
+	start := time.Now()
+	rx.SetReadDeadline(start.Add(30 * time.Millisecond))
+	if _, err := rx.ReadBatch(mkMsgs(2, 64)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("err = %v, want deadline exceeded", err)
+	}
+	if el := time.Since(start); el < 30*time.Millisecond || el > 30*time.Millisecond+3*BlockingPoll {
+		t.Errorf("deadline of 30ms returned after %v", el)
+	}
+	rx.SetReadDeadline(time.Time{})
+
+	// Cancelling the context closes the socket and ends a blocked read with ErrClosed.
+	ctx, cancel := context.WithCancel(context.Background())
+	c, err := Listen(ctx, "udp4", "127.0.0.1:0", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.ReadBatch(mkMsgs(4, 64))
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("err = %v, want ErrClosed", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("blocking ReadBatch still blocked after cancel")
+	}
+}

@@ -42,6 +42,7 @@ const (
 	flagCheck       = "check"
 	flagRcvBuf      = "rcvbuf"
 	flagWait        = "wait"
+	flagBlocking    = "blocking"
 )
 
 // limitRcvBuf is the limit echo's default receive buffer: the best a reflector can do is
@@ -59,6 +60,7 @@ func newApp(version string) *cli.App {
 				&cli.StringFlag{Name: flagListen, Value: "127.0.0.1:0", Usage: "UDP `ADDR:PORT` to listen on"},
 				cliutil.IntFlag(flagBatch, "datagrams per recvmmsg/sendmmsg", udpsock.DefaultBatch, 1, 1024),
 				cliutil.IntFlag(flagRcvBuf, "socket receive buffer `BYTES` (0: the kernel default)", limitRcvBuf, 0, 1<<30),
+				&cli.BoolFlag{Name: flagBlocking, Usage: "wait inside recvmmsg (udpsock Options.Blocking) instead of the runtime poller"},
 			},
 			Action: echoAction,
 		},
@@ -85,6 +87,7 @@ func newApp(version string) *cli.App {
 				&cli.StringFlag{Name: flagName, Usage: "reflector `NAME` in the report (default: the command's first word)"},
 				cliutil.IntFlag(flagBatch, "datagrams per recvmmsg/sendmmsg of the limit echo", udpsock.DefaultBatch, 1, 1024),
 				cliutil.IntFlag(flagRcvBuf, "receive buffer `BYTES` of the limit echo (0: the kernel default)", limitRcvBuf, 0, 1<<30),
+				&cli.BoolFlag{Name: flagBlocking, Usage: "run the limit echo (and the stand-in echo) in udpsock's Blocking mode"},
 				cliutil.IntFlag(flagRepeat, "fixed-rate runs per target (alternating; the median counts)", 1, 1, 20),
 				&cli.Float64Flag{Name: flagResRate, Value: 10000, Usage: "offered `PPS` for the residence-time run"},
 				&cli.DurationFlag{Name: flagResDuration, Value: 3 * time.Second, Usage: "`DURATION` of the residence-time run"},
@@ -140,7 +143,7 @@ func positive(c *cli.Context, names ...string) error {
 func echoAction(c *cli.Context) error {
 	log := cliutil.Logger(c)
 	conn, err := udpsock.Listen(c.Context, "udp", c.String(flagListen), udpsock.Options{
-		Batch: int(cliutil.Int(c, flagBatch)), ReadBuffer: int(cliutil.Int(c, flagRcvBuf))})
+		Batch: int(cliutil.Int(c, flagBatch)), ReadBuffer: int(cliutil.Int(c, flagRcvBuf)), Blocking: c.Bool(flagBlocking)})
 	if err != nil {
 		return err
 	}
@@ -220,9 +223,13 @@ func reflectorAction(c *cli.Context) error {
 			return nil, err
 		}
 		addr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
-		return loadgen.StartArgs(ctx, name, addr, []string{exe, "--log-level", "warn", "echo",
+		argv := []string{exe, "--log-level", "warn", "echo",
 			"--" + flagListen, addr.String(), "--" + flagBatch, strconv.Itoa(int(cliutil.Int(c, flagBatch))),
-			"--" + flagRcvBuf, strconv.Itoa(int(cliutil.Int(c, flagRcvBuf)))}, nil)
+			"--" + flagRcvBuf, strconv.Itoa(int(cliutil.Int(c, flagRcvBuf)))}
+		if c.Bool(flagBlocking) {
+			argv = append(argv, "--"+flagBlocking)
+		}
+		return loadgen.StartArgs(ctx, name, addr, argv, nil)
 	}
 	limit, err := startEcho("limit-echo")
 	if err != nil {
