@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -56,7 +57,13 @@ func freeUDPPort(t *testing.T) int {
 // startReflector runs stampref on 127.0.0.1 and waits until it logs that it serves.
 func startReflector(t *testing.T, args ...string) string {
 	t.Helper()
-	addr := "127.0.0.1:" + strconv.Itoa(freeUDPPort(t))
+	return startReflectorOn(t, "127.0.0.1:"+strconv.Itoa(freeUDPPort(t)), args...)
+}
+
+// startReflectorOn runs stampref on addr; it is stopped with SIGTERM at the end of the test
+// and must exit 0 within 3 s.
+func startReflectorOn(t *testing.T, addr string, args ...string) string {
+	t.Helper()
 	cmd := exec.Command(bins.stampref, append([]string{"--listen", addr, "--no-monitor", "--log-format", "json"}, args...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -66,15 +73,18 @@ func startReflector(t *testing.T, args ...string) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Errorf("stampref after SIGTERM: %v", err)
+			}
 		case <-time.After(3 * time.Second):
 			_ = cmd.Process.Kill()
 			<-done
-			t.Error("stampref did not stop on SIGINT")
+			t.Error("stampref did not stop on SIGTERM")
 		}
 	})
 	sc := bufio.NewScanner(stderr)
@@ -177,7 +187,7 @@ func TestLoopback(t *testing.T) {
 	}
 	for i, r := range recs {
 		if r.Seq != uint32(i) || r.Bytes != 44+8+8+20 || r.SSID != 4242 || r.TTL != 64 || r.SenderTTL != 64 ||
-			r.RTTUS <= 0 || r.RTTUS > 20000 || r.Residence < 0 || r.Residence > 20000 || r.TxSource != "kernel" || r.RxSource != "kernel" {
+			r.RTTUS <= 0 || r.RTTUS > 1e6 || r.Residence < 0 || r.Residence > 1e6 || r.TxSource != "kernel" || r.RxSource != "kernel" {
 			t.Fatalf("record %d: %+v", i, r)
 		}
 	}
@@ -254,5 +264,22 @@ func TestUsageErrors(t *testing.T) {
 		t.Error("stampref accepted a bad --listen")
 	} else if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
 		t.Errorf("stampref bad --listen: %v", err)
+	}
+}
+
+// TestLoopbackIPv6: the same over ::1.
+func TestLoopbackIPv6(t *testing.T) {
+	c, err := net.ListenPacket("udp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	addr := c.LocalAddr().String()
+	c.Close()
+	startReflectorOn(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	recs, sum := parseJSONLines(t, runSender(t, ctx, "--json", "-c", "20", "-i", "2ms", "--tlv", "location", addr))
+	if sum.Received != 20 || len(recs) != 20 || recs[0].TTL != 64 || recs[0].SenderTTL != 64 || recs[0].Bytes != 44+4+4+2*(4+16) {
+		t.Errorf("IPv6: %+v %+v", sum, recs[0])
 	}
 }
