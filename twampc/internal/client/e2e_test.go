@@ -30,7 +30,7 @@ var (
 )
 
 // twampd builds the real server binary from the sibling module once per test run.
-func twampd(t *testing.T) string {
+func twampd(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "twampc-e2e")
@@ -63,7 +63,7 @@ type daemon struct {
 }
 
 // startTwampd runs twampd with args and returns its bound addresses from its JSON log.
-func startTwampd(t *testing.T, args ...string) daemon {
+func startTwampd(t testing.TB, args ...string) daemon {
 	t.Helper()
 	bin := twampd(t)
 	cmd := exec.Command(bin, append([]string{"--log-format", "json", "--metrics", "127.0.0.1:0"}, args...)...)

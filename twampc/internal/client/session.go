@@ -112,6 +112,13 @@ func (s *session) send(ctx context.Context, start time.Time) error {
 	var sp testpkt.SenderPacket
 	sp.Mode = s.pktMode()
 	sp.ErrorEstimate = ee
+	// At rates above 20 kpps, packets due within the next 50 µs join the current sendmmsg:
+	// one syscall per few packets instead of one each, at the cost of ≤ 50 µs early
+	// departures (every packet still carries its own T1 and kernel transmit time).
+	var lookahead time.Duration
+	if s.schedule.Interval < 50*time.Microsecond {
+		lookahead = 50 * time.Microsecond
+	}
 	next := start
 	seq := 0
 	for seq < s.count {
@@ -131,7 +138,7 @@ func (s *session) send(ctx context.Context, start time.Time) error {
 			continue
 		}
 		k := 0
-		for k < batch && seq < s.count && !next.After(now) {
+		for k < batch && seq < s.count && !next.After(now.Add(lookahead)) {
 			b := bufs[k*len(pad) : (k+1)*len(pad)]
 			copy(b, pad)
 			sp.Seq = uint32(seq)
