@@ -42,6 +42,8 @@ const (
 	flagSynced      = "synchronized"
 	flagClockError  = "clock-error"
 	flagSeed        = "seed"
+	flagARInterval  = "access-report-interval"
+	flagARRetries   = "access-report-retries"
 )
 
 // ErrNoReply is returned when not a single reply came back (exit status 1, like ping).
@@ -80,6 +82,8 @@ func NewApp(version string) *cli.App {
 		&cli.BoolFlag{Name: flagSynced, Usage: "set the S bit: this host's clock is synchronised to UTC"},
 		&cli.DurationFlag{Name: flagClockError, Value: time.Millisecond, Usage: "clock error reported in the Error Estimate"},
 		&cli.Uint64Flag{Name: flagSeed, Usage: "seed of the Poisson schedule (0 = random)"},
+		&cli.DurationFlag{Name: flagARInterval, Value: 3 * time.Second, Usage: "resend an unanswered Access Report TLV after `DURATION`"},
+		cliutil.IntFlag(flagARRetries, "resend an unanswered Access Report TLV at most `N` times", 4, 0, 1000),
 	)
 	app.Action = func(c *cli.Context) error {
 		cfg, err := Config(c)
@@ -160,7 +164,11 @@ func Config(c *cli.Context) (sender.Config, error) {
 		Synchronized: c.Bool(flagSynced), ClockError: c.Duration(flagClockError), DSCP: uint8(cliutil.Int(c, flagDSCP)),
 		TTL: int(cliutil.Int(c, flagTTL)), Timeout: c.Duration(flagTimeout), RequireSSID: c.Bool(flagRequireSSID),
 		NoKernelTimestamps: c.Bool(flagNoKernel), Quiet: c.Bool(flagQuiet), Format: cliutil.OutputFormat(c),
-		Out: c.App.Writer, SummaryOut: c.App.ErrWriter,
+		Out: c.App.Writer, SummaryOut: c.App.ErrWriter, AccessReportInterval: c.Duration(flagARInterval),
+		AccessReportRetries: int(cliutil.Int(c, flagARRetries)),
+	}
+	if cfg.AccessReportRetries == 0 {
+		cfg.AccessReportRetries = -1 // sender.Config: negative means no retries
 	}
 	switch c.String(flagSchedule) {
 	case "periodic":

@@ -20,6 +20,8 @@ type builder struct {
 	signer   *testpkt.Signer
 	hmacTLV  int // offset of the HMAC TLV, -1 for none
 	dmOffset int // offset of the Direct Measurement S_TxC, -1 for none
+	arOffset int // offset of the Access Report TLV header, -1 for none
+	arValue  []byte
 }
 
 // newBuilder lays out the template. size, when larger than what the TLVs need, is reached with an
@@ -27,11 +29,14 @@ type builder struct {
 func newBuilder(mode testpkt.Mode, ssid uint16, ee timestamp.ErrorEstimate, ptp bool, key []byte,
 	tlvs []TLVSpec, size int) (*builder, error) {
 	p := testpkt.SenderPacket{Mode: mode, ErrorEstimate: ee, SSID: ssid}
-	b := &builder{mode: mode, ptp: ptp, hmacTLV: -1, dmOffset: -1}
+	b := &builder{mode: mode, ptp: ptp, hmacTLV: -1, dmOffset: -1, arOffset: -1}
 	t := p.AppendTo(nil)
 	for _, s := range tlvs {
 		if s.Type == testpkt.TypeDirectMeasurement {
 			b.dmOffset = len(t) + testpkt.TLVHeaderLen
+		}
+		if s.Type == testpkt.TypeAccessReport && b.arOffset < 0 {
+			b.arOffset, b.arValue = len(t), s.Value
 		}
 		t = testpkt.AppendTLV(t, testpkt.FlagU, s.Type, s.Value) // U=1, M=0, I=0
 	}
@@ -66,9 +71,15 @@ func newBuilder(mode testpkt.Mode, ssid uint16, ee timestamp.ErrorEstimate, ptp 
 func (b *builder) Len() int { return len(b.tmpl) }
 
 // build writes packet seq with transmit time t1 into dst (len(dst) ≥ Len) and returns it.
-func (b *builder) build(dst []byte, seq uint32, t1 time.Time, sentSoFar uint32) []byte {
+// Without withAR the Access Report TLV's place holds Extra Padding of the same size, so every
+// packet has the same length whether or not it carries the report (T-06 retransmission).
+func (b *builder) build(dst []byte, seq uint32, t1 time.Time, sentSoFar uint32, withAR bool) []byte {
 	p := dst[:len(b.tmpl)]
 	copy(p, b.tmpl)
+	if b.arOffset >= 0 && !withAR {
+		p[b.arOffset+1] = byte(testpkt.TypeExtraPadding)
+		clear(p[b.arOffset+testpkt.TLVHeaderLen : b.arOffset+testpkt.TLVHeaderLen+len(b.arValue)])
+	}
 	binary.BigEndian.PutUint32(p[0:], seq)
 	ts := testpkt.Stamp(t1, b.ptp)
 	if b.mode.Authenticated() {

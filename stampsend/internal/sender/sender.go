@@ -14,6 +14,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -57,6 +58,12 @@ type Config struct {
 	// Timeout: a reply later than this after its packet counts as late, and after the last
 	// packet the sender waits this long for outstanding replies.
 	Timeout time.Duration
+	// AccessReportInterval and AccessReportRetries drive the Access Report TLV (RFC 8972
+	// §4.6): it goes in the first packet and, until a reply echoes it, again every interval
+	// (3 s when 0), at most retries more times (4 when 0; -1 for none). Other packets carry
+	// Extra Padding of the same size in its place.
+	AccessReportInterval time.Duration
+	AccessReportRetries  int
 	// RequireSSID stops the session when the reflector returns SSID 0.
 	RequireSSID bool
 	// NoKernelTimestamps uses user-space clocks for T1 and T4.
@@ -100,6 +107,24 @@ type session struct {
 	lastT time.Time
 
 	acc *accumulator
+
+	// Access Report retransmission state (guarded by mu; arAcked set by the receiver).
+	arNext  time.Time
+	arLeft  int
+	arAcked atomic.Bool
+}
+
+// wantAR reports whether the packet sent at now carries the Access Report (s.mu held).
+func (s *session) wantAR(now time.Time) bool {
+	if s.b.arOffset < 0 || s.arAcked.Load() || s.arLeft < 0 || now.Before(s.arNext) {
+		return false
+	}
+	s.arLeft--
+	s.arNext = now.Add(s.cfg.AccessReportInterval)
+	if s.arLeft < 0 {
+		s.arNext = time.Time{}
+	}
+	return true
 }
 
 func (s *session) onTx(id uint32, t time.Time, src timestamp.Source) {
@@ -131,7 +156,16 @@ func Run(ctx context.Context, cfg Config, log logrus.FieldLogger) (*Summary, err
 	if cfg.Out == nil {
 		cfg.Out = os.Stdout
 	}
-	s := &session{cfg: cfg, log: log, mode: testpkt.ModeUnauthenticated}
+	if cfg.AccessReportInterval <= 0 {
+		cfg.AccessReportInterval = 3 * time.Second
+	}
+	switch {
+	case cfg.AccessReportRetries == 0:
+		cfg.AccessReportRetries = 4
+	case cfg.AccessReportRetries < 0:
+		cfg.AccessReportRetries = 0
+	}
+	s := &session{cfg: cfg, log: log, mode: testpkt.ModeUnauthenticated, arLeft: cfg.AccessReportRetries}
 	if len(cfg.Key) > 0 {
 		s.mode = testpkt.ModeAuthenticated
 	}
@@ -306,7 +340,7 @@ func (s *session) send(ctx context.Context, start time.Time) error {
 		for n < batch && (cfg.Count == 0 || seq < cfg.Count) && !next.After(now) && (end.IsZero() || next.Before(end)) {
 			t1 := time.Now()
 			q := uint32(seq)
-			s.b.build(msgs[n].Buf, q, t1, uint32(seq))
+			s.b.build(msgs[n].Buf, q, t1, uint32(seq), s.wantAR(t1))
 			s.ring[q%ringSize] = slot{seq: q, used: true, t1: t1.UnixNano()}
 			// The kernel numbers transmit stamps per datagram sent on the socket (OPT_ID), so
 			// the identifier is known before the send; registering it now lets a stamp that is
@@ -399,6 +433,11 @@ func (s *session) handle(m *udpsock.Message) error {
 	if !sl.used || sl.seq != rp.SenderSeq {
 		s.acc.unknown.Add(1)
 		return nil
+	}
+	if s.b.arOffset >= 0 && len(data) > s.mode.ReflectedLen() && !s.arAcked.Load() {
+		if t := testpkt.ParseReplyTLVs(data, s.mode.ReflectedLen(), s.acc.signer); t.AccessReport != nil {
+			s.arAcked.Store(true)
+		}
 	}
 	return s.acc.add(&rp, data, m, sl)
 }

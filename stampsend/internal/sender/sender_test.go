@@ -44,7 +44,7 @@ func TestBuilderLayout(t *testing.T) {
 		}
 		buf := make([]byte, 2048)
 		for seq := uint32(0); seq < 3; seq++ {
-			p := b.build(buf, seq, time.Unix(1800000000, 0), seq)
+			p := b.build(buf, seq, time.Unix(1800000000, 0), seq, true)
 			if len(p) != tc.want {
 				t.Fatalf("%s: %d octets, want %d", tc.id, len(p), tc.want)
 			}
@@ -94,7 +94,7 @@ func TestTeapartySenderHMAC(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw := uint64(0xee6d329f014afa01)
-	p := b.build(make([]byte, 112), 0, testpkt.Time(raw, 0), 0)
+	p := b.build(make([]byte, 112), 0, testpkt.Time(raw, 0), 0, false)
 	// time.Time holds nanoseconds, NTP 2^-32 s: restore the exact raw T1 and re-sign.
 	copy(p[16:24], want[16:24])
 	b.signer.Sign(p)
@@ -285,5 +285,45 @@ func TestB21B06TWAMPLightPTPReflector(t *testing.T) {
 	}
 	if !strings.Contains(s.Warning, "SSID 0") {
 		t.Errorf("warning %q", s.Warning)
+	}
+}
+
+// T-06 (sender): the Access Report goes in the first packet and, until a reply echoes it, again
+// every interval, at most the configured number of retries; other packets carry Extra Padding of
+// the same size in its place.
+func TestT06AccessReportRetransmission(t *testing.T) {
+	ee := timestamp.NewErrorEstimate(false, false, time.Millisecond)
+	b, err := newBuilder(testpkt.ModeUnauthenticated, 1, ee, false, nil, []TLVSpec{mustSpec(t, "access-report")}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &session{cfg: Config{AccessReportInterval: 3 * time.Second}, b: b, arLeft: 2}
+	start := time.Unix(1800000000, 0)
+	var sent []int
+	for i := 0; i < 200; i++ { // one packet every 100 ms for 20 s
+		now := start.Add(time.Duration(i) * 100 * time.Millisecond)
+		if s.wantAR(now) {
+			sent = append(sent, i)
+		}
+	}
+	if len(sent) != 3 || sent[0] != 0 || sent[1] != 30 || sent[2] != 60 {
+		t.Errorf("Access Report in packets %v, want 0, 30, 60 (initial + 2 retries every 3 s)", sent)
+	}
+	s = &session{cfg: Config{AccessReportInterval: 3 * time.Second}, b: b, arLeft: 4}
+	if !s.wantAR(start) {
+		t.Fatal("first packet without the report")
+	}
+	s.arAcked.Store(true)
+	if s.wantAR(start.Add(time.Hour)) {
+		t.Error("resent after it was echoed")
+	}
+	with := b.build(make([]byte, 64), 0, start, 0, true)
+	with = append([]byte(nil), with...)
+	without := b.build(make([]byte, 64), 1, start, 1, false)
+	tw, _ := testpkt.ParseTLVs(with[44:])
+	to, _ := testpkt.ParseTLVs(without[44:])
+	if len(with) != len(without) || tw[0].Type != testpkt.TypeAccessReport || to[0].Type != testpkt.TypeExtraPadding ||
+		!bytes.Equal(to[0].Value, make([]byte, 4)) {
+		t.Errorf("with %x without %x", with, without)
 	}
 }
