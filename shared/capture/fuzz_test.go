@@ -51,7 +51,7 @@ func FuzzPcapReader(f *testing.F) {
 			return
 		}
 		// Round trip: what was read, written as pcap, reads back identically.
-		r, err := NewReader(bytes.NewReader(data))
+		r, err := NewReaderSize(bytes.NewReader(data), 64)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -74,7 +74,7 @@ func FuzzPcapReader(f *testing.F) {
 			p.origLen = max(p.origLen, len(p.data))
 			want = append(want, p)
 		}
-		r2, err := NewReader(&buf)
+		r2, err := NewReaderSize(&buf, 4096)
 		if err != nil {
 			t.Fatal(err)
 		}
