@@ -2,8 +2,8 @@
 # A tool is present when <tool>/go.mod exists; it is built once its module root is a main
 # package (scripts/tools.sh --main). The logic lives in scripts/, so each step also runs alone.
 SHELL := /bin/bash
-ALL_TOOLS := ptpserver ptpclient twampd twampc stampref stampsend tcpexpose spp
-TOOLS := $(strip $(foreach t,$(ALL_TOOLS),$(if $(wildcard $(t)/go.mod),$(t))))
+# The tool list lives once, in scripts/tools.sh.
+TOOLS := $(shell scripts/tools.sh)
 MODULES := shared $(TOOLS)
 GO ?= go
 FUZZTIME ?= 10s

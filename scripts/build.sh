@@ -20,10 +20,11 @@ if [ ${#tools[@]} -eq 0 ]; then
   done
 fi
 mkdir -p "$BIN"
+shown=$BIN
 BIN=$(cd "$BIN" && pwd)
 for t in "${tools[@]}"; do
   v=$(scripts/version.sh "$t")
-  echo "build: $t $v -> $BIN/$t"
+  echo "build: $t $v -> $shown/$t"
   # -C: build inside the module, so GOWORK=off (release builds) uses the tool's own go.mod.
   "$GO" build -C "$t" -trimpath -ldflags "-s -w -buildid= -X main.version=$v" -o "$BIN/$t" .
   # A static binary has no program interpreter; ldd says so.

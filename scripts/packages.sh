@@ -39,10 +39,11 @@ yq() { printf "'%s'" "${1//\'/\'\'}"; }
 for t in "${tools[@]}"; do
   b="$BIN/$t"
   [ -x "$b" ] || { echo "packages: $b missing (run make build)" >&2; exit 1; }
-  v=$(scripts/version.sh "$t")
-  got=$("$b" --version)
-  if [ "$got" != "$t $v" ]; then
-    echo "packages: $b --version says '$got', want '$t $v' (stale binary? run make build)" >&2
+  # The package version is the one stamped into the binary by build.sh (version.sh).
+  got=$("$b" --version) || { echo "packages: $b --version failed" >&2; exit 1; }
+  v=${got#"$t "}
+  if ! [[ "$got" == "$t "* && "$v" =~ ^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$ ]]; then
+    echo "packages: $b --version says '$got', want '$t <semver>' (build it with scripts/build.sh)" >&2
     exit 1
   fi
   daemon=no

@@ -2,19 +2,27 @@
 # test.sh: everything `make test` (and CI through .ci/run) checks, in order, with the time of each
 # step: deps, gofmt, go vet, build, go test -race over the whole workspace, script self-tests,
 # the network-lab self test and the package install test (both only as root).
-# GOTESTFLAGS adds flags to go test (e.g. GOTESTFLAGS=-short).
+# Every step runs even when an earlier one failed, so one run shows every problem; the exit
+# status is 1 when any step failed. GOTESTFLAGS adds flags to go test (e.g. GOTESTFLAGS=-short).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
 t_all=$(date +%s)
 steps=()
+failed=()
 step() {
-  local name=$1; shift
-  local t0=$(date +%s)
+  local name=$1 t0 d rc=0
+  shift
+  t0=$(date +%s)
   echo "==> $name"
-  "$@"
-  local d=$(( $(date +%s) - t0 ))
-  steps+=("$(printf '%-14s %4ds' "$name" "$d")")
+  "$@" || rc=$?
+  d=$(( $(date +%s) - t0 ))
+  if [ $rc -eq 0 ]; then
+    steps+=("$(printf '%-10s %5ds  ok' "$name" "$d")")
+  else
+    steps+=("$(printf '%-10s %5ds  FAILED (exit %d)' "$name" "$d" "$rc")")
+    failed+=("$name")
+  fi
 }
 
 gofmt_check() {
@@ -48,4 +56,9 @@ step packages scripts/packages-test.sh
 echo
 echo "==> test summary"
 printf '  %s\n' "${steps[@]}"
-echo "  total          $(( $(date +%s) - t_all ))s"
+printf '  %-10s %5ds\n' total "$(( $(date +%s) - t_all ))"
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "make test: FAILED steps: ${failed[*]}"
+  exit 1
+fi
+echo "make test: all steps passed"
