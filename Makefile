@@ -43,7 +43,7 @@ vet:
 	$(GO) vet work
 
 test-go:
-	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m work
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 6m work
 
 test-scripts:
 	@scripts/scripts-test.sh

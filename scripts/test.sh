@@ -37,7 +37,7 @@ gotest() {
   local log=dist/gotest.log rc
   set +e
   # -race needs cgo; the binaries themselves are built with CGO_ENABLED=0.
-  CGO_ENABLED=1 "$GO" test -race -count=1 -timeout 15m ${GOTESTFLAGS:-} work 2>&1 | tee "$log"
+  CGO_ENABLED=1 "$GO" test -race -count=1 -timeout 6m ${GOTESTFLAGS:-} work 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
   set -e
   echo "go test: $(grep -c '^ok ' "$log") packages ok, $(grep -c '^FAIL' "$log") FAIL lines," \
