@@ -54,6 +54,15 @@ check "build skips spp" "$(grep -c 'skip spp (no main package yet)' <<<"$out")" 
 check "version stamped" "$(bin/twampd)" "twampd 0\.0\.0-dev\.1\+g[0-9a-f]{12}"
 check "static binary" "$(ldd bin/twampd 2>&1 | grep -c 'not a dynamic executable')" "1"
 check "no spp binary" "$(ls bin)" "twampd"
+printf 'package spp\n' >spp/lib.go
+check "library root is not a tool" "$(scripts/tools.sh --main | tr '\n' ' ')" "twampd "
+rm spp/lib.go
+printf 'package main\n\nfunc main() {\n' >twampd/main.go
+if out=$(scripts/build.sh 2>&1); then
+  echo "FAIL broken main: build.sh succeeded: $out"; fails=$((fails + 1))
+else
+  check "broken main fails the build" "$(grep -c 'main.go' <<<"$out")" "[1-9][0-9]*"
+fi
 rm twampd/main.go
 out=$(scripts/build.sh 2>&1) || { echo "$out"; fails=$((fails + 1)); }
 check "build with no mains" "$out" "build: no tool has a main package yet \(modules present: twampd spp \)"
