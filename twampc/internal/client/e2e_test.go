@@ -23,32 +23,50 @@ import (
 	"github.com/probekit/probekit/shared/twampctl"
 )
 
-var (
-	buildOnce sync.Once
-	twampdBin string
-	buildErr  error
-)
+var binDir string
 
-// twampd builds the real server binary from the sibling module once per test run.
-func twampd(t testing.TB) string {
+// TestMain gives the binaries the tests build a directory that is removed afterwards.
+func TestMain(m *testing.M) {
+	d, err := os.MkdirTemp("", "twampc-test")
+	if err != nil {
+		panic(err)
+	}
+	binDir = d
+	code := m.Run()
+	os.RemoveAll(d)
+	os.Exit(code)
+}
+
+type builtTool struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+var tools = map[string]*builtTool{"twampd": {}, "twampc": {}}
+
+// build compiles a probekit command from its module directory once per test run; the test
+// skips when the toolchain cannot build it.
+func build(t testing.TB, name, dir string) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "twampc-e2e")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		twampdBin = filepath.Join(dir, "twampd")
-		out, err := exec.Command("go", "build", "-C", "../../../twampd", "-o", twampdBin, ".").CombinedOutput()
-		if err != nil {
-			buildErr = &buildError{err, string(out)}
+	bt := tools[name]
+	bt.once.Do(func() {
+		bt.path = filepath.Join(binDir, name)
+		if out, err := exec.Command("go", "build", "-C", dir, "-o", bt.path, ".").CombinedOutput(); err != nil {
+			bt.err = &buildError{err, string(out)}
 		}
 	})
-	if buildErr != nil {
-		t.Skipf("cannot build twampd: %v", buildErr)
+	if bt.err != nil {
+		t.Skipf("cannot build %s: %v", name, bt.err)
 	}
-	return twampdBin
+	return bt.path
 }
+
+// twampd is the real server binary, built from the sibling module.
+func twampd(t testing.TB) string { return build(t, "twampd", "../../../twampd") }
+
+// twampc is this module's binary.
+func twampc(t testing.TB) string { return build(t, "twampc", "../..") }
 
 type buildError struct {
 	err error

@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,31 +18,6 @@ import (
 	"github.com/probekit/probekit/shared/netlab"
 	"github.com/probekit/probekit/shared/testpkt"
 )
-
-var (
-	clientOnce sync.Once
-	twampcBin  string
-	clientErr  error
-)
-
-func twampc(t *testing.T) string {
-	t.Helper()
-	clientOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "twampc-bin")
-		if err != nil {
-			clientErr = err
-			return
-		}
-		twampcBin = filepath.Join(dir, "twampc")
-		if out, err := exec.Command("go", "build", "-C", "../..", "-o", twampcBin, ".").CombinedOutput(); err != nil {
-			clientErr = &buildError{err, string(out)}
-		}
-	})
-	if clientErr != nil {
-		t.Skipf("cannot build twampc: %v", clientErr)
-	}
-	return twampcBin
-}
 
 func medianNS(v []int64) int64 {
 	s := append([]int64(nil), v...)
