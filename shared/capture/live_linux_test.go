@@ -81,14 +81,20 @@ func collect(t *testing.T, h *Live, port uint16, want, snaplen int) map[int]Pack
 	return got
 }
 
-func checkTimes(t *testing.T, got map[int]Packet, sent []time.Time) {
+// checkTimes checks the capture times of datagrams first, first+1, … against their send times.
+func checkTimes(t *testing.T, got map[int]Packet, sent []time.Time, first int) {
 	t.Helper()
 	if len(got) != len(sent) {
 		t.Fatalf("captured %d of %d datagrams", len(got), len(sent))
 	}
-	for i, at := range sent {
+	for j, at := range sent {
+		i := first + j
+		p, ok := got[i]
+		if !ok {
+			t.Fatalf("datagram %d not captured", i)
+		}
 		// Kernel receive timestamp vs the user-space time just before sendmsg, one clock.
-		if d := got[i].Time.Sub(at); d < 0 || d > 5*time.Millisecond {
+		if d := p.Time.Sub(at); d < 0 || d > 5*time.Millisecond {
 			t.Errorf("datagram %d: kernel timestamp %v after the send call", i, d)
 		}
 	}
@@ -122,7 +128,7 @@ func TestLiveLoopback(t *testing.T) {
 	}()
 	got := collect(t, h, port, n, snaplen)
 	sent := <-done
-	checkTimes(t, got, sent)
+	checkTimes(t, got, sent, 0)
 	for i, p := range got {
 		if p.CaptureLen != snaplen || p.OrigLen != 14+20+8+size {
 			t.Fatalf("datagram %d: caplen %d origlen %d, want %d and %d", i, p.CaptureLen, p.OrigLen, snaplen, 14+20+8+size)
@@ -159,6 +165,15 @@ func TestLiveAnyCooked(t *testing.T) {
 	if h.LinkType() != LinuxSLL2 || h.FilterLinkType() != KernelCooked {
 		t.Fatalf("any: link type %v, filter %v", h.LinkType(), h.FilterLinkType())
 	}
+	// A second handle selects by address: only the IPv4 half of the traffic.
+	h4, err := OpenLive("any", LiveOptions{
+		Match:   &Filter{Hosts: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, Protocol: ProtoUDP, Ports: []uint16{port}},
+		Timeout: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h4.Close()
 	const n = 20
 	done := make(chan []time.Time)
 	go func() {
@@ -167,7 +182,7 @@ func TestLiveAnyCooked(t *testing.T) {
 	}()
 	got := collect(t, h, port, 2*n, minMaxRecord)
 	sent := <-done
-	checkTimes(t, got, sent)
+	checkTimes(t, got, sent, 0)
 	for i, p := range got {
 		// SLL2 header synthesized from sockaddr_ll: protocol, ifindex of lo, ARPHRD_LOOPBACK.
 		et, ipLen := EtherTypeIPv6, 40
@@ -186,6 +201,16 @@ func TestLiveAnyCooked(t *testing.T) {
 		if p.OrigLen != 20+ipLen+8+40 {
 			t.Fatalf("datagram %d: origlen %d", i, p.OrigLen)
 		}
+	}
+	got4 := collect(t, h4, port, n, minMaxRecord)
+	checkTimes(t, got4, sent[n:], n)
+	for i := range got4 {
+		if i < n {
+			t.Fatalf("the IPv4 host filter let IPv6 datagram %d through", i)
+		}
+	}
+	if p, err := h4.Next(); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("IPv4 handle after the traffic: %v %x", err, p.Data)
 	}
 }
 
@@ -253,7 +278,7 @@ func TestLiveMatchesTcpdump(t *testing.T) {
 	done := make(chan []time.Time)
 	go func() { done <- sendUDP(t, dst, 0, n, 64) }()
 	got := collect(t, h, port, n, minMaxRecord)
-	checkTimes(t, got, <-done)
+	checkTimes(t, got, <-done, 0)
 	time.Sleep(300 * time.Millisecond)
 	tdErr := td.stop()
 
