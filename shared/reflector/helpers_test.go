@@ -1,19 +1,16 @@
 package reflector
 
 import (
-	"encoding/hex"
-	"encoding/json"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/probekit/probekit/shared/testpkt"
+	"github.com/probekit/probekit/shared/testpkt/stampvectors"
 	"github.com/probekit/probekit/shared/timestamp"
 )
 
-const interopKey = "interop-test-key-2026"
+const interopKey = stampvectors.InteropKey
 
 var (
 	peerA  = netip.MustParseAddrPort("127.0.0.1:40001")
@@ -59,53 +56,20 @@ func sender(m testpkt.Mode, seq uint32, ssid uint16, extra []byte) []byte {
 	return p.AppendTo(nil)
 }
 
-type teapartyVectors struct {
-	Open          [][2]string `json:"open"`
-	CoSTime       [][2]string `json:"cos_time_tlvs_tos186"`
-	Authenticated [][2]string `json:"authenticated"`
-}
-
-func loadTeaparty(t testing.TB) teapartyVectors {
+func loadTeaparty(t testing.TB) stampvectors.Teaparty {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "teaparty-reflector-vectors.json"))
+	v, err := stampvectors.LoadTeaparty()
 	if err != nil {
-		t.Fatal(err)
-	}
-	var v teapartyVectors
-	if err := json.Unmarshal(b, &v); err != nil {
 		t.Fatal(err)
 	}
 	return v
 }
 
-type captureFrame struct {
-	Frame   int    `json:"frame"`
-	TTL     int    `json:"ttl"`
-	SrcPort int    `json:"src_port"`
-	DstPort int    `json:"dst_port"`
-	Payload string `json:"payload"`
-}
-
-func loadCaptures(t testing.TB) map[string][]captureFrame {
+func loadCaptures(t testing.TB) map[string][]stampvectors.Frame {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "captures.json"))
+	c, err := stampvectors.LoadCaptures()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var v struct {
-		Captures map[string][]captureFrame `json:"captures"`
-	}
-	if err := json.Unmarshal(b, &v); err != nil {
-		t.Fatal(err)
-	}
-	return v.Captures
-}
-
-func unhex(t testing.TB, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return c
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/probekit/probekit/shared/testpkt"
+	"github.com/probekit/probekit/shared/testpkt/stampvectors"
 )
 
 // maskTimes zeroes T3, T2, the reflector's Error Estimate (it describes each reflector's own
@@ -32,7 +33,7 @@ func maskTimes(b []byte, m testpkt.Mode) []byte {
 // and Timestamp Information TLVs must match byte for byte (T-03, T-04).
 func TestTeapartyVectors(t *testing.T) {
 	v := loadTeaparty(t)
-	run := func(name string, m testpkt.Mode, pairs [][2]string, tos uint8) {
+	run := func(name string, m testpkt.Mode, pairs []stampvectors.Pair, tos uint8) {
 		t.Run(name, func(t *testing.T) {
 			cfg := Config{Mode: m}
 			if m.Authenticated() {
@@ -40,7 +41,7 @@ func TestTeapartyVectors(t *testing.T) {
 			}
 			_, w := newWorker(t, cfg)
 			for i, pair := range pairs {
-				req, theirs := unhex(t, pair[0]), unhex(t, pair[1])
+				req, theirs := pair.Request, pair.Reply
 				p := pkt(req, peerA)
 				p.TOS = tos
 				ours, replyTOS, r, ok := reflect1(t, w, p, m)
@@ -95,8 +96,8 @@ func TestStampSuiteCaptures(t *testing.T) {
 		_, w := newWorker(t, cfg)
 		for i, fn := range c.frames {
 			fr := caps[c.file][fn-1]
-			theirs := unhex(t, caps[c.file][fn].Payload)
-			p := pkt(unhex(t, fr.Payload), peerA)
+			theirs := caps[c.file][fn].Payload
+			p := pkt(fr.Payload, peerA)
 			p.TTL = fr.TTL
 			ours, _, r, ok := reflect1(t, w, p, c.m)
 			if !ok {
@@ -122,8 +123,8 @@ func TestStampSuiteCaptures(t *testing.T) {
 	// Frame 7 → 8: Extra Padding, unknown type 200, CoS (all flags 0x00): symmetric 84-octet
 	// reply, type 200 with U, the others with flags 0 and the CoS filled with TOS 0 (X-07, B-16).
 	_, w := newWorker(t, Config{})
-	req := unhex(t, caps["stamp-suite-reflector.pcap"][6].Payload)
-	theirs := unhex(t, caps["stamp-suite-reflector.pcap"][7].Payload)
+	req := caps["stamp-suite-reflector.pcap"][6].Payload
+	theirs := caps["stamp-suite-reflector.pcap"][7].Payload
 	ours, _, _, ok := reflect1(t, w, pkt(req, peerB), testpkt.ModeUnauthenticated)
 	if !ok || len(ours) != 84 {
 		t.Fatalf("TLV request: ok %v len %d", ok, len(ours))
@@ -141,10 +142,10 @@ func TestStampSuiteCaptures(t *testing.T) {
 func TestXilongYangCaptures(t *testing.T) {
 	caps := loadCaptures(t)["stamp-xy-auth.pcap"]
 	r, w := newWorker(t, Config{Mode: testpkt.ModeAuthenticated, Key: []byte("secret")})
-	if _, _, _, ok := reflect1(t, w, pkt(unhex(t, caps[0].Payload), peerA), testpkt.ModeAuthenticated); !ok {
+	if _, _, _, ok := reflect1(t, w, pkt(caps[0].Payload, peerA), testpkt.ModeAuthenticated); !ok {
 		t.Fatal("valid request dropped")
 	}
-	if _, _, _, ok := reflect1(t, w, pkt(unhex(t, caps[6].Payload), peerB), testpkt.ModeAuthenticated); ok {
+	if _, _, _, ok := reflect1(t, w, pkt(caps[6].Payload, peerB), testpkt.ModeAuthenticated); ok {
 		t.Fatal("wrong-key request reflected")
 	}
 	if got := r.Stats.Drops[DropAuth].Load(); got != 1 {
@@ -153,7 +154,7 @@ func TestXilongYangCaptures(t *testing.T) {
 	if r.Table().Len() != 1 {
 		t.Errorf("sessions %d: the wrong-key packet created state", r.Table().Len())
 	}
-	ours, _, rp, ok := reflect1(t, w, pkt(unhex(t, caps[8].Payload), peerA), testpkt.ModeAuthenticated)
+	ours, _, rp, ok := reflect1(t, w, pkt(caps[8].Payload, peerA), testpkt.ModeAuthenticated)
 	if !ok || len(ours) != 124 || rp.SenderSeq != 20 || rp.Seq != 1 {
 		t.Fatalf("padding request: ok %v len %d %+v", ok, len(ours), rp)
 	}

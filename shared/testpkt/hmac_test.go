@@ -12,7 +12,7 @@ func TestB18TeapartySenderHMAC(t *testing.T) {
 	v := loadTeaparty(t)
 	s := NewSigner([]byte(interopKey))
 	for i, pair := range v.Authenticated {
-		req, rep := unhex(t, pair[0]), unhex(t, pair[1])
+		req, rep := pair.Request, pair.Reply
 		p := SenderPacket{Mode: ModeAuthenticated}
 		if err := p.UnmarshalBinary(req); err != nil {
 			t.Fatal(err)
@@ -64,7 +64,7 @@ func TestB19WrongKeys(t *testing.T) {
 		if f.Frame != c.frame {
 			t.Fatalf("frame index mismatch")
 		}
-		if got := c.signer.Verify(unhex(t, f.Payload)); got != c.want {
+		if got := c.signer.Verify(f.Payload); got != c.want {
 			t.Errorf("%s frame %d: verify %v, want %v", c.file, c.frame, got, c.want)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/probekit/probekit/shared/testpkt/stampvectors"
 	"github.com/probekit/probekit/shared/timestamp"
 )
 
@@ -190,7 +191,7 @@ func TestShortPackets(t *testing.T) {
 func TestB08MBZIgnored(t *testing.T) {
 	caps := loadCaptures(t)
 	f := caps["stamp-suite-reflector.pcap"][1]
-	b := unhex(t, f.Payload)
+	b := f.Payload
 	if b[38] != 0x12 || b[39] != 0x34 {
 		t.Fatalf("fixture changed: MBZ %x", b[38:40])
 	}
@@ -203,7 +204,7 @@ func TestB08MBZIgnored(t *testing.T) {
 	}
 	fa := caps["stamp-suite-reflector-auth.pcap"][1]
 	r = ReflectedPacket{Mode: ModeAuthenticated}
-	if err := r.UnmarshalBinary(unhex(t, fa.Payload)); err != nil {
+	if err := r.UnmarshalBinary(fa.Payload); err != nil {
 		t.Fatal(err)
 	}
 	if r.SSID != 0x4d || r.SenderSeq != 10 || r.SenderTTL != 64 {
@@ -239,7 +240,7 @@ func TestB06TimestampFormats(t *testing.T) {
 // TestB07MultiplierZeroAccepted: an EE with multiplier 0 decodes (lenient receipt).
 func TestB07MultiplierZeroAccepted(t *testing.T) {
 	caps := loadCaptures(t)
-	b := unhex(t, caps["stamp-suite-reflector.pcap"][8].Payload) // frame 9: EE 0x0000
+	b := caps["stamp-suite-reflector.pcap"][8].Payload // frame 9: EE 0x0000
 	var s SenderPacket
 	if err := s.UnmarshalBinary(b); err != nil {
 		t.Fatal(err)
@@ -253,8 +254,8 @@ func TestB07MultiplierZeroAccepted(t *testing.T) {
 // fields (B-14), SSID echo and TTL (B-15).
 func TestTeapartyVectorsDecode(t *testing.T) {
 	v := loadTeaparty(t)
-	check := func(m Mode, pair [2]string, seq uint32, extra int) {
-		req, rep := unhex(t, pair[0]), unhex(t, pair[1])
+	check := func(m Mode, pair stampvectors.Pair, seq uint32, extra int) {
+		req, rep := pair.Request, pair.Reply
 		if len(req) != len(rep) {
 			t.Errorf("teaparty not symmetric: %d vs %d", len(req), len(rep))
 		}

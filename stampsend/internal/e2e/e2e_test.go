@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/probekit/probekit/shared/loadgen"
 )
 
 var bins struct{ stampref, stampsend string }
@@ -44,20 +46,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
-
 // startReflector runs stampref on 127.0.0.1 and waits until it logs that it serves.
 func startReflector(t *testing.T, args ...string) string {
 	t.Helper()
-	return startReflectorOn(t, "127.0.0.1:"+strconv.Itoa(freeUDPPort(t)), args...)
+	port, err := loadgen.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startReflectorOn(t, "127.0.0.1:"+strconv.Itoa(int(port)), args...)
 }
 
 // startReflectorOn runs stampref on addr; it is stopped with SIGTERM at the end of the test
