@@ -197,6 +197,14 @@ func (s *Server) stopSession(ss *session) {
 // serve runs a negotiated session until it is cancelled or REFWAIT passes without packets.
 func (s *Server) serve(ss *session) {
 	defer func() {
+		var rx, tx uint32
+		for _, si := range s.refl.Table().Snapshot() {
+			if si.Peer == ss.rs.Key.Peer.String() && si.Local == ss.rs.Key.Local.String() {
+				rx, tx = si.Received, si.Reflected
+			}
+		}
+		ss.owner.log.WithField("sid", fmt.Sprintf("%x", ss.sid)).WithField("received", rx).
+			WithField("reflected", tx).Info("test session ended")
 		s.refl.Table().Remove(ss.rs.Key)
 		ss.sock.Close()
 		s.mu.Lock()
