@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -277,5 +278,48 @@ func TestLoopbackIPv6(t *testing.T) {
 	recs, sum := parseJSONLines(t, runSender(t, ctx, "--json", "-c", "20", "-i", "2ms", "--tlv", "location", addr))
 	if sum.Received != 20 || len(recs) != 20 || recs[0].TTL != 64 || recs[0].SenderTTL != 64 || recs[0].Bytes != 44+4+4+2*(4+16) {
 		t.Errorf("IPv6: %+v %+v", sum, recs[0])
+	}
+}
+
+// TestDropPrivileges: started as root with --user nobody, stampref binds and then runs as
+// nobody, and still reflects.
+func TestDropPrivileges(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skipf("no user nobody: %v", err)
+	}
+	port, err := loadgen.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(int(port))
+	cmd := exec.Command(bins.stampref, "--listen", addr, "--no-monitor", "--user", "nobody")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var uid string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) > 2 && f[0] == "Uid:" {
+				uid = f[1] + "/" + f[2]
+			}
+		}
+		if uid == u.Uid+"/"+u.Uid {
+			break
+		}
+	}
+	if uid != u.Uid+"/"+u.Uid {
+		t.Fatalf("stampref runs as uid %s, want %s", uid, u.Uid)
+	}
+	_, sum := parseJSONLines(t, runSender(t, ctx, "--json", "-c", "5", "-i", "5ms", addr))
+	if sum.Received != 5 {
+		t.Errorf("after dropping privileges: %+v", sum)
 	}
 }
