@@ -41,6 +41,10 @@ type delayerSpec struct {
 	Queues []uint16     // one queue per direction
 	Imps   []Impairment // impairment per queue
 	Detach bool         // keep running when stdin closes (netlab up); stop on SIGTERM
+	// Echo, when set, makes the process a UDP echo server on this port instead (for the self
+	// test: a real-time process of its own, so the echo turnaround is not the test's GC or
+	// scheduler noise).
+	Echo int
 }
 
 type delayerRequest struct {
@@ -59,7 +63,7 @@ type delayerReply struct {
 
 // setRealtime moves every thread of this process to SCHED_FIFO; threads the runtime creates
 // later inherit the policy from the thread that clones them.
-func setRealtime() error {
+func setRealtime(prio int) error {
 	ents, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		return err
@@ -70,7 +74,7 @@ func setRealtime() error {
 		if err != nil {
 			continue
 		}
-		if err := unix.SchedSetAttr(tid, &unix.SchedAttr{Policy: unix.SCHED_FIFO, Priority: delayerPriority}, 0); err != nil {
+		if err := unix.SchedSetAttr(tid, &unix.SchedAttr{Policy: unix.SCHED_FIFO, Priority: uint32(prio)}, 0); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -90,7 +94,10 @@ func delayerMain(specJSON string, in io.Reader, out io.Writer) int {
 	if len(spec.Queues) != len(spec.Imps) {
 		return fail(errors.New("delayer spec: queues and impairments differ in number"))
 	}
-	rtErr := setRealtime()
+	if spec.Echo > 0 {
+		return echoMain(spec.Echo, in, enc)
+	}
+	rtErr := setRealtime(delayerPriority)
 	ns, err := os.Open(spec.NetNS)
 	if err != nil {
 		return fail(err)
@@ -165,6 +172,21 @@ func delayerMain(specJSON string, in io.Reader, out io.Writer) int {
 	return 0
 }
 
+// echoMain serves UDP echo (IPv4 and IPv6) until stdin closes, at a real-time priority above
+// the delayer's (see realtimeThread).
+func echoMain(port int, in io.Reader, enc *json.Encoder) int {
+	_ = setRealtime(delayerPriority + 10)
+	e, err := listenEcho(port)
+	if err != nil {
+		_ = enc.Encode(delayerReply{Error: err.Error()})
+		return 1
+	}
+	_ = enc.Encode(delayerReply{})
+	_, _ = io.Copy(io.Discard, in)
+	e.Close()
+	return 0
+}
+
 // delayerProc is the parent's handle on a delayer process.
 type delayerProc struct {
 	cmd  *exec.Cmd
@@ -174,28 +196,32 @@ type delayerProc struct {
 	done chan struct{}
 }
 
-// startDelayerProc starts the delayer process for the namespace and waits until its queues
-// are bound (so no packet bypasses them once this returns).
-// A persistent lab's delayer runs inside the router namespace (so Destroy finds and kills it)
-// in its own session, and keeps running after the caller exits.
+// startDelayerProc starts the delayer process for the router and waits until its queues are
+// bound (so no packet bypasses them once this returns). A persistent lab's delayer runs inside
+// the router namespace (so Destroy finds and kills it) in its own session, and keeps running
+// after the caller exits.
 func startDelayerProc(router *Host, queues []uint16, imps []Impairment) (*delayerProc, []time.Time, error) {
+	detach := router.lab.persistent
+	return startHelper(router, delayerSpec{NetNS: "/run/netns/" + router.NS, Queues: queues, Imps: imps, Detach: detach}, detach)
+}
+
+// startHelper re-executes the running binary as a helper (delayer or echo server) inside the
+// host's namespace and waits for its ready line.
+func startHelper(h *Host, spec delayerSpec, detach bool) (*delayerProc, []time.Time, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return nil, nil, fmt.Errorf("netlab delayer: %w", err)
+		return nil, nil, fmt.Errorf("netlab helper: %w", err)
 	}
-	detach := router.lab.persistent
-	spec, err := json.Marshal(delayerSpec{NetNS: "/run/netns/" + router.NS, Queues: queues, Imps: imps, Detach: detach})
+	js, err := json.Marshal(spec)
 	if err != nil {
 		return nil, nil, err
 	}
-	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), DelayerEnv+"="+string(spec))
-	cmd.Stderr = os.Stderr
+	cmd := exec.Command("ip", "netns", "exec", h.NS, exe)
+	cmd.Env = append(os.Environ(), DelayerEnv+"="+string(js))
 	if detach {
-		cmd = exec.Command("ip", "netns", "exec", router.NS, exe)
-		cmd.Env = append(os.Environ(), DelayerEnv+"="+string(spec))
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-		cmd.Stderr = nil
+	} else {
+		cmd.Stderr = os.Stderr
 	}
 	in, err := cmd.StdinPipe()
 	if err != nil {
