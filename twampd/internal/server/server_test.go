@@ -475,7 +475,9 @@ func TestTimers(t *testing.T) {
 	}
 }
 
-// Reflected packets carry the session's DSCP (TW-T3).
+// The session records the Type-P DSCP the reflector applies (the DS field of the replies
+// themselves is checked end to end in twampc's TestE2EDSCPECN, TW-T3), and a zero Padding
+// Length is accepted (TW-C5).
 func TestDSCP(t *testing.T) {
 	ts := startServer(t, Config{})
 	ctl, err := dial(t, ts.ctl, clientCfg(twampctl.ModeUnauthenticated))
@@ -483,16 +485,22 @@ func TestDSCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, _ := newSender(t, ctl, 27, 46)
+	zero, _ := newSender(t, ctl, 0, 0) // Padding Length 0: 14-octet requests (TW-C5)
 	if err := ctl.StartSessions(); err != nil {
 		t.Fatal(err)
 	}
-	// Read the reply's TOS with the shared socket layer is done in twampc's tests; here the
-	// session record must hold the DSCP the reflector applies.
+	if rp, n, err := zero.exchange(t, 7); err != nil || n != testpkt.TWAMPReflectedLen || rp.SenderSeq != 7 {
+		t.Errorf("zero padding: reply of %d octets (%v), want 41", n, err)
+	}
 	if _, _, err := s.exchange(t, 0); err != nil {
 		t.Fatal(err)
 	}
 	st := ts.Status()
-	if len(st.Sessions) != 1 || st.Sessions[0].DSCP != 46 {
+	var found bool
+	for _, ss := range st.Sessions {
+		found = found || (ss.DSCP == 46 && ss.Padding == 27)
+	}
+	if len(st.Sessions) != 2 || !found {
 		t.Fatalf("status %+v", st.Sessions)
 	}
 }
