@@ -18,6 +18,9 @@ func (d Dir) String() string {
 	return "IN"
 }
 
+// MarshalText makes JSON logs show "OUT"/"IN".
+func (d Dir) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
 // Point is one of the two measurement points.
 type Point uint8
 
@@ -33,6 +36,9 @@ func (p Point) String() string {
 	}
 	return "MON"
 }
+
+// MarshalText makes JSON logs show "REF"/"MON".
+func (p Point) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
 
 // Record is one packet seen at both points; times are µs since the Unix epoch, each on its
 // own point's clock.

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/json"
 	"math/rand/v2"
 	"reflect"
 	"testing"
@@ -273,5 +274,12 @@ func BenchmarkEngine(b *testing.B) {
 		off := int64(k/len(ref)+1) * 1_000_000_000
 		e.Add(Ref, ref[i].d, ref[i].id, ref[i].ts+off)
 		e.Add(Mon, mon[i].d, mon[i].id, mon[i].ts+off)
+	}
+}
+
+func TestNamesInJSON(t *testing.T) {
+	b, err := json.Marshal(map[string]any{"p": Mon, "d": Out})
+	if err != nil || string(b) != `{"d":"OUT","p":"MON"}` {
+		t.Fatalf("%s %v", b, err)
 	}
 }

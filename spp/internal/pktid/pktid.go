@@ -52,6 +52,21 @@ const (
 	Malformed               // shorter than its fixed IP header or with an impossible header length
 )
 
+func (r Result) String() string {
+	switch r {
+	case Target:
+		return "target"
+	case Other:
+		return "other"
+	case NotIP:
+		return "not-ip"
+	}
+	return "malformed"
+}
+
+// MarshalText makes JSON logs show the result's name.
+func (r Result) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
 // ErrAddress reports unusable -a/-A/-n/-N addresses.
 var ErrAddress = errors.New("pktid: bad target addresses")
 

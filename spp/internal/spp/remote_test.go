@@ -6,7 +6,7 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,22 +14,57 @@ import (
 	"github.com/probekit/probekit/spp/internal/pktid"
 )
 
-// syncBuffer is an io.Writer safe for the master's goroutine and the test's polling.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+// lineWriter collects the master's output and counts its lines for the polling test; the
+// text is read only after the master has returned.
+type lineWriter struct {
+	b     bytes.Buffer
+	lines atomic.Int64
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.lines.Add(int64(bytes.Count(p, []byte{'\n'})))
+	return w.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+// remoteMaster is a master run in a goroutine with one point fed by sample frames.
+type remoteMaster struct {
+	out    lineWriter
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startMaster starts Run(cfg) and returns once the frame socket is bound.
+func startMaster(t *testing.T, cfg Config) *remoteMaster {
+	t.Helper()
+	m := &remoteMaster{done: make(chan error, 1)}
+	cfg.Stdout, cfg.Stderr = &m.out, io.Discard
+	var ctx context.Context
+	ctx, m.cancel = context.WithCancel(context.Background())
+	t.Cleanup(m.cancel)
+	bound := make(chan struct{})
+	cfg.onListen = func() { close(bound) }
+	go func() { m.done <- Run(ctx, cfg) }()
+	select {
+	case <-bound:
+	case err := <-m.done:
+		t.Fatalf("master ended: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("master did not bind its port")
+	}
+	return m
+}
+
+// stop waits until the master printed want lines (or 10 s), interrupts it and returns its
+// output and error.
+func (m *remoteMaster) stop(want int64) (string, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for m.out.lines.Load() < want && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	m.cancel()
+	err := <-m.done
+	return m.out.b.String(), err
 }
 
 func freePort(t *testing.T) int {
@@ -39,17 +74,6 @@ func freePort(t *testing.T) int {
 	}
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).Port
-}
-
-// waitBound waits until the master's frame socket is bound.
-func waitBound(t *testing.T, bound chan struct{}, done chan error) {
-	select {
-	case <-bound:
-	case err := <-done:
-		t.Fatalf("master ended: %v", err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("master did not bind its port")
-	}
 }
 
 // replaySlave plays a capture file through the slave's classifier and frame sender, as if
@@ -98,32 +122,18 @@ func replaySlave(t *testing.T, cfg Config, file string) {
 
 // runRemote runs a master with REF from the udpecho file and MON from a replaying slave,
 // and returns its output once it has want lines.
-func runRemote(t *testing.T, tsLen, gran int, want int) string {
-	port := freePort(t)
+func runRemote(t *testing.T, tsLen, gran int, want int64) string {
 	cfg := fileConfig(udpecho[0], "")
-	cfg.MonFile, cfg.MonRemote, cfg.Port = "", "127.0.0.1", port
+	cfg.MonFile, cfg.MonRemote, cfg.Port = "", "127.0.0.1", freePort(t)
 	cfg.TSLen, cfg.Granularity = tsLen, gran
 	cfg.Count, cfg.SPT = true, true
-	var out syncBuffer
-	cfg.Stdout, cfg.Stderr = &out, io.Discard
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	bound := make(chan struct{})
-	cfg.onListen = func() { close(bound) }
-	go func() { done <- Run(ctx, cfg) }()
-	waitBound(t, bound, done)
+	m := startMaster(t, cfg)
 	replaySlave(t, cfg, udpecho[1])
-	deadline := time.Now().Add(10 * time.Second)
-	for strings.Count(out.String(), "\n") < want && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond)
-	cancel()
-	if err := <-done; err != nil {
+	out, err := m.stop(want)
+	if err != nil {
 		t.Fatalf("master: %v", err)
 	}
-	return out.String()
+	return out
 }
 
 // TestRemoteExact: with microsecond timestamps in the frames (-g 1 with 3-byte offsets, or

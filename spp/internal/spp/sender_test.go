@@ -1,8 +1,6 @@
 package spp
 
 import (
-	"context"
-	"io"
 	"net"
 	"strings"
 	"sync"
@@ -95,21 +93,12 @@ func TestSenderSplitsFrames(t *testing.T) {
 // TestRemoteIgnoresOtherSenders: frames from an address other than the -R slave's are
 // dropped (the original accepted frames from anyone).
 func TestRemoteIgnoresOtherSenders(t *testing.T) {
-	port := freePort(t)
 	cfg := fileConfig(ping[0], "")
-	cfg.MonFile, cfg.MonRemote, cfg.Port = "", "127.0.0.1", port
+	cfg.MonFile, cfg.MonRemote, cfg.Port = "", "127.0.0.1", freePort(t)
 	cfg.Count, cfg.SPT = true, true
-	var out syncBuffer
-	cfg.Stdout, cfg.Stderr = &out, io.Discard
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	bound := make(chan struct{})
-	cfg.onListen = func() { close(bound) }
-	go func() { done <- Run(ctx, cfg) }()
-	waitBound(t, bound, done)
+	m := startMaster(t, cfg)
 	// A stranger on 127.0.0.2 replays the MON capture: nothing may come of it.
-	stranger, err := net.DialUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)}, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	stranger, err := net.DialUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)}, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: cfg.Port})
 	if err != nil {
 		t.Skipf("no 127.0.0.2: %v", err)
 	}
@@ -128,13 +117,13 @@ func TestRemoteIgnoresOtherSenders(t *testing.T) {
 		s.add(ev, time.Now())
 	}
 	s.send(time.Now())
-	time.Sleep(200 * time.Millisecond)
-	cancel()
-	if err := <-done; err == nil || !strings.Contains(err.Error(), "no packet between") {
-		t.Fatalf("master: %v, output %q", err, out.String())
+	time.Sleep(150 * time.Millisecond)
+	out, err := m.stop(0)
+	if err == nil || !strings.Contains(err.Error(), "no packet between") {
+		t.Fatalf("master: %v, output %q", err, out)
 	}
-	if out.String() != "" {
-		t.Fatalf("pairs from a stranger's frames: %q", out.String())
+	if out != "" {
+		t.Fatalf("pairs from a stranger's frames: %q", out)
 	}
 }
 
