@@ -323,3 +323,46 @@ func TestDropPrivileges(t *testing.T) {
 		t.Errorf("after dropping privileges: %+v", sum)
 	}
 }
+
+// TestSchedules: the departure times (T1 of each record) follow the schedule. The median gap
+// is robust against the stalls of a loaded machine: the interval for periodic sampling,
+// ln 2 × the interval for Poisson sampling (exponential gaps).
+func TestSchedules(t *testing.T) {
+	addr := startReflector(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		schedule string
+		lo, hi   float64 // µs
+	}{
+		{"periodic", 900, 1100},
+		{"poisson", 693 - 150, 693 + 150},
+	} {
+		out := runSender(t, ctx, "--json", "-c", "400", "-i", "1ms", "--schedule", tc.schedule, "--seed", "7", addr)
+		var t1 []time.Time
+		for _, line := range bytes.Split(bytes.TrimSpace(out), []byte("\n")) {
+			var r struct {
+				Type string    `json:"type"`
+				T1   time.Time `json:"t1"`
+			}
+			if err := json.Unmarshal(line, &r); err != nil {
+				t.Fatal(err)
+			}
+			if r.Type == "" {
+				t1 = append(t1, r.T1)
+			}
+		}
+		if len(t1) < 390 {
+			t.Fatalf("%s: %d replies", tc.schedule, len(t1))
+		}
+		gaps := make([]float64, 0, len(t1))
+		for i := 1; i < len(t1); i++ {
+			gaps = append(gaps, float64(t1[i].Sub(t1[i-1]))/1e3)
+		}
+		m := median(gaps)
+		t.Logf("%s: median gap %.1f µs", tc.schedule, m)
+		if m < tc.lo || m > tc.hi {
+			t.Errorf("%s: median gap %.1f µs, want %.0f…%.0f", tc.schedule, m, tc.lo, tc.hi)
+		}
+	}
+}

@@ -6,10 +6,10 @@ package sender
 
 import (
 	"context"
+	"math/rand/v2"
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/netip"
 	"os"
 	"runtime"
@@ -293,13 +293,8 @@ func (s *session) send(ctx context.Context, start time.Time) error {
 	for i := range msgs {
 		msgs[i] = udpsock.Message{Buf: buf[i*s.b.Len() : (i+1)*s.b.Len()], Addr: cfg.Target, TOS: cfg.DSCP<<2 | cfg.ECN&3}
 	}
-	rng := rand.New(rand.NewPCG(cfg.Seed, uint64(start.UnixNano())))
-	gap := func() time.Duration {
-		if cfg.Poisson {
-			return time.Duration(rng.ExpFloat64() * float64(cfg.Interval))
-		}
-		return cfg.Interval
-	}
+	sched := newSchedule(cfg.Interval, cfg.Poisson, cfg.Seed)
+	gap := sched.next
 	var end time.Time
 	if cfg.Duration > 0 {
 		end = start.Add(cfg.Duration)
@@ -440,4 +435,26 @@ func (s *session) handle(m *udpsock.Message) error {
 		}
 	}
 	return s.acc.add(&rp, data, m, sl)
+}
+
+// schedule yields the gaps between departures: the interval (periodic sampling, RFC 3432) or
+// exponentially distributed gaps with the interval as mean (Poisson sampling, RFC 2330 §11.1.1).
+type schedule struct {
+	interval time.Duration
+	rng      *rand.Rand
+}
+
+func newSchedule(interval time.Duration, poisson bool, seed uint64) *schedule {
+	s := &schedule{interval: interval}
+	if poisson {
+		s.rng = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	}
+	return s
+}
+
+func (s *schedule) next() time.Duration {
+	if s.rng == nil {
+		return s.interval
+	}
+	return time.Duration(s.rng.ExpFloat64() * float64(s.interval))
 }
