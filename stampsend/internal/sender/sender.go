@@ -6,10 +6,10 @@ package sender
 
 import (
 	"context"
-	"math/rand/v2"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"runtime"
