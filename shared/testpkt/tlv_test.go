@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// TestX05TLVFraming walks several TLVs and reports framing errors with their offsets.
+// TestX05TLVFraming walks several TLVs and reports framing errors with their offsets.
 func TestX05TLVFraming(t *testing.T) {
 	var b []byte
 	b = AppendTLV(b, FlagU, TypeExtraPadding, make([]byte, 3))
@@ -196,7 +196,7 @@ func TestReturnPathNoReply(t *testing.T) {
 	}
 }
 
-// TestX11ReplyTLVs applies the sender's reply rules: skip U, stop at M, discard on I or HMAC
+// TestX11ReplyTLVs applies the sender's reply rules: skip U, stop at M, discard on I or HMAC
 // failure.
 func TestX11ReplyTLVs(t *testing.T) {
 	base := goldenReflected(ModeUnauthenticated).AppendTo(nil)
