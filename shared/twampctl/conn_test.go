@@ -2,6 +2,7 @@ package twampctl
 
 import (
 	"errors"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -162,5 +163,66 @@ func TestConnUnknownCommand(t *testing.T) {
 	cmd, _, err := s.ReadCommand()
 	if cmd != CmdForbidden || !errors.Is(err, ErrCommand) {
 		t.Fatalf("cmd %s err %v", cmd, err)
+	}
+}
+
+// The client side accepts what perfSONAR's twampd really sent (open-mode captures replayed
+// as the server), and sends messages of the sizes twping sent.
+func TestClientAgainstOwampServerBytes(t *testing.T) {
+	for _, name := range []string{"twamp-owamp-open.pcap", "twamp-owamp-ipv6.pcap", "twamp-twamp-protocol-client-vs-owamp.pcap"} {
+		c := readCapture(t, name)
+		a, b := net.Pipe()
+		_ = a.SetDeadline(time.Now().Add(5 * time.Second))
+		_ = b.SetDeadline(time.Now().Add(5 * time.Second))
+		sent := make(chan []byte, 1)
+		go func() {
+			// Replay the server's stream, reading the client's messages in between as twampd did.
+			var got []byte
+			s := c.s2c
+			step := func(serverBytes, clientBytes int) bool {
+				if serverBytes > 0 {
+					if _, err := b.Write(s[:serverBytes]); err != nil {
+						return false
+					}
+					s = s[serverBytes:]
+				}
+				buf := make([]byte, clientBytes)
+				if _, err := io.ReadFull(b, buf); err != nil {
+					return false
+				}
+				got = append(got, buf...)
+				return true
+			}
+			_ = step(ServerGreetingLen, SetUpResponseLen) &&
+				step(ServerStartLen, RequestTWSessionLen) &&
+				step(AcceptSessionLen, StartSessionsLen) &&
+				step(StartAckLen, StopSessionsLen)
+			sent <- got
+			b.Close()
+		}()
+		cl, err := ClientHandshake(a, ClientConfig{Modes: ModeUnauthenticated})
+		if err != nil {
+			t.Fatalf("%s: handshake: %v", name, err)
+		}
+		as, err := cl.RequestSession(&RequestTWSession{IPVN: 4, SenderPort: 1000, ReceiverPort: 1000, PaddingLength: 27})
+		if err != nil {
+			t.Fatalf("%s: request: %v", name, err)
+		}
+		if err := cl.StartSessions(); err != nil {
+			t.Fatalf("%s: start: %v", name, err)
+		}
+		if err := cl.StopSessions(1, AcceptOK); err != nil {
+			t.Fatalf("%s: stop: %v", name, err)
+		}
+		got := <-sent
+		if len(got) != len(c.c2s) {
+			t.Errorf("%s: client sent %d octets, twping %d", name, len(got), len(c.c2s))
+		}
+		var want AcceptSession
+		_ = want.UnmarshalBinary(c.s2c[ServerGreetingLen+ServerStartLen : ServerGreetingLen+ServerStartLen+AcceptSessionLen])
+		if as.Port != want.Port || as.SID != want.SID {
+			t.Errorf("%s: accept %d %x, capture %d %x", name, as.Port, as.SID, want.Port, want.SID)
+		}
+		a.Close()
 	}
 }

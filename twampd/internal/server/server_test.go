@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/net/ipv4"
 
+	"github.com/probekit/probekit/shared/netlab"
 	"github.com/probekit/probekit/shared/testpkt"
 	"github.com/probekit/probekit/shared/timestamp"
 	"github.com/probekit/probekit/shared/twampctl"
@@ -686,5 +688,73 @@ func TestDSCPECNMonitoring(t *testing.T) {
 		if want := max(testpkt.TWAMPSenderLen+pad, off+1); m == twampctl.ModeUnauthenticated && n != want {
 			t.Errorf("open reply %d octets, want %d", n, want)
 		}
+	}
+}
+
+// twping's and twamp-protocol's real client streams (open mode, from the captures) played
+// against twampd: every message is accepted and answered like owamp's twampd did, with the
+// requested port tried first (TW-C3) and Stop-Sessions counting one session.
+func TestPeerClientStreams(t *testing.T) {
+	for _, name := range []string{"twamp-owamp-open.pcap", "twamp-twamp-protocol-client-vs-owamp.pcap"} {
+		pkts, err := netlab.ReadCapture(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c2s []byte
+		for _, p := range pkts {
+			if p.TCP != nil && p.Dst.Port() == 8620 {
+				c2s = append(c2s, p.Payload...)
+			}
+		}
+		if len(c2s) != twampctl.SetUpResponseLen+twampctl.RequestTWSessionLen+twampctl.StartSessionsLen+twampctl.StopSessionsLen {
+			t.Fatalf("%s: client stream of %d octets", name, len(c2s))
+		}
+		ts := startServer(t, Config{Modes: twampctl.ModeUnauthenticated | twampctl.ModeAuthenticated, MaxTimeout: 100 * time.Millisecond})
+		nc, err := net.Dial("tcp", ts.ctl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
+		read := func(n int) []byte {
+			b := make([]byte, n)
+			if _, err := io.ReadFull(nc, b); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			return b
+		}
+		var g twampctl.ServerGreeting
+		if err := g.UnmarshalBinary(read(twampctl.ServerGreetingLen)); err != nil || g.Modes != 3|SupportedExtensions || twampctl.ValidCount(g.Count) != nil {
+			t.Fatalf("greeting %+v %v", g, err)
+		}
+		off := 0
+		send := func(n int) {
+			if _, err := nc.Write(c2s[off : off+n]); err != nil {
+				t.Fatal(err)
+			}
+			off += n
+		}
+		send(twampctl.SetUpResponseLen)
+		var st twampctl.ServerStart
+		if err := st.UnmarshalBinary(read(twampctl.ServerStartLen)); err != nil || st.Accept != twampctl.AcceptOK {
+			t.Fatalf("server start %+v %v", st, err)
+		}
+		var rq twampctl.RequestTWSession
+		_ = rq.UnmarshalBinary(c2s[off : off+twampctl.RequestTWSessionLen])
+		send(twampctl.RequestTWSessionLen)
+		var as twampctl.AcceptSession
+		if err := as.UnmarshalBinary(read(twampctl.AcceptSessionLen)); err != nil || as.Accept != twampctl.AcceptOK {
+			t.Fatalf("accept %+v %v", as, err)
+		}
+		if as.Port != rq.ReceiverPort {
+			t.Logf("%s: requested port %d busy, got %d", name, rq.ReceiverPort, as.Port)
+		}
+		send(twampctl.StartSessionsLen)
+		var ack twampctl.StartAck
+		if err := ack.UnmarshalBinary(read(twampctl.StartAckLen)); err != nil || ack.Accept != twampctl.AcceptOK {
+			t.Fatalf("start ack %+v %v", ack, err)
+		}
+		send(twampctl.StopSessionsLen)
+		nc.Close()
+		waitFor(t, func() bool { return ts.m.stopMismatch.Load() == 0 && len(ts.Status().Sessions) == 0 })
 	}
 }
