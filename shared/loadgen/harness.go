@@ -184,7 +184,8 @@ func Compare(ctx context.Context, limit, target *Process, cfg BenchConfig) (Repo
 		tr.CPUPerPacket = medianCPU(tr.Fixed)
 	}
 	if !cfg.SkipSearch {
-		if err := search(ctx, procs, cfg, reports); err != nil {
+		run := func(i int, c Config) (Result, error) { return RunOnce(ctx, procs[i], c) }
+		if err := search(cfg, reports, run); err != nil {
 			return rep, err
 		}
 	}
@@ -238,18 +239,19 @@ type searchState struct {
 // both alike. A target stops at its first failing step: loss at or above the limit ("loss")
 // or a generator that could not offer the rate ("generator"). A target that fails the first
 // step is retried at halved rates (down to minSearchRate); one bisection between the last
-// passing and the first failing rate refines a "loss" bound.
-func search(ctx context.Context, procs []*Process, cfg BenchConfig, trs []*TargetReport) error {
+// passing and the first failing rate refines a "loss" bound. run measures target i (trs[i])
+// with one configuration.
+func search(cfg BenchConfig, trs []*TargetReport, run func(i int, c Config) (Result, error)) error {
 	pass := func(r Result) bool { return r.Loss < cfg.LossLimit && !r.GeneratorBound() }
-	st := make([]searchState, len(procs))
+	st := make([]searchState, len(trs))
 	step := func(i int, rate float64) (bool, error) {
-		res, err := RunOnce(ctx, procs[i], Config{Rate: rate, Duration: cfg.SearchDuration, Size: cfg.Size})
+		res, err := run(i, Config{Rate: rate, Duration: cfg.SearchDuration, Size: cfg.Size})
 		if err != nil {
 			return false, err
 		}
 		tr := trs[i]
 		tr.Search = append(tr.Search, res)
-		cfg.Log.WithFields(logrus.Fields{"target": procs[i].Name, "offered": rate, "sent_pps": int(res.SentRate),
+		cfg.Log.WithFields(logrus.Fields{"target": tr.Name, "offered": rate, "sent_pps": int(res.SentRate),
 			"reply_pps": int(res.ReplyRate), "loss": res.Loss}).Info("max-rate step")
 		if res.Loss < cfg.LossLimit && res.ReplyRate > tr.MaxRate {
 			tr.MaxRate = res.ReplyRate
@@ -268,7 +270,7 @@ func search(ctx context.Context, procs []*Process, cfg BenchConfig, trs []*Targe
 		}
 		return false, nil
 	}
-	climbing := len(procs)
+	climbing := len(trs)
 	for rate := cfg.SearchStart; climbing > 0; rate *= cfg.SearchFactor {
 		if rate > cfg.SearchMax {
 			for i := range st {
@@ -279,7 +281,7 @@ func search(ctx context.Context, procs []*Process, cfg BenchConfig, trs []*Targe
 			}
 			break
 		}
-		for i := range procs {
+		for i := range trs {
 			if st[i].done {
 				continue
 			}
@@ -293,7 +295,7 @@ func search(ctx context.Context, procs []*Process, cfg BenchConfig, trs []*Targe
 			}
 		}
 	}
-	for i := range procs {
+	for i := range trs {
 		for rate := st[i].firstFail / 2; st[i].lastPass == 0 && rate >= minSearchRate; rate /= 2 {
 			if _, err := step(i, rate); err != nil {
 				return err
@@ -301,7 +303,7 @@ func search(ctx context.Context, procs []*Process, cfg BenchConfig, trs []*Targe
 		}
 	}
 	for r := 0; r < searchRefinements; r++ {
-		for i := range procs {
+		for i := range trs {
 			if trs[i].MaxRateBound != "loss" || st[i].lastPass == 0 || st[i].firstFail <= st[i].lastPass {
 				continue
 			}

@@ -140,3 +140,80 @@ func TestStartCommandFailures(t *testing.T) {
 		t.Errorf("silent target: err %v after %v", err, time.Since(start))
 	}
 }
+
+// fakeTarget answers search steps from a capacity: loss above it, and a generator that
+// cannot offer more than genMax.
+func fakeTarget(capacity, genMax float64) func(c Config) Result {
+	return func(c Config) Result {
+		sent := min(c.Rate, genMax)
+		r := Result{Rate: c.Rate, Sent: uint64(sent), SentRate: sent, ReplyRate: min(sent, capacity)}
+		r.Received = uint64(r.ReplyRate)
+		r.Lost = r.Sent - r.Received
+		r.Loss = float64(r.Lost) / float64(r.Sent)
+		return r
+	}
+}
+
+func TestSearchLadder(t *testing.T) {
+	cfg := BenchConfig{SearchStart: 50000, SearchFactor: 1.25, SearchMax: 2e6, LossLimit: 0.001}
+	cfg.normalise()
+	for _, tc := range []struct {
+		name      string
+		searchMax float64
+		targets   []func(Config) Result
+		wantMax   []float64
+		wantBound []string
+		wantSteps []int
+	}{
+		{
+			// Limit echo bounded by the generator at 120k; the reflector drops above 80k.
+			name:      "generator and loss",
+			searchMax: 2e6,
+			targets:   []func(Config) Result{fakeTarget(1e9, 120000), fakeTarget(80000, 120000)},
+			wantMax:   []float64{120000, 78125},
+			wantBound: []string{"generator", "loss"},
+			// limit: 50k, 62.5k, 78.1k, 97.7k, 122.1k (120k sent is within 3 %: passes, reply
+			// 120k), 152.6k (generator short: stop). reflector: 50k, 62.5k, 78.1k, 97.7k
+			// (loss: stop) and one bisection at 87.9k (loss).
+			wantSteps: []int{6, 5},
+		},
+		{
+			name:      "first step fails: halve",
+			searchMax: 60000,
+			targets:   []func(Config) Result{fakeTarget(1e9, 1e9), fakeTarget(30000, 1e9)},
+			wantMax:   []float64{0, 25000},
+			wantBound: []string{"cap", "loss"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			trs := []*TargetReport{{Name: "a"}, {Name: "b"}}
+			var order []string
+			run := func(i int, c Config) (Result, error) {
+				order = append(order, trs[i].Name)
+				return tc.targets[i](c), nil
+			}
+			c := cfg
+			if tc.searchMax != 0 {
+				c.SearchMax = tc.searchMax
+			}
+			if err := search(c, trs, run); err != nil {
+				t.Fatal(err)
+			}
+			for i, tr := range trs {
+				if tc.wantMax[i] != 0 && tr.MaxRate != tc.wantMax[i] {
+					t.Errorf("%s: max %v, want %v", tr.Name, tr.MaxRate, tc.wantMax[i])
+				}
+				if tr.MaxRateBound != tc.wantBound[i] {
+					t.Errorf("%s: bound %q, want %q", tr.Name, tr.MaxRateBound, tc.wantBound[i])
+				}
+				if tc.wantSteps != nil && len(tr.Search) != tc.wantSteps[i] {
+					t.Errorf("%s: %d steps, want %d", tr.Name, len(tr.Search), tc.wantSteps[i])
+				}
+			}
+			// The ladder alternates: both targets run the first rate before either runs the second.
+			if len(order) < 2 || order[0] != "a" || order[1] != "b" {
+				t.Errorf("step order %v", order)
+			}
+		})
+	}
+}
