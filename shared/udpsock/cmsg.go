@@ -150,10 +150,11 @@ func (c *control) socketLevel(typ int32, data []byte) {
 			elem = oldElem
 		}
 		// struct scm_timestamping: ts[0] software, ts[1] deprecated, ts[2] raw hardware.
-		if sec, nsec, ok := timespecAt(data, elem, 3, 0); ok && (sec != 0 || nsec != 0) {
-			c.setRx(sec, nsec, timestamp.SourceKernel)
-		} else if sec, nsec, ok := timespecAt(data, elem, 3, 2); ok && (sec != 0 || nsec != 0) {
+		// A hardware stamp, present only when asked for, is the better one.
+		if sec, nsec, ok := timespecAt(data, elem, 3, 2); ok && (sec != 0 || nsec != 0) {
 			c.setRx(sec, nsec, timestamp.SourceHardware)
+		} else if sec, nsec, ok := timespecAt(data, elem, 3, 0); ok && (sec != 0 || nsec != 0) {
+			c.setRx(sec, nsec, timestamp.SourceKernel)
 		}
 	}
 }

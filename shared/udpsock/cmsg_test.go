@@ -77,6 +77,8 @@ func TestParseControl(t *testing.T) {
 			control{rxTime: ts, rxSource: timestamp.SourceKernel}},
 		{"timestamping hardware only", cmsg(unix.SOL_SOCKET, soTimestampingOld, le64s(0, 0, 0, 0, ts.Unix(), int64(ts.Nanosecond()))),
 			control{rxTime: ts, rxSource: timestamp.SourceHardware}},
+		{"timestamping both: hardware wins", cmsg(unix.SOL_SOCKET, soTimestampingNew, le64s(5, 6, 0, 0, ts.Unix(), int64(ts.Nanosecond()))),
+			control{rxTime: ts, rxSource: timestamp.SourceHardware}},
 		{"timestamp nsec out of range", cmsg(unix.SOL_SOCKET, soTimestampNSNew, le64s(5, 1e9)), control{}},
 		{"timestamp wrong size", cmsg(unix.SOL_SOCKET, soTimestampNSNew, le64s(5, 1, 2)), control{}},
 		{"ip tos 1 byte", cmsg(unix.IPPROTO_IP, ipTOS, []byte{0xb9}), control{tos: 0xb9, hasTOS: true}},

@@ -51,6 +51,13 @@ type Options struct {
 	// ReadBuffer and WriteBuffer set SO_RCVBUF/SO_SNDBUF in bytes when non-zero (with the
 	// *FORCE variants first, which succeed for root beyond the sysctl limits).
 	ReadBuffer, WriteBuffer int
+	// HardwareTimestamps also asks for NIC hardware stamps (SO_TIMESTAMPING RX_HARDWARE,
+	// TX_HARDWARE, RAW_HARDWARE; implies the SO_TIMESTAMPING receive path). They only appear
+	// once the interface timestamps packets (EnableHardwareTimestamps, CAP_NET_ADMIN); they
+	// are in the NIC's clock (PHC), fine for RTTs, not for one-way delays without PTP. A
+	// datagram with a hardware stamp reports it (SourceHardware) in place of the software one;
+	// TX reports come separately for each kind, with the same id.
+	HardwareTimestamps bool
 	// Blocking makes ReadBatch wait inside recvmmsg (MSG_WAITFORONE on a blocking socket)
 	// instead of the runtime's network poller: the kernel wakes the reading thread directly,
 	// which costs less CPU and latency per wake-up, but each blocked reader holds an OS
@@ -189,7 +196,7 @@ func Listen(ctx context.Context, network, addr string, opts Options) (*Conn, err
 		// Cancelled before the watcher was stored: Close ran without it.
 		stop()
 	}
-	if opts.RxTimestamps {
+	if c.rxTS != rxStampNone {
 		warmRxTimestamps(c.rxTS)
 	}
 	return c, nil
@@ -327,17 +334,23 @@ func (c *Conn) setup(fd int) error {
 			}
 		}
 	}
-	if c.opts.TxTimestamps {
-		flags := unix.SOF_TIMESTAMPING_TX_SOFTWARE | unix.SOF_TIMESTAMPING_SOFTWARE |
-			unix.SOF_TIMESTAMPING_OPT_ID | unix.SOF_TIMESTAMPING_OPT_TSONLY
-		if c.opts.RxTimestamps {
+	if c.opts.TxTimestamps || c.opts.HardwareTimestamps {
+		flags := unix.SOF_TIMESTAMPING_SOFTWARE
+		if c.opts.TxTimestamps {
+			flags |= unix.SOF_TIMESTAMPING_TX_SOFTWARE | unix.SOF_TIMESTAMPING_OPT_ID | unix.SOF_TIMESTAMPING_OPT_TSONLY
+		}
+		if c.opts.RxTimestamps || c.opts.HardwareTimestamps {
 			flags |= unix.SOF_TIMESTAMPING_RX_SOFTWARE
+			c.rxTS = rxStampTimestamping
+		}
+		if c.opts.HardwareTimestamps {
+			flags |= unix.SOF_TIMESTAMPING_RX_HARDWARE | unix.SOF_TIMESTAMPING_RAW_HARDWARE
+			if c.opts.TxTimestamps {
+				flags |= unix.SOF_TIMESTAMPING_TX_HARDWARE
+			}
 		}
 		if err := setTimestamping(fd, flags); err != nil {
 			return err
-		}
-		if c.opts.RxTimestamps {
-			c.rxTS = rxStampTimestamping
 		}
 		// Setting OPT_ID resets the kernel's per-socket counter to 0.
 		c.txNext.Store(0)
@@ -539,4 +552,20 @@ func ListenGroup(ctx context.Context, network, addr string, n int, opts Options)
 		conns = append(conns, c)
 	}
 	return conns, nil
+}
+
+// EnableHardwareTimestamps switches NIC hardware timestamping on for iface (SIOCSHWTSTAMP:
+// all received packets, transmit on). It needs CAP_NET_ADMIN and a driver that supports it;
+// loopback and veth do not (the error wraps unix.EOPNOTSUPP or EINVAL).
+func EnableHardwareTimestamps(iface string) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("udpsock: hardware timestamps on %s: %w", iface, err)
+	}
+	defer unix.Close(fd)
+	cfg := unix.HwTstampConfig{Tx_type: unix.HWTSTAMP_TX_ON, Rx_filter: unix.HWTSTAMP_FILTER_ALL}
+	if err := unix.IoctlSetHwTstamp(fd, iface, &cfg); err != nil {
+		return fmt.Errorf("udpsock: hardware timestamps on %s: %w", iface, err)
+	}
+	return nil
 }

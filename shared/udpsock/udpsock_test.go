@@ -621,3 +621,28 @@ func TestBlockingMode(t *testing.T) {
 		t.Fatal("blocking ReadBatch still blocked after cancel")
 	}
 }
+
+func TestHardwareTimestampsOption(t *testing.T) {
+	// Loopback has no NIC clock: the socket accepts the hardware flags, the interface refuses
+	// to stamp, and datagrams still carry the kernel's software stamp.
+	if err := EnableHardwareTimestamps("lo"); err == nil {
+		t.Error("EnableHardwareTimestamps(lo) succeeded")
+	}
+	if err := EnableHardwareTimestamps("no-such-if0"); err == nil {
+		t.Error("EnableHardwareTimestamps on a missing interface succeeded")
+	}
+	rx := listen(t, "udp4", "127.0.0.1:0", Options{HardwareTimestamps: true})
+	if f := rx.Features(); f.RxTimestamp != "SO_TIMESTAMPING" || f.TxTimestamps {
+		t.Errorf("features %+v", f)
+	}
+	tx := listen(t, "udp4", "127.0.0.1:0", Options{})
+	m := Message{Buf: []byte("hw"), Addr: rx.LocalAddr()}
+	before := time.Now()
+	if err := tx.WriteTo(&m); err != nil {
+		t.Fatal(err)
+	}
+	got := readN(t, rx, 1)[0]
+	if got.RxSource != timestamp.SourceKernel || got.RxTime.Before(before.Add(-time.Millisecond)) {
+		t.Errorf("source %v time %v (sent after %v)", got.RxSource, got.RxTime, before)
+	}
+}
