@@ -67,9 +67,15 @@ func Run(ctx context.Context, cfg Config, out Output) ([]*Result, error) {
 			return nil, fmt.Errorf("resolve %s: %w", cfg.Target, err)
 		}
 		remote := addrOf(raddr)
+		// The route's source address (a connected probe socket sends nothing) names the
+		// sender in the output and lets the test socket bind to it.
 		local := netip.IPv4Unspecified()
 		if remote.Addr().Is6() {
 			local = netip.IPv6Unspecified()
+		}
+		if probe, err := net.DialUDP(udpNet(cfg.Network), nil, raddr); err == nil {
+			local = addrOf(probe.LocalAddr()).Addr()
+			probe.Close()
 		}
 		if cfg.Source != "" {
 			if local, err = netip.ParseAddr(cfg.Source); err != nil {
