@@ -118,6 +118,8 @@ type record struct {
 	SenderTTL  int     `json:"sender_ttl"`
 	RTTUS      float64 `json:"rtt_us"`
 	Residence  float64 `json:"residence_us"`
+	Forward    float64 `json:"forward_us"`
+	Backward   float64 `json:"backward_us"`
 	SSID       int     `json:"ssid"`
 	TxSource   string  `json:"tx_source"`
 	RxSource   string  `json:"rx_source"`
