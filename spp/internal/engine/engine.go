@@ -96,14 +96,26 @@ type Engine struct {
 	onRec   func(Dir, Record)
 	closed  [2]bool
 	counter Counters
+
+	// MON timestamps seen so far: the last one and whether they never went backwards. With
+	// monotone MON input, every future record of direction d has a MON time of at least
+	// min(last, head of mon[d]); the pairer uses that bound to drop records that can no
+	// longer matter, so one-way stretches of traffic do not pile up records.
+	monLast     int64
+	monSeen     bool
+	monMonotone bool
+	compactAt   int
 }
+
+// defaultCompactAt is the pending-record count above which the pairer compacts a queue.
+const defaultCompactAt = 1024
 
 // New returns an engine that calls emit for every pair, in order, as soon as it is formed.
 func New(cfg Config, emit func(Pair)) *Engine {
 	if cfg.MaxSearch <= 0 {
 		cfg.MaxSearch = 10000
 	}
-	e := &Engine{cfg: cfg, emit: emit}
+	e := &Engine{cfg: cfg, emit: emit, monMonotone: true, compactAt: defaultCompactAt}
 	for d := range e.match {
 		e.match[d].init(Dir(d), &e.cfg)
 	}
@@ -135,6 +147,10 @@ func (e *Engine) Add(p Point, d Dir, id uint32, ts int64) {
 	if p == Ref {
 		m.ref.push(instance{ts: ts, id: id})
 	} else {
+		if e.monSeen && ts < e.monLast {
+			e.monMonotone = false
+		}
+		e.monLast, e.monSeen = ts, true
 		m.mon.push(instance{ts: ts, id: id})
 	}
 	e.run(d)
@@ -179,10 +195,24 @@ func (e *Engine) run(d Dir) {
 			}
 			if produced || e.pair.done[d] {
 				e.pair.run(e.emitPair)
+				if e.pair.q[d].len() > e.compactAt && e.monMonotone {
+					e.pair.compact(e.lowerBound(Out), e.lowerBound(In))
+				}
 			}
 			return
 		}
 	}
+}
+
+// lowerBound is the least MON time a future record of direction d can have, given monotone
+// MON input: records come from queued MON instances (the queue head is the earliest) or
+// from MON packets not read yet (no earlier than the last one read).
+func (e *Engine) lowerBound(d Dir) int64 {
+	lb := e.monLast
+	if q := &e.match[d].mon; q.len() > 0 {
+		lb = min(lb, q.at(0).ts)
+	}
+	return lb
 }
 
 func (e *Engine) emitPair(p Pair) {

@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"cmp"
 	"encoding/json"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -281,5 +283,78 @@ func TestNamesInJSON(t *testing.T) {
 	b, err := json.Marshal(map[string]any{"p": Mon, "d": Out})
 	if err != nil || string(b) != `{"d":"OUT","p":"MON"}` {
 		t.Fatalf("%s %v", b, err)
+	}
+}
+
+// oneWay builds monotone traffic with long one-way stretches: bursts of up to 3000 packets
+// in one direction, then the other, each seen at REF and MON (OWD 1 ms).
+func oneWay(seed uint64, n int) []inst {
+	r := rand.New(rand.NewPCG(seed, 99))
+	var ref, mon []inst
+	t := int64(1_700_000_000_000_000)
+	for id := uint32(0); int(id) < n; {
+		d := Dir(r.IntN(2))
+		burst := 1 + r.IntN(3000)
+		if r.IntN(4) > 0 {
+			burst = 1 + r.IntN(5)
+		}
+		for k := 0; k < burst && int(id) < n; k++ {
+			t += 1 + r.Int64N(200)
+			refT, monT := t, t+1000
+			if d == In {
+				refT, monT = t+1000, t
+			}
+			ref = append(ref, inst{Ref, d, id, refT})
+			mon = append(mon, inst{Mon, d, id, monT})
+			id++
+		}
+	}
+	// Each capture is in time order; feed both merged by time, as the file reader does.
+	slices.SortStableFunc(ref, func(a, b inst) int { return cmp.Compare(a.ts, b.ts) })
+	slices.SortStableFunc(mon, func(a, b inst) int { return cmp.Compare(a.ts, b.ts) })
+	var out []inst
+	i, j := 0, 0
+	for i < len(ref) || j < len(mon) {
+		if j == len(mon) || (i < len(ref) && ref[i].ts <= mon[j].ts) {
+			out = append(out, ref[i])
+			i++
+		} else {
+			out = append(out, mon[j])
+			j++
+		}
+	}
+	return out
+}
+
+// TestCompactionExact: dropping queued records that cannot matter any more gives exactly
+// the pairs of the uncompacted engine, and keeps the pending records bounded during
+// one-way stretches.
+func TestCompactionExact(t *testing.T) {
+	for seed := uint64(1); seed <= 5; seed++ {
+		in := oneWay(seed, 40000)
+		var want, got []Pair
+		full := New(Config{Window: 60, MaxSearch: 10000}, func(p Pair) { want = append(want, p) })
+		full.compactAt = 1 << 30
+		small := New(Config{Window: 60, MaxSearch: 10000}, func(p Pair) { got = append(got, p) })
+		small.compactAt = 8
+		maxRec, maxRecFull := 0, 0
+		for _, i := range in {
+			full.Add(i.p, i.d, i.id, i.ts)
+			small.Add(i.p, i.d, i.id, i.ts)
+			_, r := small.QueueLens()
+			maxRec = max(maxRec, r[0]+r[1])
+			_, r = full.QueueLens()
+			maxRecFull = max(maxRecFull, r[0]+r[1])
+		}
+		for _, e := range []*Engine{full, small} {
+			e.Close(Ref)
+			e.Close(Mon)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("seed %d: %d pairs with compaction, %d without", seed, len(got), len(want))
+		}
+		if maxRec > 64 || maxRecFull < 1000 {
+			t.Fatalf("seed %d: pending records peaked at %d (uncompacted %d)", seed, maxRec, maxRecFull)
+		}
 	}
 }

@@ -71,3 +71,29 @@ func (p *pairer) run(emit func(Pair)) {
 		}
 	}
 }
+
+// compact drops queued records that can no longer change any pair, given lower bounds on
+// the MON times of future OUT and IN records (lbOut, lbIn). Exact for monotone MON input.
+//
+// While waiting for an IN record (pairNeedIn), OUT records queue up; the coming held loop
+// passes every OUT record with mon < in.mon, and in.mon ≥ lbIn, so of two leading records
+// both earlier than lbIn the first is always passed over. While waiting for an OUT record
+// (pairNeedOut, pairNeedHeld), IN records queue up; the next round skips every IN record
+// with mon ≤ out.mon, and out (a future OUT record) has mon ≥ lbOut.
+func (p *pairer) compact(lbOut, lbIn int64) {
+	if p.stopped {
+		return
+	}
+	switch p.state {
+	case pairNeedIn:
+		q := &p.q[Out]
+		for q.len() >= 2 && q.at(0).Mon < lbIn && q.at(1).Mon < lbIn {
+			q.pop()
+		}
+	default:
+		q := &p.q[In]
+		for q.len() > 0 && q.at(0).Mon <= lbOut {
+			q.pop()
+		}
+	}
+}
