@@ -154,16 +154,16 @@ func refMatch(f Filter, et uint16, ip []byte) bool {
 	}
 	var src, dst netip.Addr
 	var proto uint8
-	var l4 []byte
+	var l4off int
 	frag := false
 	switch et {
 	case EtherTypeIPv4:
 		src, dst, proto = netip.AddrFrom4([4]byte(ip[12:16])), netip.AddrFrom4([4]byte(ip[16:20])), ip[9]
 		frag = binary.BigEndian.Uint16(ip[6:])&0x1fff != 0
-		l4 = ip[int(ip[0]&15)*4:]
+		l4off = int(ip[0]&15) * 4
 	case EtherTypeIPv6:
 		src, dst, proto = netip.AddrFrom16([16]byte(ip[8:24])), netip.AddrFrom16([16]byte(ip[24:40])), ip[6]
-		l4 = ip[40:]
+		l4off = 40
 	default:
 		return false
 	}
@@ -177,7 +177,7 @@ func refMatch(f Filter, et uint16, ip []byte) bool {
 		if frag || (proto != ProtoTCP && proto != ProtoUDP && proto != ProtoSCTP) {
 			return false
 		}
-		sp, dp := binary.BigEndian.Uint16(l4), binary.BigEndian.Uint16(l4[2:])
+		sp, dp := binary.BigEndian.Uint16(ip[l4off:]), binary.BigEndian.Uint16(ip[l4off+2:])
 		return slices.ContainsFunc(f.Ports, func(p uint16) bool { return p == sp || p == dp })
 	}
 	return true

@@ -2,11 +2,14 @@ package capture
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"golang.org/x/net/bpf"
 )
 
 // fuzzRead reads every packet of data with a small buffer and checks the invariants that
@@ -152,4 +155,124 @@ func addSeeds(f *testing.F, pattern string, limit int) {
 		}
 		f.Add(b[:min(len(b), limit)])
 	}
+}
+
+// FuzzFilter is a differential test of the compiled BPF filters: for every frame, the program
+// run in x/net/bpf's VM must accept exactly what the reference model (NetworkLayer + refMatch)
+// accepts, wherever the model's semantics apply (≤ 2 VLAN tags, no 802.3 frames, every field
+// the program loads present).
+func FuzzFilter(f *testing.F) {
+	ips, ets := filterCorpus()
+	for i, ip := range ips {
+		f.Add(uint8(i), uint16(Ethernet), wrap(Ethernet, ets[i], ip, 7))
+		f.Add(uint8(i), uint16(LinuxSLL2), wrap(LinuxSLL2, ets[i], ip))
+		f.Add(uint8(i), uint16(Null), wrap(Null, ets[i], ip))
+	}
+	for _, path := range []string{"testdata/spp-ping-ref.pcap", "testdata/twamp-owamp-ipv6.pcap", "testdata/sll2-any-loopback.pcap"} {
+		r, err := Open(path)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for i := range uint8(3) {
+			p, err := r.Next()
+			if err != nil {
+				break
+			}
+			f.Add(i, uint16(p.LinkType), bytes.Clone(p.Data))
+		}
+		r.Close()
+	}
+	vms := map[[2]int]*bpf.VM{}
+	for fi, flt := range testFilters {
+		for _, lt := range []LinkType{Ethernet, LinuxSLL, LinuxSLL2, Null, Loop, Raw, RawIPv4, RawIPv6} {
+			prog, err := flt.Compile(lt, 0)
+			if err != nil {
+				f.Fatal(err)
+			}
+			vm, err := bpf.NewVM(prog)
+			if err != nil {
+				f.Fatal(err)
+			}
+			vms[[2]int{fi, int(lt)}] = vm
+		}
+	}
+	f.Fuzz(func(t *testing.T, which uint8, lt uint16, frame []byte) {
+		fi := int(which) % len(testFilters)
+		vm, ok := vms[[2]int{fi, int(lt)}]
+		if !ok {
+			return
+		}
+		n, err := vm.Run(frame)
+		if err != nil {
+			t.Fatalf("VM: %v", err)
+		}
+		if !modelApplies(LinkType(lt), frame) {
+			return
+		}
+		flt := testFilters[fi]
+		ip, et, err := NetworkLayer(LinkType(lt), frame)
+		want := false
+		switch {
+		case len(flt.Hosts) == 0 && flt.Protocol == 0 && len(flt.Ports) == 0:
+			want = true // the empty filter accepts anything, even garbage
+		case err != nil:
+			// not an IP packet the model can see: the program must reject it too
+		case loadsPresent(flt, et, ip):
+			want = refMatch(flt, et, ip)
+		case et == EtherTypeIPv4 || et == EtherTypeIPv6:
+			return // the program may reject a short packet before the model's verdict
+		}
+		if (n > 0) != want {
+			t.Fatalf("filter %d (%s) on %v frame %x: BPF accept=%v, model %v", fi, tcpdumpExpr(testFilters[fi]), LinkType(lt), frame, n > 0, want)
+		}
+	})
+}
+
+// modelApplies reports whether the frame is within the filter's documented scope.
+func modelApplies(lt LinkType, frame []byte) bool {
+	var et uint16
+	var rest []byte
+	switch lt {
+	case Ethernet:
+		if len(frame) < 14 {
+			return true
+		}
+		et, rest = binary.BigEndian.Uint16(frame[12:]), frame[14:]
+		if et < 0x0600 {
+			return false // 802.3/SNAP: NetworkLayer only
+		}
+	case LinuxSLL:
+		if len(frame) < 16 {
+			return true
+		}
+		et, rest = binary.BigEndian.Uint16(frame[14:]), frame[16:]
+	case LinuxSLL2:
+		if len(frame) < 20 {
+			return true
+		}
+		et, rest = binary.BigEndian.Uint16(frame), frame[20:]
+	default:
+		return true
+	}
+	for tags := 0; et == EtherTypeVLAN || et == EtherTypeQinQ || et == EtherTypeQinQ1; tags++ {
+		if tags == 2 || len(rest) < 4 {
+			return tags < 2 // a third tag: outside the filter's scope
+		}
+		et, rest = binary.BigEndian.Uint16(rest[2:]), rest[4:]
+	}
+	return true
+}
+
+// loadsPresent reports whether ip holds every field the filter program may load.
+func loadsPresent(f Filter, et uint16, ip []byte) bool {
+	switch et {
+	case EtherTypeIPv4:
+		if len(ip) < 20 {
+			return false
+		}
+		return len(f.Ports) == 0 || len(ip) >= int(ip[0]&0x0f)*4+4
+	case EtherTypeIPv6:
+		return len(ip) >= 40 && (len(f.Ports) == 0 || len(ip) >= 44)
+	}
+	return true
 }
