@@ -389,6 +389,14 @@ func udpEchoTo(t *testing.T, p *netlab.PathLab, dst netip.Addr, count int, inter
 	time.Sleep(200 * time.Millisecond) // last replies
 }
 
+// needTcpdump skips a lab test on machines without tcpdump (the truth comes from its captures).
+func needTcpdump(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("tcpdump"); err != nil {
+		t.Skip("tcpdump not installed: the lab truth needs its captures")
+	}
+}
+
 func captures(t *testing.T, p *netlab.PathLab, points ...string) (files map[string]string, stop func()) {
 	dir := t.TempDir()
 	files = map[string]string{}
@@ -412,6 +420,7 @@ func captures(t *testing.T, p *netlab.PathLab, points ...string) (files map[stri
 // slave -s A -I b0 at -l 2 -g 100, and master -r A -I b0 with slave -s B -I a0 at -l 3 -g 10)
 // equal the a0/b0 file run within the frames' granularity.
 func TestLabDelayStepsLiveAndRemote(t *testing.T) {
+	needTcpdump(t)
 	p := netlab.Path(t, netlab.PathConfig{
 		Out: netlab.Impairment{Delay: 10 * time.Millisecond},
 		In:  netlab.Impairment{Delay: 10 * time.Millisecond},
@@ -496,6 +505,7 @@ func checkBandSlack(t *testing.T, what string, rtts []int64, injected, slack int
 // TestLabLossAndReordering: 5 % loss each way and ±3 ms jitter with reordering. The file
 // run still forms exactly the truth's pairs with exact RTTs.
 func TestLabLossAndReordering(t *testing.T) {
+	needTcpdump(t)
 	p := netlab.Path(t, netlab.PathConfig{
 		Out: netlab.Impairment{Delay: 8 * time.Millisecond, Jitter: 3 * time.Millisecond, Reorder: true, Loss: 0.05},
 		In:  netlab.Impairment{Delay: 8 * time.Millisecond, Jitter: 3 * time.Millisecond, Reorder: true, Loss: 0.05},
@@ -522,6 +532,7 @@ func TestLabOneWayTraffic(t *testing.T) {
 	if testing.Short() {
 		t.Skip("lab scenario skipped in -short mode")
 	}
+	needTcpdump(t)
 	p := netlab.Path(t, netlab.PathConfig{
 		Out: netlab.Impairment{Delay: 15 * time.Millisecond},
 		In:  netlab.Impairment{Delay: 5 * time.Millisecond},
@@ -577,6 +588,7 @@ func TestLabTCPBulk(t *testing.T) {
 	if testing.Short() {
 		t.Skip("lab scenario skipped in -short mode")
 	}
+	needTcpdump(t)
 	p := netlab.Path(t, netlab.PathConfig{
 		Out: netlab.Impairment{Delay: 5 * time.Millisecond, RateBps: 20_000_000},
 		In:  netlab.Impairment{Delay: 5 * time.Millisecond},
@@ -630,6 +642,7 @@ func TestLabTCPBulk(t *testing.T) {
 // IPv6 default packet ID (flow label, length, ports, 12 bytes of payload) identifies every
 // packet, so the file run equals the truth.
 func TestLabIPv6(t *testing.T) {
+	needTcpdump(t)
 	p := netlab.Path(t, netlab.PathConfig{
 		Out: netlab.Impairment{Delay: 6 * time.Millisecond, Jitter: 2 * time.Millisecond, Reorder: true},
 		In:  netlab.Impairment{Delay: 4 * time.Millisecond},
