@@ -758,3 +758,23 @@ func TestPeerClientStreams(t *testing.T) {
 		waitFor(t, func() bool { return ts.m.stopMismatch.Load() == 0 && len(ts.Status().Sessions) == 0 })
 	}
 }
+
+// The default dual-stack listener serves IPv4 clients (IPv4-mapped control addresses become
+// plain IPv4 test sessions) and IPv6 clients.
+func TestDualStackListener(t *testing.T) {
+	ts := startServer(t, Config{Listen: []string{"[::]:0"}})
+	port := netip.MustParseAddrPort(ts.ctl).Port()
+	for _, host := range []string{"127.0.0.1", "::1"} {
+		ctl, err := dial(t, netip.AddrPortFrom(netip.MustParseAddr(host), port).String(), clientCfg(twampctl.ModeUnauthenticated))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, _ := newSender(t, ctl, 27, 0)
+		if err := ctl.StartSessions(); err != nil {
+			t.Fatal(err)
+		}
+		if rp, _, err := s.exchange(t, 3); err != nil || rp.SenderSeq != 3 {
+			t.Errorf("%s: %v", host, err)
+		}
+	}
+}
