@@ -50,6 +50,10 @@ type Config struct {
 	// MaxPacket is the largest test packet reflected (9216 when 0); longer ones are dropped
 	// because a truncated copy would break symmetric size.
 	MaxPacket int
+	// BusyPoll, when positive, makes Serve poll the socket without sleeping for up to this
+	// long after each batch: lower residence time (no scheduler wake-up for packets arriving
+	// within the window) at the cost of a spinning CPU.
+	BusyPoll time.Duration
 	// Logger receives per-session events at debug level and errors; nil discards.
 	Logger logrus.FieldLogger
 }

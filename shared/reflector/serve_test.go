@@ -15,13 +15,19 @@ import (
 // a kernel T2 no later than T3 and the packet's TTL (64 on loopback), and cancellation stops
 // Serve.
 func TestServeLoopback(t *testing.T) {
+	for _, bp := range []time.Duration{0, 100 * time.Microsecond} {
+		t.Run("busy-poll="+bp.String(), func(t *testing.T) { serveLoopback(t, bp) })
+	}
+}
+
+func serveLoopback(t *testing.T, busyPoll time.Duration) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	conn, err := udpsock.Listen(ctx, "udp4", "127.0.0.1:0", ListenOptions(16))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := New(Config{IdleTimeout: time.Second})
+	r, err := New(Config{IdleTimeout: time.Second, BusyPoll: busyPoll})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,7 @@ const (
 	flagNoMonitor       = "no-monitor"
 	flagUser            = "user"
 	flagBatch           = "batch"
+	flagBusyPoll        = "busy-poll"
 )
 
 // DefaultMonitor is the default monitoring address.
@@ -61,6 +62,7 @@ func NewApp(version string) *cli.App {
 		&cli.BoolFlag{Name: flagNoMonitor, Usage: "disable the HTTP monitoring API"},
 		&cli.StringFlag{Name: flagUser, Usage: "switch to `USER` after binding (when started as root)"},
 		cliutil.IntFlag(flagBatch, "datagrams per recvmmsg/sendmmsg", 64, 1, 1024),
+		&cli.DurationFlag{Name: flagBusyPoll, Usage: "after each batch poll the socket without sleeping for up to `DURATION` (lower residence time, one busy CPU)"},
 	)
 	app.Action = func(c *cli.Context) error {
 		cfg, err := Config(c)
@@ -93,6 +95,7 @@ func Config(c *cli.Context) (server.Config, error) {
 			Synchronized:    c.Bool(flagSynchronized),
 			ClockError:      c.Duration(flagClockError),
 			Batch:           int(cliutil.Int(c, flagBatch)),
+			BusyPoll:        c.Duration(flagBusyPoll),
 		},
 	}
 	if c.Bool(flagNoMonitor) {
@@ -114,6 +117,9 @@ func Config(c *cli.Context) (server.Config, error) {
 	}
 	if cfg.Reflector.IdleTimeout <= 0 {
 		return cfg, cliutil.Usagef("--%s must be positive", flagIdleTimeout)
+	}
+	if cfg.Reflector.BusyPoll < 0 || cfg.Reflector.BusyPoll > time.Second {
+		return cfg, cliutil.Usagef("--%s: 0 … 1s", flagBusyPoll)
 	}
 	if cfg.Reflector.ClockError <= 0 {
 		return cfg, cliutil.Usagef("--%s must be positive", flagClockError)
