@@ -100,6 +100,7 @@ func filterCorpus() (ips [][]byte, ets []uint16) {
 	add(EtherTypeIPv4, ip4Packet("10.0.0.9", "10.0.0.1", 6, 5001, 862, 0, 7))       // options
 	add(EtherTypeIPv4, ip4Packet("10.0.0.9", "10.0.0.1", 17, 5001, 862, 185, 5))    // later fragment
 	add(EtherTypeIPv4, ip4Packet("10.0.0.9", "10.0.0.1", 17, 5001, 862, 0x2000, 5)) // first fragment (MF)
+	add(EtherTypeIPv4, ip4Packet("10.0.0.1", "10.0.0.2", 17, 40000, 9, 0x1000, 5))  // offset 4096×8
 	add(EtherTypeIPv4, ip4Packet("10.0.0.1", "10.0.0.2", 1, 0x0800, 7, 0, 5))
 	add(EtherTypeIPv4, ip4Packet("10.0.0.1", "10.0.0.2", 132, 7, 9, 0, 5))
 	add(EtherTypeIPv6, ip6Packet("2001:db8::1", "2001:db8::2", 17, 40000, 9))
