@@ -28,12 +28,15 @@ const (
 
 // Exit codes returned by Main and Run.
 const (
-	ExitOK       = 0   // success
-	ExitFailure  = 1   // the tool ran and failed (network error, bad peer, I/O error …)
-	ExitUsage    = 2   // the command line was wrong (unknown flag, bad value, missing argument)
-	ExitSIGINT   = 130 // interrupted by SIGINT and the tool returned the cancellation error
-	ExitSIGTERM  = 143 // terminated by SIGTERM and the tool returned the cancellation error
-	metadataKey  = "probekit.cliutil"
+	ExitOK      = 0   // success
+	ExitFailure = 1   // the tool ran and failed (network error, bad peer, I/O error …)
+	ExitUsage   = 2   // the command line was wrong (unknown flag, bad value, missing argument)
+	ExitSIGINT  = 130 // interrupted by SIGINT and the tool returned the cancellation error
+	ExitSIGTERM = 143 // terminated by SIGTERM and the tool returned the cancellation error
+)
+
+const (
+	metadataKey  = "probekit.cliutil" // App.Metadata key of cliutil's per-app state
 	logTimestamp = time.RFC3339Nano
 )
 
@@ -83,7 +86,6 @@ func NewApp(name, usage, version string) *cli.App {
 		Usage:                  usage,
 		Version:                version,
 		UseShortOptionHandling: true,
-		Suggest:                false,
 		Writer:                 os.Stdout,
 		ErrWriter:              os.Stderr,
 		Flags:                  StandardFlags(),
