@@ -279,36 +279,14 @@ func (c *Conn) setup(fd int) error {
 		v6only, err := unix.GetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY)
 		c.dual = err == nil && v6only == 0
 	}
-	v4 := dom == unix.AF_INET || c.dual
-	v6 := dom == unix.AF_INET6
-	set := func(level, opt int, name string) error {
-		if err := unix.SetsockoptInt(fd, level, opt, 1); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		return nil
-	}
 	if c.opts.RecvTOS {
-		if v4 {
-			if err := set(unix.IPPROTO_IP, unix.IP_RECVTOS, "IP_RECVTOS"); err != nil {
-				return err
-			}
-		}
-		if v6 {
-			if err := set(unix.IPPROTO_IPV6, unix.IPV6_RECVTCLASS, "IPV6_RECVTCLASS"); err != nil {
-				return err
-			}
+		if err := c.setIPOpt(fd, unix.IP_RECVTOS, unix.IPV6_RECVTCLASS, 1); err != nil {
+			return err
 		}
 	}
 	if c.opts.RecvTTL {
-		if v4 {
-			if err := set(unix.IPPROTO_IP, unix.IP_RECVTTL, "IP_RECVTTL"); err != nil {
-				return err
-			}
-		}
-		if v6 {
-			if err := set(unix.IPPROTO_IPV6, unix.IPV6_RECVHOPLIMIT, "IPV6_RECVHOPLIMIT"); err != nil {
-				return err
-			}
+		if err := c.setIPOpt(fd, unix.IP_RECVTTL, unix.IPV6_RECVHOPLIMIT, 1); err != nil {
+			return err
 		}
 	}
 	if c.opts.Blocking {
@@ -438,24 +416,7 @@ func (c *Conn) storeReadDeadline(t time.Time) {
 // SetTOS sets the socket's default DSCP/ECN byte (IP_TOS, and IPV6_TCLASS on IPv6 sockets).
 // WriteBatch adds a per-message cmsg only for messages whose TOS differs from it.
 func (c *Conn) SetTOS(tos uint8) error {
-	var serr error
-	err := c.rc.Control(func(fd uintptr) {
-		if c.family == unix.AF_INET || c.dual {
-			if e := unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_TOS, int(tos)); e != nil {
-				serr = fmt.Errorf("IP_TOS: %w", e)
-				return
-			}
-		}
-		if c.family == unix.AF_INET6 {
-			if e := unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_TCLASS, int(tos)); e != nil {
-				serr = fmt.Errorf("IPV6_TCLASS: %w", e)
-			}
-		}
-	})
-	if err == nil {
-		err = serr
-	}
-	if err != nil {
+	if err := c.control(unix.IP_TOS, unix.IPV6_TCLASS, int(tos)); err != nil {
 		return fmt.Errorf("udpsock: set tos: %w", err)
 	}
 	c.tos.Store(uint32(tos))
@@ -464,25 +425,33 @@ func (c *Conn) SetTOS(tos uint8) error {
 
 // SetTTL sets the unicast TTL (IPv4) and hop limit (IPv6) of sent datagrams.
 func (c *Conn) SetTTL(ttl int) error {
-	var serr error
-	err := c.rc.Control(func(fd uintptr) {
-		if c.family == unix.AF_INET || c.dual {
-			if e := unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_TTL, ttl); e != nil {
-				serr = fmt.Errorf("IP_TTL: %w", e)
-				return
-			}
-		}
-		if c.family == unix.AF_INET6 {
-			if e := unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS, ttl); e != nil {
-				serr = fmt.Errorf("IPV6_UNICAST_HOPS: %w", e)
-			}
-		}
-	})
-	if err == nil {
-		err = serr
-	}
-	if err != nil {
+	if err := c.control(unix.IP_TTL, unix.IPV6_UNICAST_HOPS, ttl); err != nil {
 		return fmt.Errorf("udpsock: set ttl: %w", err)
+	}
+	return nil
+}
+
+// control applies setIPOpt on the socket.
+func (c *Conn) control(v4opt, v6opt, value int) error {
+	var serr error
+	if err := c.rc.Control(func(fd uintptr) { serr = c.setIPOpt(int(fd), v4opt, v6opt, value) }); err != nil {
+		return err
+	}
+	return serr
+}
+
+// setIPOpt sets the IPv4 option (IPPROTO_IP) on sockets that carry IPv4 — AF_INET and
+// dual-stack AF_INET6 — and the IPv6 option (IPPROTO_IPV6) on AF_INET6 sockets.
+func (c *Conn) setIPOpt(fd, v4opt, v6opt, value int) error {
+	if c.family == unix.AF_INET || c.dual {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, v4opt, value); err != nil {
+			return fmt.Errorf("setsockopt IPPROTO_IP %d: %w", v4opt, err)
+		}
+	}
+	if c.family == unix.AF_INET6 {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, v6opt, value); err != nil {
+			return fmt.Errorf("setsockopt IPPROTO_IPV6 %d: %w", v6opt, err)
+		}
 	}
 	return nil
 }
