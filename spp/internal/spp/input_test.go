@@ -225,3 +225,25 @@ func TestStdin(t *testing.T) {
 		t.Fatal(firstDiff(got, want))
 	}
 }
+
+// TestUnreadableInputs: missing files, non-capture files and damaged headers fail with one
+// error naming the point and the file.
+func TestUnreadableInputs(t *testing.T) {
+	dir := t.TempDir()
+	text := filepath.Join(dir, "notes.txt")
+	os.WriteFile(text, []byte("this is not a capture file, just text\n"), 0o644)
+	short := filepath.Join(dir, "short.pcap")
+	os.WriteFile(short, readTD(t, "spp-ping-mon.pcap")[:10], 0o644)
+	for _, tc := range []struct {
+		mon, want string
+	}{
+		{filepath.Join(dir, "missing.pcap"), "MON file: open " + filepath.Join(dir, "missing.pcap") + ": no such file"},
+		{text, "MON file " + text + ": "},
+		{short, "MON file " + short + ": "},
+	} {
+		_, err := run(t, fileConfig(ping[0], tc.mon))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want it to contain %q", tc.mon, err, tc.want)
+		}
+	}
+}
