@@ -72,20 +72,26 @@ func ManPage(app *cli.App, section int) (string, error) {
 	fmt.Fprintf(&b, "%s \\- %s\n", roffText(app.Name), roffText(app.Usage))
 	b.WriteString(".SH SYNOPSIS\n")
 	cmds := visibleCommands(app.Commands)
-	fmt.Fprintf(&b, ".B %s\n", roffText(app.Name))
-	b.WriteString("[\\fIOPTIONS\\fR]")
-	if app.ArgsUsage != "" {
-		fmt.Fprintf(&b, " \\fI%s\\fR", roffText(app.ArgsUsage))
-	}
-	b.WriteString("\n")
-	if len(cmds) > 0 {
-		b.WriteString(".br\n")
-		fmt.Fprintf(&b, ".B %s\n", roffText(app.Name))
-		b.WriteString("[\\fIOPTIONS\\fR] \\fICOMMAND\\fR [\\fICOMMAND OPTIONS\\fR] [\\fIARGUMENTS\\fR]\n")
-	}
 	if app.UsageText != "" {
-		b.WriteString(".PP\n")
-		roffParagraphs(&b, app.UsageText)
+		// The tool's own synopsis, one line per form.
+		for i, l := range strings.Split(strings.TrimSpace(app.UsageText), "\n") {
+			if i > 0 {
+				b.WriteString(".br\n")
+			}
+			b.WriteString(roffText(strings.TrimSpace(l)) + "\n")
+		}
+	} else {
+		fmt.Fprintf(&b, ".B %s\n", roffText(app.Name))
+		b.WriteString("[\\fIOPTIONS\\fR]")
+		if app.ArgsUsage != "" {
+			fmt.Fprintf(&b, " \\fI%s\\fR", roffText(app.ArgsUsage))
+		}
+		b.WriteString("\n")
+		if len(cmds) > 0 {
+			b.WriteString(".br\n")
+			fmt.Fprintf(&b, ".B %s\n", roffText(app.Name))
+			b.WriteString("[\\fIOPTIONS\\fR] \\fICOMMAND\\fR [\\fICOMMAND OPTIONS\\fR] [\\fIARGUMENTS\\fR]\n")
+		}
 	}
 	if app.Description != "" {
 		b.WriteString(".SH DESCRIPTION\n")
@@ -164,6 +170,7 @@ func roffCommand(b *strings.Builder, c *cli.Command, parent string) {
 func roffFlags(b *strings.Builder, flags []cli.Flag) {
 	for _, f := range flags {
 		head, usage, _ := strings.Cut(cli.FlagStringer(f), "\t")
+		usage = strings.TrimSuffix(usage, " (default: false)")
 		b.WriteString(".TP\n")
 		var parts []string
 		for _, alt := range strings.Split(head, ", ") {

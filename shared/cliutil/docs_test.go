@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/urfave/cli/v2"
 )
 
 func TestDocsManGolden(t *testing.T) {
@@ -72,5 +74,21 @@ func TestDocsCompletionsGolden(t *testing.T) {
 				t.Errorf("%s %s: %v\n%s", shell, flag, err, out)
 			}
 		}
+	}
+}
+
+func TestDocsManUsageText(t *testing.T) {
+	app := NewApp("probe", "measure", "1")
+	app.UsageText = "probe [flags] HOST[:PORT]\nprobe -l"
+	app.Flags = append(app.Flags, &cli.BoolFlag{Name: "light", Aliases: []string{"l"}, Usage: "TWAMP Light"})
+	man, err := ManPage(app, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(man, ".SH SYNOPSIS\nprobe [flags] HOST[:PORT]\n.br\nprobe \\-l\n.SH OPTIONS") {
+		t.Errorf("synopsis from UsageText missing:\n%s", man)
+	}
+	if strings.Contains(man, "(default: false)") {
+		t.Errorf("bool flags show (default: false):\n%s", man)
 	}
 }
