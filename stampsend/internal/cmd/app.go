@@ -53,6 +53,8 @@ var ErrNoReply = errors.New("no reply received")
 func NewApp(version string) *cli.App {
 	app := cliutil.NewApp("stampsend", "STAMP Session-Sender (RFC 8762, RFC 8972): RTT, loss, jitter, one-way delay", version)
 	app.ArgsUsage = "HOST[:PORT]"
+	// --tlv values contain commas (cos:dscp=ef,ecn=ect0); do not split them.
+	app.DisableSliceFlagSeparator = true
 	app.Description = "stampsend sends STAMP test packets to a Session-Reflector (UDP 862 by default) and prints one " +
 		"line per reply like ping, then a summary: loss, duplicates, reordering, RTT min/mean/max/stddev and " +
 		"percentiles, jitter, the reflector's residence time (T3-T2) and one-way delays, with a warning when the " +

@@ -75,6 +75,10 @@ func TestFlags(t *testing.T) {
 		len(cfg.TLVs) != 2 || cfg.TLVs[1].Type != testpkt.TypeExtraPadding || len(cfg.TLVs[1].Value) != 20 || cfg.Timeout != 3*time.Second {
 		t.Errorf("code %d cfg %+v", code, cfg)
 	}
+	cfg, code = parse(t, "--tlv", "cos:dscp=ef,ecn=ect0", "127.0.0.1")
+	if code != 0 || len(cfg.TLVs) != 1 || cfg.TLVs[0].Value[0] != 0xb8 || cfg.TLVs[0].Value[2] != 0x80 {
+		t.Errorf("--tlv with commas: code %d %+v", code, cfg.TLVs)
+	}
 	for _, bad := range [][]string{{}, {"a", "b"}, {"-i", "x", "127.0.0.1"}, {"--ecn", "x", "127.0.0.1"},
 		{"--tlv", "cos:dscp=x", "127.0.0.1"}, {"-k", "/nonexistent", "127.0.0.1"}, {"-W", "0s", "127.0.0.1"}} {
 		if _, code := parse(t, bad...); code == 0 {

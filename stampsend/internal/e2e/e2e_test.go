@@ -124,6 +124,8 @@ type record struct {
 	TxSource   string  `json:"tx_source"`
 	RxSource   string  `json:"rx_source"`
 	Duplicate  bool    `json:"duplicate"`
+	TOS        int     `json:"tos"`
+	CoS        string  `json:"cos"`
 	Sent       uint64  `json:"sent"`
 	Received   uint64  `json:"received"`
 	Lost       uint64  `json:"lost"`
@@ -365,6 +367,31 @@ func TestSchedules(t *testing.T) {
 		t.Logf("%s: median gap %.1f µs", tc.schedule, m)
 		if m < tc.lo || m > tc.hi {
 			t.Errorf("%s: median gap %.1f µs, want %.0f…%.0f", tc.schedule, m, tc.lo, tc.hi)
+		}
+	}
+}
+
+// TestDSCPECN: the test packets carry --dscp/--ecn (the reflector reports what it received in
+// the Class of Service TLV: DSCP2, ECN2), and the reflector applies the requested DSCP1/ECN1
+// to its reply (seen in the reply's TOS byte).
+func TestDSCPECN(t *testing.T) {
+	addr := startReflector(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	recs, _ := parseJSONLines(t, runSender(t, ctx, "--json", "-c", "3", "-i", "5ms", "--dscp", "af41", "--ecn", "ect1",
+		"--tlv", "cos:dscp=ef,ecn=ect0", addr))
+	for _, r := range recs {
+		if r.CoS != "dscp1=46 dscp2=34 ecn2=1 rp=0" || r.TOS != 46<<2|2 {
+			t.Errorf("seq %d: cos %q tos %#x", r.Seq, r.CoS, r.TOS)
+		}
+	}
+	// With --refuse-dscp the reply keeps the received DSCP and says so (RP=1).
+	addr = startReflector(t, "--refuse-dscp")
+	recs, _ = parseJSONLines(t, runSender(t, ctx, "--json", "-c", "2", "-i", "5ms", "--dscp", "cs1",
+		"--tlv", "cos:dscp=ef", addr))
+	for _, r := range recs {
+		if r.CoS != "dscp1=46 dscp2=8 ecn2=0 rp=1" || r.TOS != 8<<2 {
+			t.Errorf("refused: seq %d: cos %q tos %#x", r.Seq, r.CoS, r.TOS)
 		}
 	}
 }

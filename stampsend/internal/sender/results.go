@@ -34,10 +34,14 @@ type Record struct {
 	TxSource     timestamp.Source
 	RxSource     timestamp.Source
 	Duplicate    bool
+	// TOS is the DSCP/ECN byte the reply arrived with.
+	TOS uint8
+	// CoS is the reflector's Class of Service TLV, "dscp1=46 dscp2=34 ecn2=2 rp=0" ("" without).
+	CoS string
 }
 
 var recordColumns = []string{"seq", "bytes", "from", "ttl", "sender_ttl", "reflector_seq", "ssid", "rtt_us",
-	"residence_us", "forward_us", "backward_us", "t1", "t2", "t3", "t4", "tx_source", "rx_source", "duplicate"}
+	"residence_us", "forward_us", "backward_us", "t1", "t2", "t3", "t4", "tx_source", "rx_source", "duplicate", "tos", "cos"}
 
 func us(d time.Duration) float64 { return float64(d) / 1e3 }
 
@@ -159,7 +163,7 @@ func (a *accumulator) add(rp *testpkt.ReflectedPacket, data []byte, m *udpsock.M
 		a.ssidSeen = true
 	}
 	r := Record{Seq: rp.SenderSeq, Bytes: len(data), From: m.Addr.String(), TTL: m.TTL, SenderTTL: rp.SenderTTL,
-		ReflectorSeq: rp.Seq, SSID: rp.SSID, RxSource: m.RxSource, T4: m.RxTime}
+		ReflectorSeq: rp.Seq, SSID: rp.SSID, RxSource: m.RxSource, T4: m.RxTime, TOS: m.TOS}
 	r.T1, r.TxSource = time.Unix(0, sl.t1), timestamp.SourceUser
 	if sl.t1k != 0 {
 		r.T1, r.TxSource = time.Unix(0, sl.t1k), sl.t1kSrc
@@ -203,6 +207,9 @@ func (a *accumulator) add(rp *testpkt.ReflectedPacket, data []byte, m *udpsock.M
 			for _, u := range t.Unrecognized {
 				a.unrecognized[u] = true
 			}
+			if c := t.ClassOfService; c != nil {
+				r.CoS = fmt.Sprintf("dscp1=%d dscp2=%d ecn2=%d rp=%d", c.DSCP1, c.DSCP2, c.ECN2, c.RPD)
+			}
 			switch {
 			case t.IntegrityFailed:
 				a.tlvProblem = "reflector reported a TLV integrity failure (I flag or bad HMAC TLV)"
@@ -215,7 +222,8 @@ func (a *accumulator) add(rp *testpkt.ReflectedPacket, data []byte, m *udpsock.M
 	switch {
 	case a.emit != nil:
 		err = a.emit.Emit(r.Seq, r.Bytes, r.From, r.TTL, int(r.SenderTTL), r.ReflectorSeq, int(r.SSID), us(r.RTT),
-			us(r.Residence), us(r.Forward), us(r.Backward), r.T1, r.T2, r.T3, r.T4, r.TxSource, r.RxSource, r.Duplicate)
+			us(r.Residence), us(r.Forward), us(r.Backward), r.T1, r.T2, r.T3, r.T4, r.TxSource, r.RxSource, r.Duplicate,
+			int(r.TOS), r.CoS)
 	case !cfg.Quiet:
 		_, err = fmt.Fprintln(cfg.Out, textRecord(&r))
 	}
