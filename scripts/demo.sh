@@ -13,7 +13,7 @@ ran=0 failed=()
 for t in "${built[@]}"; do
   hook=scripts/demo.d/$t.sh
   if [ ! -f "$hook" ]; then
-    echo "demo: $t has no $hook yet"
+    echo "demo: $t: no hook ($hook)"
     continue
   fi
   echo
