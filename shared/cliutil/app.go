@@ -74,8 +74,15 @@ func appState(app *cli.App) *state {
 // stderr, no os.Exit inside Run, and the hidden "docs" subcommand used by packaging. Add the
 // tool's flags with append(app.Flags, …), set app.Action, then call Main.
 //
-// Flags must come before positional arguments in urfave/cli/v2; Main reorders the command line
-// so that "tool host -c 5" works like "tool -c 5 host".
+// urfave/cli/v2 traps this package takes care of: flags after positional arguments are not
+// parsed (Main reorders the command line, so "tool host -c 5" works like "tool -c 5 host"); a
+// usage error dumps the help on stdout (here: one line on stderr, exit 2); cli.Exit calls
+// os.Exit inside Run (here: Main returns the code and defers run); Required flags print help and
+// block subcommands (here: checked before the action, one line); IntFlag parses "010" as 8 (use
+// IntFlag, PortFlag, DSCPFlag from this package: base 10 with a range). Not changed:
+// StringSliceFlag splits every value on commas ("--peer a,b --peer c" gives a, b, c), and
+// "--bool false" leaves "false" as an argument (use "--bool=false"; Lint rejects default-true
+// bools).
 func NewApp(name, usage, version string) *cli.App {
 	if version == "" {
 		version = "dev"
