@@ -39,9 +39,10 @@ type LiveOptions struct {
 	// (0: wait until a packet arrives or Close).
 	Timeout time.Duration
 	// BlockTimeout is how soon the kernel hands a partly filled ring block to the reader
-	// (default 5 ms): the upper bound of the delivery latency, not of timestamp accuracy.
+	// (default 10 ms): the upper bound of the delivery latency, not of timestamp accuracy.
 	BlockTimeout time.Duration
-	// BufferSize is the size of the receive ring (default 8 MiB).
+	// BufferSize is the size of the receive ring (default 8 MiB; at least 32 blocks of
+	// 64 KiB, or of the power of two above the snaplen).
 	BufferSize int
 	// Cooked captures LinuxSLL2 frames even on an Ethernet interface ("any" is always cooked).
 	Cooked bool

@@ -23,10 +23,14 @@ const (
 	tpFirstPktOff    = 16 // offset_to_first_pkt
 	tp3HdrLen        = 48 // TPACKET_ALIGN(sizeof(struct tpacket3_hdr))
 	tpDefaultBuffer  = 8 << 20
-	tpMinBlock       = 1 << 20
-	tpFrameSize      = 2048
-	vlanReserve      = 4                      // room to re-insert a stripped 802.1Q tag
-	cookedReserve    = linuxSLL2HeaderLen + 4 // room for the SLL2 header and a tag
+	tpMinBlock       = 64 << 10
+	// tpMinBlocks: the kernel retires a block at every BlockTimeout even when it holds a
+	// single packet, so sparse traffic uses one block per timeout; the ring must hold enough
+	// blocks to ride out a reader that pauses (32 × 10 ms at least).
+	tpMinBlocks   = 32
+	tpFrameSize   = 2048
+	vlanReserve   = 4                      // room to re-insert a stripped 802.1Q tag
+	cookedReserve = linuxSLL2HeaderLen + 4 // room for the SLL2 header and a tag
 )
 
 // Live is a live AF_PACKET (TPACKET_V3 ring) capture handle. Next and Stats must not be
@@ -193,10 +197,10 @@ func (h *Live) setupRing(opts LiveOptions) error {
 	if size <= 0 {
 		size = tpDefaultBuffer
 	}
-	n := max(size/block, 2)
+	n := max(size/block, tpMinBlocks)
 	tov := opts.BlockTimeout
 	if tov <= 0 {
-		tov = 5 * time.Millisecond
+		tov = 10 * time.Millisecond
 	}
 	req := unix.TpacketReq3{
 		Block_size:     uint32(block),

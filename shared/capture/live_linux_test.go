@@ -84,6 +84,16 @@ func collect(t *testing.T, h *Live, port uint16, want, snaplen int) map[int]Pack
 		p.Data = append([]byte(nil), p.Data...)
 		got[i] = p
 	}
+	if len(got) < want {
+		st, err := h.Stats()
+		var missing []int
+		for i := range want {
+			if _, ok := got[i]; !ok {
+				missing = append(missing, i)
+			}
+		}
+		t.Logf("collect: %d of %d datagrams after 3 s; kernel stats %+v (%v); not seen (if numbered from 0): %v", len(got), want, st, err, missing)
+	}
 	return got
 }
 
