@@ -31,7 +31,7 @@ func newTestApp(got *parsed, ret error) *cli.App {
 	app := NewApp("probe", "measure a test path", "1.2.3")
 	app.ArgsUsage = "HOST..."
 	app.Flags = append(app.Flags,
-		withAliases(IntFlag("count", "send `N` packets", 10, 1, 1000000), "c"),
+		IntFlag("count", "send `N` packets", 10, 1, 1000000, "c"),
 		DSCPFlag("dscp", "DSCP of test packets (0..63 or a name)", 0),
 		PortFlag("port", "server `PORT`", 862, false),
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print every packet"},
@@ -60,17 +60,9 @@ func newTestApp(got *parsed, ret error) *cli.App {
 	return app
 }
 
-func withAliases(f *cli.GenericFlag, a ...string) *cli.GenericFlag {
-	f.Aliases = a
-	return f
-}
-
 func runApp(t *testing.T, app *cli.App, args ...string) (int, string, string) {
 	t.Helper()
-	var stdout, stderr bytes.Buffer
-	app.Writer, app.ErrWriter = &stdout, &stderr
-	code := Run(context.Background(), app, append([]string{"probe"}, args...))
-	return code, stdout.String(), stderr.String()
+	return RunCapture(context.Background(), app, args...)
 }
 
 func TestRunFlagsAndExitCodes(t *testing.T) {

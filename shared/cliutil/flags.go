@@ -98,26 +98,27 @@ func (iv *IntValue) String() string {
 // Value returns the parsed integer.
 func (iv *IntValue) Value() int64 { return iv.v }
 
-// IntFlag returns a flag taking a base-10 integer in [min, max] with default def. Read it with
-// cliutil.Int(c, name). Set Aliases, EnvVars or Category on the result as with any cli flag.
-func IntFlag(name, usage string, def, min, max int64) *cli.GenericFlag {
+// IntFlag returns a flag taking a base-10 integer in [min, max] with default def, and optional
+// aliases (e.g. "c"). Read it with cliutil.Int(c, name). Set EnvVars or Category on the result
+// as with any cli flag.
+func IntFlag(name, usage string, def, min, max int64, aliases ...string) *cli.GenericFlag {
 	if def < min || def > max {
 		panic(fmt.Sprintf("cliutil.IntFlag %s: default %d outside [%d, %d]", name, def, min, max))
 	}
-	return &cli.GenericFlag{Name: name, Usage: usage, Value: &IntValue{Min: min, Max: max, v: def}}
+	return &cli.GenericFlag{Name: name, Aliases: aliases, Usage: usage, Value: &IntValue{Min: min, Max: max, v: def}}
 }
 
 // PortFlag returns a port flag (1..65535, or 0..65535 with allowZero).
-func PortFlag(name, usage string, def uint16, allowZero bool) *cli.GenericFlag {
+func PortFlag(name, usage string, def uint16, allowZero bool, aliases ...string) *cli.GenericFlag {
 	min := int64(1)
 	if allowZero {
 		min = 0
 	}
-	return IntFlag(name, usage, int64(def), min, 65535)
+	return IntFlag(name, usage, int64(def), min, 65535, aliases...)
 }
 
 // DSCPFlag returns a DSCP flag accepting 0..63 in decimal or a code point name (see ParseDSCP).
-func DSCPFlag(name, usage string, def uint8) *cli.GenericFlag {
+func DSCPFlag(name, usage string, def uint8, aliases ...string) *cli.GenericFlag {
 	if def > 63 {
 		panic(fmt.Sprintf("cliutil.DSCPFlag %s: default %d outside [0, 63]", name, def))
 	}
@@ -127,7 +128,7 @@ func DSCPFlag(name, usage string, def uint8) *cli.GenericFlag {
 		return int64(v), err
 	}
 	iv.names = dscpCompletions
-	return &cli.GenericFlag{Name: name, Usage: usage, Value: iv}
+	return &cli.GenericFlag{Name: name, Aliases: aliases, Usage: usage, Value: iv}
 }
 
 // Int returns the value of a flag made by IntFlag, PortFlag or DSCPFlag. It panics when name is

@@ -1,6 +1,7 @@
 package cliutil
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -37,6 +38,15 @@ func Run(ctx context.Context, app *cli.App, args []string) int {
 	args = ReorderArgs(app, args)
 	err := app.RunContext(ctx, args)
 	return report(ctx, app, err)
+}
+
+// RunCapture runs app in-process with args (without the program name) and returns the exit
+// code and what it wrote on stdout and stderr: the helper for a tool's command-line tests.
+func RunCapture(ctx context.Context, app *cli.App, args ...string) (code int, stdout, stderr string) {
+	var out, errOut bytes.Buffer
+	app.Writer, app.ErrWriter = &out, &errOut
+	code = Run(ctx, app, append([]string{app.Name}, args...))
+	return code, out.String(), errOut.String()
 }
 
 func report(ctx context.Context, app *cli.App, err error) int {
