@@ -236,29 +236,38 @@ func TestBashCompletion(t *testing.T) {
 		{"probe send x ", nil, []string{"send", "--rate"}},
 	}
 	for _, tt := range tests {
-		words := strings.Split(tt.words, " ")
-		quoted := make([]string, len(words))
-		for i, w := range words {
-			quoted[i] = fmt.Sprintf("%q", w)
+		t.Run(tt.words, func(t *testing.T) {
+			t.Parallel()
+			completeInBash(t, dir, script, tt.words, tt.want, tt.not)
+		})
+	}
+}
+
+// completeInBash completes the command line words (the last one is the word under the cursor)
+// with the generated bash function and checks the candidates.
+func completeInBash(t *testing.T, dir, script, line string, want, not []string) {
+	words := strings.Split(line, " ")
+	quoted := make([]string, len(words))
+	for i, w := range words {
+		quoted[i] = fmt.Sprintf("%q", w)
+	}
+	prog := fmt.Sprintf(`source %q; COMP_WORDS=(%s); COMP_CWORD=%d; _probekit_probe; printf '%%s\n' "${COMPREPLY[@]}"`,
+		script, strings.Join(quoted, " "), len(words)-1)
+	cmd := exec.Command("bash", "--norc", "-c", prog)
+	cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", line, err, out)
+	}
+	got := strings.Fields(string(out))
+	for _, w := range want {
+		if !contains(got, w) {
+			t.Errorf("%q completes to %q, missing %q", line, got, w)
 		}
-		prog := fmt.Sprintf(`source %q; COMP_WORDS=(%s); COMP_CWORD=%d; _probekit_probe; printf '%%s\n' "${COMPREPLY[@]}"`,
-			script, strings.Join(quoted, " "), len(words)-1)
-		cmd := exec.Command("bash", "--norc", "-c", prog)
-		cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"))
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("%s: %v\n%s", tt.words, err, out)
-		}
-		got := strings.Fields(string(out))
-		for _, w := range tt.want {
-			if !contains(got, w) {
-				t.Errorf("%q completes to %q, missing %q", tt.words, got, w)
-			}
-		}
-		for _, w := range tt.not {
-			if contains(got, w) {
-				t.Errorf("%q completes to %q, should not offer %q", tt.words, got, w)
-			}
+	}
+	for _, w := range not {
+		if contains(got, w) {
+			t.Errorf("%q completes to %q, should not offer %q", line, got, w)
 		}
 	}
 }
