@@ -40,7 +40,7 @@ cd "$src"
 # --- tools.sh + build.sh with a partial workspace
 r=$tmp/ws
 mkdir -p "$r/scripts" "$r/shared" "$r/twampd" "$r/spp"
-cp scripts/tools.sh scripts/build.sh scripts/version.sh "$r/scripts/"
+cp scripts/tools.sh scripts/build.sh scripts/version.sh scripts/release.sh "$r/scripts/"
 cd "$r"
 printf 'go 1.26.0\n\nuse (\n\t./shared\n\t./spp\n\t./twampd\n)\n' >go.work
 printf 'module github.com/probekit/probekit/shared\n\ngo 1.26.0\n' >shared/go.mod
@@ -54,6 +54,11 @@ check "build skips spp" "$(grep -c 'skip spp (no main package yet)' <<<"$out")" 
 check "version stamped" "$(bin/twampd)" "twampd 0\.0\.0-dev\.1\+g[0-9a-f]{12}"
 check "static binary" "$(ldd bin/twampd 2>&1 | grep -c 'not a dynamic executable')" "1"
 check "no spp binary" "$(ls bin)" "twampd"
+if out=$(scripts/release.sh twampd 2>&1); then
+  echo "FAIL release off a tag: release.sh succeeded"; fails=$((fails + 1))
+else
+  check "release refuses an untagged tree" "$out" "release: twampd is at 0\.0\.0-dev\.1\+g[0-9a-f]{12}, not at a tag .*"
+fi
 printf 'package spp\n' >spp/lib.go
 check "library root is not a tool" "$(scripts/tools.sh --main | tr '\n' ' ')" "twampd "
 rm spp/lib.go
