@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
@@ -189,6 +190,63 @@ func TestLiveVLAN(t *testing.T) {
 			if p.OrigLen != wantLen || p.CaptureLen != wantLen {
 				t.Errorf("%v frame %d: caplen %d origlen %d, want %d", h.LinkType(), i, p.CaptureLen, p.OrigLen, wantLen)
 			}
+		}
+	}
+}
+
+// TestLiveTun captures on a tun device (ARPHRD_NONE): frames are bare IP packets (LinkType
+// Raw), and the kernel runs the Raw filter on them. The datagrams are routed out of the tun
+// (to the test's unread tun file), so the handle sees them as outgoing.
+func TestLiveTun(t *testing.T) {
+	needRoot(t)
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("ip(8) not installed")
+	}
+	ns := fmt.Sprintf("pkcapT%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Skipf("cannot create a network namespace: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	// The tun needs an open file for carrier, else the datagrams never reach the device.
+	inNetns(t, ns, func() {
+		fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Skipf("cannot open /dev/net/tun: %v", err)
+		}
+		t.Cleanup(func() { unix.Close(fd) })
+		ifr, err := unix.NewIfreq("tun0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
+		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+			t.Skipf("cannot create a tun device: %v", err)
+		}
+	})
+	ipCmd(t, "-n", ns, "addr", "add", "10.198.0.1/24", "dev", "tun0")
+	ipCmd(t, "-n", ns, "link", "set", "tun0", "up")
+	const port = 5555
+	var h *Live
+	inNetns(t, ns, func() {
+		var err error
+		h, err = OpenLive("tun0", LiveOptions{Match: &Filter{Hosts: []netip.Addr{netip.MustParseAddr("10.198.0.2")}, Protocol: ProtoUDP, Ports: []uint16{port}}, Timeout: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.LinkType() != Raw || h.FilterLinkType() != Raw {
+			t.Errorf("tun: link type %v, filter %v, want RAW", h.LinkType(), h.FilterLinkType())
+		}
+		sendUDP(t, &net.UDPAddr{IP: net.IPv4(10, 198, 0, 3), Port: port}, 100, 3, 30) // other host: filtered out
+		sendUDP(t, &net.UDPAddr{IP: net.IPv4(10, 198, 0, 2), Port: port}, 0, 5, 30)
+	})
+	defer h.Close()
+	got := collect(t, h, port, 5, minMaxRecord)
+	if len(got) != 5 {
+		t.Fatalf("captured %d of 5 datagrams", len(got))
+	}
+	for i, p := range got {
+		if i >= 5 || p.Data[0]>>4 != 4 || p.CaptureLen != 20+8+30 || p.OrigLen != 20+8+30 {
+			t.Fatalf("datagram %d: %d/%d bytes %x", i, p.CaptureLen, p.OrigLen, p.Data)
 		}
 	}
 }
