@@ -241,12 +241,29 @@ type proxy struct {
 	target *net.UDPAddr
 	drop   map[uint32]bool
 	dup    map[uint32]bool
+	slow   map[uint32]bool // held 8 ms longer: arrives after its successors
 	delay  time.Duration
 }
 
 func (p *proxy) run(ctx context.Context) {
 	var client *net.UDPAddr
-	var mu sync.Mutex
+	type held struct {
+		at  time.Time
+		pkt []byte
+		n   int
+	}
+	// One FIFO keeps the order of everything but the slow packets, so the only reordering
+	// is the injected one.
+	fifo := make(chan held, 4096)
+	go func() {
+		for h := range fifo {
+			time.Sleep(time.Until(h.at))
+			for i := 0; i < h.n; i++ {
+				_, _ = p.conn.WriteToUDP(h.pkt, p.target)
+			}
+		}
+	}()
+	defer close(fifo)
 	b := make([]byte, 9000)
 	for ctx.Err() == nil {
 		_ = p.conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
@@ -256,17 +273,12 @@ func (p *proxy) run(ctx context.Context) {
 		}
 		pkt := append([]byte(nil), b[:n]...)
 		if from.Port == p.target.Port && from.IP.Equal(p.target.IP) {
-			mu.Lock()
-			c := client
-			mu.Unlock()
-			if c != nil {
-				_, _ = p.conn.WriteToUDP(pkt, c)
+			if client != nil {
+				_, _ = p.conn.WriteToUDP(pkt, client)
 			}
 			continue
 		}
-		mu.Lock()
 		client = from
-		mu.Unlock()
 		seq := binary.BigEndian.Uint32(pkt)
 		if p.drop[seq] {
 			continue
@@ -275,11 +287,11 @@ func (p *proxy) run(ctx context.Context) {
 		if p.dup[seq] {
 			copies = 2
 		}
-		time.AfterFunc(p.delay, func() {
-			for i := 0; i < copies; i++ {
-				_, _ = p.conn.WriteToUDP(pkt, p.target)
-			}
-		})
+		if p.slow[seq] {
+			time.AfterFunc(p.delay+8*time.Millisecond, func() { _, _ = p.conn.WriteToUDP(pkt, p.target) })
+			continue
+		}
+		fifo <- held{time.Now().Add(p.delay), pkt, copies}
 	}
 }
 
@@ -294,7 +306,7 @@ func TestE2ELightInjected(t *testing.T) {
 	defer pc.Close()
 	target, _ := net.ResolveUDPAddr("udp4", d.light)
 	p := &proxy{conn: pc, target: target, drop: map[uint32]bool{3: true, 17: true, 42: true, 99: true},
-		dup: map[uint32]bool{10: true, 60: true}, delay: 3 * time.Millisecond}
+		dup: map[uint32]bool{10: true, 60: true}, slow: map[uint32]bool{30: true}, delay: 3 * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go p.run(ctx)
@@ -308,6 +320,10 @@ func TestE2ELightInjected(t *testing.T) {
 	r := res[0]
 	if r.Seq.Lost() != 4 || r.SendDuplicates != 2 || r.ReflectDuplicates != 0 || r.Seq.Received() != 96 {
 		t.Errorf("lost %d (want 4) send dups %d (want 2) reflect dups %d received %d", r.Seq.Lost(), r.SendDuplicates, r.ReflectDuplicates, r.Seq.Received())
+	}
+	// Seq 30 overtaken by its successors is the one reordered packet (RFC 4737 §3.3).
+	if r.Seq.Reordered() != 1 || r.Seq.MaxExtent() < 2 {
+		t.Errorf("reordered %d (want 1), max extent %d", r.Seq.Reordered(), r.Seq.MaxExtent())
 	}
 	if r.RTT.Min() < 3*time.Millisecond || r.RTT.Percentile(50) > 8*time.Millisecond {
 		t.Errorf("RTT min %v median %v with 3 ms injected", r.RTT.Min(), r.RTT.Percentile(50))
