@@ -48,8 +48,6 @@ type remoteProducer struct {
 	conn  *net.UDPConn
 	st    pointStats
 	log   logrus.FieldLogger
-
-	frames, foreign, bad uint64
 }
 
 func openRemote(cfg *Config, host string, c classifier) (producer, error) {
@@ -88,8 +86,8 @@ func (r *remoteProducer) produce(ctx context.Context, f *feeder) error {
 			return fmt.Errorf("receive sample frames: %w", err)
 		}
 		if !r.accept(src.Addr().Unmap()) {
-			r.foreign++
-			if r.foreign == 1 || verb&VerbNetwork != 0 {
+			r.st.Foreign++
+			if r.st.Foreign == 1 || verb&VerbNetwork != 0 {
 				r.log.WithField("from", src).Warnf("ignoring sample frame from %s: not the slave %s", src.Addr(), r.host)
 			}
 			continue
@@ -97,11 +95,11 @@ func (r *remoteProducer) produce(ctx context.Context, f *feeder) error {
 		var h ssf.Header
 		ents, h, err = ssf.Decode(buf[:n], gran, ents[:0])
 		if err != nil {
-			r.bad++
+			r.st.BadFrames++
 			r.log.WithError(err).WithField("from", src).Warn("bad sample frame")
 			continue
 		}
-		r.frames++
+		r.st.Frames++
 		if verb&VerbNetwork != 0 {
 			r.log.WithFields(logrus.Fields{"from": src, "bytes": n, "entries": len(ents), "pt": h.PT}).Info("sample frame")
 		}

@@ -47,7 +47,7 @@ func newClassifier(cfg *Config, p engine.Point) (classifier, error) {
 		return classifier{}, fmt.Errorf("%w: %v", ErrUsage, err)
 	}
 	cls.ExcludePort(uint16(cfg.Port))
-	return classifier{cls: cls, point: p, log: cfg.Log, verb: cfg.Verbose}, nil
+	return classifier{cls: cls, point: p, log: cfg.Log, verb: cfg.Verbose, stats: pointStats{Frames: -1}}, nil
 }
 
 // master owns the engine and the output of one master run.
@@ -166,6 +166,10 @@ func checkTraffic(cfg *Config, stats [2]*pointStats, names [2]string) error {
 			cfg.Log.WithFields(s.fields()).Warnf("%s: %d target packets were captured too short for the -# fields; their IDs cover the captured bytes only", pt, s.Truncated)
 		}
 		if s.Target[engine.Out]+s.Target[engine.In] == 0 {
+			if s.Frames >= 0 {
+				return fmt.Errorf("%w: %s %s sent no packet between -a %s and -A %s (%d sample frames, %d frames from other hosts ignored, %d bad frames)",
+					ErrNoTraffic, pt, names[p], cfg.A, cfg.B, s.Frames, s.Foreign, s.BadFrames)
+			}
 			return fmt.Errorf("%w: %s %s has no packet between -a %s and -A %s (0 OUT, 0 IN of %d packets: %d IP packets of other hosts, %d not IP, %d malformed)",
 				ErrNoTraffic, pt, names[p], cfg.A, cfg.B, s.Packets, s.Other, s.NotIP, s.Malformed)
 		}

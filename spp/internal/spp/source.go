@@ -30,6 +30,9 @@ type pointStats struct {
 	Other     uint64    // IP packets not between the targets (or excluded)
 	Target    [2]uint64 // per direction
 	Truncated uint64    // target packets whose selected fields were not all captured
+	// Remote points only (Frames is -1 for local inputs): sample frames received from the
+	// slave, from other hosts (ignored), and undecodable ones.
+	Frames, Foreign, BadFrames int64
 }
 
 func (s *pointStats) fields() logrus.Fields {
