@@ -44,7 +44,8 @@ type LiveOptions struct {
 	// BufferSize is the size of the receive ring (default 8 MiB; at least 32 blocks of
 	// 64 KiB, or of the power of two above the snaplen).
 	BufferSize int
-	// Cooked captures LinuxSLL2 frames even on an Ethernet interface ("any" is always cooked).
+	// Cooked captures LinuxSLL2 frames even on an Ethernet or raw-IP interface. "any" and
+	// interfaces of other types (tunnels, PPP, …) are always cooked.
 	Cooked bool
 }
 

@@ -88,6 +88,20 @@ func openLive(iface string, opts LiveOptions) (*Live, error) {
 		}
 		ifindex = ifc.Index
 	}
+	if !h.cooked {
+		hatype, err := arpHardwareType(iface)
+		if err != nil {
+			return nil, err
+		}
+		h.lt, h.cooked = liveLinkType(hatype)
+	}
+	if h.cooked {
+		h.lt = LinuxSLL2
+	}
+	h.filterLT = h.lt
+	if h.cooked {
+		h.filterLT = KernelCooked
+	}
 	// Protocol 0: the socket receives nothing until bind, so no packet escapes the filter.
 	typ := unix.SOCK_RAW
 	if h.cooked {
@@ -104,23 +118,6 @@ func openLive(iface string, opts LiveOptions) (*Live, error) {
 			h.release()
 		}
 	}()
-	if h.cooked {
-		h.lt, h.filterLT = LinuxSLL2, KernelCooked
-	} else {
-		hatype, err := arpHardwareType(fd, iface)
-		if err != nil {
-			return nil, err
-		}
-		switch hatype {
-		case unix.ARPHRD_ETHER, unix.ARPHRD_LOOPBACK:
-			h.lt = Ethernet
-		case unix.ARPHRD_NONE:
-			h.lt = Raw
-		default:
-			return nil, fmt.Errorf("interface type ARPHRD %d: capture it with LiveOptions.Cooked: %w", hatype, ErrUnsupportedLinkType)
-		}
-		h.filterLT = h.lt
-	}
 	prog := opts.Filter
 	if opts.Match != nil {
 		if prog, err = opts.Match.Compile(h.filterLT, h.snaplen); err != nil {
@@ -416,7 +413,25 @@ func (h *Live) release() error {
 	return err
 }
 
-func arpHardwareType(fd int, iface string) (uint16, error) {
+// liveLinkType maps an interface's ARPHRD_ type to the link type of a SOCK_RAW capture, or
+// to cooked mode for types without one.
+func liveLinkType(hatype uint16) (LinkType, bool) {
+	switch hatype {
+	case unix.ARPHRD_ETHER, unix.ARPHRD_LOOPBACK:
+		return Ethernet, false
+	case unix.ARPHRD_NONE: // tun, WireGuard: bare IP packets
+		return Raw, false
+	}
+	return LinuxSLL2, true // tunnels, PPP, …: libpcap's cooked mode, which every type supports
+}
+
+// arpHardwareType returns the interface's ARPHRD_ type, which decides the link type.
+func arpHardwareType(iface string) (uint16, error) {
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("socket(AF_PACKET): %w", err)
+	}
+	defer unix.Close(fd)
 	ifr, err := unix.NewIfreq(iface)
 	if err != nil {
 		return 0, err

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // sent brackets one send call: the kernel timestamps a loopback datagram inside it.
@@ -327,5 +329,24 @@ func TestLiveMatchesTcpdump(t *testing.T) {
 	}
 	if m != n {
 		t.Fatalf("tcpdump captured %d datagrams, sent %d (tcpdump: %s)", m, n, tdErr)
+	}
+}
+
+func TestLiveLinkType(t *testing.T) {
+	for _, tc := range []struct {
+		hatype uint16
+		lt     LinkType
+		cooked bool
+	}{
+		{unix.ARPHRD_ETHER, Ethernet, false},
+		{unix.ARPHRD_LOOPBACK, Ethernet, false},
+		{unix.ARPHRD_NONE, Raw, false},
+		{unix.ARPHRD_IPGRE, LinuxSLL2, true},
+		{unix.ARPHRD_PPP, LinuxSLL2, true},
+		{unix.ARPHRD_TUNNEL6, LinuxSLL2, true},
+	} {
+		if lt, cooked := liveLinkType(tc.hatype); lt != tc.lt || cooked != tc.cooked {
+			t.Errorf("ARPHRD %d: %v cooked=%v, want %v cooked=%v", tc.hatype, lt, cooked, tc.lt, tc.cooked)
+		}
 	}
 }
