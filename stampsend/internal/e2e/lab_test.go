@@ -94,10 +94,10 @@ func TestLabPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ref.Stop()
-	// The timing comparison is repeated (up to 3 runs) because on a loaded 2-core VM a send
+	// The timing comparison is repeated (up to 5 runs) because on a loaded 2-core VM a send
 	// path is sometimes stalled by CPU steal for tens of µs between the capture tap and the
 	// driver's transmit stamp; the loss and matching checks must hold in every run.
-	for attempt := 1; attempt <= 3; attempt++ {
+	for attempt := 1; attempt <= 5; attempt++ {
 		problem := labRun(t, lab, ref, target)
 		if problem == "" {
 			return
@@ -107,7 +107,7 @@ func TestLabPath(t *testing.T) {
 			return
 		}
 	}
-	t.Error("timing differences above the limits in 3 runs")
+	t.Error("timing differences above the limits in 5 runs")
 }
 
 func within(v, lim float64) bool { return v <= lim && v >= -lim }
