@@ -87,6 +87,7 @@ const (
 
 // Interface describes one pcapng interface (or the single link of a pcap file).
 type Interface struct {
+	Name     string // if_name option ("" when absent, and for pcap)
 	LinkType LinkType
 	Snaplen  int
 	// TSResol is the raw if_tsresol option value (6 = µs when absent).
@@ -494,6 +495,8 @@ func (r *Reader) ngInterface(b []byte) error {
 		}
 		v := opts[4 : 4+olen]
 		switch code {
+		case 2: // if_name
+			in.Name = string(v)
 		case 9: // if_tsresol
 			if olen != 1 {
 				return fmt.Errorf("capture: pcapng block %d: if_tsresol length %d: %w", r.records, olen, ErrCorrupt)

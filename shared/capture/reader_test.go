@@ -181,8 +181,8 @@ func TestPcapNGFormats(t *testing.T) {
 						t.Fatalf("packet %d: link type %v, want %v", i, lts[i], wantLT[i])
 					}
 				}
-				if n := len(r.Interfaces()); n != 1 {
-					t.Fatalf("second section has %d interfaces, want 1", n)
+				if n := len(r.Interfaces()); n != 1 || r.Interfaces()[0].Name != "eth0" || r.Interfaces()[0].LinkType != Loop {
+					t.Fatalf("second section: interfaces %+v, want one LOOP eth0", r.Interfaces())
 				}
 			}
 		})
