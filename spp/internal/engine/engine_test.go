@@ -71,7 +71,7 @@ func TestInterleavingIndependent(t *testing.T) {
 		t.Fatalf("only %d pairs of %d", len(base), len(want))
 	}
 	r := rand.New(rand.NewPCG(1, 2))
-	for k := range 50 {
+	for k := range 20 {
 		var seq []inst
 		i, j := 0, 0
 		for i < len(ref) || j < len(mon) {
@@ -330,8 +330,8 @@ func oneWay(seed uint64, n int) []inst {
 // the pairs of the uncompacted engine, and keeps the pending records bounded during
 // one-way stretches.
 func TestCompactionExact(t *testing.T) {
-	for seed := uint64(1); seed <= 5; seed++ {
-		in := oneWay(seed, 40000)
+	for seed := uint64(1); seed <= 3; seed++ {
+		in := oneWay(seed, 15000)
 		var want, got []Pair
 		full := New(Config{Window: 60, MaxSearch: 10000}, func(p Pair) { want = append(want, p) })
 		full.compactAt = 1 << 30

@@ -502,17 +502,28 @@ func checkBandSlack(t *testing.T, what string, rtts []int64, injected, slack int
 	t.Logf("%s: %d pairs, rtt min %d median %d µs (injected %d)", what, len(rtts), rtts[0], med, injected)
 }
 
-// TestLabLossAndReordering: 5 % loss each way and ±3 ms jitter with reordering. The file
-// run still forms exactly the truth's pairs with exact RTTs.
-func TestLabLossAndReordering(t *testing.T) {
+// TestLabLossReorderingIPv4IPv6: 5 % loss each way and ±3 ms jitter with reordering, UDP
+// echo over IPv4 and then over IPv6 (fd71:1::1 ↔ fd71:2::1). The file runs still form
+// exactly the truth's pairs with exact RTTs; for IPv6 that rests on spp's IPv6 default
+// packet ID (flow label, length, ports, 12 bytes of payload).
+func TestLabLossReorderingIPv4IPv6(t *testing.T) {
 	needTcpdump(t)
 	p := netlab.Path(t, netlab.PathConfig{
 		Out: netlab.Impairment{Delay: 8 * time.Millisecond, Jitter: 3 * time.Millisecond, Reorder: true, Loss: 0.05},
 		In:  netlab.Impairment{Delay: 8 * time.Millisecond, Jitter: 3 * time.Millisecond, Reorder: true, Loss: 0.05},
 	})
 	files, stop := captures(t, p, "a0", "b0")
+	dir := t.TempDir()
+	a60, b60 := filepath.Join(dir, "a0-v6.pcap"), filepath.Join(dir, "b0-v6.pcap")
+	a6, b6 := netlab.PathA6.String(), netlab.PathB6.String()
+	stopA6 := netlab.StartCapture(t, p.A, "a0", a60, "ip6 and host "+a6+" and host "+b6)
+	stopB6 := netlab.StartCapture(t, p.B, "b0", b60, "ip6 and host "+a6+" and host "+b6)
 	udpEcho(t, p, 300, 5*time.Millisecond, 0)
+	udpEchoTo(t, p, netlab.PathB6, 300, 5*time.Millisecond, time.Millisecond)
 	stop()
+	stopA6()
+	stopB6()
+
 	truth := truthPackets(t, files["a0"], files["b0"])
 	lost := 0
 	for _, q := range truth {
@@ -524,53 +535,112 @@ func TestLabLossAndReordering(t *testing.T) {
 		t.Fatal("no packet was lost: the scenario does not test loss")
 	}
 	checkAgainstTruth(t, runFile(t, files["a0"], files["b0"]), truth)
+
+	cmd := exec.Command(sppBinary(t), "-a", a6, "-A", b6, "-f", a60, "-F", b60, "--format", "csv")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("spp: %v", err)
+	}
+	got := parseCSV(t, string(out))
+	checkAgainstTruth(t, got, truthPacketsFor(t, a60, b60, netlab.PathA6, netlab.PathB6))
+	// 8 ms ± 3 ms uniform each way: RTT at least 10 ms, median near 16 ms plus the delayer.
+	checkBandAll(t, got, 10_000, 8_000)
 }
 
-// TestLabOneWayTraffic: asymmetric traffic with no request/response relation — a 200 pps
-// stream A→B and an independent 20 pps stream B→A (SPP pairs any traffic).
-func TestLabOneWayTraffic(t *testing.T) {
-	if testing.Short() {
-		t.Skip("lab scenario skipped in -short mode")
-	}
+// TestLabOneWayAndTCPBulk runs two phases in one path lab. One-way: a 200 pps stream A→B
+// and an independent 20 pps stream B→A with no request/response relation (SPP pairs any
+// traffic), 15 ms OUT and 5 ms IN. TCP bulk: a transfer A→B limited to 20 Mbit/s, 5 ms each
+// way: data segments OUT, ACKs IN.
+func TestLabOneWayAndTCPBulk(t *testing.T) {
 	needTcpdump(t)
 	p := netlab.Path(t, netlab.PathConfig{
 		Out: netlab.Impairment{Delay: 15 * time.Millisecond},
 		In:  netlab.Impairment{Delay: 5 * time.Millisecond},
 	})
-	files, stop := captures(t, p, "a0", "b0")
-	// Each side sends from port 9 to the other's port 9, where the same socket drains it
-	// (no ICMP port unreachable replies: the traffic stays one-way per stream).
-	a := dialUDP(t, p.A, netlab.PathA, netlab.PathB)
-	b := dialUDP(t, p.B, netlab.PathB, netlab.PathA)
-	for _, c := range []*net.UDPConn{a, b} {
+	t.Run("one-way", func(t *testing.T) {
+		files, stop := captures(t, p, "a0", "b0")
+		// Each side sends from port 9 to the other's port 9, where the same socket drains it
+		// (no ICMP port unreachable replies: the traffic stays one-way per stream).
+		a := dialUDP(t, p.A, netlab.PathA, netlab.PathB)
+		b := dialUDP(t, p.B, netlab.PathB, netlab.PathA)
+		for _, c := range []*net.UDPConn{a, b} {
+			go func() {
+				buf := make([]byte, 2048)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						return
+					}
+				}
+			}()
+		}
+		var wg sync.WaitGroup
+		send := func(c *net.UDPConn, n int, every time.Duration) {
+			defer wg.Done()
+			msg := make([]byte, 100)
+			for i := range n {
+				binary.BigEndian.PutUint32(msg, uint32(i))
+				c.Write(msg)
+				time.Sleep(every)
+			}
+		}
+		wg.Add(2)
+		go send(a, 400, 5*time.Millisecond)
+		go send(b, 40, 50*time.Millisecond)
+		wg.Wait()
+		time.Sleep(100 * time.Millisecond)
+		stop()
+		got := runFile(t, files["a0"], files["b0"])
+		checkAgainstTruth(t, got, truthPackets(t, files["a0"], files["b0"]))
+		checkBandAll(t, got, 20_000, 2_000)
+	})
+	t.Run("tcp-bulk", func(t *testing.T) {
+		if err := p.Set(netlab.Out, netlab.Impairment{Delay: 5 * time.Millisecond, RateBps: 20_000_000}); err != nil {
+			t.Fatal(err)
+		}
+		files, stop := captures(t, p, "a0", "b0")
+		var ln *net.TCPListener
+		if err := p.B.Do(func() (err error) {
+			ln, err = net.ListenTCP("tcp4", &net.TCPAddr{IP: netlab.PathB.AsSlice(), Port: 5201})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
 		go func() {
-			buf := make([]byte, 2048)
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			buf := make([]byte, 1<<16)
 			for {
 				if _, err := c.Read(buf); err != nil {
 					return
 				}
 			}
 		}()
-	}
-	var wg sync.WaitGroup
-	send := func(c *net.UDPConn, n int, every time.Duration) {
-		defer wg.Done()
-		msg := make([]byte, 100)
-		for i := range n {
-			binary.BigEndian.PutUint32(msg, uint32(i))
-			c.Write(msg)
-			time.Sleep(every)
+		var c net.Conn
+		if err := p.A.Do(func() (err error) {
+			c, err = net.Dial("tcp4", netlab.PathB.String()+":5201")
+			return err
+		}); err != nil {
+			t.Fatal(err)
 		}
-	}
-	wg.Add(2)
-	go send(a, 400, 5*time.Millisecond)
-	go send(b, 40, 50*time.Millisecond)
-	wg.Wait()
-	time.Sleep(100 * time.Millisecond)
-	stop()
-	got := runFile(t, files["a0"], files["b0"])
-	checkAgainstTruth(t, got, truthPackets(t, files["a0"], files["b0"]))
-	checkBandAll(t, got, 20_000, 2_000)
+		buf := make([]byte, 1200)
+		end := time.Now().Add(1500 * time.Millisecond)
+		for time.Now().Before(end) {
+			if _, err := c.Write(buf); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.Close()
+		time.Sleep(300 * time.Millisecond)
+		stop()
+		got := runFile(t, files["a0"], files["b0"])
+		checkAgainstTruth(t, got, truthPackets(t, files["a0"], files["b0"]))
+		// Data segments also wait in the 20 Mbit/s tbf queue (up to its 100 ms latency).
+		checkBandAll(t, got, 10_000, 100_000)
+	})
 }
 
 func checkBandAll(t *testing.T, pairs []csvPair, injected, slack int64) {
@@ -580,90 +650,6 @@ func checkBandAll(t *testing.T, pairs []csvPair, injected, slack int64) {
 		rtts = append(rtts, q.rtt)
 	}
 	checkBandSlack(t, "all pairs", rtts, injected, slack)
-}
-
-// TestLabTCPBulk: a rate-limited TCP transfer A→B (20 Mbit/s, 5 ms each way): data
-// segments OUT, ACKs IN.
-func TestLabTCPBulk(t *testing.T) {
-	if testing.Short() {
-		t.Skip("lab scenario skipped in -short mode")
-	}
-	needTcpdump(t)
-	p := netlab.Path(t, netlab.PathConfig{
-		Out: netlab.Impairment{Delay: 5 * time.Millisecond, RateBps: 20_000_000},
-		In:  netlab.Impairment{Delay: 5 * time.Millisecond},
-	})
-	files, stop := captures(t, p, "a0", "b0")
-	var ln *net.TCPListener
-	if err := p.B.Do(func() (err error) {
-		ln, err = net.ListenTCP("tcp4", &net.TCPAddr{IP: netlab.PathB.AsSlice(), Port: 5201})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		buf := make([]byte, 1<<16)
-		for {
-			if _, err := c.Read(buf); err != nil {
-				return
-			}
-		}
-	}()
-	var c net.Conn
-	if err := p.A.Do(func() (err error) {
-		c, err = net.Dial("tcp4", netlab.PathB.String()+":5201")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 1200)
-	end := time.Now().Add(1500 * time.Millisecond)
-	for time.Now().Before(end) {
-		if _, err := c.Write(buf); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c.Close()
-	time.Sleep(300 * time.Millisecond)
-	stop()
-	got := runFile(t, files["a0"], files["b0"])
-	checkAgainstTruth(t, got, truthPackets(t, files["a0"], files["b0"]))
-	// Data segments also wait in the 20 Mbit/s tbf queue (up to its 100 ms latency).
-	checkBandAll(t, got, 10_000, 100_000)
-}
-
-// TestLabIPv6: UDP echo between fd71:1::1 and fd71:2::1 with jitter and reordering; spp's
-// IPv6 default packet ID (flow label, length, ports, 12 bytes of payload) identifies every
-// packet, so the file run equals the truth.
-func TestLabIPv6(t *testing.T) {
-	needTcpdump(t)
-	p := netlab.Path(t, netlab.PathConfig{
-		Out: netlab.Impairment{Delay: 6 * time.Millisecond, Jitter: 2 * time.Millisecond, Reorder: true},
-		In:  netlab.Impairment{Delay: 4 * time.Millisecond},
-	})
-	dir := t.TempDir()
-	a0, b0 := filepath.Join(dir, "a0.pcap"), filepath.Join(dir, "b0.pcap")
-	a6, b6 := netlab.PathA6.String(), netlab.PathB6.String()
-	stopA := netlab.StartCapture(t, p.A, "a0", a0, "ip6 and host "+a6+" and host "+b6)
-	stopB := netlab.StartCapture(t, p.B, "b0", b0, "ip6 and host "+a6+" and host "+b6)
-	udpEchoTo(t, p, netlab.PathB6, 200, 5*time.Millisecond, time.Millisecond)
-	stopA()
-	stopB()
-	cmd := exec.Command(sppBinary(t), "-a", a6, "-A", b6, "-f", a0, "-F", b0, "--format", "csv")
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("spp: %v", err)
-	}
-	got := parseCSV(t, string(out))
-	checkAgainstTruth(t, got, truthPacketsFor(t, a0, b0, netlab.PathA6, netlab.PathB6))
-	// OUT 6 ms ± 2 ms uniform jitter, IN 4 ms: RTT between 8 and 12 ms plus the delayer overhead.
-	checkBandAll(t, got, 8_000, 5_000)
 }
 
 // dialUDP opens a UDP socket in h's namespace from local:9 to remote:9, closed at cleanup.
