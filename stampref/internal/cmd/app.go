@@ -30,6 +30,7 @@ const (
 	flagUser            = "user"
 	flagBatch           = "batch"
 	flagBusyPoll        = "busy-poll"
+	flagBlocking        = "blocking"
 )
 
 // DefaultMonitor is the default monitoring address.
@@ -62,6 +63,7 @@ func NewApp(version string) *cli.App {
 		&cli.BoolFlag{Name: flagNoMonitor, Usage: "disable the HTTP monitoring API"},
 		&cli.StringFlag{Name: flagUser, Usage: "switch to `USER` after binding (when started as root)"},
 		cliutil.IntFlag(flagBatch, "datagrams per recvmmsg/sendmmsg", 64, 1, 1024),
+		&cli.BoolFlag{Name: flagBlocking, Usage: "wait for packets inside recvmmsg (one OS thread per listener) instead of the Go network poller"},
 		&cli.DurationFlag{Name: flagBusyPoll, Usage: "after each batch poll the socket without sleeping for up to `DURATION` (lower residence time, one busy CPU)"},
 	)
 	app.Action = func(c *cli.Context) error {
@@ -85,6 +87,7 @@ func Config(c *cli.Context) (server.Config, error) {
 		Authenticated: c.Bool(flagAuth),
 		Monitor:       c.String(flagMonitor),
 		User:          c.String(flagUser),
+		Blocking:      c.Bool(flagBlocking),
 		Reflector: reflector.Config{
 			Stateless:       c.Bool(flagStateless),
 			ProvisionedOnly: c.Bool(flagProvisionedOnly),

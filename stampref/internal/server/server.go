@@ -38,6 +38,8 @@ type Config struct {
 	Monitor string
 	// User, when set, is the account to switch to after binding (needs root to start).
 	User string
+	// Blocking reads wait inside recvmmsg instead of the Go netpoller (udpsock.Options.Blocking).
+	Blocking bool
 	// Ready, when set, receives the bound UDP addresses and the monitor URL once serving.
 	Ready func(udp []netip.AddrPort, monitor string)
 }
@@ -88,7 +90,9 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 		if ap, err := netip.ParseAddrPort(l); err == nil && ap.Addr().Is4() {
 			network = "udp4"
 		}
-		c, err := udpsock.Listen(ctx, network, l, reflector.ListenOptions(rc.Batch))
+		opts := reflector.ListenOptions(rc.Batch)
+		opts.Blocking = cfg.Blocking
+		c, err := udpsock.Listen(ctx, network, l, opts)
 		if err != nil {
 			return err
 		}

@@ -252,3 +252,21 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestBlockingListener: with Blocking reads the reflector answers and still stops promptly.
+func TestBlockingListener(t *testing.T) {
+	r := start(t, Config{Blocking: true})
+	c := newClient(t)
+	rep, ok := c.roundTrip(r.udp, stampPkt(testpkt.ModeUnauthenticated, 3, 9, nil))
+	var rp testpkt.ReflectedPacket
+	if !ok || rp.UnmarshalBinary(rep) != nil || rp.SenderSeq != 3 || rp.SSID != 9 {
+		t.Fatalf("reply %v %+v", ok, rp)
+	}
+	start := time.Now()
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Errorf("stop took %v", el)
+	}
+}
