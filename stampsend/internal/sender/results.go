@@ -77,13 +77,13 @@ type Summary struct {
 	OneWayValid           bool   `json:"one_way_valid"`
 	Warning               string `json:"warning,omitempty"`
 
-	TxKernel    uint64 `json:"tx_kernel_timestamps"`
-	RxKernel    uint64 `json:"rx_kernel_timestamps"`
-	TxSource    string `json:"tx_source"`
-	RxSource    string `json:"rx_source"`
-	SSIDEchoed  bool   `json:"ssid_echoed"`
-	Unrecognize []int  `json:"unrecognized_tlvs,omitempty"`
-	TLVProblem  string `json:"tlv_problem,omitempty"`
+	TxKernel     uint64 `json:"tx_kernel_timestamps"`
+	RxKernel     uint64 `json:"rx_kernel_timestamps"`
+	TxSource     string `json:"tx_source"`
+	RxSource     string `json:"rx_source"`
+	SSIDEchoed   bool   `json:"ssid_echoed"`
+	Unrecognized []int  `json:"unrecognized_tlvs,omitempty"`
+	TLVProblem   string `json:"tlv_problem,omitempty"`
 }
 
 // accumulator turns replies into records and statistics. add runs on the receiving goroutine;
@@ -251,7 +251,7 @@ func (a *accumulator) summary(sent uint64, elapsed time.Duration) *Summary {
 	}
 	s.TxSource, s.RxSource = sourceName(a.txKernel, s.Received), sourceName(a.rxKernel, s.Received)
 	for t := range a.unrecognized {
-		s.Unrecognize = append(s.Unrecognize, int(t))
+		s.Unrecognized = append(s.Unrecognized, int(t))
 	}
 	var warn []string
 	s.OneWayValid = s.SenderSynchronized && s.ReflectorSynchronized
@@ -338,8 +338,8 @@ func writeText(w io.Writer, s *Summary) error {
 		fmt.Fprintf(&b, "discarded: %d bad HMAC, %d malformed, %d unknown sequence, %d foreign; %d send errors\n",
 			s.BadHMAC, s.Malformed, s.Unknown, s.Foreign, s.SendErrors)
 	}
-	if len(s.Unrecognize) > 0 {
-		fmt.Fprintf(&b, "reflector did not recognise TLV types %v\n", s.Unrecognize)
+	if len(s.Unrecognized) > 0 {
+		fmt.Fprintf(&b, "reflector did not recognise TLV types %v\n", s.Unrecognized)
 	}
 	if s.TLVProblem != "" {
 		fmt.Fprintf(&b, "TLVs: %s\n", s.TLVProblem)
