@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -253,6 +254,7 @@ func (a *accumulator) summary(sent uint64, elapsed time.Duration) *Summary {
 	for t := range a.unrecognized {
 		s.Unrecognized = append(s.Unrecognized, int(t))
 	}
+	slices.Sort(s.Unrecognized)
 	var warn []string
 	s.OneWayValid = s.SenderSynchronized && s.ReflectorSynchronized
 	if !s.OneWayValid && s.Forward.Count > 0 {
