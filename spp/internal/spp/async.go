@@ -241,6 +241,7 @@ type prefetch struct {
 	cur  *batch
 	i    int
 	wg   sync.WaitGroup
+	once sync.Once
 }
 
 func startPrefetch(ctx context.Context, p engine.Point, pr producer) *prefetch {
@@ -282,12 +283,14 @@ func (f *prefetch) next() (event, error) {
 	return ev, nil
 }
 
-// stop waits for the producer goroutine after its context was cancelled.
+// stop waits for the producer goroutine after its context was cancelled (idempotent).
 func (f *prefetch) stop() {
-	go func() {
-		for range f.ch {
-		}
-	}()
-	f.wg.Wait()
-	close(f.ch)
+	f.once.Do(func() {
+		go func() {
+			for range f.ch {
+			}
+		}()
+		f.wg.Wait()
+		close(f.ch)
+	})
 }

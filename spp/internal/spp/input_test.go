@@ -2,6 +2,7 @@ package spp
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"net/netip"
@@ -245,5 +246,18 @@ func TestUnreadableInputs(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want it to contain %q", tc.mon, err, tc.want)
 		}
+	}
+}
+
+// TestInterrupted: a cancelled file run stops both readers, prints what it formed and
+// returns the cancellation.
+func TestInterrupted(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	cfg := fileConfig(tcpbulk[0], tcpbulk[1])
+	var out bytes.Buffer
+	cfg.Stdout = &out
+	if err := Run(ctx, cfg); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v", err)
 	}
 }

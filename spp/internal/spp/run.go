@@ -239,7 +239,12 @@ func runFiles(ctx context.Context, cfg *Config) error {
 					m.eng.Close(engine.Point(p))
 				case err != nil:
 					if ctx.Err() != nil {
-						// Interrupted: print what was formed, then report the interruption.
+						// Interrupted: stop both readers, print what was formed, then report
+						// the interruption.
+						cancel()
+						for _, f := range pf {
+							f.stop()
+						}
 						m.finish(stats, names)
 						return ctx.Err()
 					}
