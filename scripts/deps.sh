@@ -20,6 +20,8 @@ check turnserver coturn    # TURN relay for ptpclient NAT tests
 check setpriv util-linux
 check dpkg-deb dpkg        # package install test
 check man man-db           # man page rendering test
+check zsh zsh              # completion script tests (shared/cliutil)
+check fish fish
 check gzip gzip
 check git git              # version stamping
 check gcc gcc              # go test -race needs cgo

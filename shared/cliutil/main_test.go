@@ -280,3 +280,95 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// TestZshCompletion runs the generated zsh function with the completion system's _describe and
+// _files replaced by stubs that print what they were given.
+func TestZshCompletion(t *testing.T) {
+	if _, err := exec.LookPath("zsh"); err != nil {
+		t.Skip("zsh not installed")
+	}
+	dir := t.TempDir()
+	wrapper := fmt.Sprintf("#!/bin/sh\nCLIUTIL_HELPER=1 exec %q \"$@\"\n", os.Args[0])
+	os.WriteFile(filepath.Join(dir, "probe"), []byte(wrapper), 0o755)
+	script := filepath.Join(dir, "_probe")
+	os.WriteFile(script, []byte(ZshCompletion("probe")), 0o644)
+	tests := []struct {
+		line string
+		want []string
+	}{
+		{"probe --js", []string{`--json:print results as JSON lines (same as --format json)`}},
+		{"probe --format ", []string{"text", "json", "csv"}},
+		{"probe send --ra", []string{"--rate"}},
+		{"probe send x ", []string{"FILES"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.line, func(t *testing.T) {
+			t.Parallel()
+			words := strings.Split(tt.line, " ")
+			quoted := make([]string, len(words))
+			for i, w := range words {
+				quoted[i] = fmt.Sprintf("%q", w)
+			}
+			prog := fmt.Sprintf(`compdef() { :; }
+_describe() { print -l -- "${(@P)2}"; }
+_files() { print FILES; }
+source %q
+words=(%s); CURRENT=%d
+_probekit_probe`, script, strings.Join(quoted, " "), len(words))
+			cmd := exec.Command("zsh", "-f", "-c", prog)
+			cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"))
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			got := strings.Split(strings.TrimSpace(string(out)), "\n")
+			for _, w := range tt.want {
+				if !contains(got, w) {
+					t.Errorf("%q completes to %q, missing %q", tt.line, got, w)
+				}
+			}
+		})
+	}
+}
+
+// TestFishCompletion asks fish itself (complete -C) what the generated script offers.
+func TestFishCompletion(t *testing.T) {
+	if _, err := exec.LookPath("fish"); err != nil {
+		t.Skip("fish not installed")
+	}
+	code, script, stderr := runApp(t, newTestApp(&parsed{}, nil), "docs", "fish")
+	if code != 0 {
+		t.Fatalf("code %d: %s", code, stderr)
+	}
+	path := filepath.Join(t.TempDir(), "probe.fish")
+	os.WriteFile(path, []byte(script), 0o644)
+	tests := []struct {
+		line string
+		want []string
+		not  []string
+	}{
+		{"probe --js", []string{"--json\tprint results as JSON lines (same as --format json)"}, nil},
+		{"probe -", []string{"-c\tsend N packets", "-v\tprint every packet"}, nil},
+		{"probe se", []string{"send\tsend test packets"}, []string{"docs"}},
+		{"probe send --r", []string{"--rate"}, []string{"--count"}},
+	}
+	for _, tt := range tests {
+		out, err := exec.Command("fish", "--no-config", "-c", fmt.Sprintf("source %q; complete -C%q", path, tt.line)).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", tt.line, err, out)
+		}
+		got := strings.Split(strings.TrimSpace(string(out)), "\n")
+		for _, w := range tt.want {
+			if !contains(got, w) {
+				t.Errorf("%q completes to %q, missing %q", tt.line, got, w)
+			}
+		}
+		for _, w := range tt.not {
+			for _, g := range got {
+				if strings.HasPrefix(g, w) {
+					t.Errorf("%q completes to %q, should not offer %q", tt.line, got, w)
+				}
+			}
+		}
+	}
+}
