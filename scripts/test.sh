@@ -40,8 +40,12 @@ gotest() {
   CGO_ENABLED=1 "$GO" test -race -count=1 -timeout 6m ${GOTESTFLAGS:-} work 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
   set -e
-  echo "go test: $(grep -c '^ok ' "$log") packages ok, $(grep -c '^FAIL' "$log") FAIL lines," \
+  echo "go test: $(grep -c '^ok ' "$log") packages ok, $(grep -c $'^FAIL\t' "$log") failed," \
     "$(grep -c 'no test files' "$log") without tests"
+  if [ "$rc" != 0 ]; then
+    echo "go test failures:"
+    grep -E $'^(FAIL\t|\s*--- FAIL|panic: )' "$log" | sed 's/^/  /'
+  fi
   return "$rc"
 }
 
