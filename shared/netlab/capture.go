@@ -5,9 +5,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Capture is a running tcpdump started by Host.StartCapture.
@@ -46,6 +49,9 @@ func (h *Host) StartCapture(iface, file, filter string) (*Capture, error) {
 	}
 	h.lab.procs = append(h.lab.procs, p)
 	h.lab.mu.Unlock()
+	// Real-time priority (below the delayer and the echo helper): a tcpdump starved by a busy
+	// machine falls behind, and whatever is still in its ring when it stops is lost.
+	_ = unix.SchedSetAttr(p.Cmd.Process.Pid, &unix.SchedAttr{Policy: unix.SCHED_FIFO, Priority: captureRTPriority}, 0)
 	ready := make(chan struct{})
 	go func() {
 		r := bufio.NewReader(stderr)
@@ -84,19 +90,51 @@ func (h *Host) StartCapture(iface, file, filter string) (*Capture, error) {
 	return &Capture{File: file, proc: p}, nil
 }
 
-// Stop waits briefly for packets in flight to be written, stops tcpdump and reports whether
-// the kernel dropped any packet.
+// captureRTPriority is tcpdump's SCHED_FIFO priority.
+const captureRTPriority = 5
+
+// Stop waits until tcpdump has written everything it has seen (the file stops growing for
+// 100 ms, at most 3 s), stops it, and fails if the kernel dropped packets or tcpdump did not
+// write all the packets its filter accepted.
 func (c *Capture) Stop() error {
 	c.once.Do(func() {
-		time.Sleep(50 * time.Millisecond)
-		c.proc.Stop()
-		out := c.proc.Output()
-		for _, line := range strings.Split(out, "\n") {
-			var n int
-			if _, err := fmt.Sscanf(strings.TrimSpace(line), "%d packets dropped by kernel", &n); err == nil && n > 0 {
-				c.err = fmt.Errorf("netlab: capture %s: %d packets dropped by kernel", c.File, n)
+		last, stable := int64(-1), time.Now()
+		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			var size int64
+			if fi, err := os.Stat(c.File); err == nil {
+				size = fi.Size()
 			}
+			if size != last {
+				last, stable = size, time.Now()
+			} else if time.Since(stable) >= 100*time.Millisecond {
+				break
+			}
+		}
+		c.proc.Stop()
+		var captured, received, dropped int
+		for _, line := range strings.Split(c.proc.Output(), "\n") {
+			line = strings.TrimSpace(line)
+			var n int
+			switch {
+			case scan(line, "%d packets captured", &n):
+				captured = n
+			case scan(line, "%d packets received by filter", &n):
+				received = n
+			case scan(line, "%d packets dropped by kernel", &n):
+				dropped = n
+			}
+		}
+		switch {
+		case dropped > 0:
+			c.err = fmt.Errorf("netlab: capture %s: %d packets dropped by kernel", c.File, dropped)
+		case received > captured:
+			c.err = fmt.Errorf("netlab: capture %s: %d packets accepted by the filter but only %d written", c.File, received, captured)
 		}
 	})
 	return c.err
+}
+
+func scan(line, format string, n *int) bool {
+	_, err := fmt.Sscanf(line, format, n)
+	return err == nil
 }

@@ -186,21 +186,30 @@ func udpPing(h *Host, dst netip.AddrPort, count int, interval, wait time.Duratio
 			mu.Unlock()
 		}
 	}()
-	pkt := make([]byte, 64)
-	start := time.Now()
+	// The sender, too, runs on a real-time thread and sleeps with clock_nanosleep: a goroutine
+	// woken by the runtime's timers stalled for 200 ms at a time on a loaded machine.
 	var sendErr error
-	for i := range count {
-		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
-			time.Sleep(d)
+	sendDone := make(chan struct{})
+	go func() {
+		defer close(sendDone)
+		realtimeThread()
+		pkt := make([]byte, 64)
+		var start unix.Timespec
+		_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &start)
+		for i := range count {
+			next := unix.NsecToTimespec(start.Nano() + int64(i)*interval.Nanoseconds())
+			for unix.ClockNanosleep(unix.CLOCK_MONOTONIC, unix.TIMER_ABSTIME, &next, nil) == unix.EINTR {
+			}
+			now := time.Now()
+			res.SendTime[i] = now
+			binary.BigEndian.PutUint32(pkt, uint32(i))
+			binary.BigEndian.PutUint64(pkt[4:], uint64(now.UnixNano()))
+			if _, err := unix.Write(fd, pkt); err != nil && sendErr == nil {
+				sendErr = fmt.Errorf("netlab %s: ping send: %w", h.Name, err)
+			}
 		}
-		now := time.Now()
-		res.SendTime[i] = now
-		binary.BigEndian.PutUint32(pkt, uint32(i))
-		binary.BigEndian.PutUint64(pkt[4:], uint64(now.UnixNano()))
-		if _, err := unix.Write(fd, pkt); err != nil && sendErr == nil {
-			sendErr = fmt.Errorf("netlab %s: ping send: %w", h.Name, err)
-		}
-	}
+	}()
+	<-sendDone
 	mu.Lock()
 	deadline = time.Now().Add(wait)
 	mu.Unlock()

@@ -3,6 +3,7 @@ package netlab
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -35,24 +36,30 @@ const (
 
 var middleboxModeNames = []string{"transparent", "strip", "clamp", "nat", "synproxy", "proxy"}
 
-func (m MiddleboxMode) String() string {
-	if int(m) < len(middleboxModeNames) {
-		return middleboxModeNames[m]
-	}
-	return "mode(" + strconv.Itoa(int(m)) + ")"
-}
+func (m MiddleboxMode) String() string { return enumName(middleboxModeNames, "mode", m) }
 
 // MiddleboxModeNames lists the mode names ParseMiddleboxMode accepts.
 func MiddleboxModeNames() []string { return append([]string(nil), middleboxModeNames...) }
 
 // ParseMiddleboxMode parses a mode name (as printed by String).
 func ParseMiddleboxMode(s string) (MiddleboxMode, error) {
-	for i, n := range middleboxModeNames {
-		if n == s {
-			return MiddleboxMode(i), nil
-		}
+	return parseEnum[MiddleboxMode](middleboxModeNames, "middlebox mode", s)
+}
+
+// enumName names an enum value from its table (or "what(N)" outside it).
+func enumName[T ~int](names []string, what string, v T) string {
+	if v >= 0 && int(v) < len(names) {
+		return names[v]
 	}
-	return 0, fmt.Errorf("netlab: unknown middlebox mode %q (want one of %s)", s, strings.Join(middleboxModeNames, ", "))
+	return what + "(" + strconv.Itoa(int(v)) + ")"
+}
+
+// parseEnum finds s in an enum's name table.
+func parseEnum[T ~int](names []string, what, s string) (T, error) {
+	if i := slices.Index(names, s); i >= 0 {
+		return T(i), nil
+	}
+	return 0, fmt.Errorf("netlab: unknown %s %q (want one of %s)", what, s, strings.Join(names, ", "))
 }
 
 // MiddleboxConfig configures the middlebox topology.

@@ -1,19 +1,8 @@
 package netlab
 
 import (
-	"strings"
 	"testing"
 )
-
-func TestSelftestMiddlebox(t *testing.T) {
-	SkipUnlessAvailable(t)
-	var out strings.Builder
-	_, failed := Selftest(SelftestConfig{Out: &out, Only: "middlebox/"})
-	t.Log("\n" + out.String())
-	if failed > 0 {
-		t.Fatalf("%d checks failed", failed)
-	}
-}
 
 func TestParseMiddleboxMode(t *testing.T) {
 	for _, n := range MiddleboxModeNames() {

@@ -32,22 +32,10 @@ const (
 
 var natKindNames = []string{"full-cone", "address-restricted", "port-restricted", "symmetric"}
 
-func (k NATKind) String() string {
-	if int(k) < len(natKindNames) {
-		return natKindNames[k]
-	}
-	return "kind(" + strconv.Itoa(int(k)) + ")"
-}
+func (k NATKind) String() string { return enumName(natKindNames, "kind", k) }
 
 // ParseNATKind parses a kind name as printed by String.
-func ParseNATKind(s string) (NATKind, error) {
-	for i, n := range natKindNames {
-		if n == s {
-			return NATKind(i), nil
-		}
-	}
-	return 0, fmt.Errorf("netlab: unknown NAT kind %q (want one of %s)", s, strings.Join(natKindNames, ", "))
-}
+func ParseNATKind(s string) (NATKind, error) { return parseEnum[NATKind](natKindNames, "NAT kind", s) }
 
 // NATSpec describes one NAT router and its LAN.
 type NATSpec struct {

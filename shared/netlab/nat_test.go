@@ -7,16 +7,6 @@ import (
 	"time"
 )
 
-func TestSelftestNAT(t *testing.T) {
-	SkipUnlessAvailable(t)
-	var out strings.Builder
-	_, failed := Selftest(SelftestConfig{Out: &out, Only: "nat"})
-	t.Log("\n" + out.String())
-	if failed > 0 {
-		t.Fatalf("%d checks failed", failed)
-	}
-}
-
 func TestParseNATKind(t *testing.T) {
 	for _, k := range []NATKind{FullCone, AddressRestricted, PortRestricted, Symmetric} {
 		got, err := ParseNATKind(k.String())

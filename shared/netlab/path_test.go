@@ -55,16 +55,6 @@ func TestDelaySchedule(t *testing.T) {
 	}
 }
 
-func TestSelftestPath(t *testing.T) {
-	SkipUnlessAvailable(t)
-	var out strings.Builder
-	_, failed := Selftest(SelftestConfig{Out: &out, Only: "path/"})
-	t.Log("\n" + out.String())
-	if failed > 0 {
-		t.Fatalf("%d checks failed", failed)
-	}
-}
-
 // TestPathHosts checks addressing and routing both ways, IPv4 and IPv6, and that Do runs code
 // inside the namespace.
 func TestPathHosts(t *testing.T) {

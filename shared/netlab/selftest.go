@@ -291,26 +291,51 @@ func values(m map[int]time.Duration) []time.Duration {
 	return v
 }
 
-// captureSet runs several captures and stops them all.
-type captureSet []*Capture
-
-func (cs *captureSet) start(h *Host, iface, file, filter string) error {
-	c, err := h.StartCapture(iface, file, filter)
-	if err != nil {
-		return err
-	}
-	*cs = append(*cs, c)
-	return nil
+// tap is one capture point of a check: the capture is written to NAME.pcap in the check's
+// directory.
+type tap struct {
+	name  string
+	h     *Host
+	iface string
 }
 
-func (cs captureSet) stop() error {
-	var first error
-	for _, c := range cs {
-		if err := c.Stop(); err != nil && first == nil {
-			first = err
+// captured runs tcpdump on every tap (with one filter), calls during, stops the captures and
+// returns the decoded packets by tap name.
+func captured(env *CheckEnv, taps []tap, filter string, during func() error) (map[string][]CapturedPacket, error) {
+	var caps []*Capture
+	stopAll := func() error {
+		var first error
+		for _, c := range caps {
+			if err := c.Stop(); err != nil && first == nil {
+				first = err
+			}
 		}
+		return first
 	}
-	return first
+	for _, t := range taps {
+		c, err := t.h.StartCapture(t.iface, env.File(t.name+".pcap"), filter)
+		if err != nil {
+			_ = stopAll()
+			return nil, err
+		}
+		caps = append(caps, c)
+	}
+	err := during()
+	if serr := stopAll(); err == nil {
+		err = serr
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]CapturedPacket{}
+	for _, t := range taps {
+		pkts, err := ReadCapture(env.File(t.name + ".pcap"))
+		if err != nil {
+			return nil, err
+		}
+		out[t.name] = pkts
+	}
+	return out, nil
 }
 
 // udpSender opens a UDP socket in h connected to dst.

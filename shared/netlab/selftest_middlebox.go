@@ -137,38 +137,23 @@ func checkMiddlebox(env *CheckEnv, mode MiddleboxMode, i int) (string, error) {
 		if err := m.SetMode(mode); err != nil {
 			return "", fmt.Errorf("%v: %w", mode, err)
 		}
-		var cs captureSet
-		cf, sf := env.File(mode.String()+"-c0.pcap"), env.File(mode.String()+"-s0.pcap")
-		if err := cs.start(m.Client, "c0", cf, "tcp port 80"); err != nil {
-			return "", err
-		}
-		if err := cs.start(m.Server, "s0", sf, "tcp port 80"); err != nil {
-			cs.stop()
-			return "", err
-		}
 		var local netip.AddrPort
 		crafted := mode != ModeSYNProxy && mode != ModeProxy
-		if crafted {
+		caps, err := captured(env, []tap{{"c0", m.Client, "c0"}, {"s0", m.Server, "s0"}}, "tcp port 80", func() error {
+			if !crafted {
+				var err error
+				local, err = connectAndSend(m.Client, server, "hello "+mode.String())
+				return err
+			}
 			local = netip.AddrPortFrom(MiddleboxClient, uint16(41000+i))
-			err = m.Client.SendSYN(local, server, probeSeq0, 8064, ProbeSYNOptions())
+			err := m.Client.SendSYN(local, server, probeSeq0, 8064, ProbeSYNOptions())
 			time.Sleep(50 * time.Millisecond)
-		} else {
-			local, err = connectAndSend(m.Client, server, "hello "+mode.String())
-		}
-		if cerr := cs.stop(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return "", fmt.Errorf("%v: %w", mode, err)
-		}
-		cp, err := ReadCapture(cf)
+			return err
+		})
 		if err != nil {
 			return "", err
 		}
-		sp, err := ReadCapture(sf)
-		if err != nil {
-			return "", err
-		}
+		cp, sp := caps["c0"], caps["s0"]
 		csyn, csynack := syns(cp)
 		ssyn, ssynack := syns(sp)
 		var d string

@@ -14,7 +14,7 @@ import (
 )
 
 func natChecks() []Check {
-	return []Check{{Name: "nat", Multi: checkNAT}}
+	return []Check{{Name: "nat/", Multi: checkNAT}}
 }
 
 // natDiscoveryExpect is what coturn's turnutils_natdiscovery must conclude per kind.

@@ -3,6 +3,7 @@ package netlab
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"math"
 	"net/netip"
 	"slices"
@@ -31,51 +32,39 @@ func newCheckPath(env *CheckEnv, cfg PathConfig) (*PathLab, error) {
 	return p, nil
 }
 
+// newEchoPath is newCheckPath with a UDP echo server on B's echoPort (stopped with the lab).
+func newEchoPath(env *CheckEnv, cfg PathConfig) (*PathLab, error) {
+	p, err := newCheckPath(env, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := startUDPEcho(p.B, echoPort); err != nil {
+		_ = p.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
 // checkPathRTT: 20 ms each way; the RTT of 1,000 UDP echoes, taken from a tcpdump capture on
 // A's interface, has a median of 40 ms ± 1 ms. Captures on both router interfaces measure what
 // the delayer itself adds per direction.
 func checkPathRTT(env *CheckEnv) (string, error) {
 	const n = 1000
-	p, err := newCheckPath(env, PathConfig{Out: Impairment{Delay: 20 * time.Millisecond}, In: Impairment{Delay: 20 * time.Millisecond}})
+	p, err := newEchoPath(env, PathConfig{Out: Impairment{Delay: 20 * time.Millisecond}, In: Impairment{Delay: 20 * time.Millisecond}})
 	if err != nil {
 		return "", err
 	}
 	defer p.Close()
-	e, err := startUDPEcho(p.B, echoPort)
+	var res pingResult
+	caps, err := captured(env, []tap{{"a0", p.A, "a0"}, {"ra", p.R, "ra"}, {"rb", p.R, "rb"}}, fmt.Sprintf("udp port %d", echoPort), func() error {
+		var err error
+		res, err = udpPing(p.A, netip.AddrPortFrom(PathB, echoPort), n, 2*time.Millisecond, 300*time.Millisecond)
+		return err
+	})
 	if err != nil {
 		return "", err
 	}
-	defer e.Close()
-	var cs captureSet
-	filter := fmt.Sprintf("udp port %d", echoPort)
-	for _, c := range []struct {
-		h     *Host
-		iface string
-	}{{p.A, "a0"}, {p.R, "ra"}, {p.R, "rb"}} {
-		if err := cs.start(c.h, c.iface, env.File(c.iface+".pcap"), filter); err != nil {
-			cs.stop()
-			return "", err
-		}
-	}
-	res, err := udpPing(p.A, netip.AddrPortFrom(PathB, echoPort), n, 2*time.Millisecond, 300*time.Millisecond)
-	if cerr := cs.stop(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return "", err
-	}
-	a0, err := ReadCapture(env.File("a0.pcap"))
-	if err != nil {
-		return "", err
-	}
-	ra, err := ReadCapture(env.File("ra.pcap"))
-	if err != nil {
-		return "", err
-	}
-	rb, err := ReadCapture(env.File("rb.pcap"))
-	if err != nil {
-		return "", err
-	}
+	a0, ra, rb := caps["a0"], caps["ra"], caps["rb"]
 	rtt := values(owd(firstSeen(a0, toDst(echoPort)), firstSeen(a0, fromSrc(echoPort))))
 	if len(rtt) < n*99/100 {
 		return "", fmt.Errorf("only %d of %d echoes captured", len(rtt), n)
@@ -98,31 +87,19 @@ func checkPathRTT(env *CheckEnv) (string, error) {
 // from a capture on A (requests out, replies back) over 2,000 echoes.
 func checkPathLoss(env *CheckEnv) (string, error) {
 	const n = 2000
-	p, err := newCheckPath(env, PathConfig{Out: Impairment{Loss: 0.1}, In: Impairment{Loss: 0.1}})
+	p, err := newEchoPath(env, PathConfig{Out: Impairment{Loss: 0.1}, In: Impairment{Loss: 0.1}})
 	if err != nil {
 		return "", err
 	}
 	defer p.Close()
-	e, err := startUDPEcho(p.B, echoPort)
+	caps, err := captured(env, []tap{{"a0", p.A, "a0"}}, fmt.Sprintf("udp port %d", echoPort), func() error {
+		_, err := udpPing(p.A, netip.AddrPortFrom(PathB, echoPort), n, 500*time.Microsecond, 200*time.Millisecond)
+		return err
+	})
 	if err != nil {
 		return "", err
 	}
-	defer e.Close()
-	var cs captureSet
-	if err := cs.start(p.A, "a0", env.File("a0.pcap"), fmt.Sprintf("udp port %d", echoPort)); err != nil {
-		return "", err
-	}
-	_, err = udpPing(p.A, netip.AddrPortFrom(PathB, echoPort), n, 500*time.Microsecond, 200*time.Millisecond)
-	if cerr := cs.stop(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return "", err
-	}
-	a0, err := ReadCapture(env.File("a0.pcap"))
-	if err != nil {
-		return "", err
-	}
+	a0 := caps["a0"]
 	sent := len(firstSeen(a0, toDst(echoPort)))
 	back := len(firstSeen(a0, fromSrc(echoPort)))
 	if sent != n {
@@ -140,55 +117,44 @@ func checkPathLoss(env *CheckEnv) (string, error) {
 // probes every 2 ms; one-way delays from captures on A and B show the step within 100 ms.
 func checkPathSchedule(env *CheckEnv) (string, error) {
 	const n = 1000
-	p, err := newCheckPath(env, PathConfig{})
+	p, err := newEchoPath(env, PathConfig{})
 	if err != nil {
 		return "", err
 	}
 	defer p.Close()
-	e, err := startUDPEcho(p.B, echoPort)
+	var step time.Time
+	caps, err := captured(env, []tap{{"a0", p.A, "a0"}, {"b0", p.B, "b0"}}, fmt.Sprintf("udp dst port %d", echoPort), func() error {
+		imp := Impairment{Delay: 10 * time.Millisecond, Schedule: []Step{{At: time.Second, Delay: 30 * time.Millisecond}}}
+		if err := p.Set(Out, imp); err != nil {
+			return err
+		}
+		step = p.Epoch(Out).Add(time.Second)
+		_, err := udpPing(p.A, netip.AddrPortFrom(PathB, echoPort), n, 2*time.Millisecond, 100*time.Millisecond)
+		return err
+	})
 	if err != nil {
 		return "", err
 	}
-	defer e.Close()
-	var cs captureSet
-	filter := fmt.Sprintf("udp dst port %d", echoPort)
-	if err := cs.start(p.A, "a0", env.File("a0.pcap"), filter); err != nil {
-		return "", err
-	}
-	if err := cs.start(p.B, "b0", env.File("b0.pcap"), filter); err != nil {
-		cs.stop()
-		return "", err
-	}
-	imp := Impairment{Delay: 10 * time.Millisecond, Schedule: []Step{{At: time.Second, Delay: 30 * time.Millisecond}}}
-	if err := p.Set(Out, imp); err != nil {
-		cs.stop()
-		return "", err
-	}
-	step := p.Epoch(Out).Add(time.Second)
-	_, err = udpPing(p.A, netip.AddrPortFrom(PathB, echoPort), n, 2*time.Millisecond, 100*time.Millisecond)
-	if cerr := cs.stop(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return "", err
-	}
-	a0, err := ReadCapture(env.File("a0.pcap"))
-	if err != nil {
-		return "", err
-	}
-	b0, err := ReadCapture(env.File("b0.pcap"))
-	if err != nil {
-		return "", err
-	}
+	a0, b0 := caps["a0"], caps["b0"]
 	sentAt := firstSeen(a0, toDst(echoPort))
 	d := owd(sentAt, firstSeen(b0, toDst(echoPort)))
 	var before, after []time.Duration
-	first := time.Duration(math.MaxInt64) // first sign of the new delay, relative to the step
+	// The step shows at the first probe (in send order) from which on the next ten all have
+	// the new delay: one probe held up elsewhere (a deferred softirq on a loaded machine can
+	// add tens of milliseconds to a single packet) must not count as the step.
+	seqs := slices.Sorted(maps.Keys(d))
+	first := time.Duration(math.MaxInt64)
+	for i := range seqs {
+		if i+10 > len(seqs) {
+			break
+		}
+		if !slices.ContainsFunc(seqs[i:i+10], func(s int) bool { return d[s] <= 20*time.Millisecond }) {
+			first = sentAt[seqs[i]].Sub(step)
+			break
+		}
+	}
 	for s, od := range d {
 		rel := sentAt[s].Sub(step)
-		if od > 20*time.Millisecond && rel < first {
-			first = rel
-		}
 		switch {
 		case rel < -time.Millisecond:
 			before = append(before, od)
@@ -200,12 +166,12 @@ func checkPathSchedule(env *CheckEnv) (string, error) {
 		return "", fmt.Errorf("probes did not straddle the step (%d before, %d after)", len(before), len(after))
 	}
 	mb, ma := percentile(before, 0.5), percentile(after, 0.5)
-	detail := fmt.Sprintf("median OWD %s before the step, %s after; first 30 ms packet sent %s after the step; max before %s, min after +100 ms %s",
-		ms(mb), ms(ma), ms(first), ms(percentile(before, 1)), ms(percentile(after, 0)))
+	detail := fmt.Sprintf("median OWD %s before the step, %s after; new delay from the probe sent %s after the step; p99 before %s, p1 after +100 ms %s",
+		ms(mb), ms(ma), ms(first), ms(percentile(before, 0.99)), ms(percentile(after, 0.01)))
 	switch {
 	case first < -time.Millisecond || first > 100*time.Millisecond:
 		return "", fmt.Errorf("step not visible within 100 ms: %s", detail)
-	case percentile(before, 1) > 20*time.Millisecond || percentile(after, 0) < 29*time.Millisecond:
+	case percentile(before, 0.99) > 20*time.Millisecond || percentile(after, 0.01) < 29*time.Millisecond:
 		return "", fmt.Errorf("delays on the wrong side of the step: %s", detail)
 	case (mb-10*time.Millisecond).Abs() > time.Millisecond || (ma-30*time.Millisecond).Abs() > time.Millisecond:
 		return "", fmt.Errorf("medians off: %s", detail)
@@ -237,38 +203,25 @@ func inversions(pkts []CapturedPacket, port uint16) (inv, n int) {
 // on B shows sequence inversions; with it off (FIFO), none, and the delay never drops below 15 ms.
 func checkPathReorder(env *CheckEnv) (string, error) {
 	const n = 500
-	p, err := newCheckPath(env, PathConfig{})
+	p, err := newEchoPath(env, PathConfig{})
 	if err != nil {
 		return "", err
 	}
 	defer p.Close()
-	e, err := startUDPEcho(p.B, echoPort)
-	if err != nil {
-		return "", err
-	}
-	defer e.Close()
 	counts := map[bool]int{}
 	for _, reorder := range []bool{true, false} {
-		var cs captureSet
-		file := env.File(fmt.Sprintf("b0-reorder-%v.pcap", reorder))
-		if err := cs.start(p.B, "b0", file, fmt.Sprintf("udp dst port %d", echoPort)); err != nil {
-			return "", err
-		}
-		if err := p.Set(Out, Impairment{Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond, Reorder: reorder}); err != nil {
-			cs.stop()
-			return "", err
-		}
-		_, err := udpPing(p.A, netip.AddrPortFrom(PathB, echoPort), n, time.Millisecond, 100*time.Millisecond)
-		if cerr := cs.stop(); err == nil {
-			err = cerr
-		}
+		name := fmt.Sprintf("b0-reorder-%v", reorder)
+		caps, err := captured(env, []tap{{name, p.B, "b0"}}, fmt.Sprintf("udp dst port %d", echoPort), func() error {
+			if err := p.Set(Out, Impairment{Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond, Reorder: reorder}); err != nil {
+				return err
+			}
+			_, err := udpPing(p.A, netip.AddrPortFrom(PathB, echoPort), n, time.Millisecond, 100*time.Millisecond)
+			return err
+		})
 		if err != nil {
 			return "", err
 		}
-		b0, err := ReadCapture(file)
-		if err != nil {
-			return "", err
-		}
+		b0 := caps[name]
 		inv, got := inversions(b0, echoPort)
 		if got != n {
 			return "", fmt.Errorf("reorder=%v: %d of %d probes arrived", reorder, got, n)
@@ -283,55 +236,60 @@ func checkPathReorder(env *CheckEnv) (string, error) {
 }
 
 // checkPathRate: tbf at 20 Mbit/s out; A sends 1,200-byte datagrams at ~40 Mbit/s for 0.5 s;
-// the rate delivered at B (from the capture, after the initial burst) is 20 Mbit/s ± 5 %.
+// the rate at B (from the gaps between datagrams in the capture) is 20 Mbit/s ± 5 %.
 func checkPathRate(env *CheckEnv) (string, error) {
-	const rate = 20_000_000
-	p, err := newCheckPath(env, PathConfig{Out: Impairment{RateBps: rate}})
+	const rate, n = 20_000_000, 1500
+	// A queue of up to 1 s holds the whole burst (1.9 MB = 0.75 s at the rate), so the link stays
+	// backlogged and the delivered rate does not depend on how steadily A could send.
+	p, err := newCheckPath(env, PathConfig{Out: Impairment{RateBps: rate, RateLatency: time.Second}})
 	if err != nil {
 		return "", err
 	}
 	defer p.Close()
-	var cs captureSet
-	file := env.File("b0.pcap")
-	if err := cs.start(p.B, "b0", file, "udp dst port 7001"); err != nil {
-		return "", err
-	}
-	c, err := udpSender(p.A, netip.AddrPortFrom(PathB, 7001))
+	sink, err := listenUDPIn(p.B, netip.AddrPortFrom(PathB, 7001))
 	if err != nil {
-		cs.stop()
 		return "", err
 	}
-	buf := make([]byte, 1200)
-	interval := time.Duration(float64(len(buf)+42) * 8 / (2 * rate) * 1e9)
-	start := time.Now()
-	for i := 0; time.Since(start) < 500*time.Millisecond; i++ {
-		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
-			time.Sleep(d)
+	defer sink.conn.Close()
+	caps, err := captured(env, []tap{{"b0", p.B, "b0"}}, "udp dst port 7001", func() error {
+		c, err := udpSender(p.A, netip.AddrPortFrom(PathB, 7001))
+		if err != nil {
+			return err
 		}
-		binary.BigEndian.PutUint32(buf, uint32(i))
-		_, _ = c.Write(buf)
-	}
-	c.Close()
-	time.Sleep(150 * time.Millisecond)
-	if err := cs.stop(); err != nil {
-		return "", err
-	}
-	pkts, err := ReadCapture(file)
+		defer c.Close()
+		buf := make([]byte, 1200)
+		for i := range n {
+			if i%50 == 49 {
+				time.Sleep(time.Millisecond) // stay within the veth backlog (1,000 packets)
+			}
+			binary.BigEndian.PutUint32(buf, uint32(i))
+			if _, err := c.Write(buf); err != nil {
+				return err
+			}
+		}
+		time.Sleep(time.Duration(float64(n*(len(buf)+42)*8)/rate*1e9) + 200*time.Millisecond)
+		return nil
+	})
 	if err != nil {
 		return "", err
 	}
+	pkts := caps["b0"]
 	pkts = slices.DeleteFunc(pkts, func(p CapturedPacket) bool { return p.UDP == nil })
-	if len(pkts) < 200 {
-		return "", fmt.Errorf("only %d datagrams delivered", len(pkts))
+	if len(pkts) != n {
+		return "", fmt.Errorf("%d of %d datagrams delivered", len(pkts), n)
 	}
-	// Skip the first fifth: the tbf bucket starts full and lets a burst through at line rate.
-	k := len(pkts) / 5
-	bytes := 0
-	for _, p := range pkts[k+1:] {
-		bytes += p.Len
+	// While the tbf queue is backlogged, each datagram leaves exactly len×8/rate after the one
+	// before. The median over all gaps ignores the initial burst (the bucket starts full) and
+	// any stall in feeding the queue (A or the delayer held up by a loaded machine).
+	perGap := make([]float64, 0, len(pkts))
+	for i := 1; i < len(pkts); i++ {
+		if gap := pkts[i].Time.Sub(pkts[i-1].Time).Seconds(); gap > 0 {
+			perGap = append(perGap, float64(pkts[i].Len*8)/gap)
+		}
 	}
-	got := float64(bytes*8) / pkts[len(pkts)-1].Time.Sub(pkts[k].Time).Seconds()
-	detail := fmt.Sprintf("delivered %.2f Mbit/s with tbf at %.0f Mbit/s (%d datagrams)", got/1e6, float64(rate)/1e6, len(pkts))
+	slices.Sort(perGap)
+	got := perGap[len(perGap)/2]
+	detail := fmt.Sprintf("median rate between datagrams at B %.2f Mbit/s with tbf at %.0f Mbit/s (%d datagrams)", got/1e6, float64(rate)/1e6, len(pkts))
 	if math.Abs(got/rate-1) > 0.05 {
 		return "", fmt.Errorf("%s", detail)
 	}

@@ -5,15 +5,6 @@ import (
 	"testing"
 )
 
-// skipOrFatal skips the test when labs are unavailable here, and fails it on any other error.
-func skipOrFatal(t testing.TB, what string, err error) {
-	t.Helper()
-	if errors.Is(err, ErrUnavailable) {
-		t.Skipf("netlab: %v", err)
-	}
-	t.Fatalf("netlab: %s: %v", what, err)
-}
-
 // SkipUnlessAvailable skips the test (with the reason) when labs cannot be built here.
 func SkipUnlessAvailable(t testing.TB) {
 	t.Helper()
@@ -22,21 +13,42 @@ func SkipUnlessAvailable(t testing.TB) {
 	}
 }
 
-// Path builds the path topology for a test and removes it in t.Cleanup, pass or fail.
-// It skips the test when labs are unavailable (not root, no namespaces, tools missing).
-func Path(t testing.TB, cfg PathConfig) *PathLab {
+// build makes a lab for a test: it skips the test when labs (or a tool the topology needs) are
+// unavailable, fails it on any other error, and closes the lab in t.Cleanup, pass or fail.
+func build[L interface{ Close() error }](t testing.TB, what string, fn func() (L, error)) L {
 	t.Helper()
 	SkipUnlessAvailable(t)
-	p, err := NewPath(cfg)
+	l, err := fn()
 	if err != nil {
-		skipOrFatal(t, "path", err)
+		if errors.Is(err, ErrUnavailable) {
+			t.Skipf("netlab: %v", err)
+		}
+		t.Fatalf("netlab: %s: %v", what, err)
 	}
 	t.Cleanup(func() {
-		if err := p.Close(); err != nil {
-			t.Errorf("netlab: close: %v", err)
+		if err := l.Close(); err != nil {
+			t.Errorf("netlab: close %s: %v", what, err)
 		}
 	})
-	return p
+	return l
+}
+
+// Path builds the path topology for a test (see NewPath).
+func Path(t testing.TB, cfg PathConfig) *PathLab {
+	t.Helper()
+	return build(t, "path", func() (*PathLab, error) { return NewPath(cfg) })
+}
+
+// NAT builds the NAT topology for a test (see NewNAT); it skips when nft or coturn is missing.
+func NAT(t testing.TB, cfg NATConfig) *NATLab {
+	t.Helper()
+	return build(t, "nat", func() (*NATLab, error) { return NewNAT(cfg) })
+}
+
+// Middlebox builds the middlebox topology for a test (see NewMiddlebox).
+func Middlebox(t testing.TB, cfg MiddleboxConfig) *MiddleboxLab {
+	t.Helper()
+	return build(t, "middlebox", func() (*MiddleboxLab, error) { return NewMiddlebox(cfg) })
 }
 
 // StartCapture runs tcpdump on iface in host's namespace into file (pcap, Ethernet link type,
@@ -54,37 +66,4 @@ func StartCapture(t testing.TB, h *Host, iface, file, filter string) (stop func(
 			t.Errorf("netlab: %v", err)
 		}
 	}
-}
-
-// Middlebox builds the middlebox topology for a test and removes it in t.Cleanup.
-func Middlebox(t testing.TB, cfg MiddleboxConfig) *MiddleboxLab {
-	t.Helper()
-	SkipUnlessAvailable(t)
-	m, err := NewMiddlebox(cfg)
-	if err != nil {
-		skipOrFatal(t, "middlebox", err)
-	}
-	t.Cleanup(func() {
-		if err := m.Close(); err != nil {
-			t.Errorf("netlab: close: %v", err)
-		}
-	})
-	return m
-}
-
-// NAT builds the NAT topology for a test and removes it in t.Cleanup. It skips the test when
-// labs are unavailable or coturn/nft are not installed.
-func NAT(t testing.TB, cfg NATConfig) *NATLab {
-	t.Helper()
-	SkipUnlessAvailable(t)
-	n, err := NewNAT(cfg)
-	if err != nil {
-		skipOrFatal(t, "nat", err)
-	}
-	t.Cleanup(func() {
-		if err := n.Close(); err != nil {
-			t.Errorf("netlab: close: %v", err)
-		}
-	})
-	return n
 }
