@@ -90,6 +90,7 @@ type producer interface {
 	produce(ctx context.Context, f *feeder) error
 	stats() *pointStats
 	name() string
+	close() // releases the input when produce never ran
 }
 
 // runLive runs the master with at least one live or remote point: each point is read by its
@@ -101,12 +102,14 @@ func runLive(ctx context.Context, cfg *Config) error {
 		pt := engine.Point(p)
 		pr, err := openProducer(cfg, pt)
 		if err != nil {
+			if p == 1 {
+				prods[0].close()
+			}
 			return err
 		}
 		prods[p] = pr
 	}
 	m := newMaster(cfg)
-	m.live = false // flushed once per batch below
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ch := make(chan *batch, 64)
@@ -217,6 +220,7 @@ func openProducer(cfg *Config, p engine.Point) (producer, error) {
 type fileProducer struct{ s *fileSource }
 
 func (fp *fileProducer) stats() *pointStats { return &fp.s.stats }
+func (fp *fileProducer) close()             { fp.s.close() }
 func (fp *fileProducer) name() string       { return fp.s.name }
 
 func (fp *fileProducer) produce(ctx context.Context, f *feeder) error {

@@ -61,6 +61,7 @@ func openLive(cfg *Config, iface string, c classifier) (producer, error) {
 }
 
 func (l *liveProducer) stats() *pointStats { return &l.classifier.stats }
+func (l *liveProducer) close()             { l.h.Close() }
 func (l *liveProducer) name() string       { return "interface " + l.iface }
 
 func (l *liveProducer) produce(ctx context.Context, f *feeder) error {

@@ -67,6 +67,7 @@ func openRemote(cfg *Config, host string, c classifier) (producer, error) {
 }
 
 func (r *remoteProducer) stats() *pointStats { return &r.st }
+func (r *remoteProducer) close()             { r.conn.Close() }
 func (r *remoteProducer) name() string       { return "slave " + r.host }
 
 func (r *remoteProducer) produce(ctx context.Context, f *feeder) error {

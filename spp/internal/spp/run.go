@@ -59,13 +59,12 @@ type master struct {
 	opts    format.Options
 	n       uint64
 	rttSum  int64
-	live    bool
 	sum     *summary
 	writeEr error
 }
 
 func newMaster(cfg *Config) *master {
-	m := &master{cfg: cfg, w: bufio.NewWriterSize(cfg.Stdout, 64<<10), opts: cfg.formatOptions(), live: cfg.live()}
+	m := &master{cfg: cfg, w: bufio.NewWriterSize(cfg.Stdout, 64<<10), opts: cfg.formatOptions()}
 	if cfg.Summary {
 		m.sum = newSummary()
 	}
@@ -93,9 +92,6 @@ func (m *master) emit(p engine.Pair) {
 	}
 	if _, err := m.w.Write(m.buf); err != nil && m.writeEr == nil {
 		m.writeEr = err
-	}
-	if m.live {
-		m.w.Flush()
 	}
 	m.rttSum += p.RTT()
 	if m.sum != nil {
