@@ -150,15 +150,38 @@ func TestTsharkDecodesOurCapture(t *testing.T) {
 	sc := bufio.NewScanner(stderr)
 	for sc.Scan() && !strings.Contains(sc.Text(), "listening on") {
 	}
+	time.Sleep(500 * time.Millisecond) // let the capture ring settle on a busy host
+	var tail strings.Builder
+	tailDone := make(chan struct{})
+	go func() {
+		defer close(tailDone)
+		for sc.Scan() {
+			tail.WriteString(sc.Text() + "; ")
+		}
+	}()
 	const count = 10
 	if _, err := Run(context.Background(), Config{Target: d.ctl, Count: count, Schedule: Schedule{Interval: 5 * time.Millisecond},
 		Padding: -1, TestPortLo: uint16(lo + 10), TestPortHi: uint16(lo + 19), LossTimeout: time.Second, Logger: quiet()},
 		Output{W: nil, Format: cliutil.FormatText}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	// tcpdump may still be draining its ring on a busy host: wait until the file stops
+	// growing (it is flushed per packet with -U) before stopping it.
+	var last int64 = -1
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(500 * time.Millisecond)
+		fi, err := os.Stat(file)
+		if err == nil && fi.Size() == last {
+			break
+		}
+		if err == nil {
+			last = fi.Size()
+		}
+	}
 	_ = cmd.Process.Signal(os.Interrupt)
+	<-tailDone
 	_ = cmd.Wait()
+	t.Logf("tcpdump: %s", tail.String())
 	decode := "tcp.port==" + strconv.Itoa(port) + ",twamp.control"
 	out, err := exec.Command("tshark", "-r", file, "-d", decode, "-T", "fields", "-e", "frame.protocols").Output()
 	if err != nil {

@@ -90,6 +90,18 @@ func (s *session) pktMode() testpkt.Mode {
 	return testpkt.ModeTWAMPAuthenticated
 }
 
+// gaps returns the generator of inter-departure gaps: constant for a periodic schedule,
+// exponential with mean Interval for a Poisson one (RFC 3432 / RFC 2330 §11.1.1).
+func (sc Schedule) gaps(seed uint64) func() time.Duration {
+	if !sc.Poisson {
+		return func() time.Duration { return sc.Interval }
+	}
+	rng := mrand.New(mrand.NewPCG(seed, 0x7477616d70))
+	return func() time.Duration {
+		return time.Duration(-math.Log(1-rng.Float64()) * float64(sc.Interval))
+	}
+}
+
 // send transmits count packets on the schedule. Packets that are due together (high rates,
 // or after the scheduler slept too long) go out in one sendmmsg.
 func (s *session) send(ctx context.Context, start time.Time) error {
@@ -102,13 +114,7 @@ func (s *session) send(ctx context.Context, start time.Time) error {
 		_, _ = rand.Read(pad) // pseudo-random padding (RFC 5357 §4.1.2), same for every packet
 	}
 	ee := timestamp.NewErrorEstimate(false, false, time.Millisecond)
-	rng := mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), 0x7477616d70))
-	gap := func() time.Duration {
-		if !s.schedule.Poisson {
-			return s.schedule.Interval
-		}
-		return time.Duration(-math.Log(1-rng.Float64()) * float64(s.schedule.Interval))
-	}
+	gap := s.schedule.gaps(uint64(time.Now().UnixNano()))
 	var sp testpkt.SenderPacket
 	sp.Mode = s.pktMode()
 	sp.ErrorEstimate = ee
