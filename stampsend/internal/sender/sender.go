@@ -184,7 +184,7 @@ func Run(ctx context.Context, cfg Config, log logrus.FieldLogger) (*Summary, err
 		bind = ":0"
 	}
 	opts := udpsock.Options{RxTimestamps: !cfg.NoKernelTimestamps, TxTimestamps: !cfg.NoKernelTimestamps,
-		RecvTTL: true, RecvTOS: true, Batch: 64, ReadBuffer: 4 << 20, WriteBuffer: 4 << 20}
+		RecvTTL: true, RecvTOS: true, Batch: 64, ReadBuffer: 16 << 20, WriteBuffer: 4 << 20}
 	rctx, rcancel := context.WithCancel(context.Background())
 	defer rcancel()
 	conn, err := udpsock.Listen(rctx, network, bind, opts)
