@@ -141,7 +141,7 @@ func TestTsharkDecodesOurCapture(t *testing.T) {
 	d := startTwampd(t, "-S", "127.0.0.1:"+strconv.Itoa(port), "-P", strconv.Itoa(lo)+"-"+strconv.Itoa(lo+9))
 	file := filepath.Join(t.TempDir(), "lo.pcap")
 	filter := "tcp port " + strconv.Itoa(port) + " or udp portrange " + strconv.Itoa(lo) + "-" + strconv.Itoa(lo+19)
-	cmd := exec.Command("tcpdump", "-i", "lo", "--immediate-mode", "-U", "-w", file, filter)
+	cmd := exec.Command("tcpdump", "-i", "lo", "--immediate-mode", "-B", "16384", "-U", "-w", file, filter)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -196,12 +196,16 @@ func TestTsharkDecodesOurCapture(t *testing.T) {
 			test++
 		}
 	}
-	// Greeting, Set-Up-Response, Server-Start, Request, Accept, Start, Start-Ack, Stop.
-	if fi, err := os.Stat(file); err == nil {
-		t.Logf("capture %d octets", fi.Size())
+	// Greeting, Set-Up-Response, Server-Start, Request, Accept, Start, Start-Ack, Stop; a
+	// busy host can make tcpdump drop a few (it says so), which lowers only the floor.
+	dropped := 0
+	if i := strings.Index(tail.String(), " packets dropped by kernel"); i > 0 {
+		f := strings.Fields(tail.String()[:i])
+		dropped, _ = strconv.Atoi(f[len(f)-1])
 	}
-	if control != 8 || test != 2*count {
-		t.Errorf("tshark found %d control and %d test frames, want 8 and %d:\n%s", control, test, 2*count, out)
+	if control > 8 || test > 2*count || control < 8-dropped || test < 2*count-dropped {
+		t.Errorf("tshark found %d control and %d test frames, want 8 and %d (tcpdump dropped %d):\n%s",
+			control, test, 2*count, dropped, out)
 	}
 	bad, err := exec.Command("tshark", "-r", file, "-d", decode, "-Y",
 		"(twamp.control || twamp.test) && (_ws.malformed || _ws.expert.severity >= warning)").Output()
