@@ -236,7 +236,9 @@ func TestLiveAnyCooked(t *testing.T) {
 
 func TestLiveCloseAndTimeout(t *testing.T) {
 	needRoot(t)
-	h, err := OpenLive("lo", LiveOptions{Match: &Filter{Protocol: ProtoUDP, Ports: []uint16{9}}})
+	// A port this test owns, so that no other traffic on the machine matches.
+	quiet := &Filter{Protocol: ProtoUDP, Ports: []uint16{uint16(liveSink(t, "udp4", "127.0.0.1:0").Port)}}
+	h, err := OpenLive("lo", LiveOptions{Match: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +266,7 @@ func TestLiveCloseAndTimeout(t *testing.T) {
 		t.Fatalf("Stats after Close: %v", err)
 	}
 
-	h, err = OpenLive("lo", LiveOptions{Match: &Filter{Protocol: ProtoUDP, Ports: []uint16{9}}, Timeout: 30 * time.Millisecond})
+	h, err = OpenLive("lo", LiveOptions{Match: quiet, Timeout: 30 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
