@@ -160,13 +160,19 @@ func openLive(iface string, opts LiveOptions) (*Live, error) {
 // attach installs prog (or a snaplen-only program), clamping accept values to the snaplen so
 // the kernel copies no more than needed into the ring.
 func (h *Live) attach(prog []bpf.Instruction) error {
+	// The kernel counts from where the filter looks: the network layer on cooked handles,
+	// whose frames then get the SLL2 header in front (libpcap lowers the snaplen the same way).
+	snap := uint32(h.snaplen)
+	if h.cooked {
+		snap = uint32(max(h.snaplen-linuxSLL2HeaderLen, 1))
+	}
 	if len(prog) == 0 {
-		prog = []bpf.Instruction{bpf.RetConstant{Val: uint32(h.snaplen)}}
+		prog = []bpf.Instruction{bpf.RetConstant{Val: snap}}
 	}
 	prog = append([]bpf.Instruction(nil), prog...)
 	for i, in := range prog {
-		if r, ok := in.(bpf.RetConstant); ok && r.Val > uint32(h.snaplen) {
-			prog[i] = bpf.RetConstant{Val: uint32(h.snaplen)}
+		if r, ok := in.(bpf.RetConstant); ok && r.Val > snap {
+			prog[i] = bpf.RetConstant{Val: snap}
 		}
 	}
 	raw, err := bpf.Assemble(prog)
@@ -292,7 +298,6 @@ func (h *Live) packet() (Packet, bool) {
 	if pkttype == unix.PACKET_OUTGOING && int(ifindex) == h.loIndex {
 		return Packet{}, false
 	}
-	snap = min(snap, h.snaplen)
 	end := mac + snap
 	start := mac
 	hasTag := status&unix.TP_STATUS_VLAN_VALID != 0
@@ -326,6 +331,8 @@ func (h *Live) packet() (Packet, bool) {
 		binary.BigEndian.PutUint16(r[start+14:], tci)
 		wire += vlanTagLen
 	}
+	// A re-inserted tag, the SLL2 header or a filter returning A may exceed the snaplen.
+	end = min(end, start+h.snaplen)
 	ns := int64(sec)*1e9 + int64(nsec)
 	return Packet{
 		Time:       time.Unix(0, ns),

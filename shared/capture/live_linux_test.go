@@ -186,9 +186,12 @@ func TestLiveAnyCooked(t *testing.T) {
 		t.Fatalf("any: link type %v, filter %v", h.LinkType(), h.FilterLinkType())
 	}
 	// A second handle selects by address: only the IPv4 half of the traffic.
+	// Its snaplen counts the SLL2 header, as libpcap's does.
+	const snap4 = 70 // SLL2 + IPv4 + UDP + "probekit live NN;", less than the 88-byte frame
 	h4, err := OpenLive("any", LiveOptions{
 		Match:   &Filter{Hosts: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, Protocol: ProtoUDP, Ports: []uint16{port}},
 		Timeout: 100 * time.Millisecond,
+		Snaplen: snap4,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -222,11 +225,14 @@ func TestLiveAnyCooked(t *testing.T) {
 			t.Fatalf("datagram %d: origlen %d", i, p.OrigLen)
 		}
 	}
-	got4 := collect(t, h4, port, n, minMaxRecord)
+	got4 := collect(t, h4, port, n, snap4)
 	checkTimes(t, got4, sent[n:], n)
-	for i := range got4 {
+	for i, p := range got4 {
 		if i < n {
 			t.Fatalf("the IPv4 host filter let IPv6 datagram %d through", i)
+		}
+		if p.CaptureLen != snap4 || p.OrigLen != 20+20+8+40 {
+			t.Fatalf("datagram %d: caplen %d origlen %d, want %d and %d", i, p.CaptureLen, p.OrigLen, snap4, 20+20+8+40)
 		}
 	}
 	if p, err := h4.Next(); !errors.Is(err, ErrTimeout) {
