@@ -430,7 +430,7 @@ func TestLabDelayStepsLiveAndRemote(t *testing.T) {
 	master := startSPP(t, p.A, "waiting for sample frames", "-a", addrA, "-A", addrB, "-i", "a0", "-R", addrB, "--format", "csv")
 	slave := startSPP(t, p.B, "slave capturing", "-s", addrA, "-a", addrA, "-A", addrB, "-I", "b0")
 	// And the mirror image: REF remote (-r), the slave capturing a0 for a master at B.
-	masterR := startSPP(t, p.B, "waiting for sample frames", "-a", addrA, "-A", addrB, "-r", addrA, "-I", "b0", "--format", "csv", "-g", "10", "-l", "3")
+	masterR := startSPP(t, p.B, "point=MON", "-a", addrA, "-A", addrB, "-r", addrA, "-I", "b0", "--format", "csv", "-g", "10", "-l", "3")
 	slaveR := startSPP(t, p.A, "slave capturing", "-s", addrB, "-a", addrA, "-A", addrB, "-I", "a0", "-g", "10", "-l", "3")
 	// The schedule starts now (its epoch), so the step falls inside the traffic.
 	if err := p.Set(netlab.Out, netlab.Impairment{Delay: 10 * time.Millisecond,
@@ -464,14 +464,6 @@ func TestLabDelayStepsLiveAndRemote(t *testing.T) {
 	checkBand(t, "before the step", before, 20_000)
 	checkBand(t, "after the step", after, 40_000)
 
-	if os.Getenv("SPP_LAB_KEEP") != "" {
-		for k, f := range files {
-			b, _ := os.ReadFile(f)
-			os.WriteFile("/tmp/spp-lab-"+k+".pcap", b, 0o644)
-		}
-		os.WriteFile("/tmp/spp-lab-live.csv", []byte(liveOut), 0o644)
-		os.WriteFile("/tmp/spp-lab-remote.csv", []byte(remoteOut), 0o644)
-	}
 	similar(t, "live -i ra -I rb", parseCSV(t, liveOut), runFile(t, files["ra"], files["rb"]), 50)
 	similar(t, "remote -i a0 -R B (-g 100)", parseCSV(t, remoteOut), fileAB, 250)
 	similar(t, "remote -r A -I b0 (-g 10 -l 3)", parseCSV(t, remoteROut), fileAB, 25)
