@@ -65,6 +65,7 @@ func TestCommandLines(t *testing.T) {
 		{files + " -mp", string(mp)},
 		{files + " -cp -#63 -G 10000 -d 60 -o 0", string(cp)},
 		{plus + " -o100 -cp", string(cp)},
+		{plus + " -o 0100 -cp", string(cp)}, // decimal like atoi, not octal (urfave IntFlag pitfall)
 		{plus + " -d 120 -c -p", string(cp)},
 		{plus + " -c -p", ""},
 	}
