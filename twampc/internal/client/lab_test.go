@@ -119,6 +119,10 @@ func TestLabPathRTTAndLoss(t *testing.T) {
 	if diff > 10e3 || diff < -10e3 {
 		t.Errorf("RTT differs from capture truth by %.3f µs at the median (limit 10 µs)", float64(diff)/1e3)
 	}
+	// One router between A and B: TTL 255 arrives as 254 both ways (TW-T1, hops per direction).
+	if sum.SendHops != [2]int{1, 1} || sum.ReflectHops != [2]int{1, 1} {
+		t.Errorf("hops send %v reflect %v, want [1 1] each", sum.SendHops, sum.ReflectHops)
+	}
 	if truth < int64(10*time.Millisecond) || truth > int64(13*time.Millisecond) {
 		t.Errorf("capture RTT median %v, want ≈10 ms injected", time.Duration(truth))
 	}
