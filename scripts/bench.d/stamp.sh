@@ -4,7 +4,7 @@
 #  2. pkbench: stampref against the limit echo in one run — CPU per reflected packet at
 #     20 kpps (target ≤ 1.3 × echo), highest loss-free rate (≥ 0.95 × echo), residence T3 − T2
 #     at 10 kpps (targets p50 ≤ 5 µs, p99 ≤ 50 µs);
-#     and the same with --busy-poll (spinning instead of scheduler wake-ups);
+#     and the same with --realtime (SCHED_FIFO thread, blocking reads) and --busy-poll;
 #  3. stampsend: one session at 100 kpps for 3 s against stampref, false loss (target < 0.01 %).
 # Everything runs on 127.0.0.1 and is bounded in time.
 set -euo pipefail
@@ -25,6 +25,13 @@ echo "--- stampref vs the limit echo (pkbench)"
   --cmd "$BIN/stampref --listen 127.0.0.1:{port} --no-monitor --log-level warn" \
   --rate 20000 --duration "${BENCH_DURATION:-5s}" --repeat "${BENCH_REPEAT:-3}" \
   --residence-rate 10000 --residence-duration 3s --search-duration 1s
+
+echo
+echo "--- stampref --realtime 10 (SCHED_FIFO listener thread, blocking reads) vs the limit echo"
+"$PKBENCH" --log-level warn reflector --name stampref-realtime \
+  --cmd "$BIN/stampref --listen 127.0.0.1:{port} --no-monitor --log-level warn --realtime 10" \
+  --rate 20000 --duration "${BENCH_DURATION:-5s}" --repeat 1 --no-search \
+  --residence-rate 10000 --residence-duration 3s
 
 echo
 echo "--- stampref --busy-poll 200us vs the limit echo (residence with polling instead of wake-ups)"

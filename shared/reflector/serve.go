@@ -29,6 +29,11 @@ func (r *Reflector) Serve(ctx context.Context, conn *udpsock.Conn) error {
 	if batch <= 0 {
 		batch = udpsock.DefaultBatch
 	}
+	if r.cfg.Realtime > 0 {
+		if err := lockRealtime(r.cfg.Realtime); err != nil {
+			r.log.WithError(err).Warn("reflector: running without real-time priority")
+		}
+	}
 	w := r.NewWorker()
 	local := conn.LocalAddr()
 	in := make([]udpsock.Message, batch)

@@ -15,19 +15,30 @@ import (
 // a kernel T2 no later than T3 and the packet's TTL (64 on loopback), and cancellation stops
 // Serve.
 func TestServeLoopback(t *testing.T) {
-	for _, bp := range []time.Duration{0, 100 * time.Microsecond} {
-		t.Run("busy-poll="+bp.String(), func(t *testing.T) { serveLoopback(t, bp) })
+	for _, tc := range []struct {
+		name     string
+		busyPoll time.Duration
+		realtime int
+		blocking bool
+	}{
+		{"netpoll", 0, 0, false},
+		{"busy-poll", 100 * time.Microsecond, 0, false},
+		{"realtime-blocking", 0, 5, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) { serveLoopback(t, tc.busyPoll, tc.realtime, tc.blocking) })
 	}
 }
 
-func serveLoopback(t *testing.T, busyPoll time.Duration) {
+func serveLoopback(t *testing.T, busyPoll time.Duration, realtime int, blocking bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	conn, err := udpsock.Listen(ctx, "udp4", "127.0.0.1:0", ListenOptions(16))
+	opts := ListenOptions(16)
+	opts.Blocking = blocking
+	conn, err := udpsock.Listen(ctx, "udp4", "127.0.0.1:0", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := New(Config{IdleTimeout: time.Second, BusyPoll: busyPoll})
+	r, err := New(Config{IdleTimeout: time.Second, BusyPoll: busyPoll, Realtime: realtime})
 	if err != nil {
 		t.Fatal(err)
 	}

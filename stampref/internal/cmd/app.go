@@ -31,6 +31,7 @@ const (
 	flagBatch           = "batch"
 	flagBusyPoll        = "busy-poll"
 	flagBlocking        = "blocking"
+	flagRealtime        = "realtime"
 )
 
 // DefaultMonitor is the default monitoring address.
@@ -64,6 +65,7 @@ func NewApp(version string) *cli.App {
 		&cli.StringFlag{Name: flagUser, Usage: "switch to `USER` after binding (when started as root)"},
 		cliutil.IntFlag(flagBatch, "datagrams per recvmmsg/sendmmsg", 64, 1, 1024),
 		&cli.BoolFlag{Name: flagBlocking, Usage: "wait for packets inside recvmmsg (one OS thread per listener) instead of the Go network poller"},
+		cliutil.IntFlag(flagRealtime, "serve each listener on a SCHED_FIFO thread of this `PRIORITY` (1…99; needs CAP_SYS_NICE; implies --blocking)", 0, 0, 99),
 		&cli.DurationFlag{Name: flagBusyPoll, Usage: "after each batch poll the socket without sleeping for up to `DURATION` (lower residence time, one busy CPU)"},
 	)
 	app.Action = func(c *cli.Context) error {
@@ -99,7 +101,11 @@ func Config(c *cli.Context) (server.Config, error) {
 			ClockError:      c.Duration(flagClockError),
 			Batch:           int(cliutil.Int(c, flagBatch)),
 			BusyPoll:        c.Duration(flagBusyPoll),
+			Realtime:        int(cliutil.Int(c, flagRealtime)),
 		},
+	}
+	if cfg.Reflector.Realtime > 0 {
+		cfg.Blocking = true
 	}
 	if c.Bool(flagNoMonitor) {
 		cfg.Monitor = ""
