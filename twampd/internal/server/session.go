@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/probekit/probekit/shared/reflector"
@@ -251,6 +252,12 @@ func (s *Server) reflectLoop(ctx context.Context, sock *udpsock.Conn, local neti
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
+			}
+			// An ICMP error for an earlier reply (the sender's port closed, ECONNREFUSED),
+			// a signal or a full device queue is no reason to end the session.
+			if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.ENOBUFS) ||
+				errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
+				continue
 			}
 			return err
 		}
