@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test.sh: everything `make test` (and CI through .ci/run) checks, in order, with the time of each
-# step: deps, gofmt, go vet, build, go test -race over the whole workspace, script self-tests,
+# step: deps, gofmt, go vet, build, each tool built alone (GOWORK=off), go test -race over the
+# whole workspace, script self-tests,
 # the network-lab self test and the package install test (both only as root).
 # Every step runs even when an earlier one failed, so one run shows every problem; the exit
 # status is 1 when any step failed. GOTESTFLAGS adds flags to go test (e.g. GOTESTFLAGS=-short).
@@ -53,6 +54,7 @@ step deps scripts/deps.sh
 step gofmt gofmt_check
 step vet "$GO" vet work
 step build scripts/build.sh
+step gowork-off scripts/gowork-off.sh
 step go-test gotest
 step scripts scripts/scripts-test.sh
 step lab scripts/lab-test.sh
