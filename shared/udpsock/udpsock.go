@@ -108,6 +108,7 @@ type Conn struct {
 	dual     bool // AF_INET6 socket that also carries IPv4 (v4-mapped) traffic
 	local    netip.AddrPort
 	rxTS     rxStampKind
+	newABI   bool // the _NEW timestamping option variant was accepted
 	features Features
 
 	tos       atomic.Uint32 // the socket's default TOS (SetTOS); messages differing get a cmsg
@@ -253,7 +254,7 @@ func newConn(uc *net.UDPConn, opts Options) (*Conn, error) {
 	var cerr error
 	err = rc.Control(func(fd uintptr) {
 		if cerr = c.setup(int(fd)); cerr == nil {
-			c.features = c.readFeatures(int(fd))
+			c.features = c.readFeatures()
 		}
 	})
 	if err == nil {
@@ -327,52 +328,46 @@ func (c *Conn) setup(fd int) error {
 				flags |= unix.SOF_TIMESTAMPING_TX_HARDWARE
 			}
 		}
-		if err := setTimestamping(fd, flags); err != nil {
-			return err
+		newABI, err := setOption(fd, unix.SO_TIMESTAMPING_NEW, unix.SO_TIMESTAMPING_OLD, flags)
+		if err != nil {
+			return fmt.Errorf("SO_TIMESTAMPING: %w", err)
 		}
+		c.newABI = newABI
 		// Setting OPT_ID resets the kernel's per-socket counter to 0.
 		c.txNext.Store(0)
 	} else if c.opts.RxTimestamps {
-		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS_NEW, 1); err != nil {
-			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS_OLD, 1); err != nil {
-				return fmt.Errorf("SO_TIMESTAMPNS: %w", err)
-			}
+		newABI, err := setOption(fd, unix.SO_TIMESTAMPNS_NEW, unix.SO_TIMESTAMPNS_OLD, 1)
+		if err != nil {
+			return fmt.Errorf("SO_TIMESTAMPNS: %w", err)
 		}
-		c.rxTS = rxStampNS
+		c.rxTS, c.newABI = rxStampNS, newABI
 	}
 	return nil
 }
 
-// setTimestamping sets SO_TIMESTAMPING_NEW, falling back to the old option on kernels < 5.1.
-func setTimestamping(fd, flags int) error {
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPING_NEW, flags); err == nil {
-		return nil
+// setOption sets the y2038-safe _NEW variant of a timestamping option, falling back to the
+// old one on kernels before 5.1, and reports which took.
+func setOption(fd, newOpt, oldOpt, value int) (newABI bool, err error) {
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, newOpt, value); err == nil {
+		return true, nil
 	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPING_OLD, flags); err != nil {
-		return fmt.Errorf("SO_TIMESTAMPING: %w", err)
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, oldOpt, value); err != nil {
+		return false, err
 	}
-	return nil
+	return false, nil
 }
 
 // Features reports the options in effect (computed once when the socket was opened).
 func (c *Conn) Features() Features { return c.features }
 
-// readFeatures asks the kernel which timestamping variant it accepted.
-func (c *Conn) readFeatures(fd int) Features {
-	f := Features{TxTimestamps: c.opts.TxTimestamps, DualStack: c.dual}
+// readFeatures summarises what setup enabled.
+func (c *Conn) readFeatures() Features {
+	f := Features{TxTimestamps: c.opts.TxTimestamps, DualStack: c.dual, NewABI: c.newABI}
 	switch c.rxTS {
 	case rxStampNS:
 		f.RxTimestamp = "SO_TIMESTAMPNS"
 	case rxStampTimestamping:
 		f.RxTimestamp = "SO_TIMESTAMPING"
-	}
-	if c.rxTS != rxStampNone || c.opts.TxTimestamps {
-		name := unix.SO_TIMESTAMPNS_NEW
-		if c.rxTS != rxStampNS {
-			name = unix.SO_TIMESTAMPING_NEW
-		}
-		v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, name)
-		f.NewABI = err == nil && v != 0
 	}
 	return f
 }
