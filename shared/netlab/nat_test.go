@@ -33,10 +33,10 @@ func TestNATConfigErrors(t *testing.T) {
 	}
 }
 
-// TestNATUDPTimeout: with a 2 s UDP timeout on a port-restricted NAT, the mapping's conntrack
+// TestNATUDPTimeout: with a 1 s UDP timeout on a port-restricted NAT, the mapping's conntrack
 // entry expires and the peer's datagram, delivered while fresh, is dropped after the timeout.
 func TestNATUDPTimeout(t *testing.T) {
-	n := NAT(t, NATConfig{NATs: []NATSpec{{Kind: PortRestricted, UDPTimeout: 2 * time.Second}}})
+	n := NAT(t, NATConfig{NATs: []NATSpec{{Kind: PortRestricted, UDPTimeout: time.Second}}})
 	c := n.NATs[0].Clients[0]
 	cl, err := listenUDPIn(c.Host, netip.AddrPortFrom(c.Addr, 21000))
 	if err != nil {
@@ -62,10 +62,10 @@ func TestNATUDPTimeout(t *testing.T) {
 		t.Fatal("reply through a fresh mapping dropped")
 	}
 	out, _ := n.NATs[0].Router.Exec("sysctl", "-n", "net.netfilter.nf_conntrack_udp_timeout")
-	if strings.TrimSpace(out) != "2" {
-		t.Errorf("udp_timeout = %q, want 2", out)
+	if strings.TrimSpace(out) != "1" {
+		t.Errorf("udp_timeout = %q, want 1", out)
 	}
-	time.Sleep(3500 * time.Millisecond)
+	time.Sleep(2500 * time.Millisecond)
 	if err := rv.send(mapped, "stale"); err != nil {
 		t.Fatal(err)
 	}

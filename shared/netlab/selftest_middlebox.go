@@ -6,17 +6,42 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 )
 
 func middleboxChecks() []Check {
-	var c []Check
-	for i, mode := range []MiddleboxMode{ModeTransparent, ModeStripOptions, ModeClampMSS, ModeNAT, ModeSYNProxy, ModeProxy} {
-		c = append(c, Check{Name: "middlebox/" + mode.String(), Run: func(env *CheckEnv) (string, error) { return checkMiddlebox(env, mode, i) }})
+	return []Check{{Name: "middlebox/", Multi: checkMiddleboxModes}}
+}
+
+// checkMiddleboxModes proves every mode on one lab, switching with SetMode (which the check
+// exercises too) and a server on port 80.
+func checkMiddleboxModes(env *CheckEnv) []Result {
+	m, err := NewMiddlebox(MiddleboxConfig{Log: env.Log})
+	if err != nil {
+		return []Result{{Name: "middlebox/build", Err: err}}
 	}
-	return c
+	trackLab(m.Lab)
+	defer m.Close()
+	sink, err := startTCPSink(m.Server, 80)
+	if err != nil {
+		return []Result{{Name: "middlebox/server", Err: err}}
+	}
+	defer sink.Close()
+	var res []Result
+	for i, mode := range []MiddleboxMode{ModeTransparent, ModeStripOptions, ModeClampMSS, ModeNAT, ModeSYNProxy, ModeProxy} {
+		sub := &CheckEnv{Dir: filepath.Join(env.Dir, mode.String()), Log: env.Log.WithField("mode", mode)}
+		err := os.MkdirAll(sub.Dir, 0o755)
+		start, detail := time.Now(), ""
+		if err == nil {
+			detail, err = checkMiddlebox(sub, m, sink, mode, i)
+		}
+		res = append(res, Result{Name: "middlebox/" + mode.String(), Detail: detail, Err: err, Elapsed: time.Since(start)})
+	}
+	return res
 }
 
 // tcpSink accepts connections on a port in a namespace and records who connected and what
@@ -118,20 +143,8 @@ const probeSeq0 = 252001
 
 // checkMiddlebox sends a probe through the middlebox in one mode and compares captures on the
 // client (c0) and server (s0) interfaces: a crafted SYN with option kind 253 for the modes
-// that rewrite in place, a kernel connection for the ones that re-originate it. The lab starts
-// transparent and switches with SetMode, which the check exercises too.
-func checkMiddlebox(env *CheckEnv, mode MiddleboxMode, i int) (string, error) {
-	m, err := NewMiddlebox(MiddleboxConfig{Log: env.Log})
-	if err != nil {
-		return "", err
-	}
-	trackLab(m.Lab)
-	defer m.Close()
-	sink, err := startTCPSink(m.Server, 80)
-	if err != nil {
-		return "", err
-	}
-	defer sink.Close()
+// that rewrite in place, a kernel connection for the ones that re-originate it.
+func checkMiddlebox(env *CheckEnv, m *MiddleboxLab, sink *tcpSink, mode MiddleboxMode, i int) (string, error) {
 	server := netip.AddrPortFrom(MiddleboxServer, 80)
 	{
 		if err := m.SetMode(mode); err != nil {

@@ -6,6 +6,8 @@ import (
 	"maps"
 	"math"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"time"
 )
@@ -13,13 +15,45 @@ import (
 const echoPort = 7000
 
 func pathChecks() []Check {
-	return []Check{
-		{Name: "path/rtt-20ms-each-way", Run: checkPathRTT},
-		{Name: "path/loss-10pct-each-way", Run: checkPathLoss},
-		{Name: "path/schedule-10-to-30ms", Run: checkPathSchedule},
-		{Name: "path/reorder", Run: checkPathReorder},
-		{Name: "path/rate-tbf", Run: checkPathRate},
+	return []Check{{Name: "path/", Multi: checkPath}}
+}
+
+// checkPath proves the path impairments on one lab (with a UDP echo server on B), changing
+// them with Set between properties; each property gets its own capture directory.
+func checkPath(env *CheckEnv) []Result {
+	p, err := newEchoPath(env, PathConfig{})
+	if err != nil {
+		return []Result{{Name: "path/build", Err: err}}
 	}
+	defer p.Close()
+	var res []Result
+	for _, c := range []struct {
+		name string
+		run  func(*CheckEnv, *PathLab) (string, error)
+	}{
+		{"rtt-20ms-each-way", checkPathRTT},
+		{"loss-10pct-each-way", checkPathLoss},
+		{"schedule-10-to-30ms", checkPathSchedule},
+		{"reorder", checkPathReorder},
+		{"rate-tbf", checkPathRate},
+	} {
+		sub := &CheckEnv{Dir: filepath.Join(env.Dir, c.name), Log: env.Log.WithField("property", c.name)}
+		err := os.MkdirAll(sub.Dir, 0o755)
+		start, detail := time.Now(), ""
+		if err == nil {
+			detail, err = c.run(sub, p)
+		}
+		res = append(res, Result{Name: "path/" + c.name, Detail: detail, Err: err, Elapsed: time.Since(start)})
+	}
+	return res
+}
+
+// setBoth applies impairments to both directions.
+func setBoth(p *PathLab, out, in Impairment) error {
+	if err := p.Set(Out, out); err != nil {
+		return err
+	}
+	return p.Set(In, in)
 }
 
 func newCheckPath(env *CheckEnv, cfg PathConfig) (*PathLab, error) {
@@ -48,13 +82,11 @@ func newEchoPath(env *CheckEnv, cfg PathConfig) (*PathLab, error) {
 // checkPathRTT: 20 ms each way; the RTT of 1,000 UDP echoes, taken from a tcpdump capture on
 // A's interface, has a median of 40 ms ± 1 ms. Captures on both router interfaces measure what
 // the delayer itself adds per direction.
-func checkPathRTT(env *CheckEnv) (string, error) {
+func checkPathRTT(env *CheckEnv, p *PathLab) (string, error) {
 	const n = 1000
-	p, err := newEchoPath(env, PathConfig{Out: Impairment{Delay: 20 * time.Millisecond}, In: Impairment{Delay: 20 * time.Millisecond}})
-	if err != nil {
+	if err := setBoth(p, Impairment{Delay: 20 * time.Millisecond}, Impairment{Delay: 20 * time.Millisecond}); err != nil {
 		return "", err
 	}
-	defer p.Close()
 	var res pingResult
 	caps, err := captured(env, []tap{{"a0", p.A, "a0"}, {"ra", p.R, "ra"}, {"rb", p.R, "rb"}}, fmt.Sprintf("udp port %d", echoPort), func() error {
 		var err error
@@ -85,13 +117,11 @@ func checkPathRTT(env *CheckEnv) (string, error) {
 
 // checkPathLoss: 10 % loss per direction gives 1 − 0.9² = 19 % round-trip loss (± 3 %), counted
 // from a capture on A (requests out, replies back) over 2,000 echoes.
-func checkPathLoss(env *CheckEnv) (string, error) {
+func checkPathLoss(env *CheckEnv, p *PathLab) (string, error) {
 	const n = 2000
-	p, err := newEchoPath(env, PathConfig{Out: Impairment{Loss: 0.1}, In: Impairment{Loss: 0.1}})
-	if err != nil {
+	if err := setBoth(p, Impairment{Loss: 0.1}, Impairment{Loss: 0.1}); err != nil {
 		return "", err
 	}
-	defer p.Close()
 	caps, err := captured(env, []tap{{"a0", p.A, "a0"}}, fmt.Sprintf("udp port %d", echoPort), func() error {
 		_, err := udpPing(p.A, netip.AddrPortFrom(PathB, echoPort), n, 500*time.Microsecond, 200*time.Millisecond)
 		return err
@@ -115,13 +145,11 @@ func checkPathLoss(env *CheckEnv) (string, error) {
 
 // checkPathSchedule: out delay 10 ms, stepping to 30 ms 1 s after the impairment is applied;
 // probes every 2 ms; one-way delays from captures on A and B show the step within 100 ms.
-func checkPathSchedule(env *CheckEnv) (string, error) {
+func checkPathSchedule(env *CheckEnv, p *PathLab) (string, error) {
 	const n = 1000
-	p, err := newEchoPath(env, PathConfig{})
-	if err != nil {
+	if err := setBoth(p, Impairment{}, Impairment{}); err != nil {
 		return "", err
 	}
-	defer p.Close()
 	var step time.Time
 	caps, err := captured(env, []tap{{"a0", p.A, "a0"}, {"b0", p.B, "b0"}}, fmt.Sprintf("udp dst port %d", echoPort), func() error {
 		imp := Impairment{Delay: 10 * time.Millisecond, Schedule: []Step{{At: time.Second, Delay: 30 * time.Millisecond}}}
@@ -201,13 +229,11 @@ func inversions(pkts []CapturedPacket, port uint16) (inv, n int) {
 
 // checkPathReorder: 20 ms ± 5 ms uniform jitter at 1 probe/ms; with reordering on, the capture
 // on B shows sequence inversions; with it off (FIFO), none, and the delay never drops below 15 ms.
-func checkPathReorder(env *CheckEnv) (string, error) {
+func checkPathReorder(env *CheckEnv, p *PathLab) (string, error) {
 	const n = 500
-	p, err := newEchoPath(env, PathConfig{})
-	if err != nil {
+	if err := setBoth(p, Impairment{}, Impairment{}); err != nil {
 		return "", err
 	}
-	defer p.Close()
 	counts := map[bool]int{}
 	for _, reorder := range []bool{true, false} {
 		name := fmt.Sprintf("b0-reorder-%v", reorder)
@@ -237,15 +263,13 @@ func checkPathReorder(env *CheckEnv) (string, error) {
 
 // checkPathRate: tbf at 20 Mbit/s out; A sends 1,200-byte datagrams at ~40 Mbit/s for 0.5 s;
 // the rate at B (from the gaps between datagrams in the capture) is 20 Mbit/s ± 5 %.
-func checkPathRate(env *CheckEnv) (string, error) {
+func checkPathRate(env *CheckEnv, p *PathLab) (string, error) {
 	const rate, n = 20_000_000, 1500
 	// A queue of up to 1 s holds the whole burst (1.9 MB = 0.75 s at the rate), so the link stays
 	// backlogged and the delivered rate does not depend on how steadily A could send.
-	p, err := newCheckPath(env, PathConfig{Out: Impairment{RateBps: rate, RateLatency: time.Second}})
-	if err != nil {
+	if err := setBoth(p, Impairment{RateBps: rate, RateLatency: time.Second}, Impairment{}); err != nil {
 		return "", err
 	}
-	defer p.Close()
 	sink, err := listenUDPIn(p.B, netip.AddrPortFrom(PathB, 7001))
 	if err != nil {
 		return "", err
