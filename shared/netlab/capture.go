@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"time"
@@ -26,6 +27,9 @@ type Capture struct {
 // an optional BPF filter expression. It returns once tcpdump is listening. All namespaces share
 // one clock, so captures on two hosts give exact one-way delays.
 func (h *Host) StartCapture(iface, file, filter string) (*Capture, error) {
+	if _, err := exec.LookPath("tcpdump"); err != nil {
+		return nil, fmt.Errorf("%w: tcpdump not installed", ErrUnavailable)
+	}
 	args := []string{"-i", iface, "-w", file, "-U", "--immediate-mode", "-n", "-s", "0",
 		"-Z", "root", "--time-stamp-precision=nano", "-B", "32768"}
 	if filter != "" {

@@ -3,6 +3,7 @@ package netlab
 import (
 	"fmt"
 	"net/netip"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -86,7 +87,8 @@ var (
 
 // MiddleboxLab is client 10.199.1.2 (c0) — router 10.199.1.1 (mc) / 10.199.2.1 (ms) — server
 // 10.199.2.2 (s0), plus fd99:1::/64 and fd99:2::/64 (hosts ::2, router ::1). Offloads are off
-// on every interface, so captures show wire segments.
+// on every interface, so captures show wire segments. The strip, clamp and NAT modes apply to
+// IPv6 too; the SYN proxy and the transparent proxy are IPv4 only.
 type MiddleboxLab struct {
 	*Lab
 	Client, Router, Server *Host
@@ -198,6 +200,9 @@ func (m *MiddleboxLab) SetMode(mode MiddleboxMode) error {
 		return err
 	}
 	if mode == ModeProxy {
+		if _, err := exec.LookPath("socat"); err != nil {
+			return fmt.Errorf("%w: socat not installed (the proxy mode's relay)", ErrUnavailable)
+		}
 		p, err := m.Router.Start("socat", fmt.Sprintf("TCP-LISTEN:%d,fork,reuseaddr", m.cfg.RelayPort),
 			fmt.Sprintf("TCP:%s:%d", MiddleboxServer, m.cfg.ProxyPort))
 		if err != nil {

@@ -53,10 +53,14 @@ func Middlebox(t testing.TB, cfg MiddleboxConfig) *MiddleboxLab {
 
 // StartCapture runs tcpdump on iface in host's namespace into file (pcap, Ethernet link type,
 // nanosecond timestamps) with a BPF filter expression, and returns a function that stops it
-// once the capture has been flushed. The capture is also stopped in t.Cleanup.
+// once the capture has been flushed. The capture is also stopped in t.Cleanup. It skips the
+// test when tcpdump is not installed.
 func StartCapture(t testing.TB, h *Host, iface, file, filter string) (stop func()) {
 	t.Helper()
 	c, err := h.StartCapture(iface, file, filter)
+	if errors.Is(err, ErrUnavailable) {
+		t.Skipf("netlab: %v", err)
+	}
 	if err != nil {
 		t.Fatalf("netlab: %v", err)
 	}
