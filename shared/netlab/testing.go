@@ -9,7 +9,7 @@ import (
 func SkipUnlessAvailable(t testing.TB) {
 	t.Helper()
 	if err := Available(); err != nil {
-		t.Skipf("netlab: %v", err)
+		t.Skip(err)
 	}
 }
 
@@ -21,7 +21,7 @@ func build[L interface{ Close() error }](t testing.TB, what string, fn func() (L
 	l, err := fn()
 	if err != nil {
 		if errors.Is(err, ErrUnavailable) {
-			t.Skipf("netlab: %v", err)
+			t.Skip(err)
 		}
 		t.Fatalf("netlab: %s: %v", what, err)
 	}
@@ -59,7 +59,7 @@ func StartCapture(t testing.TB, h *Host, iface, file, filter string) (stop func(
 	t.Helper()
 	c, err := h.StartCapture(iface, file, filter)
 	if errors.Is(err, ErrUnavailable) {
-		t.Skipf("netlab: %v", err)
+		t.Skip(err)
 	}
 	if err != nil {
 		t.Fatalf("netlab: %v", err)
