@@ -295,3 +295,31 @@ func TestReorderArgs(t *testing.T) {
 		}
 	}
 }
+
+func TestErrorAsJSONLogLine(t *testing.T) {
+	app := NewApp("probe", "x", "1")
+	app.Action = func(c *cli.Context) error {
+		Logger(c).Info("starting")
+		return errors.New("listen udp :862: permission denied")
+	}
+	code, stdout, stderr := runApp(t, app, "--log-format", "json")
+	if code != 1 || stdout != "" {
+		t.Fatalf("code %d stdout %q", code, stdout)
+	}
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("stderr %q", stderr)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(lines[1]), &rec); err != nil {
+		t.Fatalf("last line %q: %v", lines[1], err)
+	}
+	if rec["level"] != "error" || rec["msg"] != "listen udp :862: permission denied" || rec["exit_code"] != 1.0 {
+		t.Errorf("record %v", rec)
+	}
+	// Usage errors stay plain: they happen before any logging is set up.
+	code, _, stderr = runApp(t, NewApp("probe", "x", "1"), "--log-format", "json", "--nope")
+	if code != 2 || !strings.HasPrefix(stderr, "probe: flag provided but not defined: --nope") {
+		t.Errorf("code %d stderr %q", code, stderr)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 )
 
@@ -74,7 +75,10 @@ func report(ctx context.Context, app *cli.App, err error) int {
 	if msg != "" {
 		w := errWriter(app)
 		msg = strings.ReplaceAll(msg, "\n", "; ")
-		if code == ExitUsage {
+		if l := jsonLogger(app); l != nil && code != ExitUsage {
+			// --log-format json (daemons under journald, log shippers): the last line is JSON too.
+			l.WithField("exit_code", code).Error(msg)
+		} else if code == ExitUsage {
 			fmt.Fprintf(w, "%s: %s (see %s --help)\n", app.Name, msg, app.Name)
 		} else {
 			fmt.Fprintf(w, "%s: %s\n", app.Name, msg)
@@ -160,6 +164,20 @@ func findCommand(commands []*cli.Command, name string) *cli.Command {
 		}
 	}
 	return nil
+}
+
+// jsonLogger returns the app's logger when the action created one with --log-format json.
+func jsonLogger(app *cli.App) *logrus.Logger {
+	st := appState(app)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.logger == nil {
+		return nil
+	}
+	if _, ok := st.logger.Formatter.(*logrus.JSONFormatter); !ok {
+		return nil
+	}
+	return st.logger
 }
 
 // errWriter returns where usage and error lines go.
