@@ -17,7 +17,8 @@ import (
 //
 //	os.Exit(cliutil.Main(app, os.Args))
 //
-// Errors are printed as one line "<tool>: <error>" on stderr. Exit codes: 0 success, 1 failure,
+// Errors are printed as one line "<tool>: <error>" on stderr (a JSON log record with
+// exit_code when the action logged with --log-format json). Exit codes: 0 success, 1 failure,
 // 2 usage error (UsageError, flag parse errors, missing required flags), the code of a
 // cli.ExitCoder, and 130/143 when the action returns an error after SIGINT/SIGTERM (an action
 // that flushes its results and returns nil after a signal exits 0).
