@@ -103,12 +103,9 @@ func (e *udpEcho) Close() {
 	unix.Close(e.fd)
 }
 
-// pingResult is the outcome of a UDP echo run: RTT per sequence number (negative = lost),
-// and the receive order of the replies.
+// pingResult is the outcome of a UDP echo run: RTT per sequence number (negative = lost).
 type pingResult struct {
-	RTT      []time.Duration
-	Order    []int
-	SendTime []time.Time
+	RTT []time.Duration
 }
 
 func (r pingResult) received() []time.Duration {
@@ -153,7 +150,7 @@ func udpPing(h *Host, dst netip.AddrPort, count int, interval, wait time.Duratio
 		return pingResult{}, fmt.Errorf("netlab %s: ping socket: %w", h.Name, err)
 	}
 	defer unix.Close(fd)
-	res := pingResult{RTT: make([]time.Duration, count), SendTime: make([]time.Time, count)}
+	res := pingResult{RTT: make([]time.Duration, count)}
 	for i := range res.RTT {
 		res.RTT[i] = -1
 	}
@@ -181,7 +178,6 @@ func udpPing(h *Host, dst netip.AddrPort, count int, interval, wait time.Duratio
 			mu.Lock()
 			if seq < count && res.RTT[seq] < 0 {
 				res.RTT[seq] = now.Sub(sent)
-				res.Order = append(res.Order, seq)
 			}
 			mu.Unlock()
 		}
@@ -201,7 +197,6 @@ func udpPing(h *Host, dst netip.AddrPort, count int, interval, wait time.Duratio
 			for unix.ClockNanosleep(unix.CLOCK_MONOTONIC, unix.TIMER_ABSTIME, &next, nil) == unix.EINTR {
 			}
 			now := time.Now()
-			res.SendTime[i] = now
 			binary.BigEndian.PutUint32(pkt, uint32(i))
 			binary.BigEndian.PutUint64(pkt[4:], uint64(now.UnixNano()))
 			if _, err := unix.Write(fd, pkt); err != nil && sendErr == nil {

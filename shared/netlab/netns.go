@@ -42,12 +42,3 @@ func (h *Host) Do(fn func() error) error {
 	}()
 	return <-errc
 }
-
-// nsFD opens the namespace for APIs that take a namespace file descriptor (netlink NetNS).
-func (h *Host) nsFD() (*os.File, error) {
-	f, err := os.Open("/run/netns/" + h.NS)
-	if err != nil {
-		return nil, fmt.Errorf("netlab %s: open namespace: %w", h.Name, err)
-	}
-	return f, nil
-}

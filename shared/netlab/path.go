@@ -311,9 +311,11 @@ func (p *PathLab) Stats(dir Direction) (DelayerStats, error) {
 	return *r.Stats, nil
 }
 
-// kernelQueueDrops reads the router's /proc/net/netfilter/nfnetlink_queue: packets the kernel
-// dropped because a queue was full or the delayer's socket overflowed.
-func (p *PathLab) kernelQueueDrops() (queueDropped, userDropped uint64, err error) {
+// QueueDrops reads R's /proc/net/netfilter/nfnetlink_queue: packets the kernel dropped
+// because a delayer queue was full (queueDropped) or could not be handed to the delayer
+// (userDropped). A test pushing high rates checks both are zero to rule out the lab as a
+// source of loss.
+func (p *PathLab) QueueDrops() (queueDropped, userDropped uint64, err error) {
 	err = p.R.Do(func() error {
 		b, err := os.ReadFile("/proc/thread-self/net/netfilter/nfnetlink_queue")
 		if err != nil {

@@ -86,6 +86,14 @@ func TestPathHosts(t *testing.T) {
 	if got := strings.Join(names, ","); got != "lo,ra,rb" {
 		t.Errorf("R interfaces = %s, want lo,ra,rb", got)
 	}
+	st, err := p.Stats(Out)
+	if err != nil || st.Received < 10 || st.Released != st.Received || st.Dropped != 0 {
+		t.Errorf("out delayer stats %+v, %v: want ≥ 10 packets, all released", st, err)
+	}
+	qd, ud, err := p.QueueDrops()
+	if err != nil || qd != 0 || ud != 0 {
+		t.Errorf("queue drops %d/%d, %v", qd, ud, err)
+	}
 	out, err := p.A.Exec("ip", "-br", "addr", "show", "a0")
 	if err != nil || !strings.Contains(out, PathA.String()+"/24") {
 		t.Errorf("A address: %q %v", out, err)
