@@ -49,7 +49,7 @@
 // (no ARP/ND delay or drop on the first packets).
 //
 // NAT: a public segment 45.71.0.0/24 (bridge br0 in namespace "pub"; a prefix that exists only
-// inside the lab and is not reserved, so miniupnpd would accept it) with the STUN host (coturn
+// inside the lab and is not reserved, so miniupnpd accepts it) with the STUN host (coturn
 // on STUNAddr1 and STUNAddr2, ports 3478/3479, RFC 5780 behaviour discovery) and the rendezvous
 // host (Rendezvous, 45.71.0.10); router i has WAN 45.71.0.(101+i) and LAN 10.0.(i+1).0/24 with
 // clients at .2, .3, … on a bridge. Kinds: FullCone (EIM + EIF), AddressRestricted (EIM + ADF),
@@ -94,7 +94,9 @@
 // taken before the deferral). Medians are unaffected; compare a tool against captures (which
 // see the same delays), not against the configured value, when tails matter. The delayer took
 // 30,000 packets at 5,500 packets/s (sender-limited) without a drop, receiving each within
-// 3.4 ms of its arrival. Its queue holds 65,536 packets per direction; beyond that the kernel
+// 3.4 ms of its arrival. Every forwarded packet passes through it, even with no impairment
+// set (so Set works at any time); tests that need more than a few thousand packets per second
+// through R should check Stats and QueueDrops. Its queue holds 65,536 packets per direction; beyond that the kernel
 // drops (counted in R's /proc/net/netfilter/nfnetlink_queue).
 //
 // # Captures
