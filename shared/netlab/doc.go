@@ -56,7 +56,9 @@
 // PortRestricted (EIM + APDF), Symmetric (APDM + APDF, MASQUERADE fully-random); Hairpin per
 // router. Each client owns an ephemeral port range (NATClient.Ports, 20000–29999 for the first,
 // 30000–39999 for the second, …), which the EIM routers keep as the public port; bind explicit
-// ports inside it. coturn's turnutils_natdiscovery classifies every kind as intended (self test).
+// ports inside it. NATSpec.UPnP runs miniupnpd (UPnP IGD + NAT-PMP; Debian miniupnpd-nftables)
+// on a router; NATSpec.UDPTimeout shortens idle UDP mappings (keepalive tests). coturn's
+// turnutils_natdiscovery classifies every kind as intended (self test).
 //
 // Middlebox (lab.md §7): client 10.199.1.2 (c0) — router 10.199.1.1 (mc) / 10.199.2.1 (ms) —
 // server 10.199.2.2 (s0), plus fd99:1::/64, fd99:2::/64. Modes: ModeTransparent,
