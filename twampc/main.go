@@ -41,6 +41,9 @@ func newApp() *cli.App {
 		&cli.StringFlag{Name: "source", Aliases: []string{"S"}, Usage: "local source `ADDRESS`"},
 		&cli.BoolFlag{Name: "light", Usage: "send TWAMP Light (no control connection) to HOST[:PORT] (UDP)"},
 		&cli.BoolFlag{Name: "dscp-ecn", Usage: "request RFC 7750 DSCP and ECN monitoring (report the DS field the reflector received)"},
+		&cli.StringFlag{Name: "reflect-octets", Usage: "RFC 6038 reflect octets: 2 octets in `HEX` the server must echo in Accept-Session; replies return padding octets (see --reflect-padding)"},
+		cliutil.IntFlag("reflect-padding", "RFC 6038 Length of Padding to Reflect with --reflect-octets (-1: 2, the Server Octets)", -1, -1, 65000),
+		&cli.BoolFlag{Name: "symmetric", Usage: "RFC 6038 symmetrical size sender format (requests as long as replies)"},
 		&cli.BoolFlag{Name: "individual", Usage: "start/stop sessions with RFC 5938 Start-N/Stop-N when the server offers it"},
 		&cli.StringFlag{Name: "percentiles", Aliases: []string{"a"}, Value: "50,90,95,99", Usage: "comma-separated percentiles to print"},
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print every packet (text format)"},
@@ -123,6 +126,21 @@ func newApp() *cli.App {
 				}
 				cfg.Secret = secret
 			}
+		}
+		if h := c.String("reflect-octets"); h != "" {
+			v, err := strconv.ParseUint(strings.TrimPrefix(strings.ToLower(h), "0x"), 16, 16)
+			if err != nil {
+				return cliutil.Usagef("--reflect-octets: want 1-4 hex digits (2 octets), got %q", h)
+			}
+			cfg.ReflectOctets, cfg.OctetsToBeReflected = true, uint16(v)
+		}
+		cfg.ReflectPadding = int(cliutil.Int(c, "reflect-padding"))
+		if cfg.ReflectPadding >= 0 && !cfg.ReflectOctets {
+			return cliutil.Usagef("--reflect-padding needs --reflect-octets")
+		}
+		cfg.Symmetric = c.Bool("symmetric")
+		if cfg.Light && (cfg.ReflectOctets || cfg.Symmetric) {
+			return cliutil.Usagef("RFC 6038 options need TWAMP-Control; not available with --light")
 		}
 		if cfg.Light && cfg.Modes != twampctl.ModeUnauthenticated {
 			return cliutil.Usagef("--light is unauthenticated only")

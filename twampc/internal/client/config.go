@@ -87,6 +87,14 @@ type Config struct {
 	// DSCPECN asks for RFC 7750 DSCP and ECN monitoring: the reflector returns the DS field
 	// it received, so DSCP re-marking and ECN marks on the forward path are reported.
 	DSCPECN bool
+	// ReflectOctets asks for the RFC 6038 Reflect Octets mode: OctetsToBeReflected goes in
+	// Request-TW-Session (the server must echo it in Accept-Session) and ReflectPadding
+	// octets of each packet's padding come back in its reply (< 0: 2, the Server Octets).
+	ReflectOctets       bool
+	OctetsToBeReflected uint16
+	ReflectPadding      int
+	// Symmetric uses the RFC 6038 Symmetrical Size sender format (requests as long as replies).
+	Symmetric bool
 	// Light sends TWAMP Light test packets without a control connection.
 	Light bool
 	// ConnectTimeout bounds connection setup.

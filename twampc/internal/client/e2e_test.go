@@ -6,9 +6,11 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,7 +22,9 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/probekit/probekit/shared/cliutil"
+	"github.com/probekit/probekit/shared/testpkt"
 	"github.com/probekit/probekit/shared/twampctl"
+	"github.com/probekit/probekit/shared/udpsock"
 )
 
 var binDir string
@@ -458,5 +462,72 @@ func TestE2ESchedules(t *testing.T) {
 		if got < 400*time.Microsecond || got > 2*mean {
 			t.Errorf("poisson=%v: mean gap %v, want ≈%v", poisson, got, mean)
 		}
+	}
+}
+
+// RFC 6038 end to end against twampd in every mode, with and without the Symmetrical Size
+// format: the server confirms the Octets to be Reflected, every reply returns the requested
+// padding octets (Server Octets first) and none mismatches.
+func TestE2ERFC6038(t *testing.T) {
+	kf := keyFile(t)
+	keys, _ := twampctl.LoadKeyFile(kf)
+	d := startTwampd(t, "-S", "127.0.0.1:0", "-a", "OAEM", "-k", kf)
+	for _, m := range []twampctl.Mode{twampctl.ModeUnauthenticated, twampctl.ModeAuthenticated, twampctl.ModeEncrypted, twampctl.ModeMixed} {
+		for _, sym := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/symmetric=%v", m, sym), func(t *testing.T) {
+				const count = 20
+				var buf bytes.Buffer
+				res, err := Run(context.Background(), Config{Target: d.ctl, Count: count, Schedule: Schedule{Interval: time.Millisecond},
+					Padding: -1, Modes: m, Identity: "testuser", Secret: keys["testuser"], LossTimeout: time.Second,
+					ReflectOctets: true, OctetsToBeReflected: 0xbeef, ReflectPadding: 24, Symmetric: sym, DSCPECN: m == twampctl.ModeMixed,
+					Logger: quiet()}, Output{W: &buf, Format: cliutil.FormatJSON})
+				if err != nil {
+					t.Fatal(err)
+				}
+				r := res[0]
+				checkResult(t, r, count)
+				if !r.Reflect || r.Symmetric != sym || r.ReflectedOctets != 0xbeef || r.ServerOctets == 0 || r.ReflectPadding != 24 {
+					t.Errorf("RFC 6038 result %+v", r)
+				}
+				if r.ReflectMismatch != 0 {
+					t.Errorf("%d replies with wrong reflected octets", r.ReflectMismatch)
+				}
+				if !strings.Contains(buf.String(), `"rfc6038":{"symmetrical_size":`+fmt.Sprint(sym)+`,"reflect_octets":true,"reflected_octets":"beef"`) {
+					t.Errorf("JSON summary lacks the RFC 6038 block:\n%s", buf.String())
+				}
+			})
+		}
+	}
+	// Reflected octets that cannot fit in the reply are refused before the request.
+	if _, err := Run(context.Background(), Config{Target: d.ctl, Count: 1, Padding: 27, ReflectOctets: true, ReflectPadding: 1,
+		Logger: quiet()}, Output{}); err == nil || !strings.Contains(err.Error(), "exceeds") {
+		t.Errorf("padding 27 with 1 reflected octet: %v", err)
+	}
+}
+
+// A reply whose reflected octets differ from those sent is counted, not dropped.
+func TestReflectMismatchCounted(t *testing.T) {
+	s := &session{mode: twampctl.ModeUnauthenticated, padding: 10, count: 2, records: make([]Record, 2), res: &Result{},
+		reflect: true, symmetric: true, serverOctets: 0x1234,
+		layout: twampctl.NewReflectLayout(twampctl.ModeUnauthenticated|twampctl.ModeReflectOctets|twampctl.ModeSymmetricalSize, 4)}
+	s.remote = netip.MustParseAddrPort("127.0.0.1:9")
+	s.prepare()
+	if want := []byte{0x12, 0x34}; !bytes.Equal(s.expect[:2], want) {
+		t.Fatalf("expected reflected octets % x do not start with the Server Octets", s.expect)
+	}
+	var rp testpkt.ReflectedPacket
+	rp.Mode = testpkt.ModeUnauthenticated
+	for seq, corrupt := range []bool{false, true} {
+		reply := make([]byte, 51)
+		binary.BigEndian.PutUint32(reply[0:], uint32(seq))
+		binary.BigEndian.PutUint32(reply[24:], uint32(seq))
+		copy(reply[41:], s.expect)
+		if corrupt {
+			reply[44] ^= 1
+		}
+		s.handleReply(&udpsock.Message{Buf: reply, N: len(reply), Addr: s.remote}, &rp)
+	}
+	if s.res.ReflectMismatch != 1 || s.res.Seq.Received() != 2 {
+		t.Errorf("mismatches %d received %d, want 1 and 2", s.res.ReflectMismatch, s.res.Seq.Received())
 	}
 }

@@ -36,6 +36,13 @@ type Result struct {
 	Monitor                        bool
 	FwdDSCPChanged, RevDSCPChanged uint64
 	FwdCE, RevCE                   uint64
+	// RFC 6038: Reflect is set when Reflect Octets was negotiated; ReflectMismatch counts
+	// replies whose reflected padding octets differ from those sent.
+	Reflect                       bool
+	Symmetric                     bool
+	ReflectedOctets, ServerOctets uint16
+	ReflectPadding                int
+	ReflectMismatch               uint64
 }
 
 // finish computes the delay series from the records after sending and receiving ended.
@@ -126,8 +133,19 @@ type Summary struct {
 	SendCE             uint64                `json:"send_ecn_ce"`
 	ReflectDSCPChanged uint64                `json:"reflect_dscp_changed"`
 	ReflectCE          uint64                `json:"reflect_ecn_ce"`
+	RFC6038            *Reflect6038Summary   `json:"rfc6038,omitempty"`
 	SendHops           [2]int                `json:"send_hops"`
 	ReflectHops        [2]int                `json:"reflect_hops"`
+}
+
+// Reflect6038Summary reports the RFC 6038 features of a session.
+type Reflect6038Summary struct {
+	Symmetric       bool   `json:"symmetrical_size"`
+	ReflectOctets   bool   `json:"reflect_octets"`
+	ReflectedOctets string `json:"reflected_octets"` // as confirmed in Accept-Session
+	ServerOctets    string `json:"server_octets"`
+	PaddingOctets   int    `json:"padding_reflected"`
+	Mismatches      uint64 `json:"reflect_mismatches"`
 }
 
 func delaySummary(s *stats.Series, pcts []float64) DelaySummary {
@@ -142,8 +160,15 @@ func us(d time.Duration) float64 { return float64(d) / 1e3 }
 
 // Summary returns the JSON summary.
 func (r *Result) Summary(pcts []float64) Summary {
+	var rs *Reflect6038Summary
+	if r.Reflect || r.Symmetric {
+		rs = &Reflect6038Summary{Symmetric: r.Symmetric, ReflectOctets: r.Reflect,
+			ReflectedOctets: fmt.Sprintf("%04x", r.ReflectedOctets), ServerOctets: fmt.Sprintf("%04x", r.ServerOctets),
+			PaddingOctets: r.ReflectPadding, Mismatches: r.ReflectMismatch}
+	}
 	return Summary{
-		Type: "summary", Session: r.Session, SID: fmt.Sprintf("%x", r.SID), Mode: r.Mode,
+		RFC6038: rs,
+		Type:    "summary", Session: r.Session, SID: fmt.Sprintf("%x", r.SID), Mode: r.Mode,
 		Sender: r.Sender, Reflector: r.Reflector, DSCP: r.DSCP, Padding: r.Padding,
 		First: r.First, Last: r.Last, Sent: r.Sent, Loss: r.Seq.Summary(),
 		SendDuplicates: r.SendDuplicates, ReflectDuplicates: r.ReflectDuplicates, Invalid: r.Invalid,
@@ -188,6 +213,13 @@ func (r *Result) WriteText(w io.Writer, pcts []float64) {
 	}
 	if r.Invalid > 0 {
 		fmt.Fprintf(w, "%d invalid replies discarded\n", r.Invalid)
+	}
+	if r.Symmetric {
+		fmt.Fprintln(w, "symmetrical size (RFC 6038): requests as long as replies")
+	}
+	if r.Reflect {
+		fmt.Fprintf(w, "reflect octets (RFC 6038): octets %04x confirmed, server octets %04x, %d padding octets reflected, %d replies mismatched\n",
+			r.ReflectedOctets, r.ServerOctets, r.ReflectPadding, r.ReflectMismatch)
 	}
 	if r.RTT.Count() == 0 {
 		fmt.Fprintln(w, "no replies received")

@@ -231,6 +231,12 @@ func connect(ctx context.Context, cfg *Config) (*twampctl.Conn, error) {
 	if cfg.DSCPECN {
 		ext |= twampctl.ModeDSCPECN
 	}
+	if cfg.ReflectOctets {
+		ext |= twampctl.ModeReflectOctets
+	}
+	if cfg.Symmetric {
+		ext |= twampctl.ModeSymmetricalSize
+	}
 	ctl, err := twampctl.ClientHandshake(nc, twampctl.ClientConfig{Modes: cfg.Modes, Extensions: ext,
 		Identity: cfg.Identity, Secret: cfg.Secret})
 	if err != nil {
@@ -249,15 +255,31 @@ func requestSessions(ctx context.Context, cfg *Config, ctl *twampctl.Conn, used 
 	if cfg.DSCPECN && !monitor {
 		cfg.Logger.Warn("server does not offer RFC 7750 DSCP and ECN monitoring; forward DS field not reported")
 	}
+	neg := ctl.Mode()
+	if cfg.ReflectOctets && neg&twampctl.ModeReflectOctets == 0 {
+		return nil, fmt.Errorf("server does not offer RFC 6038 reflect octets (negotiated %s)", neg)
+	}
+	if cfg.Symmetric && neg&twampctl.ModeSymmetricalSize == 0 {
+		return nil, fmt.Errorf("server does not offer RFC 6038 symmetrical size (negotiated %s)", neg)
+	}
+	reflectLen := 0
+	if cfg.ReflectOctets {
+		reflectLen = cfg.ReflectPadding
+		if reflectLen < 0 {
+			reflectLen = twampctl.ServerOctetsLen
+		}
+	}
+	layout := twampctl.NewReflectLayout(neg, uint16(reflectLen))
 	pad := cfg.Padding
 	if pad < 0 {
-		pad = 27
-		if monitor {
-			pad = 28 // the reply grows by the DS octet; keep both directions equal
+		// Equal sizes both ways, plus room for the reflected octets.
+		pad = max(0, layout.ReflectorOff-layout.SenderOff) + reflectLen
+		if cfg.ReflectOctets {
+			pad = max(pad, twampctl.ServerOctetsLen)
 		}
-		if mode != twampctl.ModeUnauthenticated {
-			pad = 64
-		}
+	}
+	if err := layout.Check(uint32(pad)); err != nil {
+		return nil, err
 	}
 	ipvn := uint8(4)
 	if local.Is6() {
@@ -278,6 +300,9 @@ func requestSessions(ctx context.Context, cfg *Config, ctl *twampctl.Conn, used 
 			StartTime: uint64(timestamp.NTPFromTime(time.Now().Add(cfg.StartDelay))),
 			Timeout:   ntpDuration(cfg.LossTimeout), TypeP: twampctl.TypePFromDSCP(cfg.DSCP),
 		}
+		if cfg.ReflectOctets {
+			rq.OctetsToBeReflected, rq.PaddingToReflect = cfg.OctetsToBeReflected, uint16(reflectLen)
+		}
 		if !cfg.ZeroAddresses {
 			rq.SenderAddress, rq.ReceiverAddress = twampctl.AddrField(local), twampctl.AddrField(remote)
 		}
@@ -290,8 +315,19 @@ func requestSessions(ctx context.Context, cfg *Config, ctl *twampctl.Conn, used 
 			return nil, fmt.Errorf("session %d: %w", i, err)
 		}
 		s := newSession(i, cfg, sock, netip.AddrPortFrom(remote, as.Port), mode, pad) // TW-C4
+		if cfg.ReflectOctets && as.ReflectedOctets != cfg.OctetsToBeReflected {
+			sock.Close()
+			for _, o := range out {
+				o.sock.Close()
+			}
+			return nil, fmt.Errorf("session %d: server returned Reflected Octets %04x, want %04x (RFC 6038)", i, as.ReflectedOctets, cfg.OctetsToBeReflected)
+		}
 		s.sid = as.SID
 		s.monitor = monitor
+		s.symmetric, s.reflect, s.layout, s.serverOctets = neg&twampctl.ModeSymmetricalSize != 0, cfg.ReflectOctets, layout, as.ServerOctets
+		s.res.Symmetric, s.res.Reflect = s.symmetric, s.reflect
+		s.res.ReflectedOctets, s.res.ServerOctets, s.res.ReflectPadding = as.ReflectedOctets, as.ServerOctets, reflectLen
+		s.prepare()
 		s.res.Monitor = monitor
 		s.res.SID = as.SID
 		s.res.Mode = ctl.Mode().Security().String()

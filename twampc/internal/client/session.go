@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -65,6 +66,14 @@ type session struct {
 	schedule Schedule
 	zeroPad  bool
 	monitor  bool // RFC 7750 negotiated
+	// RFC 6038: symmetric is the Symmetrical Size sender format; with reflect, every packet
+	// carries serverOctets and every reply must return expect at layout.ReflectorOff.
+	symmetric    bool
+	reflect      bool
+	layout       twampctl.ReflectLayout
+	serverOctets uint16
+	pad          []byte // padding template shared by every packet
+	expect       []byte
 
 	sent      int
 	firstSent time.Time
@@ -77,10 +86,44 @@ type session struct {
 }
 
 func (s *session) senderLen() int {
-	if s.mode == twampctl.ModeUnauthenticated {
-		return testpkt.TWAMPSenderLen + s.padding
+	return twampctl.SenderPaddingOffset(s.mode, s.symmetric) + s.padding
+}
+
+// prepare builds the padding template and, with RFC 6038 Reflect Octets, the octets every
+// reply must carry back; it runs before the sender and receiver goroutines start.
+func (s *session) prepare() {
+	size := s.senderLen()
+	s.pad = make([]byte, max(size, testpkt.AuthBaseLen))
+	if !s.zeroPad {
+		_, _ = rand.Read(s.pad) // pseudo-random padding (RFC 5357 §4.1.2), same for every packet
 	}
-	return testpkt.TWAMPAuthSenderLen + s.padding
+	if s.reflect && s.layout.Length > 0 {
+		var sp testpkt.SenderPacket
+		sp.Mode = s.pktMode()
+		pkt := s.build(make([]byte, len(s.pad)), &sp, size)
+		s.expect = append([]byte(nil), pkt[s.layout.SenderOff:s.layout.SenderOff+s.layout.Length]...)
+	}
+}
+
+// build writes one sender packet of size octets into b (len(b) == len(s.pad)) before sealing.
+func (s *session) build(b []byte, sp *testpkt.SenderPacket, size int) []byte {
+	copy(b, s.pad)
+	out := sp.AppendTo(b[:0])
+	if len(out) > size {
+		out = out[:size] // beyond 14 octets the open layout is zero MBZ = zero padding
+	} else {
+		out = b[:size]
+	}
+	if s.symmetric {
+		// RFC 6038 Symmetrical Size: MBZ up to the reflector header size.
+		if hl := sp.Mode.SenderLen(); hl < s.layout.SenderOff {
+			clear(out[hl:min(size, s.layout.SenderOff)])
+		}
+	}
+	if s.reflect {
+		s.layout.PutServerOctets(out, s.serverOctets)
+	}
+	return out
 }
 
 func (s *session) pktMode() testpkt.Mode {
@@ -108,11 +151,11 @@ func (s *session) send(ctx context.Context, start time.Time) error {
 	const batch = udpsock.DefaultBatch
 	size := s.senderLen()
 	msgs := make([]udpsock.Message, batch)
-	bufs := make([]byte, batch*max(size, testpkt.AuthBaseLen))
-	pad := make([]byte, max(size, testpkt.AuthBaseLen))
-	if !s.zeroPad {
-		_, _ = rand.Read(pad) // pseudo-random padding (RFC 5357 §4.1.2), same for every packet
+	if s.pad == nil {
+		s.prepare()
 	}
+	pad := s.pad
+	bufs := make([]byte, batch*len(pad))
 	ee := timestamp.NewErrorEstimate(false, false, time.Millisecond)
 	gap := s.schedule.gaps(uint64(time.Now().UnixNano()))
 	var sp testpkt.SenderPacket
@@ -150,12 +193,7 @@ func (s *session) send(ctx context.Context, start time.Time) error {
 			sp.Seq = uint32(seq)
 			t1 := time.Now()
 			sp.Timestamp = testpkt.Stamp(t1, false)
-			out := sp.AppendTo(b[:0])
-			if len(out) > size {
-				out = out[:size] // beyond 14 octets the open layout is zero MBZ = zero padding
-			} else {
-				out = b[:size]
-			}
+			out := s.build(b, &sp, size)
 			if s.tc != nil {
 				if err := s.tc.SealSender(out); err != nil {
 					return err
@@ -285,6 +323,11 @@ func (s *session) handleReply(m *udpsock.Message, rp *testpkt.ReflectedPacket) {
 	rec.T3 = rp.TransmitTime().UnixNano()
 	rec.T4 = m.RxTime.UnixNano()
 	rec.SenderTTL = rp.SenderTTL
+	if s.expect != nil {
+		if got := s.layout.Reflected(data); got == nil || !bytes.Equal(got, s.expect) {
+			r.ReflectMismatch++
+		}
+	}
 	rec.RevTOS = m.TOS
 	if s.monitor {
 		off := 41 // right after Sender TTL (RFC 7750)

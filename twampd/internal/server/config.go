@@ -25,10 +25,10 @@ const (
 	// DefaultMaxTimeout caps the Timeout a client may ask for after Stop-Sessions.
 	DefaultMaxTimeout = 60 * time.Second
 	// SupportedExtensions are the extension mode bits this server implements and advertises:
-	// RFC 5938 individual session control and RFC 7750 DSCP and ECN monitoring. (RFC 6038
-	// reflect octets and symmetrical size change the test packet layouts in ways the shared
-	// reflector does not produce; they are not advertised.)
-	SupportedExtensions = twampctl.ModeIndividualSessionControl | twampctl.ModeDSCPECN
+	// RFC 5938 individual session control, RFC 6038 reflect octets and symmetrical size, and
+	// RFC 7750 DSCP and ECN monitoring.
+	SupportedExtensions = twampctl.ModeIndividualSessionControl | twampctl.ModeReflectOctets |
+		twampctl.ModeSymmetricalSize | twampctl.ModeDSCPECN
 )
 
 // PortRange is an inclusive UDP port range for test sessions; zero means "kernel chooses".

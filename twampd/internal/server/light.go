@@ -29,7 +29,7 @@ func (s *Server) startLight(ctx context.Context, addr string) (net.Addr, error) 
 	go func() {
 		defer s.wg.Done()
 		defer sock.Close()
-		_ = s.reflectLoop(ctx, sock, local, true, 0, nil)
+		_ = s.reflectLoop(ctx, sock, local, true, 0, nil, nil)
 	}()
 	return net.UDPAddrFromAddrPort(local), nil
 }

@@ -387,8 +387,12 @@ func (c *controlConn) request(ctx context.Context, rq *twampctl.RequestTWSession
 	if rq.ConfSender != 0 || rq.ConfReceiver != 0 || rq.ScheduleSlots != 0 || rq.Packets != 0 {
 		return reject(twampctl.AcceptNotSupported, "Conf-Sender/Conf-Receiver/slots/packets must be 0")
 	}
-	if rq.OctetsToBeReflected != 0 || rq.PaddingToReflect != 0 {
-		return reject(twampctl.AcceptNotSupported, "RFC 6038 reflect octets not supported")
+	mode := c.ctl.Mode()
+	if mode&twampctl.ModeReflectOctets == 0 && (rq.OctetsToBeReflected != 0 || rq.PaddingToReflect != 0) {
+		return reject(twampctl.AcceptNotSupported, "RFC 6038 reflect octets requested without the Reflect Octets mode")
+	}
+	if err := twampctl.NewReflectLayout(mode, rq.PaddingToReflect).Check(rq.PaddingLength); err != nil {
+		return reject(twampctl.AcceptNotSupported, err.Error())
 	}
 	local, peer := addrPortOf(c.nc.LocalAddr()), addrPortOf(c.nc.RemoteAddr())
 	sender, err := twampctl.AddrFromField(rq.IPVN, rq.SenderAddress)
@@ -435,7 +439,13 @@ func (c *controlConn) request(ctx context.Context, rq *twampctl.RequestTWSession
 	}
 	c.sessions[ss.sid] = ss
 	c.order = append(c.order, ss.sid)
-	return twampctl.AcceptSession{Accept: twampctl.AcceptOK, Port: ss.local.Port(), SID: ss.sid}
+	as := twampctl.AcceptSession{Accept: twampctl.AcceptOK, Port: ss.local.Port(), SID: ss.sid}
+	if mode&twampctl.ModeReflectOctets != 0 {
+		// RFC 6038: confirm the Octets to be Reflected, and ask for Server Octets in every
+		// test packet so the reflector can tell this session's packets apart.
+		as.ReflectedOctets, as.ServerOctets = rq.OctetsToBeReflected, ss.refl.serverOctets
+	}
+	return as
 }
 
 // cleanup ends the connection's sessions: stopped ones finish their Timeout, others end now.

@@ -619,7 +619,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 	body, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(body), `"modes": "unauthenticated|authenticated|encrypted|mixed|individual-session-control|dscp-ecn"`) {
+	if !strings.Contains(string(body), `"modes": "unauthenticated|authenticated|encrypted|mixed|individual-session-control|reflect-octets|symmetrical-size|dscp-ecn"`) {
 		t.Errorf("status: %s", body)
 	}
 }

@@ -35,6 +35,7 @@ type session struct {
 	peer     netip.AddrPort
 	rs       *reflector.Session
 	mon      *dscpMon
+	refl     *reflect6038
 	timeout  time.Duration
 	padding  uint32
 	dscp     uint8
@@ -58,6 +59,38 @@ const (
 type dscpMon struct {
 	enabled bool
 	tos     uint8
+}
+
+// reflect6038 is a session's RFC 6038 state: the padding octets the reflector copies back
+// and the Server Octets every sender packet must carry.
+type reflect6038 struct {
+	enabled      bool
+	layout       twampctl.ReflectLayout
+	serverOctets uint16
+	mismatches   atomic.Uint64 // sender packets whose Server Octets differ from Accept-Session's
+	copied       atomic.Uint64 // replies carrying all the reflected octets
+}
+
+// apply copies the requested octets of req into reply and checks req's Server Octets.
+func (r *reflect6038) apply(reply, req []byte) {
+	if !r.enabled {
+		return
+	}
+	if v, ok := r.layout.ServerOctets(req); ok && v != r.serverOctets {
+		r.mismatches.Add(1)
+	}
+	if r.layout.Length > 0 && r.layout.Reflect(reply, req) == r.layout.Length {
+		r.copied.Add(1)
+	}
+}
+
+// newServerOctets draws a non-zero 16-bit value (zero would mean "no Server Octets").
+func newServerOctets(sid [16]byte) uint16 {
+	v := uint16(sid[14])<<8 | uint16(sid[15])
+	if v == 0 {
+		v = 1
+	}
+	return v
 }
 
 // twampAuth adapts twampctl.TestCrypto to the reflector's Authenticator.
@@ -138,6 +171,8 @@ func (s *Server) newSession(ctx context.Context, c *controlConn, rq *twampctl.Re
 		done:     make(chan struct{}),
 		mon:      &dscpMon{enabled: c.ctl.Mode()&twampctl.ModeDSCPECN != 0},
 	}
+	ss.refl = &reflect6038{enabled: ss.mode&twampctl.ModeReflectOctets != 0,
+		layout: twampctl.NewReflectLayout(ss.mode, rq.PaddingToReflect), serverOctets: newServerOctets(ss.sid)}
 	ss.local = netip.AddrPortFrom(ss.local.Addr().Unmap(), ss.local.Port())
 	rs := &reflector.Session{
 		Key:         reflector.SessionKey{Peer: ss.peer, Local: ss.local},
@@ -204,8 +239,13 @@ func (s *Server) serve(ss *session) {
 				rx, tx = si.Received, si.Reflected
 			}
 		}
-		ss.owner.log.WithField("sid", fmt.Sprintf("%x", ss.sid)).WithField("received", rx).
-			WithField("reflected", tx).Info("test session ended")
+		l := ss.owner.log.WithField("sid", fmt.Sprintf("%x", ss.sid)).WithField("received", rx).
+			WithField("reflected", tx)
+		if ss.refl.enabled {
+			l = l.WithField("octets_reflected_replies", ss.refl.copied.Load()).
+				WithField("server_octets_mismatches", ss.refl.mismatches.Load())
+		}
+		l.Info("test session ended")
 		s.refl.Table().Remove(ss.rs.Key)
 		ss.sock.Close()
 		s.mu.Lock()
@@ -218,7 +258,7 @@ func (s *Server) serve(ss *session) {
 		close(ss.done)
 	}()
 	context.AfterFunc(ss.ctx, func() { ss.sock.Close() })
-	err := s.reflectLoop(ss.ctx, ss.sock, ss.local, ss.rs.Mode == testpkt.ModeUnauthenticated, s.cfg.RefWait, ss.mon)
+	err := s.reflectLoop(ss.ctx, ss.sock, ss.local, ss.rs.Mode == testpkt.ModeUnauthenticated, s.cfg.RefWait, ss.mon, ss.refl)
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		s.m.refwaitExpired.Add(1)
@@ -228,11 +268,14 @@ func (s *Server) serve(ss *session) {
 
 // reflectLoop serves one socket: batched receive, reflection by the shared engine, batched
 // send. Open-mode replies are trimmed to the TWAMP size max(n, 41) (TW-T2), or max(n, 42)
-// when mon enables RFC 7750 monitoring. idle > 0 ends the loop with a timeout error after
-// that long without packets.
-func (s *Server) reflectLoop(ctx context.Context, sock *udpsock.Conn, local netip.AddrPort, open bool, idle time.Duration, mon *dscpMon) error {
+// when mon enables RFC 7750 monitoring; refl copies RFC 6038 reflected octets. idle > 0 ends
+// the loop with a timeout error after that long without packets.
+func (s *Server) reflectLoop(ctx context.Context, sock *udpsock.Conn, local netip.AddrPort, open bool, idle time.Duration, mon *dscpMon, refl *reflect6038) error {
 	if mon == nil {
 		mon = &dscpMon{}
+	}
+	if refl == nil {
+		refl = &reflect6038{}
 	}
 	w := s.refl.NewWorker()
 	const batch = udpsock.DefaultBatch
@@ -282,6 +325,9 @@ func (s *Server) reflectLoop(ctx context.Context, sock *udpsock.Conn, local neti
 					reply = reply[:max(m.N, testpkt.TWAMPReflectedLen)]
 				}
 			}
+			// Padding lies outside the HMAC and encryption spans in every layout, so the
+			// reflected octets can follow sealing.
+			refl.apply(reply, m.Buf[:m.N])
 			out[k] = udpsock.Message{Buf: reply, N: len(reply), Addr: m.Addr, TOS: tos}
 			k++
 		}
