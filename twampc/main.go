@@ -47,6 +47,7 @@ func newApp() *cli.App {
 		&cli.BoolFlag{Name: "individual", Usage: "start/stop sessions with RFC 5938 Start-N/Stop-N when the server offers it"},
 		&cli.StringFlag{Name: "percentiles", Aliases: []string{"a"}, Value: "50,90,95,99", Usage: "comma-separated percentiles to print"},
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print every packet (text format)"},
+		&cli.BoolFlag{Name: "raw", Aliases: []string{"R"}, Usage: "print only twping's raw per-packet lines: SSEQ STIME SS SERR SRTIME SRS SRERR STTL RSEQ RSTIME RSS RSERR RTIME RS RERR RTTL"},
 		&cli.DurationFlag{Name: "connect-timeout", Value: 10e9, Usage: "bound on connection setup and control replies"},
 	)
 	app.Action = func(c *cli.Context) error {
@@ -148,7 +149,7 @@ func newApp() *cli.App {
 		if err := cfg.Validate(); err != nil {
 			return cliutil.Usagef("%v", err)
 		}
-		_, err = client.Run(c.Context, cfg, client.Output{W: c.App.Writer, Format: cliutil.OutputFormat(c), Verbose: c.Bool("verbose")})
+		_, err = client.Run(c.Context, cfg, client.Output{W: c.App.Writer, Format: cliutil.OutputFormat(c), Verbose: c.Bool("verbose"), Raw: c.Bool("raw")})
 		return err
 	}
 	return app

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # twampc demo: start twampd on loopback with all four security modes and a pass-phrase file
 # in owamp's format, then measure 200 packets per mode (encrypted shown with two parallel
-# sessions), and TWAMP Light against twampd --light.
+# sessions), TWAMP Light against twampd --light, RFC 6038 reflect octets with the symmetrical
+# size format, and twping-style raw (-R) lines.
 set -euo pipefail
 BIN=${BIN:-bin}
 dir=$(mktemp -d)
@@ -22,3 +23,7 @@ echo "### twampc -A E --sessions 2 -c 200 -i 1ms 127.0.0.1:$port"
 "$BIN/twampc" --log-level warn -A E -u demo -k "$dir/keys" --sessions 2 -c 200 -i 1ms "127.0.0.1:$port"
 echo "### twampc --light -c 200 -i 1ms 127.0.0.1:$((port + 1))"
 "$BIN/twampc" --log-level warn --light -c 200 -i 1ms "127.0.0.1:$((port + 1))"
+echo "### twampc -A E --reflect-octets beef --reflect-padding 16 --symmetric -c 200 -i 1ms 127.0.0.1:$port (RFC 6038)"
+"$BIN/twampc" --log-level warn -A E -u demo -k "$dir/keys" --reflect-octets beef --reflect-padding 16 --symmetric -c 200 -i 1ms "127.0.0.1:$port"
+echo "### twampc -R -c 3 -i 10ms 127.0.0.1:$port (twping raw lines)"
+"$BIN/twampc" --log-level warn -R -c 3 -i 10ms "127.0.0.1:$port"

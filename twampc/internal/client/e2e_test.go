@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/probekit/probekit/shared/cliutil"
 	"github.com/probekit/probekit/shared/testpkt"
+	"github.com/probekit/probekit/shared/timestamp"
 	"github.com/probekit/probekit/shared/twampctl"
 	"github.com/probekit/probekit/shared/udpsock"
 )
@@ -529,5 +531,74 @@ func TestReflectMismatchCounted(t *testing.T) {
 	}
 	if s.res.ReflectMismatch != 1 || s.res.Seq.Received() != 2 {
 		t.Errorf("mismatches %d received %d, want 1 and 2", s.res.ReflectMismatch, s.res.Seq.Received())
+	}
+}
+
+// twping's -R raw lines through a relay that drops seqs 2 and 7 and delays by 3 ms: one line
+// per sent packet with 16 columns, the dropped ones with zero reflector/receive columns, and
+// the RTT rebuilt from the NTP columns ((RTIME − STIME) − (RSTIME − SRTIME)) at least the
+// injected delay and equal to the summary's minimum within 1 µs.
+func TestE2ERawOutput(t *testing.T) {
+	d := startTwampd(t, "--light", "-S", "127.0.0.1:0")
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	target, _ := net.ResolveUDPAddr("udp4", d.light)
+	p := &proxy{conn: pc, target: target, drop: map[uint32]bool{2: true, 7: true}, delay: 3 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go p.run(ctx)
+	var buf bytes.Buffer
+	const count = 20
+	res, err := Run(context.Background(), Config{Target: pc.LocalAddr().String(), Light: true, Count: count,
+		Schedule: Schedule{Interval: time.Millisecond}, Padding: -1, LossTimeout: 500 * time.Millisecond, Logger: quiet()},
+		Output{W: &buf, Format: cliutil.FormatText, Raw: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != count {
+		t.Fatalf("%d raw lines, want %d:\n%s", len(lines), count, buf.String())
+	}
+	minRTT := time.Duration(1 << 62)
+	for i, l := range lines {
+		f := strings.Fields(l)
+		if len(f) != 16 {
+			t.Fatalf("line %d has %d columns: %q", i, len(f), l)
+		}
+		col := func(k int) uint64 {
+			v, err := strconv.ParseUint(f[k], 10, 64)
+			if err != nil {
+				t.Fatalf("line %d column %d: %v", i, k, err)
+			}
+			return v
+		}
+		if col(0) != uint64(i) || col(1) == 0 {
+			t.Errorf("line %d: SSEQ %s STIME %s", i, f[0], f[1])
+		}
+		if i == 2 || i == 7 {
+			if col(4) != 0 || col(12) != 0 || f[15] != "255" {
+				t.Errorf("lost packet %d: %q", i, l)
+			}
+			continue
+		}
+		// The relay re-sends with its own TTL: both columns match the hops in the summary.
+		if col(7) != uint64(255-res[0].FwdHopsMin) || col(15) != uint64(255-res[0].BackHopsMin) {
+			t.Errorf("line %d TTLs %s/%s, summary hops %d/%d", i, f[7], f[15], res[0].FwdHopsMin, res[0].BackHopsMin)
+		}
+		ntp := func(v uint64) time.Time { return timestamp.NTP(v).Time() }
+		rtt := ntp(col(12)).Sub(ntp(col(1))) - ntp(col(9)).Sub(ntp(col(4)))
+		if rtt < 3*time.Millisecond {
+			t.Errorf("line %d: RTT %v below the injected 3 ms", i, rtt)
+		}
+		minRTT = min(minRTT, rtt)
+	}
+	if d := minRTT - res[0].RTT.Min(); d > time.Microsecond || d < -time.Microsecond {
+		t.Errorf("raw minimum RTT %v, summary %v", minRTT, res[0].RTT.Min())
+	}
+	if res[0].Seq.Lost() != 2 {
+		t.Errorf("lost %d, want 2", res[0].Seq.Lost())
 	}
 }

@@ -27,6 +27,8 @@ type Output struct {
 	W       io.Writer
 	Format  cliutil.Format
 	Verbose bool // per-packet lines in text mode
+	// Raw prints twping's -R per-packet lines instead of any other output (see WriteRaw).
+	Raw bool
 }
 
 func addrOf(a net.Addr) netip.AddrPort {
@@ -344,6 +346,14 @@ func requestSessions(ctx context.Context, cfg *Config, ctl *twampctl.Conn, used 
 
 func write(o Output, cfg *Config, sessions []*session) error {
 	if o.W == nil {
+		return nil
+	}
+	if o.Raw {
+		for _, s := range sessions {
+			if err := s.writeRaw(o.W); err != nil {
+				return err
+			}
+		}
 		return nil
 	}
 	perPacket := o.Format != cliutil.FormatText || o.Verbose

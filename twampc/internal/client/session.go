@@ -1,7 +1,10 @@
 package client
 
 import (
+	"bufio"
 	"bytes"
+	"fmt"
+	"io"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -20,6 +23,10 @@ import (
 	"github.com/probekit/probekit/shared/udpsock"
 )
 
+// senderEE is the Error Estimate of the sender's timestamps: clock not known to be
+// synchronised, 1 ms.
+var senderEE = timestamp.NewErrorEstimate(false, false, time.Millisecond)
+
 // Record is what is known about one sent packet.
 type Record struct {
 	Seq          uint32 `json:"seq"`
@@ -36,6 +43,8 @@ type Record struct {
 	// RevTOS the DS field of the reply as received here.
 	FwdTOS uint8 `json:"fwd_tos"`
 	RevTOS uint8 `json:"rev_tos"`
+	// reflEE is the reflector's Error Estimate (for T2 and T3), for the raw output.
+	reflEE timestamp.ErrorEstimate
 }
 
 // Depart is the best departure time known: the kernel transmit timestamp when the socket
@@ -156,7 +165,7 @@ func (s *session) send(ctx context.Context, start time.Time) error {
 	}
 	pad := s.pad
 	bufs := make([]byte, batch*len(pad))
-	ee := timestamp.NewErrorEstimate(false, false, time.Millisecond)
+	ee := senderEE
 	gap := s.schedule.gaps(uint64(time.Now().UnixNano()))
 	var sp testpkt.SenderPacket
 	sp.Mode = s.pktMode()
@@ -323,6 +332,7 @@ func (s *session) handleReply(m *udpsock.Message, rp *testpkt.ReflectedPacket) {
 	rec.T3 = rp.TransmitTime().UnixNano()
 	rec.T4 = m.RxTime.UnixNano()
 	rec.SenderTTL = rp.SenderTTL
+	rec.reflEE = rp.ErrorEstimate
 	if s.expect != nil {
 		if got := s.layout.Reflected(data); got == nil || !bytes.Equal(got, s.expect) {
 			r.ReflectMismatch++
@@ -379,4 +389,42 @@ func ntpDuration(d time.Duration) uint64 {
 	sec := uint64(d / time.Second)
 	frac := uint64(d%time.Second) << 32 / uint64(time.Second)
 	return sec<<32 | frac
+}
+
+// writeRaw prints twping's -R lines, one per sent packet, 16 space-separated columns:
+//
+//	SSEQ STIME SS SERR SRTIME SRS SRERR STTL RSEQ RSTIME RSS RSERR RTIME RS RERR RTTL
+//
+// Times are 64-bit NTP timestamps in decimal (as owping/twping print them): STIME the best
+// departure time (kernel transmit stamp when available), SRTIME/RSTIME the reflector's T2/T3,
+// RTIME the arrival here (T4); xS is the Error Estimate's S bit, xERR its error in seconds;
+// STTL is the TTL the reflector received (Sender TTL), RTTL the reply's. A lost packet has
+// zero reflector and receive columns and TTL 255, as owping prints lost packets.
+func (s *session) writeRaw(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	ntp := func(ns int64) uint64 {
+		if ns == 0 {
+			return 0
+		}
+		return uint64(timestamp.NTPFromTime(time.Unix(0, ns)))
+	}
+	sync := func(e timestamp.ErrorEstimate) int {
+		if e.S() {
+			return 1
+		}
+		return 0
+	}
+	for i := range s.records[:s.sent] {
+		r := &s.records[i]
+		if !r.Received {
+			fmt.Fprintf(bw, "%d %d %d %g 0 0 0 255 0 0 0 0 0 0 0 255\n", r.Seq, ntp(r.Depart()), sync(senderEE), senderEE.Seconds())
+			continue
+		}
+		fmt.Fprintf(bw, "%d %d %d %g %d %d %g %d %d %d %d %g %d %d %g %d\n",
+			r.Seq, ntp(r.Depart()), sync(senderEE), senderEE.Seconds(),
+			ntp(r.T2), sync(r.reflEE), r.reflEE.Seconds(), r.SenderTTL,
+			r.ReflectorSeq, ntp(r.T3), sync(r.reflEE), r.reflEE.Seconds(),
+			ntp(r.T4), sync(senderEE), senderEE.Seconds(), r.TTL)
+	}
+	return bw.Flush()
 }
