@@ -3,11 +3,11 @@ package client
 import (
 	"bufio"
 	"bytes"
-	"fmt"
-	"io"
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
+	"io"
 	"math"
 	mrand "math/rand/v2"
 	"net"
