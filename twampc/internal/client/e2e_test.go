@@ -301,21 +301,36 @@ func (p *proxy) run(ctx context.Context) {
 	}
 }
 
-// TWAMP Light against twampd --light through a lossy, duplicating, delaying relay: loss and
-// duplicates are reported exactly, the RTT includes the injected delay.
-func TestE2ELightInjected(t *testing.T) {
+// lightRelay starts twampd --light and p relaying to it on loopback, returning the relay's
+// socket (the address to send to); both stop when the test ends.
+func lightRelay(t *testing.T, p *proxy) *net.UDPConn {
+	t.Helper()
 	d := startTwampd(t, "--light", "-S", "127.0.0.1:0")
 	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pc.Close()
 	target, _ := net.ResolveUDPAddr("udp4", d.light)
-	p := &proxy{conn: pc, target: target, drop: map[uint32]bool{3: true, 17: true, 42: true, 99: true},
-		dup: map[uint32]bool{10: true, 60: true}, slow: map[uint32]bool{30: true}, delay: 3 * time.Millisecond}
+	p.conn, p.target = pc, target
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go p.run(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		pc.Close()
+	})
+	return pc
+}
+
+// TWAMP Light against twampd --light through a lossy, duplicating, delaying relay: loss and
+// duplicates are reported exactly, the RTT includes the injected delay.
+func TestE2ELightInjected(t *testing.T) {
+	pc := lightRelay(t, &proxy{drop: map[uint32]bool{3: true, 17: true, 42: true, 99: true},
+		dup: map[uint32]bool{10: true, 60: true}, slow: map[uint32]bool{30: true}, delay: 3 * time.Millisecond})
 	var buf bytes.Buffer
 	res, err := Run(context.Background(), Config{Target: pc.LocalAddr().String(), Light: true, Count: 100,
 		Schedule: Schedule{Interval: time.Millisecond}, Padding: -1, LossTimeout: 500 * time.Millisecond, Logger: quiet()},
@@ -539,17 +554,7 @@ func TestReflectMismatchCounted(t *testing.T) {
 // the RTT rebuilt from the NTP columns ((RTIME − STIME) − (RSTIME − SRTIME)) at least the
 // injected delay and equal to the summary's minimum within 1 µs.
 func TestE2ERawOutput(t *testing.T) {
-	d := startTwampd(t, "--light", "-S", "127.0.0.1:0")
-	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	target, _ := net.ResolveUDPAddr("udp4", d.light)
-	p := &proxy{conn: pc, target: target, drop: map[uint32]bool{2: true, 7: true}, delay: 3 * time.Millisecond}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go p.run(ctx)
+	pc := lightRelay(t, &proxy{drop: map[uint32]bool{2: true, 7: true}, delay: 3 * time.Millisecond})
 	var buf bytes.Buffer
 	const count = 20
 	res, err := Run(context.Background(), Config{Target: pc.LocalAddr().String(), Light: true, Count: count,
