@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
+	"github.com/probekit/probekit/shared/timestamp"
 	"github.com/probekit/probekit/shared/udpsock"
 )
 
@@ -14,6 +16,19 @@ import (
 // a UDP reflector can do on this machine, the "limit" reflectors are compared with. count, if
 // non-nil, is advanced by the number of datagrams echoed.
 func Echo(ctx context.Context, conn *udpsock.Conn, batch int, count *atomic.Uint64) error {
+	return echo(ctx, conn, batch, count, false)
+}
+
+// StampingEcho is Echo plus the two timestamps of a STAMP/TWAMP reply: T2 (offset 16, NTP)
+// from each datagram's receive time and T3 (offset 4) read just before the sendmmsg, in
+// datagrams of at least 24 octets. Open conn with RxTimestamps so T2 is the kernel's: the
+// residence time it shows is the machine's floor for any reflector's T3 − T2 (the wake-up
+// from the kernel's receive stamp to the reading thread), with no protocol work added.
+func StampingEcho(ctx context.Context, conn *udpsock.Conn, batch int, count *atomic.Uint64) error {
+	return echo(ctx, conn, batch, count, true)
+}
+
+func echo(ctx context.Context, conn *udpsock.Conn, batch int, count *atomic.Uint64, stamp bool) error {
 	if batch <= 0 {
 		batch = udpsock.DefaultBatch
 	}
@@ -29,6 +44,19 @@ func Echo(ctx context.Context, conn *udpsock.Conn, batch int, count *atomic.Uint
 				return nil
 			}
 			return fmt.Errorf("echo: %w", err)
+		}
+		if stamp {
+			for i := 0; i < n; i++ {
+				if msgs[i].N >= 24 {
+					timestamp.NTPFromTime(msgs[i].RxTime).Put(msgs[i].Buf[16:24])
+				}
+			}
+			t3 := timestamp.NTPFromTime(time.Now())
+			for i := 0; i < n; i++ {
+				if msgs[i].N >= 24 {
+					t3.Put(msgs[i].Buf[4:12])
+				}
+			}
 		}
 		if _, err := conn.WriteBatch(msgs[:n]); err != nil {
 			if ctx.Err() != nil || errors.Is(err, udpsock.ErrClosed) {

@@ -237,7 +237,8 @@ type searchState struct {
 // one ladder together — SearchStart, ×SearchFactor per step, up to SearchMax — each step run
 // on every target still climbing, one after the other, so drift in the machine's load hits
 // both alike. A target stops at its first failing step: loss at or above the limit ("loss")
-// or a generator that could not offer the rate ("generator"). A target that fails the first
+// or a generator that could not offer the rate ("generator"), each seen in two runs of the
+// step. A target that fails the first
 // step is retried at halved rates (down to minSearchRate); one bisection between the last
 // passing and the first failing rate refines a "loss" bound. run measures target i (trs[i])
 // with one configuration.
@@ -286,6 +287,11 @@ func search(cfg BenchConfig, trs []*TargetReport, run func(i int, c Config) (Res
 				continue
 			}
 			ok, err := step(i, rate)
+			if err == nil && !ok {
+				// One failed step ends the climb, so a stall of the busy machine must not
+				// decide it alone: the rate gets a second run.
+				ok, err = step(i, rate)
+			}
 			if err != nil {
 				return err
 			}

@@ -173,9 +173,9 @@ func TestSearchLadder(t *testing.T) {
 			wantMax:   []float64{120000, 78125},
 			wantBound: []string{"generator", "loss"},
 			// limit: 50k, 62.5k, 78.1k, 97.7k, 122.1k (120k sent is within 3 %: passes, reply
-			// 120k), 152.6k (generator short: stop). reflector: 50k, 62.5k, 78.1k, 97.7k
-			// (loss: stop) and one bisection at 87.9k (loss).
-			wantSteps: []int{6, 5},
+			// 120k), 152.6k twice (generator short: stop). reflector: 50k, 62.5k, 78.1k,
+			// 97.7k twice (loss: stop) and one bisection at 87.9k (loss).
+			wantSteps: []int{7, 6},
 		},
 		{
 			name:      "first step fails: halve",

@@ -209,6 +209,37 @@ func TestResidenceFromReplies(t *testing.T) {
 	}
 }
 
+func TestStampingEcho(t *testing.T) {
+	// T2 is the echo's kernel receive stamp and T3 its clock just before sendmmsg: the
+	// residence is positive, below the RTT it is part of, and present in every reply.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e := listen(t, udpsock.Options{RxTimestamps: true, ReadBuffer: 4 << 20})
+	go StampingEcho(ctx, e, 64, nil)
+	res, err := Run(ctx, genConn(t), Config{Target: e.LocalAddr(), Rate: 1000, Duration: 300 * time.Millisecond,
+		Wait: 3 * time.Second, Residence: STAMPResidence})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Received != 300 || res.Residence.Count != 300 {
+		t.Fatalf("received %d, residence samples %d", res.Received, res.Residence.Count)
+	}
+	if res.Residence.Min <= 0 || res.Residence.P50 >= res.RTT.P50 {
+		t.Errorf("residence min %v p50 %v, RTT p50 %v", res.Residence.Min, res.Residence.P50, res.RTT.P50)
+	}
+	// Short datagrams are echoed untouched.
+	c := genConn(t)
+	m := udpsock.Message{Buf: []byte("0123456789"), Addr: e.LocalAddr()}
+	if err := c.WriteTo(&m); err != nil {
+		t.Fatal(err)
+	}
+	in := udpsock.Message{Buf: make([]byte, 64)}
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if err := c.ReadFrom(&in); err != nil || string(in.Buf[:in.N]) != "0123456789" {
+		t.Errorf("short datagram came back as %q, %v", in.Buf[:in.N], err)
+	}
+}
+
 func TestSTAMPResidence(t *testing.T) {
 	t2 := time.Date(2026, 11, 23, 8, 0, 0, 123_456_000, time.UTC)
 	reply := func(t3, t2 time.Time, z bool) []byte {

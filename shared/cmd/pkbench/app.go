@@ -43,6 +43,8 @@ const (
 	flagRcvBuf      = "rcvbuf"
 	flagWait        = "wait"
 	flagBlocking    = "blocking"
+	flagStamp       = "stamp"
+	flagLimitStamps = "limit-stamps"
 )
 
 // limitRcvBuf is the limit echo's default receive buffer: the best a reflector can do is
@@ -61,6 +63,7 @@ func newApp(version string) *cli.App {
 				cliutil.IntFlag(flagBatch, "datagrams per recvmmsg/sendmmsg", udpsock.DefaultBatch, 1, 1024),
 				cliutil.IntFlag(flagRcvBuf, "socket receive buffer `BYTES` (0: the kernel default)", limitRcvBuf, 0, 1<<30),
 				&cli.BoolFlag{Name: flagBlocking, Usage: "wait inside recvmmsg (udpsock Options.Blocking) instead of the runtime poller"},
+				&cli.BoolFlag{Name: flagStamp, Usage: "write T2 (kernel receive stamp) and T3 (just before sending) into replies like a STAMP reflector"},
 			},
 			Action: echoAction,
 		},
@@ -88,6 +91,7 @@ func newApp(version string) *cli.App {
 				cliutil.IntFlag(flagBatch, "datagrams per recvmmsg/sendmmsg of the limit echo", udpsock.DefaultBatch, 1, 1024),
 				cliutil.IntFlag(flagRcvBuf, "receive buffer `BYTES` of the limit echo (0: the kernel default)", limitRcvBuf, 0, 1<<30),
 				&cli.BoolFlag{Name: flagBlocking, Usage: "run the limit echo (and the stand-in echo) in udpsock's Blocking mode"},
+				&cli.BoolFlag{Name: flagLimitStamps, Usage: "let the limit echo write T2/T3 (kernel receive stamp, send time): the machine's residence floor beside the reflector's"},
 				cliutil.IntFlag(flagRepeat, "fixed-rate runs per target (alternating; the median counts)", 1, 1, 20),
 				&cli.Float64Flag{Name: flagResRate, Value: 10000, Usage: "offered `PPS` for the residence-time run"},
 				&cli.DurationFlag{Name: flagResDuration, Value: 3 * time.Second, Usage: "`DURATION` of the residence-time run"},
@@ -142,8 +146,10 @@ func positive(c *cli.Context, names ...string) error {
 
 func echoAction(c *cli.Context) error {
 	log := cliutil.Logger(c)
+	stamp := c.Bool(flagStamp)
 	conn, err := udpsock.Listen(c.Context, "udp", c.String(flagListen), udpsock.Options{
-		Batch: int(cliutil.Int(c, flagBatch)), ReadBuffer: int(cliutil.Int(c, flagRcvBuf)), Blocking: c.Bool(flagBlocking)})
+		Batch: int(cliutil.Int(c, flagBatch)), ReadBuffer: int(cliutil.Int(c, flagRcvBuf)), Blocking: c.Bool(flagBlocking),
+		RxTimestamps: stamp})
 	if err != nil {
 		return err
 	}
@@ -151,7 +157,11 @@ func echoAction(c *cli.Context) error {
 	// The first stdout line tells a parent which port was bound.
 	fmt.Fprintf(c.App.Writer, "listening %v\n", conn.LocalAddr())
 	var count atomic.Uint64
-	err = loadgen.Echo(c.Context, conn, int(cliutil.Int(c, flagBatch)), &count)
+	run := loadgen.Echo
+	if stamp {
+		run = loadgen.StampingEcho
+	}
+	err = run(c.Context, conn, int(cliutil.Int(c, flagBatch)), &count)
 	log.WithField("echoed", count.Load()).Info("echo stopped")
 	return err
 }
@@ -217,7 +227,7 @@ func reflectorAction(c *cli.Context) error {
 		return err
 	}
 	ctx := c.Context
-	startEcho := func(name string) (*loadgen.Process, error) {
+	startEcho := func(name string, stamp bool) (*loadgen.Process, error) {
 		port, err := loadgen.FreePort()
 		if err != nil {
 			return nil, err
@@ -229,9 +239,12 @@ func reflectorAction(c *cli.Context) error {
 		if c.Bool(flagBlocking) {
 			argv = append(argv, "--"+flagBlocking)
 		}
+		if stamp {
+			argv = append(argv, "--"+flagStamp)
+		}
 		return loadgen.StartArgs(ctx, name, addr, argv, nil)
 	}
-	limit, err := startEcho("limit-echo")
+	limit, err := startEcho("limit-echo", c.Bool(flagLimitStamps))
 	if err != nil {
 		return err
 	}
@@ -248,7 +261,7 @@ func reflectorAction(c *cli.Context) error {
 		if name == "" {
 			name = "echo"
 		}
-		target, err = startEcho(name)
+		target, err = startEcho(name, false)
 	}
 	if err != nil {
 		return err

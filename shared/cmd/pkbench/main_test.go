@@ -72,18 +72,38 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("reflector command with residence text", func(t *testing.T) {
-		// The "reflector" is pkbench's own echo started through --cmd, so {port}
-		// substitution, exec and PID tracking are exercised; text output has both rows.
+		// The "reflector" is pkbench's own stamping echo started through --cmd, so {port}
+		// substitution, exec and PID tracking are exercised, and its replies carry T2/T3:
+		// text output has both rows and the residence checks.
 		out, errOut, code := run(t, bin, "--log-level", "warn", "reflector",
-			"--cmd", bin+" --log-level warn echo --listen 127.0.0.1:{port}", "--rate", "3000", "--duration", "300ms",
+			"--cmd", bin+" --log-level warn echo --stamp --listen 127.0.0.1:{port}", "--rate", "3000", "--duration", "300ms",
 			"--no-search", "--residence-rate", "1000", "--residence-duration", "100ms")
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, errOut)
 		}
-		for _, want := range []string{"limit-echo vs pkbench", "\nlimit-echo ", "\npkbench ", "check cpu_per_packet_ratio"} {
+		for _, want := range []string{"limit-echo vs pkbench", "\nlimit-echo ", "\npkbench ", "check cpu_per_packet_ratio",
+			"check residence_p50_us", "check residence_p99_us"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("output lacks %q:\n%s", want, out)
 			}
+		}
+	})
+
+	t.Run("limit stamps json", func(t *testing.T) {
+		out, errOut, code := run(t, bin, "--json", "--log-level", "warn", "reflector", "--limit-stamps",
+			"--rate", "2000", "--duration", "200ms", "--no-search", "--residence-rate", "1000", "--residence-duration", "200ms")
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		var rep loadgen.Report
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatal(err)
+		}
+		if r := rep.Limit.Residence; r == nil || r.Residence.Count != 200 || r.Residence.P50 <= 0 {
+			t.Errorf("limit residence %+v", r)
+		}
+		if r := rep.Target.Residence; r == nil || r.Residence.Count != 0 {
+			t.Errorf("plain echo residence %+v", r)
 		}
 	})
 
