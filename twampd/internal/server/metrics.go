@@ -27,6 +27,18 @@ type SessionStatus struct {
 	Created   time.Time `json:"created"`
 	Received  uint32    `json:"received"`
 	Reflected uint32    `json:"reflected"`
+	// RFC6038 is set when the session negotiated Reflect Octets.
+	RFC6038 *Reflect6038Status `json:"rfc6038,omitempty"`
+}
+
+// Reflect6038Status is a session's RFC 6038 accounting.
+type Reflect6038Status struct {
+	ServerOctets     string `json:"server_octets"`
+	PaddingReflected int    `json:"padding_reflected"`
+	RepliesReflected uint64 `json:"replies_reflected"`
+	// ServerOctetsMismatches counts sender packets whose Server Octets differ from those
+	// returned in Accept-Session (they are reflected all the same).
+	ServerOctetsMismatches uint64 `json:"server_octets_mismatches"`
 }
 
 // Status is the JSON status document (/status).
@@ -69,10 +81,15 @@ func (s *Server) Status() Status {
 			state = "running"
 		}
 		si := snap[ss.rs.Key]
+		var r6 *Reflect6038Status
+		if ss.refl.enabled {
+			r6 = &Reflect6038Status{ServerOctets: fmt.Sprintf("%04x", ss.refl.serverOctets), PaddingReflected: ss.refl.layout.Length,
+				RepliesReflected: ss.refl.copied.Load(), ServerOctetsMismatches: ss.refl.mismatches.Load()}
+		}
 		st.Sessions = append(st.Sessions, SessionStatus{
 			SID: fmt.Sprintf("%x", ss.sid), Identity: ss.identity, Mode: ss.mode.Security().String(),
 			Sender: ss.peer.String(), Reflector: ss.local.String(), DSCP: ss.dscp, Padding: ss.padding,
-			State: state, Created: ss.created, Received: si.Received, Reflected: si.Reflected,
+			State: state, Created: ss.created, Received: si.Received, Reflected: si.Reflected, RFC6038: r6,
 		})
 	}
 	s.mu.Unlock()

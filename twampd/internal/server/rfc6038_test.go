@@ -163,12 +163,15 @@ func TestRFC6038ReflectOctets(t *testing.T) {
 						t.Errorf("seq %d: reply %+v %v", seq, rp, err)
 					}
 				}
-				ss := ts.session(as.SID)
-				if ss == nil {
-					t.Fatal("session missing")
+				var r6 *Reflect6038Status
+				for _, ss := range ts.Status().Sessions {
+					if ss.SID == fmt.Sprintf("%x", as.SID) {
+						r6 = ss.RFC6038
+					}
 				}
-				if got, copied := ss.refl.mismatches.Load(), ss.refl.copied.Load(); got != 1 || copied != 4 {
-					t.Errorf("server octets mismatches %d copied %d, want 1 and 4", got, copied)
+				if r6 == nil || r6.ServerOctetsMismatches != 1 || r6.RepliesReflected != 4 || r6.PaddingReflected != reflect ||
+					r6.ServerOctets != fmt.Sprintf("%04x", as.ServerOctets) {
+					t.Errorf("status RFC 6038 accounting %+v, want 1 mismatch, 4 replies, %d octets, server octets %04x", r6, reflect, as.ServerOctets)
 				}
 				if err := ctl.StopSessions(1, twampctl.AcceptOK); err != nil {
 					t.Fatal(err)
@@ -192,11 +195,4 @@ func TestRFC6038NotNegotiated(t *testing.T) {
 	if as.ReflectedOctets != 0 || as.ServerOctets != 0 {
 		t.Errorf("Accept-Session RFC 6038 fields %04x/%04x without the mode", as.ReflectedOctets, as.ServerOctets)
 	}
-}
-
-// session returns the live session with sid (nil when gone).
-func (ts *testServer) session(sid [16]byte) *session {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	return ts.sessions[sid]
 }
