@@ -47,6 +47,7 @@ func newApp() *cli.App {
 		&cli.BoolFlag{Name: "individual", Usage: "start/stop sessions with RFC 5938 Start-N/Stop-N when the server offers it"},
 		&cli.StringFlag{Name: "percentiles", Aliases: []string{"a"}, Value: "50,90,95,99", Usage: "comma-separated percentiles to print"},
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print every packet (text format)"},
+		&cli.StringFlag{Name: "units", Aliases: []string{"n"}, Value: "m", Usage: "time unit of the text summary: n, u, m or s (twping -n)"},
 		&cli.BoolFlag{Name: "raw", Aliases: []string{"R"}, Usage: "print only twping's raw per-packet lines: SSEQ STIME SS SERR SRTIME SRS SRERR STTL RSEQ RSTIME RSS RSERR RTIME RS RERR RTTL"},
 		&cli.DurationFlag{Name: "connect-timeout", Value: 10e9, Usage: "bound on connection setup and control replies"},
 	)
@@ -149,7 +150,11 @@ func newApp() *cli.App {
 		if err := cfg.Validate(); err != nil {
 			return cliutil.Usagef("%v", err)
 		}
-		_, err = client.Run(c.Context, cfg, client.Output{W: c.App.Writer, Format: cliutil.OutputFormat(c), Verbose: c.Bool("verbose"), Raw: c.Bool("raw")})
+		unit, err := client.ParseUnit(c.String("units"))
+		if err != nil {
+			return cliutil.Usagef("--units: %v", err)
+		}
+		_, err = client.Run(c.Context, cfg, client.Output{Unit: unit, W: c.App.Writer, Format: cliutil.OutputFormat(c), Verbose: c.Bool("verbose"), Raw: c.Bool("raw")})
 		return err
 	}
 	return app

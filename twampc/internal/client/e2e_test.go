@@ -607,3 +607,36 @@ func TestE2ERawOutput(t *testing.T) {
 		t.Errorf("lost %d, want 2", res[0].Seq.Lost())
 	}
 }
+
+// twping -n: the text summary prints the same numbers in the chosen unit.
+func TestWriteTextUnits(t *testing.T) {
+	r := &Result{Sent: 2}
+	for _, d := range []time.Duration{1500 * time.Microsecond, 2500 * time.Microsecond} {
+		r.RTT.Add(d)
+		r.Forward.Add(d / 2)
+		r.Backward.Add(d / 2)
+		r.Processing.Add(10 * time.Microsecond)
+	}
+	for _, tc := range []struct {
+		u    string
+		want string
+	}{
+		{"m", "round-trip time min/median/max = 1.500/"},
+		{"u", "round-trip time min/median/max = 1500.000/"},
+		{"n", "round-trip time min/median/max = 1500000/"},
+		{"s", "round-trip time min/median/max = 0.001500/"},
+	} {
+		u, err := ParseUnit(tc.u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		r.WriteTextUnit(&buf, []float64{50}, u)
+		if !strings.Contains(buf.String(), tc.want) || !strings.Contains(buf.String(), " "+u.String()+" (p50=") {
+			t.Errorf("unit %s:\n%s", tc.u, buf.String())
+		}
+	}
+	if _, err := ParseUnit("h"); err == nil {
+		t.Error("unit h accepted")
+	}
+}

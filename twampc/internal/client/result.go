@@ -181,7 +181,44 @@ func (r *Result) Summary(pcts []float64) Summary {
 	}
 }
 
-func ms(d time.Duration) string { return fmt.Sprintf("%.3f", float64(d)/1e6) }
+// Unit is a time unit of the text summary (twping -n): n, u, m (default) or s.
+type Unit byte
+
+// ParseUnit parses twping's -n letter.
+func ParseUnit(s string) (Unit, error) {
+	switch s {
+	case "n", "u", "m", "s":
+		return Unit(s[0]), nil
+	case "":
+		return 'm', nil
+	}
+	return 0, fmt.Errorf("unit %q: want n, u, m or s", s)
+}
+
+// format prints d in the unit with the precision twping uses (three decimals above ns).
+func (u Unit) format(d time.Duration) string {
+	switch u {
+	case 'n':
+		return fmt.Sprintf("%d", int64(d))
+	case 'u':
+		return fmt.Sprintf("%.3f", float64(d)/1e3)
+	case 's':
+		return fmt.Sprintf("%.6f", float64(d)/1e9)
+	}
+	return fmt.Sprintf("%.3f", float64(d)/1e6)
+}
+
+func (u Unit) String() string {
+	switch u {
+	case 'n':
+		return "ns"
+	case 'u':
+		return "us"
+	case 's':
+		return "s"
+	}
+	return "ms"
+}
 
 func hops(lo, hi int) string {
 	switch {
@@ -194,8 +231,12 @@ func hops(lo, hi int) string {
 	}
 }
 
-// WriteText prints the twping-style summary block.
-func (r *Result) WriteText(w io.Writer, pcts []float64) {
+// WriteText prints the twping-style summary block with times in milliseconds.
+func (r *Result) WriteText(w io.Writer, pcts []float64) { r.WriteTextUnit(w, pcts, 'm') }
+
+// WriteTextUnit prints the twping-style summary block with times in unit u.
+func (r *Result) WriteTextUnit(w io.Writer, pcts []float64, u Unit) {
+	ms := u.format
 	lost := r.Seq.Lost()
 	pct := 0.0
 	if r.Sent > 0 {
@@ -226,7 +267,7 @@ func (r *Result) WriteText(w io.Writer, pcts []float64) {
 		return
 	}
 	line := func(name string, s *stats.Series) {
-		fmt.Fprintf(w, "%s min/median/max = %s/%s/%s ms", name, ms(s.Min()), ms(s.Percentile(50)), ms(s.Max()))
+		fmt.Fprintf(w, "%s min/median/max = %s/%s/%s %s", name, ms(s.Min()), ms(s.Percentile(50)), ms(s.Max()), u)
 		var ps []string
 		for _, p := range pcts {
 			ps = append(ps, fmt.Sprintf("p%g=%s", p, ms(s.Percentile(p))))
@@ -239,11 +280,11 @@ func (r *Result) WriteText(w io.Writer, pcts []float64) {
 	}
 	line("send time", &r.Forward)
 	line("reflect time", &r.Backward)
-	fmt.Fprintf(w, "reflector processing time min/max = %s/%s ms\n", ms(r.Processing.Min()), ms(r.Processing.Max()))
-	fmt.Fprintf(w, "two-way jitter = %s ms (P95-P50), %s ms (RFC 3550)\n",
-		ms(r.RTT.Percentile(95)-r.RTT.Percentile(50)), ms(r.Jitter.Value()))
-	fmt.Fprintf(w, "send jitter = %s ms (P95-P50)\n", ms(r.Forward.Percentile(95)-r.Forward.Percentile(50)))
-	fmt.Fprintf(w, "reflect jitter = %s ms (P95-P50)\n", ms(r.Backward.Percentile(95)-r.Backward.Percentile(50)))
+	fmt.Fprintf(w, "reflector processing time min/max = %s/%s %s\n", ms(r.Processing.Min()), ms(r.Processing.Max()), u)
+	fmt.Fprintf(w, "two-way jitter = %s %s (P95-P50), %s %s (RFC 3550)\n",
+		ms(r.RTT.Percentile(95)-r.RTT.Percentile(50)), u, ms(r.Jitter.Value()), u)
+	fmt.Fprintf(w, "send jitter = %s %s (P95-P50)\n", ms(r.Forward.Percentile(95)-r.Forward.Percentile(50)), u)
+	fmt.Fprintf(w, "reflect jitter = %s %s (P95-P50)\n", ms(r.Backward.Percentile(95)-r.Backward.Percentile(50)), u)
 	if r.Monitor {
 		fmt.Fprintf(w, "send DSCP/ECN (RFC 7750): %d re-marked from DSCP %d, %d ECN CE\n", r.FwdDSCPChanged, r.DSCP, r.FwdCE)
 	}

@@ -27,6 +27,8 @@ type Output struct {
 	W       io.Writer
 	Format  cliutil.Format
 	Verbose bool // per-packet lines in text mode
+	// Unit of the text summary's times (twping -n); zero means milliseconds.
+	Unit Unit
 	// Raw prints twping's -R per-packet lines instead of any other output (see WriteRaw).
 	Raw bool
 }
@@ -386,7 +388,11 @@ func write(o Output, cfg *Config, sessions []*session) error {
 		}
 	case cliutil.FormatText:
 		for _, s := range sessions {
-			s.res.WriteText(o.W, cfg.Percentiles)
+			u := o.Unit
+			if u == 0 {
+				u = 'm'
+			}
+			s.res.WriteTextUnit(o.W, cfg.Percentiles, u)
 		}
 	}
 	return nil
