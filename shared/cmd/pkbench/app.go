@@ -362,7 +362,8 @@ func writeResult(w io.Writer, target string, r loadgen.Result) {
 func writeReport(w io.Writer, rep loadgen.Report) {
 	fmt.Fprintf(w, "pkbench: %s vs %s on 127.0.0.1, %.0f pps for %v (load average %.2f → %.2f on %d CPUs)\n",
 		rep.Limit.Name, rep.Target.Name, rep.Rate, rep.Duration, rep.LoadAvg[0], rep.LoadAvg[1], runtime.NumCPU())
-	fmt.Fprintf(w, "%-14s %9s %9s %8s %12s %14s %-10s %12s %12s\n",
+	nw := max(14, len(rep.Limit.Name), len(rep.Target.Name))
+	fmt.Fprintf(w, "%-*s %9s %9s %8s %12s %14s %-10s %12s %12s\n", nw,
 		"target", "sent", "received", "loss%", "cpu_µs/pkt", "max_pps<0.1%", "bound", "resid_p50µs", "resid_p99µs")
 	for _, tr := range []loadgen.TargetReport{rep.Limit, rep.Target} {
 		sent, recv, loss := totals(tr)
@@ -374,7 +375,7 @@ func writeReport(w io.Writer, rep loadgen.Report) {
 		if tr.Residence != nil && tr.Residence.Residence.Count > 0 {
 			p50, p99 = usf(tr.Residence.Residence.P50), usf(tr.Residence.Residence.P99)
 		}
-		fmt.Fprintf(w, "%-14s %9d %9d %8.4f %12s %14s %-10s %12s %12s\n",
+		fmt.Fprintf(w, "%-*s %9d %9d %8.4f %12s %14s %-10s %12s %12s\n", nw,
 			tr.Name, sent, recv, 100*loss, usf(tr.CPUPerPacket), maxRate, bound, p50, p99)
 	}
 	for _, ch := range rep.Checks {
