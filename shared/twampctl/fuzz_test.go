@@ -212,7 +212,7 @@ func FuzzKeyFile(f *testing.F) {
 
 // FuzzServerConn plays arbitrary client bytes against the server side (handshake, then the
 // command loop) over an in-memory connection: garbage must end in an error, never a panic
-// or a hang. Seeds are the client streams of the peer captures.
+// or a hang. Seeds are the client streams of the peer captures and an RFC 6038 session.
 func FuzzServerConn(f *testing.F) {
 	for _, tc := range captureCases {
 		c := readCapture(f, tc.file)
@@ -227,7 +227,7 @@ func FuzzServerConn(f *testing.F) {
 			b.Close()
 		}()
 		_ = a.SetDeadline(time.Now().Add(5 * time.Second))
-		c, err := ServerHandshake(a, ServerConfig{Modes: SecurityModes | ModeIndividualSessionControl, Count: 1024,
+		c, err := ServerHandshake(a, ServerConfig{Modes: SecurityModes | ModeIndividualSessionControl | ModeReflectOctets | ModeSymmetricalSize, Count: 1024,
 			Secret: func(string) ([]byte, bool) { return testSecret, true }})
 		if err != nil || c == nil {
 			return
