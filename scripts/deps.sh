@@ -16,7 +16,10 @@ check tshark tshark        # independent dissector for interop tests
 check editcap tshark
 check socat socat
 check ethtool ethtool
-check turnserver coturn    # TURN relay for ptpclient NAT tests
+check turnserver coturn    # RFC 5780 STUN server in the netlab nat topology
+check miniupnpd miniupnpd-nftables  # UPnP IGD / NAT-PMP on netlab NAT routers
+check natpmpc natpmpc
+check upnpc miniupnpc
 check setpriv util-linux
 check dpkg-deb dpkg        # package install test
 check man man-db           # man page rendering test
@@ -44,7 +47,9 @@ if ! apt-get update -qq; then
   echo "deps: apt-get update failed (offline?); missing: ${need[*]}; tests needing them will skip" >&2
   exit 0
 fi
-if ! apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; then
+# One retry: a half-configured package from an interrupted run is finished by `-f install`.
+if ! apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null &&
+   ! { apt-get -f install -y -qq >/dev/null; apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; }; then
   echo "deps: apt-get install failed; missing: ${need[*]}; tests needing them will skip" >&2
   exit 0
 fi
