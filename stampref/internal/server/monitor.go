@@ -147,6 +147,11 @@ func (m *Monitor) postSession(w http.ResponseWriter, req *http.Request) {
 	cfg := m.R.Config()
 	s := &reflector.Session{Key: reflector.SessionKey{Peer: normalize(peer), Local: local, SSID: pr.SSID},
 		Format: cfg.Format, Mode: cfg.Mode}
+	// An IPv6 zone may contain '@', the id separator: such a session could never be deleted.
+	if k, err := ParseSessionID(SessionID(s.Key)); err != nil || k != s.Key {
+		httpError(w, http.StatusBadRequest, fmt.Errorf("peer %v: zone cannot be named in a session id", peer))
+		return
+	}
 	if pr.Key != "" {
 		k, err := testpkt.ParseKey([]byte(pr.Key))
 		if err != nil {

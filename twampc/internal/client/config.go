@@ -41,7 +41,8 @@ func ParseSchedule(s string) (Schedule, error) {
 		sc.Interval = d
 	} else {
 		f, err := strconv.ParseFloat(s, 64)
-		if err != nil || f < 0 || f > 3600 {
+		// !(in range) also rejects NaN, whose conversion to Duration is platform-defined.
+		if err != nil || !(f >= 0 && f <= 3600) {
 			return sc, fmt.Errorf("bad interval %q (seconds like 0.1, or a duration like 10ms, optional suffix e|f)", s)
 		}
 		sc.Interval = time.Duration(f * float64(time.Second))

@@ -115,7 +115,10 @@ func ParseLimits(r io.Reader) (LimitsFile, error) {
 		}
 		lf[f[0]] = l
 	}
-	return lf, sc.Err()
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("limits line %d: %w", line+1, err)
+	}
+	return lf, nil
 }
 
 // LoadLimits reads a limits file.
