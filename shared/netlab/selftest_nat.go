@@ -125,7 +125,7 @@ func checkNAT(env *CheckEnv) []Result {
 	// Meanwhile, our own probes (they use other ports than natdiscovery's ephemeral ones).
 	unsolicited := make([]Result, 4)
 	for i := range 4 {
-		unsolicited[i] = checkUnsolicited(n, n.NATs[i], 25000+i)
+		unsolicited[i] = checkUnsolicited(n, n.NATs[i], i)
 	}
 	twoClients := checkTwoClients(n, n.NATs[0])
 	hairOn := checkHairpin(n.NATs[0], true)
@@ -236,8 +236,11 @@ func checkUPnP(n *NATLab, r *NATRouter) Result {
 // mapped address; then datagrams arrive at that mapped address from (a) the rendezvous
 // endpoint itself, (b) the rendezvous address from another port, (c) an address the client
 // never contacted. Expected delivery per kind: full cone a b c; address-restricted a b;
-// port-restricted and symmetric a only.
-func checkUnsolicited(n *NATLab, r *NATRouter, port int) Result {
+// port-restricted and symmetric a only. Check i uses its own client and rendezvous ports, so
+// no check depends on the kernel having released an earlier check's socket.
+func checkUnsolicited(n *NATLab, r *NATRouter, i int) Result {
+	port := 25000 + i
+	rvPort := uint16(9000 + 10*i)
 	name := "nat/unsolicited/" + r.Kind.String()
 	c := r.Clients[0]
 	cl, err := listenUDPIn(c.Host, netip.AddrPortFrom(c.Addr, uint16(port)))
@@ -245,18 +248,18 @@ func checkUnsolicited(n *NATLab, r *NATRouter, port int) Result {
 		return Result{Name: name, Err: err}
 	}
 	defer cl.conn.Close()
-	rvAddr := netip.AddrPortFrom(Rendezvous, 9000)
+	rvAddr := netip.AddrPortFrom(Rendezvous, rvPort)
 	rv, err := listenUDPIn(n.Rendezvous, rvAddr)
 	if err != nil {
 		return Result{Name: name, Err: err}
 	}
 	defer rv.conn.Close()
-	rvOther, err := listenUDPIn(n.Rendezvous, netip.AddrPortFrom(Rendezvous, 9001))
+	rvOther, err := listenUDPIn(n.Rendezvous, netip.AddrPortFrom(Rendezvous, rvPort+1))
 	if err != nil {
 		return Result{Name: name, Err: err}
 	}
 	defer rvOther.conn.Close()
-	stranger, err := listenUDPIn(n.STUN, netip.AddrPortFrom(STUNAddr2, 9002))
+	stranger, err := listenUDPIn(n.STUN, netip.AddrPortFrom(STUNAddr2, rvPort+2))
 	if err != nil {
 		return Result{Name: name, Err: err}
 	}
@@ -307,7 +310,7 @@ func checkTwoClients(n *NATLab, r *NATRouter) Result {
 	if len(r.Clients) < 2 {
 		return Result{Name: name, Err: errors.New("router has one client")}
 	}
-	rvAddr := netip.AddrPortFrom(Rendezvous, 9010)
+	rvAddr := netip.AddrPortFrom(Rendezvous, 9100)
 	rv, err := listenUDPIn(n.Rendezvous, rvAddr)
 	if err != nil {
 		return Result{Name: name, Err: err}
