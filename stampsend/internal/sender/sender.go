@@ -9,19 +9,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/netip"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
-	"golang.org/x/sys/unix"
 
 	"github.com/probekit/probekit/shared/cliutil"
+	"github.com/probekit/probekit/shared/pace"
 	"github.com/probekit/probekit/shared/testpkt"
 	"github.com/probekit/probekit/shared/timestamp"
 	"github.com/probekit/probekit/shared/udpsock"
@@ -272,79 +270,37 @@ func (s *session) lastSend() time.Time {
 	return s.lastT
 }
 
-// send paces the packets. Packets whose time has come leave together in one sendmmsg; the
-// goroutine sleeps on its own thread with a 1 ns timer slack until shortly before the next
-// departure and spins the rest, so departures are accurate to a few microseconds. Intervals
-// below 100 µs are paced in bursts: the thread sleeps (the kernel wakes it some tens of µs
-// later) and sends all packets due by then together; each packet's T1 is still its own.
+// send paces the packets with a pace.Pacer (sleep then spin; bursts below 100 µs): the
+// packets it hands out together leave in one sendmmsg, each with its own T1.
 func (s *session) send(ctx context.Context, start time.Time) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0)
-	defer unix.Prctl(unix.PR_SET_TIMERSLACK, 0, 0, 0, 0)
-
+	defer pace.LockThread()()
 	cfg := &s.cfg
-	const batch = 64
-	const spin = 50 * time.Microsecond
-	// Below this interval departures are batched (see the wait below).
-	const burstBelow = 100 * time.Microsecond
+	const batch = pace.DefaultMaxBatch
 	msgs := make([]udpsock.Message, batch)
 	buf := make([]byte, batch*s.b.Len())
 	for i := range msgs {
 		msgs[i] = udpsock.Message{Buf: buf[i*s.b.Len() : (i+1)*s.b.Len()], Addr: cfg.Target, TOS: cfg.DSCP<<2 | cfg.ECN&3}
 	}
-	sched := newSchedule(cfg.Interval, cfg.Poisson, cfg.Seed)
-	gap := sched.next
-	var end time.Time
-	if cfg.Duration > 0 {
-		end = start.Add(cfg.Duration)
-	}
-	next := start
+	p := pace.New(start, pace.Config{Schedule: pace.NewSchedule(cfg.Interval, cfg.Poisson, cfg.Seed),
+		Count: cfg.Count, Duration: cfg.Duration, MaxBatch: batch})
 	var seq uint64
-	done := ctx.Done()
-	for cfg.Count == 0 || seq < cfg.Count {
-		select {
-		case <-done:
-			return nil
-		default:
-		}
-		now := time.Now()
-		if !end.IsZero() && !next.Before(end) {
+	for {
+		n, ok := p.Next(ctx)
+		if !ok {
 			return nil
 		}
-		if wait := next.Sub(now); wait > 0 {
-			if cfg.Interval < burstBelow {
-				// High rates: sleep, then send every packet that fell due in one sendmmsg.
-				// Spinning for each 10 µs slot would take a whole core from the reflector.
-				ts := unix.NsecToTimespec(int64(min(wait, 100*time.Millisecond)))
-				_ = unix.Nanosleep(&ts, nil)
-				continue
-			}
-			if wait > spin {
-				sl := wait - spin
-				if sl > 100*time.Millisecond {
-					sl = 100 * time.Millisecond // stay responsive to cancellation
-				}
-				ts := unix.NsecToTimespec(int64(sl))
-				_ = unix.Nanosleep(&ts, nil)
-			}
-			continue
-		}
-		n := 0
 		s.mu.Lock()
-		for n < batch && (cfg.Count == 0 || seq < cfg.Count) && !next.After(now) && (end.IsZero() || next.Before(end)) {
+		for i := 0; i < n; i++ {
 			t1 := time.Now()
 			q := uint32(seq)
-			s.b.build(msgs[n].Buf, q, t1, uint32(seq), s.wantAR(t1))
+			s.b.build(msgs[i].Buf, q, t1, uint32(seq), s.wantAR(t1))
 			s.ring[q%ringSize] = slot{seq: q, used: true, t1: t1.UnixNano()}
 			// The kernel numbers transmit stamps per datagram sent on the socket (OPT_ID), so
 			// the identifier is known before the send; registering it now lets a stamp that is
 			// read before WriteBatch returns find its packet.
-			s.txmap[uint32(s.sent+uint64(n))%ringSize] = q + 1
+			s.txmap[uint32(s.sent+uint64(i))%ringSize] = q + 1
 			s.lastT = t1
-			n++
 			seq++
-			next = next.Add(gap())
 		}
 		s.mu.Unlock()
 		k, err := s.conn.WriteBatch(msgs[:n])
@@ -369,7 +325,6 @@ func (s *session) send(ctx context.Context, start time.Time) error {
 			_, _ = s.conn.TxTimestamps(s.onTx)
 		}
 	}
-	return nil
 }
 
 // receive reads replies until stop is closed.
@@ -435,26 +390,4 @@ func (s *session) handle(m *udpsock.Message) error {
 		}
 	}
 	return s.acc.add(&rp, data, m, sl)
-}
-
-// schedule yields the gaps between departures: the interval (periodic sampling, RFC 3432) or
-// exponentially distributed gaps with the interval as mean (Poisson sampling, RFC 2330 §11.1.1).
-type schedule struct {
-	interval time.Duration
-	rng      *rand.Rand
-}
-
-func newSchedule(interval time.Duration, poisson bool, seed uint64) *schedule {
-	s := &schedule{interval: interval}
-	if poisson {
-		s.rng = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	}
-	return s
-}
-
-func (s *schedule) next() time.Duration {
-	if s.rng == nil {
-		return s.interval
-	}
-	return time.Duration(s.rng.ExpFloat64() * float64(s.interval))
 }

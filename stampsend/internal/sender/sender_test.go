@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
-	"math"
 	"net/netip"
 	"strings"
 	"testing"
@@ -326,40 +325,5 @@ func TestT06AccessReportRetransmission(t *testing.T) {
 	if len(with) != len(without) || tw[0].Type != testpkt.TypeAccessReport || to[0].Type != testpkt.TypeExtraPadding ||
 		!bytes.Equal(to[0].Value, make([]byte, 4)) {
 		t.Errorf("with %x without %x", with, without)
-	}
-}
-
-// The Poisson schedule's gaps are exponential with the interval as mean: mean, coefficient of
-// variation 1 and P(gap < mean) = 1 − 1/e over 200,000 draws; the periodic one is constant.
-func TestSchedule(t *testing.T) {
-	p := newSchedule(time.Millisecond, false, 1)
-	for i := 0; i < 10; i++ {
-		if g := p.next(); g != time.Millisecond {
-			t.Fatalf("periodic gap %v", g)
-		}
-	}
-	s := newSchedule(time.Millisecond, true, 42)
-	const n = 200000
-	var sum, sq float64
-	below := 0
-	for i := 0; i < n; i++ {
-		g := float64(s.next()) / 1e6 // ms
-		sum += g
-		sq += g * g
-		if g < 1 {
-			below++
-		}
-	}
-	mean := sum / n
-	cv := math.Sqrt(sq/n-mean*mean) / mean
-	frac := float64(below) / n
-	if math.Abs(mean-1) > 0.01 || math.Abs(cv-1) > 0.02 || math.Abs(frac-(1-1/math.E)) > 0.005 {
-		t.Errorf("poisson: mean %.4f ms, CV %.4f, P(gap<mean) %.4f", mean, cv, frac)
-	}
-	a, b := newSchedule(time.Millisecond, true, 9), newSchedule(time.Millisecond, true, 9)
-	for i := 0; i < 5; i++ {
-		if a.next() != b.next() {
-			t.Fatal("same seed, different schedule")
-		}
 	}
 }
