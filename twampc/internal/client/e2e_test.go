@@ -411,40 +411,6 @@ func TestParseSchedule(t *testing.T) {
 	}
 }
 
-// The schedule generators: periodic gaps are exact; Poisson gaps are exponential (mean =
-// interval, median ln 2 × mean, e^-2 of the gaps longer than twice the mean).
-func TestScheduleGaps(t *testing.T) {
-	const mean = 500 * time.Microsecond
-	g := Schedule{Interval: mean}.gaps(1)
-	for i := 0; i < 10; i++ {
-		if d := g(); d != mean {
-			t.Fatalf("periodic gap %v", d)
-		}
-	}
-	g = Schedule{Interval: mean, Poisson: true}.gaps(42)
-	const n = 200000
-	var sum time.Duration
-	long := 0
-	gaps := make([]int64, n)
-	for i := range gaps {
-		d := g()
-		if d < 0 {
-			t.Fatalf("negative gap %v", d)
-		}
-		gaps[i] = int64(d)
-		sum += d
-		if d > 2*mean {
-			long++
-		}
-	}
-	m := sum / n
-	med := time.Duration(medianNS(gaps))
-	frac := float64(long) / n
-	if m < 490*time.Microsecond || m > 510*time.Microsecond || med < 335*time.Microsecond || med > 360*time.Microsecond || frac < 0.130 || frac > 0.140 {
-		t.Errorf("poisson: mean %v median %v tail %.4f; want 500µs, 347µs, 0.1353", m, med, frac)
-	}
-}
-
 // End to end, the departures (T1 of the JSON output, the ground truth of when each packet
 // left) follow the schedule on average. A busy host may delay the sender; it then catches
 // up by sending what fell due, so the mean gap stays near the interval.

@@ -8,15 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
-	mrand "math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"syscall"
 	"time"
 
+	"github.com/probekit/probekit/shared/pace"
 	"github.com/probekit/probekit/shared/testpkt"
 	"github.com/probekit/probekit/shared/timestamp"
 	"github.com/probekit/probekit/shared/twampctl"
@@ -142,21 +140,14 @@ func (s *session) pktMode() testpkt.Mode {
 	return testpkt.ModeTWAMPAuthenticated
 }
 
-// gaps returns the generator of inter-departure gaps: constant for a periodic schedule,
-// exponential with mean Interval for a Poisson one (RFC 3432 / RFC 2330 §11.1.1).
-func (sc Schedule) gaps(seed uint64) func() time.Duration {
-	if !sc.Poisson {
-		return func() time.Duration { return sc.Interval }
-	}
-	rng := mrand.New(mrand.NewPCG(seed, 0x7477616d70))
-	return func() time.Duration {
-		return time.Duration(-math.Log(1-rng.Float64()) * float64(sc.Interval))
-	}
-}
-
-// send transmits count packets on the schedule. Packets that are due together (high rates,
-// or after the scheduler slept too long) go out in one sendmmsg.
+// send transmits count packets on the schedule, paced by a pace.Pacer (sleep then spin;
+// bursts below 100 µs): the packets it hands out together leave in one sendmmsg, each with
+// its own T1 and kernel transmit time.
 func (s *session) send(ctx context.Context, start time.Time) error {
+	if s.count <= 0 {
+		return nil
+	}
+	defer pace.LockThread()()
 	const batch = udpsock.DefaultBatch
 	size := s.senderLen()
 	msgs := make([]udpsock.Message, batch)
@@ -165,39 +156,22 @@ func (s *session) send(ctx context.Context, start time.Time) error {
 	}
 	pad := s.pad
 	bufs := make([]byte, batch*len(pad))
-	ee := senderEE
-	gap := s.schedule.gaps(uint64(time.Now().UnixNano()))
 	var sp testpkt.SenderPacket
 	sp.Mode = s.pktMode()
-	sp.ErrorEstimate = ee
-	// At rates above 20 kpps, packets due within the next 50 µs join the current sendmmsg:
-	// one syscall per few packets instead of one each, at the cost of ≤ 50 µs early
-	// departures (every packet still carries its own T1 and kernel transmit time).
-	var lookahead time.Duration
-	if s.schedule.Interval < 50*time.Microsecond {
-		lookahead = 50 * time.Microsecond
-	}
-	next := start
+	sp.ErrorEstimate = senderEE
+	sched := pace.NewSchedule(s.schedule.Interval, s.schedule.Poisson, uint64(time.Now().UnixNano()))
+	p := pace.New(start, pace.Config{Schedule: sched, Count: uint64(s.count), MaxBatch: batch})
 	seq := 0
-	for seq < s.count {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		now := time.Now()
-		if d := next.Sub(now); d > 0 {
-			// Sleep rather than spin: on a small host a spinning sender steals the CPU the
-			// receiver (and a local reflector) need. Oversleeping only batches the packets
-			// that fell due meanwhile; each still gets its own T1 at departure.
-			if d > 20*time.Microsecond {
-				time.Sleep(d)
-			} else {
-				runtime.Gosched()
+	for {
+		k, ok := p.Next(ctx)
+		if !ok {
+			if seq < s.count {
+				return ctx.Err()
 			}
-			continue
+			return nil
 		}
-		k := 0
-		for k < batch && seq < s.count && !next.After(now.Add(lookahead)) {
-			b := bufs[k*len(pad) : (k+1)*len(pad)]
+		for i := 0; i < k; i++ {
+			b := bufs[i*len(pad) : (i+1)*len(pad)]
 			copy(b, pad)
 			sp.Seq = uint32(seq)
 			t1 := time.Now()
@@ -209,10 +183,8 @@ func (s *session) send(ctx context.Context, start time.Time) error {
 				}
 			}
 			s.sentT1[seq] = t1.UnixNano()
-			msgs[k] = udpsock.Message{Buf: out, N: len(out), Addr: s.remote, TOS: s.dscp << 2}
-			k++
+			msgs[i] = udpsock.Message{Buf: out, N: len(out), Addr: s.remote, TOS: s.dscp << 2}
 			seq++
-			next = next.Add(gap())
 		}
 		sent, err := s.sock.WriteBatch(msgs[:k])
 		for j := 0; j < sent; j++ {
@@ -227,7 +199,6 @@ func (s *session) send(ctx context.Context, start time.Time) error {
 			return err
 		}
 	}
-	return nil
 }
 
 // receive reads replies until every packet came back or deadline() passes.
