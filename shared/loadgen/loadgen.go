@@ -9,13 +9,13 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/probekit/probekit/shared/pace"
 	"github.com/probekit/probekit/shared/stats"
 	"github.com/probekit/probekit/shared/timestamp"
 	"github.com/probekit/probekit/shared/udpsock"
@@ -49,7 +49,8 @@ type Config struct {
 	// measured from the first send until the last reply or the end of Wait.
 	PID int
 	// Spin is the busy-wait window before each send slot: the sender sleeps until Spin before
-	// the slot and spins the rest (DefaultSpin when 0, never spins when negative).
+	// the slot and spins the rest (DefaultSpin when 0, never spins when negative). Rates above
+	// 10 kpps are paced in bursts instead (pace.DefaultBurstBelow).
 	Spin time.Duration
 	// MaxBatch bounds the packets sent in one sendmmsg when the schedule has several due
 	// (DefaultMaxBatch when 0).
@@ -302,61 +303,27 @@ type runState struct {
 	residence  stats.Series
 }
 
-// send paces the packets on an absolute schedule (packet i due at start + i/Rate), sending
-// every due packet in one sendmmsg. The goroutine is locked to its thread with the timer slack
-// at 1 ns, so the kernel sleep before each slot wakes within microseconds; the last Spin of
-// the wait is busy.
+// send paces the packets with a pace.Pacer (packet i due at start + i/Rate; sleep then spin
+// the last Spin, bursts below 100 µs) and sends every packet it hands out in one sendmmsg.
 func (st *runState) send(ctx context.Context, conn *udpsock.Conn) (first, last time.Time, err error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0)
-	defer unix.Prctl(unix.PR_SET_TIMERSLACK, 0, 0, 0, 0) // back to the thread default
-
+	defer pace.LockThread()()
 	cfg := st.cfg
 	msgs := make([]udpsock.Message, cfg.MaxBatch)
 	bufs := make([]byte, cfg.MaxBatch*cfg.Size)
 	for i := range msgs {
 		msgs[i] = udpsock.Message{Buf: bufs[i*cfg.Size : (i+1)*cfg.Size], Addr: cfg.Target, TOS: cfg.TOS}
 	}
-	interval := float64(time.Second) / cfg.Rate
-	start := time.Now()
-	due := func(i int) time.Duration { return time.Duration(float64(i) * interval) }
+	interval := time.Duration(math.Round(float64(time.Second) / cfg.Rate))
+	p := pace.New(time.Now(), pace.Config{Schedule: pace.NewSchedule(interval, false, 0),
+		Count: uint64(st.total), MaxBatch: cfg.MaxBatch, Spin: cfg.Spin})
 	next := 0
-	done := ctx.Done()
-	for next < st.total {
-		select {
-		case <-done:
+	for {
+		n, ok := p.Next(ctx)
+		if !ok {
 			return first, last, nil
-		default:
 		}
 		now := time.Now()
-		el := now.Sub(start)
-		if d := due(next); el < d {
-			wait := d - el
-			if cfg.Spin < 0 || wait > cfg.Spin {
-				sl := wait
-				if cfg.Spin > 0 {
-					sl -= cfg.Spin
-				}
-				ts := unix.NsecToTimespec(int64(sl))
-				_ = unix.Nanosleep(&ts, nil)
-			} else {
-				runtime.Gosched()
-			}
-			continue
-		}
-		// Every packet whose slot has come goes out now, up to MaxBatch.
-		n := int(float64(el)/interval) + 1 - next
-		if n > cfg.MaxBatch {
-			n = cfg.MaxBatch
-		}
-		if n > st.total-next {
-			n = st.total - next
-		}
-		if n < 1 {
-			n = 1
-		}
-		st.late.Add(el - due(next))
+		st.late.Add(p.Late())
 		wall := now.UnixNano()
 		for i := 0; i < n; i++ {
 			FillPacket(msgs[i].Buf, uint32(next+i), now)
@@ -377,7 +344,6 @@ func (st *runState) send(ctx context.Context, conn *udpsock.Conn) (first, last t
 			return first, last, fmt.Errorf("loadgen: send: %w", werr)
 		}
 	}
-	return first, last, nil
 }
 
 // receive counts replies until ctx is cancelled.
