@@ -73,8 +73,8 @@ func TestSchedulePoissonSeed(t *testing.T) {
 	}
 }
 
-// drain runs p to its end and returns the total issued, the number of batches and whether any
-// departure was handed out before its scheduled time.
+// drain runs p to its end, failing when a departure is handed out before its periodic
+// schedule (start + i·iv) says, and returns the total issued and the number of batches.
 func drain(t *testing.T, ctx context.Context, p *Pacer, start time.Time, iv time.Duration) (total, batches int) {
 	t.Helper()
 	for {
