@@ -71,10 +71,12 @@ func median(v []float64) float64 {
 // TestLabPath runs stampsend in A against stampref in B across the path topology's router,
 // which delays each direction by a known amount and drops a known random fraction. Ground
 // truth comes from captures on A's and B's interfaces (one kernel clock for all namespaces):
-//   - RTT: per packet, the round trip captured on A minus the reflector residence carried in
-//     the reply; the median of the per-packet differences to stampsend's RTT must be within
-//     10 µs;
-//   - one-way delays: request departure on A to arrival on B (forward) and reply departure on
+//   - RTT: per packet, from the request crossing the A–R link (R's receive stamp on its side
+//     of the link, taken in the same kernel call as the sender's transmit stamp T1; A's own
+//     tap stamps a packet some µs before the driver stamps it) to the reply's arrival on A,
+//     minus the reflector residence carried in the reply; the median of the per-packet
+//     differences to stampsend's RTT must be within 10 µs;
+//   - one-way delays: request crossing of the A–R link to arrival on B (forward) and reply departure on
 //     B to arrival on A (backward), against stampsend's T2 − T1 and T4 − T3 (within 25 µs: T3
 //     is read just before the reflector's send call, some µs before the packet leaves);
 //   - T2: the reflector's receive timestamp equals the capture's arrival time on B (within
@@ -89,7 +91,10 @@ func TestLabPath(t *testing.T) {
 		In:  netlab.Impairment{Delay: 2 * time.Millisecond, Loss: 0.03},
 	})
 	target := netlab.PathB.String() + ":8620"
-	ref, err := lab.B.Start(bins.stampref, "--listen", target, "--no-monitor")
+	// --realtime: the reflector's send path (T3 is read just before it) runs on a SCHED_FIFO
+	// thread, as an operator runs it on a busy host; otherwise the test machine's own load
+	// (other packages' tests) preempts it between T3 and the wire.
+	ref, err := lab.B.Start(bins.stampref, "--listen", target, "--no-monitor", "--realtime", "10")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,9 +123,10 @@ func labRun(t *testing.T, lab *netlab.PathLab, ref *netlab.Proc, target string) 
 	const port = 8620
 	const n = 600
 	dir := t.TempDir()
-	pcapA, pcapB := filepath.Join(dir, "a0.pcap"), filepath.Join(dir, "b0.pcap")
+	pcapA, pcapB, pcapR := filepath.Join(dir, "a0.pcap"), filepath.Join(dir, "b0.pcap"), filepath.Join(dir, "ra.pcap")
 	stopA := netlab.StartCapture(t, lab.A, lab.A.Iface, pcapA, "udp port 8620")
 	stopB := netlab.StartCapture(t, lab.B, lab.B.Iface, pcapB, "udp port 8620")
+	stopR := netlab.StartCapture(t, lab.R, lab.R.Iface, pcapR, "udp port 8620")
 	time.Sleep(500 * time.Millisecond) // stampref binding, tcpdump attaching
 	so0, err := lab.Stats(netlab.Out)
 	if err != nil {
@@ -140,9 +146,11 @@ func labRun(t *testing.T, lab *netlab.PathLab, ref *netlab.Proc, target string) 
 	time.Sleep(200 * time.Millisecond)
 	stopA()
 	stopB()
+	stopR()
 	recs, sum := parseJSONLines(t, out)
 	reqA, repA := readSTAMP(t, pcapA, port)
 	reqB, repB := readSTAMP(t, pcapB, port)
+	reqR, _ := readSTAMP(t, pcapR, port)
 	if len(reqA) != n {
 		t.Fatalf("capture holds %d of %d requests", len(reqA), n)
 	}
@@ -187,11 +195,16 @@ func labRun(t *testing.T, lab *netlab.PathLab, ref *netlab.Proc, target string) 
 		if r.TxSource != "kernel" || r.RxSource != "kernel" {
 			t.Fatalf("seq %d: timestamps %s/%s", seq, r.TxSource, r.RxSource)
 		}
-		capRTT := float64(w.at.Sub(reqA[seq].at)-rp.Residence()) / 1e3
+		crossed, ok := reqR[seq]
+		if !ok {
+			t.Errorf("seq %d: answered, but its request is not in the capture on R", seq)
+			continue
+		}
+		capRTT := float64(w.at.Sub(crossed.at)-rp.Residence()) / 1e3
 		truth = append(truth, capRTT)
 		dRTT = append(dRTT, r.RTTUS-capRTT)
 		inB, outB := reqB[seq], repB[seq]
-		dFwd = append(dFwd, r.Forward-float64(inB.at.Sub(reqA[seq].at))/1e3)
+		dFwd = append(dFwd, r.Forward-float64(inB.at.Sub(crossed.at))/1e3)
 		dBwd = append(dBwd, r.Backward-float64(w.at.Sub(outB.at))/1e3)
 		dT2 = append(dT2, float64(rp.ReceiveTime().Sub(inB.at))/1e3)
 	}
