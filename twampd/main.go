@@ -17,7 +17,8 @@ var version = "dev"
 func main() { os.Exit(cliutil.Main(newApp(), os.Args)) }
 
 func newApp() *cli.App {
-	app := cliutil.NewApp("twampd", "TWAMP server and session-reflector (RFC 5357, 5618, 5938; TWAMP Light)", version)
+	app := cliutil.NewApp("twampd", "TWAMP server and session-reflector (RFC 5357, 5618, 5938, 6038, 7750; TWAMP Light)", version)
+	cliutil.SetManSection(app, 8) // a daemon
 	app.UsageText = "twampd [flags]"
 	app.Flags = append(app.Flags,
 		&cli.StringSliceFlag{Name: "listen", Aliases: []string{"S"}, Value: cli.NewStringSlice("[::]:862"),
