@@ -78,11 +78,9 @@ func (c *Conn) recv(n int) ([]byte, error) {
 	return b, c.rx.Open(b)
 }
 
-func randomBytes(b []byte) {
-	if _, err := rand.Read(b); err != nil {
-		panic("twamp control: crypto/rand failed: " + err.Error()) // never happens on Linux
-	}
-}
+// randomBytes fills b from crypto/rand, which since Go 1.24 never returns an error (it
+// aborts the process itself if the kernel's generator fails).
+func randomBytes(b []byte) { _, _ = rand.Read(b) }
 
 // ClientConfig selects what a Control-Client accepts.
 type ClientConfig struct {
