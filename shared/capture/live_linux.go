@@ -55,6 +55,10 @@ type Live struct {
 	loIndex  int
 	timeout  int // poll timeout, ms (-1: forever)
 	iface    string
+	// final holds the counters Close read from the socket before releasing it, so a caller
+	// can still account for the last packets and drops; handed out once by Stats.
+	final     LiveStats
+	finalRead bool
 }
 
 // OpenLive opens a live capture on iface ("any" or "" for every interface, cooked). Needs
@@ -371,13 +375,23 @@ func (h *Live) wait() error {
 	}
 }
 
-// Stats returns the kernel's counters since the previous call (they reset on read).
+// Stats returns the kernel's counters since the previous call (they reset on read). After
+// Close, the first call returns the counters Close collected (those not yet read); later
+// calls return ErrClosed.
 func (h *Live) Stats() (LiveStats, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.closed.Load() {
-		return LiveStats{}, ErrClosed
+	if h.fd < 0 {
+		if h.finalRead {
+			return LiveStats{}, ErrClosed
+		}
+		h.finalRead = true
+		return h.final, nil
 	}
+	return h.readStats()
+}
+
+func (h *Live) readStats() (LiveStats, error) {
 	st, err := unix.GetsockoptTpacketStatsV3(h.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
 	if err != nil {
 		return LiveStats{}, fmt.Errorf("capture: PACKET_STATISTICS: %w", err)
@@ -398,6 +412,9 @@ func (h *Live) Close() error {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.fd >= 0 {
+		h.final, _ = h.readStats() // on error the final counters are unknown: zero
+	}
 	return h.release()
 }
 

@@ -166,6 +166,15 @@ func TestLiveLoopback(t *testing.T) {
 	if p, err := h.Next(); !errors.Is(err, ErrTimeout) {
 		t.Fatalf("after the traffic: %v %x", err, p.Data)
 	}
+	// Counters not read before Close are not lost: Close keeps them for one last Stats.
+	sendUDP(t, dst, 0, n, size)
+	time.Sleep(50 * time.Millisecond)
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := h.Stats(); err != nil || st.Packets < n || st.Packets > 2*n {
+		t.Fatalf("final stats after Close: %+v, %v; want %d…%d packets", st, err, n, 2*n)
+	}
 }
 
 func TestLiveAnyCooked(t *testing.T) {
@@ -268,8 +277,11 @@ func TestLiveCloseAndTimeout(t *testing.T) {
 	if err := h.Close(); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := h.Stats(); err != nil {
+		t.Fatalf("first Stats after Close (the final counters): %v", err)
+	}
 	if _, err := h.Stats(); !errors.Is(err, ErrClosed) {
-		t.Fatalf("Stats after Close: %v", err)
+		t.Fatalf("second Stats after Close: %v", err)
 	}
 
 	h, err = OpenLive("lo", LiveOptions{Match: quiet, Timeout: 30 * time.Millisecond})
