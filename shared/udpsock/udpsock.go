@@ -206,8 +206,11 @@ func Listen(ctx context.Context, network, addr string, opts Options) (*Conn, err
 // warmRxTimestamps waits until the kernel stamps received packets. Enabling the first
 // timestamping socket on a host flips a static key from a workqueue (net_enable_timestamp),
 // so packets arriving in the next moments carry no stamp. A private loopback probe with the
-// same option shows when stamping is live; it gives up after 100 ms (ReadBatch then falls
-// back to user-space time, labelled SourceUser).
+// same option shows when stamping is live; it gives up after 200 ms (ReadBatch then falls
+// back to user-space time, labelled SourceUser). With SO_TIMESTAMPNS the kernel does not
+// leave an unstamped packet without a stamp: recvmsg stamps it with the time of the read
+// (__sock_recv_timestamp). So the probe waits 2 ms between send and read, and counts
+// stamping as live only when the stamp is from before the read.
 func warmRxTimestamps(kind rxStampKind) {
 	opts := Options{RxTimestamps: true, TxTimestamps: kind == rxStampTimestamping, Batch: 1}
 	for _, network := range []string{"udp4", "udp6"} {
@@ -226,17 +229,18 @@ func warmRxTimestamps(kind rxStampKind) {
 		}
 		defer p.Close()
 		m := Message{Buf: make([]byte, 1)}
-		deadline := time.Now().Add(100 * time.Millisecond)
+		deadline := time.Now().Add(200 * time.Millisecond)
 		for time.Now().Before(deadline) {
 			out := Message{Buf: []byte{0}, Addr: p.LocalAddr()}
 			if p.WriteTo(&out) != nil {
 				return
 			}
-			p.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
-			if p.ReadFrom(&m) == nil && m.RxSource == timestamp.SourceKernel {
+			time.Sleep(2 * time.Millisecond)
+			read := time.Now()
+			p.SetReadDeadline(read.Add(20 * time.Millisecond))
+			if p.ReadFrom(&m) == nil && m.RxSource == timestamp.SourceKernel && m.RxTime.Before(read.Add(-time.Millisecond)) {
 				return
 			}
-			time.Sleep(time.Millisecond)
 		}
 		return
 	}
