@@ -191,29 +191,12 @@ func (w *Worker) Reflect(p *Packet, out []byte) ([]byte, uint8, bool) {
 	if p.TTL > 0 && p.TTL < 256 {
 		ttl = uint8(p.TTL)
 	}
-	if mode.Authenticated() {
-		binary.BigEndian.PutUint32(out[0:], seq)
-		r.ee.Put(out[24:])
-		if format == FormatSTAMP {
-			binary.BigEndian.PutUint16(out[26:], req.SSID)
-		}
-		binary.BigEndian.PutUint64(out[32:], t2)
-		binary.BigEndian.PutUint32(out[48:], req.Seq)
-		binary.BigEndian.PutUint64(out[64:], req.Timestamp)
-		req.ErrorEstimate.Put(out[72:])
-		out[80] = ttl
-	} else {
-		binary.BigEndian.PutUint32(out[0:], seq)
-		r.ee.Put(out[12:])
-		if format == FormatSTAMP {
-			binary.BigEndian.PutUint16(out[14:], req.SSID)
-		}
-		binary.BigEndian.PutUint64(out[16:], t2)
-		binary.BigEndian.PutUint32(out[24:], req.Seq)
-		binary.BigEndian.PutUint64(out[28:], req.Timestamp)
-		req.ErrorEstimate.Put(out[36:])
-		out[40] = ttl
+	base := testpkt.ReflectedPacket{Mode: mode, Seq: seq, ErrorEstimate: r.ee, ReceiveTimestamp: t2,
+		SenderSeq: req.Seq, SenderTimestamp: req.Timestamp, SenderErrorEstimate: req.ErrorEstimate, SenderTTL: ttl}
+	if format == FormatSTAMP {
+		base.SSID = req.SSID // TWAMP has MBZ there
 	}
+	base.PutBase(out)
 
 	hmacTLV := -1
 	if hasTLVs && rl > repBase {
@@ -231,11 +214,7 @@ func (w *Worker) Reflect(p *Packet, out []byte) ([]byte, uint8, bool) {
 	// T3 as late as possible: everything but the base HMAC is final.
 	now := w.Now()
 	t3 := testpkt.Stamp(now, ptp)
-	if mode.Authenticated() {
-		binary.BigEndian.PutUint64(out[16:], t3)
-	} else {
-		binary.BigEndian.PutUint64(out[4:], t3)
-	}
+	testpkt.PutTransmitTimestamp(out, mode, t3)
 	if s != nil && stateful {
 		s.prevSeq, s.prevT3, s.hasPrev = seq, t3, true
 	}

@@ -269,7 +269,16 @@ func (p *ReflectedPacket) AppendTo(b []byte) []byte {
 	n := p.Mode.ReflectedLen()
 	start := len(b)
 	b = append(b, make([]byte, n)...)
-	w := b[start:]
+	p.PutBase(b[start:])
+	return append(b, p.Extra...)
+}
+
+// PutBase writes p's base fields (not Extra) in place into w, which must hold at least
+// p.Mode.ReflectedLen() octets; MBZ octets are left as they are. It is the Session-Reflector's
+// allocation-free path: the reply buffer is cleared once, PutBase fills it, and
+// PutTransmitTimestamp sets T3 last.
+func (p *ReflectedPacket) PutBase(w []byte) {
+	_ = w[p.Mode.ReflectedLen()-1]
 	binary.BigEndian.PutUint32(w[offSeq:], p.Seq)
 	if p.Mode.Authenticated() {
 		binary.BigEndian.PutUint64(w[offAuthTS:], p.Timestamp)
@@ -291,7 +300,15 @@ func (p *ReflectedPacket) AppendTo(b []byte) []byte {
 		p.SenderErrorEstimate.Put(w[offSndEE:])
 		w[offSndTTL] = p.SenderTTL
 	}
-	return append(b, p.Extra...)
+}
+
+// PutTransmitTimestamp writes T3 (raw wire value) into the reflected packet w of mode m.
+func PutTransmitTimestamp(w []byte, m Mode, t3 uint64) {
+	if m.Authenticated() {
+		binary.BigEndian.PutUint64(w[offAuthTS:], t3)
+	} else {
+		binary.BigEndian.PutUint64(w[offTS:], t3)
+	}
 }
 
 // MarshalBinary returns the wire form of p.
