@@ -55,21 +55,3 @@ func sender(m testpkt.Mode, seq uint32, ssid uint16, extra []byte) []byte {
 		ErrorEstimate: timestamp.NewErrorEstimate(true, false, time.Microsecond), SSID: ssid, Extra: extra}
 	return p.AppendTo(nil)
 }
-
-func loadTeaparty(t testing.TB) stampvectors.Teaparty {
-	t.Helper()
-	v, err := stampvectors.LoadTeaparty()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
-
-func loadCaptures(t testing.TB) map[string][]stampvectors.Frame {
-	t.Helper()
-	c, err := stampvectors.LoadCaptures()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}

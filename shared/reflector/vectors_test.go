@@ -32,7 +32,7 @@ func maskTimes(b []byte, m testpkt.Mode) []byte {
 // reflector sequence number (teaparty's documented +1 quirk; ours starts at 0, B-12). The CoS
 // and Timestamp Information TLVs must match byte for byte (T-03, T-04).
 func TestTeapartyVectors(t *testing.T) {
-	v := loadTeaparty(t)
+	v := stampvectors.MustTeaparty(t)
 	run := func(name string, m testpkt.Mode, pairs []stampvectors.Pair, tos uint8) {
 		t.Run(name, func(t *testing.T) {
 			cfg := Config{Mode: m}
@@ -79,7 +79,7 @@ func TestTeapartyVectors(t *testing.T) {
 // TestStampSuiteCaptures replays the stamp-suite requests: our replies fix its two bugs (SSID in
 // MBZ 38–39 / 74–75) and otherwise agree with its replies except timestamps and HMAC.
 func TestStampSuiteCaptures(t *testing.T) {
-	caps := loadCaptures(t)
+	caps := stampvectors.MustCaptures(t)
 	cases := []struct {
 		file   string
 		m      testpkt.Mode
@@ -140,7 +140,7 @@ func TestStampSuiteCaptures(t *testing.T) {
 // is dropped by us (B-19), and the 124-octet request with Extra Padding after the HMAC gets a
 // symmetric 124-octet reply (B-16) where XilongYang answered 112.
 func TestXilongYangCaptures(t *testing.T) {
-	caps := loadCaptures(t)["stamp-xy-auth.pcap"]
+	caps := stampvectors.MustCaptures(t)["stamp-xy-auth.pcap"]
 	r, w := newWorker(t, Config{Mode: testpkt.ModeAuthenticated, Key: []byte("secret")})
 	if _, _, _, ok := reflect1(t, w, pkt(caps[0].Payload, peerA), testpkt.ModeAuthenticated); !ok {
 		t.Fatal("valid request dropped")

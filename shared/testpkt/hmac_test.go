@@ -3,13 +3,15 @@ package testpkt
 import (
 	"bytes"
 	"testing"
+
+	"github.com/probekit/probekit/shared/testpkt/stampvectors"
 )
 
 // TestB18TeapartySenderHMAC rebuilds the stamp-suite sender's authenticated requests from their
 // decoded fields with our encoder and signer: the bytes, HMAC included, must equal theirs. Their
 // replies (teaparty) must verify under the same key.
 func TestB18TeapartySenderHMAC(t *testing.T) {
-	v := loadTeaparty(t)
+	v := stampvectors.MustTeaparty(t)
 	s := NewSigner([]byte(interopKey))
 	for i, pair := range v.Authenticated {
 		req, rep := pair.Request, pair.Reply
@@ -36,7 +38,7 @@ func TestB18TeapartySenderHMAC(t *testing.T) {
 // TestB19WrongKeys: captures of requests under wrong keys and the XilongYang replies verify
 // only under the right key.
 func TestB19WrongKeys(t *testing.T) {
-	caps := loadCaptures(t)
+	caps := stampvectors.MustCaptures(t)
 	good := NewSigner([]byte(interopKey))
 	secret := NewSigner([]byte("secret"))
 	cases := []struct {

@@ -189,7 +189,7 @@ func TestShortPackets(t *testing.T) {
 // TestB08MBZIgnored decodes stamp-suite 0.8.0 replies that carry the SSID in MBZ octets 38–39
 // (auth: 74–75): MBZ is never checked on receipt (B-08).
 func TestB08MBZIgnored(t *testing.T) {
-	caps := loadCaptures(t)
+	caps := stampvectors.MustCaptures(t)
 	f := caps["stamp-suite-reflector.pcap"][1]
 	b := f.Payload
 	if b[38] != 0x12 || b[39] != 0x34 {
@@ -239,7 +239,7 @@ func TestB06TimestampFormats(t *testing.T) {
 
 // TestB07MultiplierZeroAccepted: an EE with multiplier 0 decodes (lenient receipt).
 func TestB07MultiplierZeroAccepted(t *testing.T) {
-	caps := loadCaptures(t)
+	caps := stampvectors.MustCaptures(t)
 	b := caps["stamp-suite-reflector.pcap"][8].Payload // frame 9: EE 0x0000
 	var s SenderPacket
 	if err := s.UnmarshalBinary(b); err != nil {
@@ -253,7 +253,7 @@ func TestB07MultiplierZeroAccepted(t *testing.T) {
 // TestTeapartyVectorsDecode decodes the teaparty request/reply pairs and checks the copied
 // fields (B-14), SSID echo and TTL (B-15).
 func TestTeapartyVectorsDecode(t *testing.T) {
-	v := loadTeaparty(t)
+	v := stampvectors.MustTeaparty(t)
 	check := func(m Mode, pair stampvectors.Pair, seq uint32, extra int) {
 		req, rep := pair.Request, pair.Reply
 		if len(req) != len(rep) {

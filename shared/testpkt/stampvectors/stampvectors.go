@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"testing"
 )
 
 // InteropKey is the HMAC key of the teaparty vectors and the stamp-suite authenticated capture;
@@ -110,4 +111,24 @@ func LoadCaptures() (map[string][]Frame, error) {
 		}
 	}
 	return raw.Captures, nil
+}
+
+// MustTeaparty is LoadTeaparty for tests: it fails t on error.
+func MustTeaparty(t testing.TB) Teaparty {
+	t.Helper()
+	v, err := LoadTeaparty()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// MustCaptures is LoadCaptures for tests: it fails t on error.
+func MustCaptures(t testing.TB) map[string][]Frame {
+	t.Helper()
+	c, err := LoadCaptures()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
