@@ -51,8 +51,11 @@ type Config struct {
 	// because a truncated copy would break symmetric size.
 	MaxPacket int
 	// BusyPoll, when positive, makes Serve poll the socket without sleeping for up to this
-	// long after each batch: lower residence time (no scheduler wake-up for packets arriving
-	// within the window) at the cost of a spinning CPU.
+	// long after each batch (udpsock Options.BusyPoll): lower residence time (no scheduler
+	// wake-up for packets arriving within the window) at the cost of a spinning CPU. It
+	// excludes Realtime: a SCHED_FIFO thread that never sleeps is throttled by the kernel
+	// (sched_rt_runtime_us, 50 ms in every second by default), which holds packets for tens
+	// of ms (p99 residence 24 ms measured at 10 kpps).
 	BusyPoll time.Duration
 	// Realtime, when positive, runs each Serve loop on its own OS thread with SCHED_FIFO at
 	// this priority (1…99, needs CAP_SYS_NICE; a warning and normal scheduling otherwise).
@@ -145,6 +148,9 @@ func New(cfg Config) (*Reflector, error) {
 	}
 	if cfg.Mode == testpkt.ModeAuthenticated && len(cfg.Key) == 0 && !cfg.ProvisionedOnly {
 		return nil, errors.Join(ErrConfig, errors.New("authenticated mode needs a key"))
+	}
+	if cfg.BusyPoll > 0 && cfg.Realtime > 0 {
+		return nil, errors.Join(ErrConfig, errors.New("busy polling and real-time priority exclude each other"))
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout

@@ -47,12 +47,11 @@ func (r *Reflector) Serve(ctx context.Context, conn *udpsock.Conn) error {
 	}
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
 	defer stop()
-	bp := newBusyPoller(conn, r.cfg.BusyPoll)
+	if r.cfg.BusyPoll > 0 {
+		conn.SetBusyPoll(r.cfg.BusyPoll)
+	}
 	var pkt Packet
 	for {
-		if bp != nil {
-			bp.wait()
-		}
 		n, err := conn.ReadBatch(in)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {

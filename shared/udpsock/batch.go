@@ -41,7 +41,10 @@ type batchState struct {
 	sysno uintptr
 	// blocking: recvmmsg waits in the kernel (Options.Blocking) and wakes every BlockingPoll.
 	blocking bool
-	n        int
+	// spinUntil is the end of the busy-poll window of the current ReadBatch (Unix ns; 0: no
+	// polling, or the window has passed).
+	spinUntil int64
+	n         int
 	flags    int
 	got      int
 	errno    unix.Errno
@@ -73,9 +76,27 @@ func (s *batchState) grow(n int) {
 // the runtime poller waits for readiness and calls again.
 func (s *batchState) call(fd uintptr) bool {
 	for {
+		flags := s.flags
+		if s.spinUntil != 0 {
+			flags |= unix.MSG_DONTWAIT
+		}
 		r, _, e := unix.Syscall6(s.sysno, fd, uintptr(unsafe.Pointer(&s.hs[0])),
-			uintptr(s.n), uintptr(s.flags), 0, 0)
+			uintptr(s.n), uintptr(flags), 0, 0)
 		if e == unix.EINTR {
+			continue
+		}
+		if e == unix.EAGAIN && s.spinUntil != 0 {
+			// Busy poll: try again until the window passes, then wait as usual. Close
+			// and read deadlines end the window early.
+			now := time.Now().UnixNano()
+			d := s.c.rdeadline.Load()
+			if now < s.spinUntil && !s.c.closing.Load() && (d == 0 || now < d) {
+				continue
+			}
+			s.spinUntil = 0
+			if !s.blocking {
+				return false
+			}
 			continue
 		}
 		if e == unix.EAGAIN && s.blocking {
@@ -137,9 +158,12 @@ func (c *Conn) ReadBatch(msgs []Message) (int, error) {
 	for i := 0; i < n; i++ {
 		setHdr(&s.hs[i], &s.iov[i], msgs[i].Buf, &s.names[i], unix.SizeofSockaddrInet6, s.oob[i*oobSize:(i+1)*oobSize])
 	}
-	s.n, s.flags = n, 0
+	s.n, s.flags, s.spinUntil = n, 0, 0
 	if s.blocking {
 		s.flags = unix.MSG_WAITFORONE
+	}
+	if bp := c.busyPoll.Load(); bp > 0 {
+		s.spinUntil = time.Now().UnixNano() + bp
 	}
 	if err := c.rc.Read(s.fn); err != nil {
 		return 0, c.wrapErr("recvmmsg", err)

@@ -82,6 +82,12 @@ func TestZeroAllocs(t *testing.T) {
 	if a := testing.AllocsPerRun(200, func() { roundTrip(t, tx, brx, bout, in) }); a != 0 {
 		t.Fatalf("Blocking ReadBatch: %.1f allocations per run, want 0", a)
 	}
+	prx := listen(t, "udp4", "127.0.0.1:0", Options{BusyPoll: time.Millisecond, RxTimestamps: true, RecvTOS: true, RecvTTL: true})
+	pout := seqMsgs(32, prx.LocalAddr())
+	roundTrip(t, tx, prx, pout, in)
+	if a := testing.AllocsPerRun(200, func() { roundTrip(t, tx, prx, pout, in) }); a != 0 {
+		t.Fatalf("busy-polling ReadBatch: %.1f allocations per run, want 0", a)
+	}
 	// Transmit timestamps: send a batch, then drain its reports from the error queue.
 	ttx := listen(t, "udp4", "127.0.0.1:0", Options{TxTimestamps: true})
 	var stamps int

@@ -631,3 +631,49 @@ func TestHardwareTimestampsOption(t *testing.T) {
 		t.Errorf("source %v time %v (sent after %v)", got.RxSource, got.RxTime, before)
 	}
 }
+
+// Busy polling (Options.BusyPoll) must read what arrives within the window and what arrives
+// after it, with the same fields as a sleeping read, and end early for a read deadline or
+// Close, in both the poller and the Blocking mode.
+func TestBusyPoll(t *testing.T) {
+	for _, blocking := range []bool{false, true} {
+		t.Run(fmt.Sprintf("blocking=%v", blocking), func(t *testing.T) {
+			opts := Options{BusyPoll: 20 * time.Millisecond, Blocking: blocking, RxTimestamps: true, RecvTOS: true}
+			rx := listen(t, "udp4", "127.0.0.1:0", opts)
+			tx := listen(t, "udp4", "127.0.0.1:0", Options{})
+			// Within the window: sent while the reader polls.
+			for _, delay := range []time.Duration{5 * time.Millisecond, 60 * time.Millisecond} {
+				go func() {
+					time.Sleep(delay)
+					m := Message{Buf: []byte{1, 2, 3, 4}, Addr: rx.LocalAddr(), TOS: 0x2e << 2}
+					if err := tx.WriteTo(&m); err != nil {
+						t.Error(err)
+					}
+				}()
+				rx.SetReadDeadline(time.Now().Add(5 * time.Second))
+				in := mkMsgs(4, 64)
+				n, err := rx.ReadBatch(in)
+				if err != nil || n != 1 {
+					t.Fatalf("delay %v: n %d err %v", delay, n, err)
+				}
+				if m := in[0]; m.N != 4 || m.TOS != 0x2e<<2 || m.RxSource != timestamp.SourceKernel || m.Addr != tx.LocalAddr() {
+					t.Errorf("delay %v: got %+v", delay, m)
+				}
+			}
+
+			// A read deadline inside the window ends the polling with a timeout.
+			rx.SetBusyPoll(time.Second)
+			start := time.Now()
+			rx.SetReadDeadline(start.Add(10 * time.Millisecond))
+			if _, err := rx.ReadBatch(mkMsgs(2, 64)); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Errorf("err = %v, want deadline exceeded", err)
+			}
+			if el := time.Since(start); el > 500*time.Millisecond {
+				t.Errorf("deadline of 10ms inside a 1s window returned after %v", el)
+			}
+			rx.SetReadDeadline(time.Time{})
+			rx.SetBusyPoll(0)
+			checkCancelUnblocks(t, Options{BusyPoll: time.Second, Blocking: blocking})
+		})
+	}
+}

@@ -42,7 +42,8 @@ func TestB02DefaultListen(t *testing.T) {
 
 func TestUsage(t *testing.T) {
 	for _, bad := range [][]string{{"--listen", "x"}, {"--monitor", "10.0.0.1:80"}, {"--auth"}, {"extra"},
-		{"--idle-timeout", "0s"}, {"--max-sessions", "-1"}} {
+		{"--idle-timeout", "0s"}, {"--max-sessions", "-1"}, {"--busy-poll", "2s"},
+		{"--busy-poll", "100us", "--realtime", "10"}} {
 		if _, code := parse(t, bad...); code != cliutil.ExitUsage {
 			t.Errorf("%v: exit %d, want 2", bad, code)
 		}
