@@ -45,10 +45,10 @@ type batchState struct {
 	// polling, or the window has passed).
 	spinUntil int64
 	n         int
-	flags    int
-	got      int
-	errno    unix.Errno
-	fn       func(fd uintptr) bool
+	flags     int
+	got       int
+	errno     unix.Errno
+	fn        func(fd uintptr) bool
 }
 
 func (s *batchState) init(c *Conn, n int, read bool) {
