@@ -4,7 +4,8 @@
 #  2. pkbench: stampref against the limit echo in one run — CPU per reflected packet at
 #     20 kpps (target ≤ 1.3 × echo), highest loss-free rate (≥ 0.95 × echo), residence T3 − T2
 #     at 10 kpps (targets p50 ≤ 5 µs, p99 ≤ 50 µs);
-#     and the same with --realtime (SCHED_FIFO thread, blocking reads) and --busy-poll;
+#     and the same with --realtime (SCHED_FIFO thread, blocking reads) and --busy-poll (also pinned
+#     away from the generator, against a polling limit echo);
 #  3. stampsend: one session at 100 kpps for 3 s against stampref, false loss (target < 0.01 %).
 # Everything runs on 127.0.0.1 and is bounded in time.
 set -euo pipefail
@@ -39,6 +40,15 @@ echo "--- stampref --busy-poll 200us vs the limit echo (residence with polling i
   --cmd "$BIN/stampref --listen 127.0.0.1:{port} --no-monitor --log-level warn --busy-poll 200us" \
   --rate 20000 --duration "${BENCH_DURATION:-5s}" --repeat 1 --no-search \
   --residence-rate 10000 --residence-duration 3s
+
+echo
+echo "--- stampref --busy-poll 200us, pinned: generator on one CPU, limit echo (also polling) and stampref on the other"
+echo "    (on 2 CPUs an unpinned poller shares its CPU with the generator; this is the reflector's own residence)"
+"$PKBENCH" --log-level warn reflector --name stampref-busy-poll-pinned --pin \
+  --limit-stamps --limit-busy-poll 200us \
+  --cmd "$BIN/stampref --listen 127.0.0.1:{port} --no-monitor --log-level warn --busy-poll 200us" \
+  --rate 20000 --duration "${BENCH_DURATION:-5s}" --repeat 1 --no-search \
+  --residence-rate 10000 --residence-duration "${BENCH_RESIDENCE:-10s}"
 
 echo
 echo "--- stampsend: one session at 100 kpps for 3 s (300,000 packets)"

@@ -116,6 +116,8 @@ type Report struct {
 	// other work kept the machine's cores busy are noisier (CPU per packet grows with
 	// wake-up costs, loss with scheduling stalls).
 	LoadAvg [2]float64 `json:"loadavg_1m"`
+	// Pinned says how the processes were pinned to CPUs ("" when they were not).
+	Pinned string `json:"pinned,omitempty"`
 }
 
 // LoadAvg1 returns the 1-minute load average from /proc/loadavg (0 if unreadable).

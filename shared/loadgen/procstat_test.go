@@ -3,6 +3,7 @@ package loadgen
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -89,4 +90,27 @@ func FuzzParseProcStat(f *testing.F) {
 			t.Fatalf("error %v with values %d %d", err, u, s)
 		}
 	})
+}
+
+func TestPinTasks(t *testing.T) {
+	cpus, err := Affinity(0)
+	if err != nil || len(cpus) == 0 {
+		t.Fatalf("affinity: %v %v", cpus, err)
+	}
+	cmd := exec.Command("sleep", "5")
+	if err := cmd.Start(); err != nil {
+		t.Skip("no sleep:", err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	last := cpus[len(cpus)-1]
+	if err := PinTasks(cmd.Process.Pid, last); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Affinity(cmd.Process.Pid)
+	if err != nil || len(got) != 1 || got[0] != last {
+		t.Errorf("pinned to %d: affinity %v, %v", last, got, err)
+	}
+	if err := PinTasks(1<<30, last); err == nil {
+		t.Error("pinning a missing process succeeded")
+	}
 }

@@ -45,6 +45,9 @@ const (
 	flagBlocking    = "blocking"
 	flagStamp       = "stamp"
 	flagLimitStamps = "limit-stamps"
+	flagBusyPoll    = "busy-poll"
+	flagLimitPoll   = "limit-busy-poll"
+	flagPin         = "pin"
 )
 
 // limitRcvBuf is the limit echo's default receive buffer: the best a reflector can do is
@@ -64,6 +67,7 @@ func newApp(version string) *cli.App {
 				cliutil.IntFlag(flagRcvBuf, "socket receive buffer `BYTES` (0: the kernel default)", limitRcvBuf, 0, 1<<30),
 				&cli.BoolFlag{Name: flagBlocking, Usage: "wait inside recvmmsg (udpsock Options.Blocking) instead of the runtime poller"},
 				&cli.BoolFlag{Name: flagStamp, Usage: "write T2 (kernel receive stamp) and T3 (just before sending) into replies like a STAMP reflector"},
+				&cli.DurationFlag{Name: flagBusyPoll, Usage: "poll the socket without sleeping for up to `DURATION` before each wait (udpsock Options.BusyPoll)"},
 			},
 			Action: echoAction,
 		},
@@ -92,6 +96,8 @@ func newApp(version string) *cli.App {
 				cliutil.IntFlag(flagRcvBuf, "receive buffer `BYTES` of the limit echo (0: the kernel default)", limitRcvBuf, 0, 1<<30),
 				&cli.BoolFlag{Name: flagBlocking, Usage: "run the limit echo (and the stand-in echo) in udpsock's Blocking mode"},
 				&cli.BoolFlag{Name: flagLimitStamps, Usage: "let the limit echo write T2/T3 (kernel receive stamp, send time): the machine's residence floor beside the reflector's"},
+				&cli.DurationFlag{Name: flagLimitPoll, Usage: "let the limit echo busy-poll for up to `DURATION` (compare with a polling reflector)"},
+				&cli.BoolFlag{Name: flagPin, Usage: "pin the load generator to the first CPU and the limit echo and reflector to the last (needs 2 CPUs): the targets do not compete with the generator for a CPU"},
 				cliutil.IntFlag(flagRepeat, "fixed-rate runs per target (alternating; the median counts)", 1, 1, 20),
 				&cli.Float64Flag{Name: flagResRate, Value: 10000, Usage: "offered `PPS` for the residence-time run"},
 				&cli.DurationFlag{Name: flagResDuration, Value: 3 * time.Second, Usage: "`DURATION` of the residence-time run"},
@@ -149,7 +155,7 @@ func echoAction(c *cli.Context) error {
 	stamp := c.Bool(flagStamp)
 	conn, err := udpsock.Listen(c.Context, "udp", c.String(flagListen), udpsock.Options{
 		Batch: int(cliutil.Int(c, flagBatch)), ReadBuffer: int(cliutil.Int(c, flagRcvBuf)), Blocking: c.Bool(flagBlocking),
-		RxTimestamps: stamp})
+		RxTimestamps: stamp, BusyPoll: c.Duration(flagBusyPoll)})
 	if err != nil {
 		return err
 	}
@@ -242,6 +248,9 @@ func reflectorAction(c *cli.Context) error {
 		if stamp {
 			argv = append(argv, "--"+flagStamp)
 		}
+		if d := c.Duration(flagLimitPoll); d > 0 {
+			argv = append(argv, "--"+flagBusyPoll, d.String())
+		}
 		return loadgen.StartArgs(ctx, name, addr, argv, nil)
 	}
 	limit, err := startEcho("limit-echo", c.Bool(flagLimitStamps))
@@ -267,6 +276,28 @@ func reflectorAction(c *cli.Context) error {
 		return err
 	}
 	defer target.Stop()
+	var pinned string
+	if c.Bool(flagPin) {
+		cpus, err := loadgen.Affinity(0)
+		if err != nil {
+			return err
+		}
+		if len(cpus) < 2 {
+			return cliutil.Usagef("--%s needs 2 CPUs, this process may use %v", flagPin, cpus)
+		}
+		gen, tgt := cpus[0], cpus[len(cpus)-1]
+		for _, pid := range []int{0, limit.PID(), target.PID()} {
+			cpu := tgt
+			if pid == 0 {
+				cpu = gen
+			}
+			if err := loadgen.PinTasks(pid, cpu); err != nil {
+				return err
+			}
+		}
+		pinned = fmt.Sprintf("generator on CPU %d, limit echo and %s on CPU %d", gen, target.Name, tgt)
+		log.WithField("pin", pinned).Info("pinned")
+	}
 	log.WithFields(logrus.Fields{"limit": limit.Addr, "limit_pid": limit.PID(), "target": target.Name,
 		"target_addr": target.Addr, "target_pid": target.PID()}).Info("targets ready")
 
@@ -279,6 +310,7 @@ func reflectorAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	rep.Pinned = pinned
 	switch cliutil.OutputFormat(c) {
 	case cliutil.FormatJSON:
 		if err := json.NewEncoder(c.App.Writer).Encode(rep); err != nil {
@@ -362,6 +394,9 @@ func writeResult(w io.Writer, target string, r loadgen.Result) {
 func writeReport(w io.Writer, rep loadgen.Report) {
 	fmt.Fprintf(w, "pkbench: %s vs %s on 127.0.0.1, %.0f pps for %v (load average %.2f → %.2f on %d CPUs)\n",
 		rep.Limit.Name, rep.Target.Name, rep.Rate, rep.Duration, rep.LoadAvg[0], rep.LoadAvg[1], runtime.NumCPU())
+	if rep.Pinned != "" {
+		fmt.Fprintf(w, "pinned: %s\n", rep.Pinned)
+	}
 	nw := max(14, len(rep.Limit.Name), len(rep.Target.Name))
 	fmt.Fprintf(w, "%-*s %9s %9s %8s %12s %14s %-10s %12s %12s\n", nw,
 		"target", "sent", "received", "loss%", "cpu_µs/pkt", "max_pps<0.1%", "bound", "resid_p50µs", "resid_p99µs")
