@@ -22,6 +22,10 @@ var ErrNoAddress = errors.New("udpsock: message has no destination address")
 // ErrAddressFamily is returned by WriteBatch for an IPv6 destination on an IPv4 socket.
 var ErrAddressFamily = errors.New("udpsock: IPv6 destination on an IPv4 socket")
 
+// ErrSourceFamily is returned by WriteBatch for a message whose source address (Dst) is not in
+// the family its destination (Addr) is sent over.
+var ErrSourceFamily = errors.New("udpsock: source address (Message.Dst) and destination in different families")
+
 // sockaddr is storage for a struct sockaddr_in or sockaddr_in6.
 type sockaddr [unix.SizeofSockaddrInet6]byte
 
@@ -198,6 +202,10 @@ func (c *Conn) ReadBatch(msgs []Message) (int, error) {
 		}
 		m.TOS = ctl.tos
 		m.TTL = ctl.ttl
+		m.Dst, m.IfIndex = ctl.dst, ctl.ifIndex
+		if m.IfIndex > 0 && m.Dst.Is6() && m.Dst.IsLinkLocalUnicast() {
+			m.Dst = m.Dst.WithZone(c.zone(uint32(m.IfIndex)))
+		}
 		m.TxID = 0
 	}
 	return s.got, nil
@@ -205,7 +213,8 @@ func (c *Conn) ReadBatch(msgs []Message) (int, error) {
 
 // WriteBatch sends every message with sendmmsg (several calls if the socket buffer fills),
 // each to its own Addr and with its own TOS byte: messages whose TOS differs from the socket
-// default (SetTOS) carry an IP_TOS or IPV6_TCLASS control message. It returns how many were
+// default (SetTOS) carry an IP_TOS or IPV6_TCLASS control message, and messages with a valid
+// Dst an IP_PKTINFO or IPV6_PKTINFO one naming their source address. It returns how many were
 // sent; on error the count says which messages went out (sendmmsg stops at the first message
 // the kernel refuses).
 func (c *Conn) WriteBatch(msgs []Message) (int, error) {
@@ -227,16 +236,23 @@ func (c *Conn) WriteBatch(msgs []Message) (int, error) {
 		if err != nil {
 			return 0, fmt.Errorf("udpsock: sendmmsg: message %d: %w", i, err)
 		}
-		var oob []byte
+		slot := s.oob[i*oobSize : (i+1)*oobSize]
+		ol := 0
 		if m.TOS != def {
-			oob = s.oob[i*oobSize : (i+1)*oobSize]
 			if v4 {
-				oob = oob[:putCmsgInt(oob, unix.IPPROTO_IP, ipTOS, int32(m.TOS))]
+				ol += putCmsgInt(slot, unix.IPPROTO_IP, ipTOS, int32(m.TOS))
 			} else {
-				oob = oob[:putCmsgInt(oob, unix.IPPROTO_IPV6, ipv6TClass, int32(m.TOS))]
+				ol += putCmsgInt(slot, unix.IPPROTO_IPV6, ipv6TClass, int32(m.TOS))
 			}
 		}
-		setHdr(&s.hs[i], &s.iov[i], buf, &s.names[i], uint32(nl), oob)
+		if m.Dst.IsValid() {
+			k, err := putPktInfo(slot[ol:], m.Dst, v4)
+			if err != nil {
+				return 0, fmt.Errorf("udpsock: sendmmsg: message %d: source %v to %v: %w", i, m.Dst, m.Addr, err)
+			}
+			ol += k
+		}
+		setHdr(&s.hs[i], &s.iov[i], buf, &s.names[i], uint32(nl), slot[:ol])
 	}
 	sent := 0
 	for sent < len(msgs) {

@@ -4,6 +4,7 @@ package udpsock
 
 import (
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -87,6 +88,90 @@ func TestZeroAllocs(t *testing.T) {
 	roundTrip(t, tx, prx, pout, in)
 	if a := testing.AllocsPerRun(200, func() { roundTrip(t, tx, prx, pout, in) }); a != 0 {
 		t.Fatalf("busy-polling ReadBatch: %.1f allocations per run, want 0", a)
+	}
+	// Destination addresses: a wildcard-bound dual-stack reflector reads requests sent to
+	// 127.0.0.1 and 127.0.0.2 (IPv4, v4-mapped) and ::1, and answers each from its Dst
+	// (PKTINFO next to a per-message TOS and the TX timestamp), batched and single.
+	drx := listen(t, "udp", "[::]:0", Options{RecvDst: true, RxTimestamps: true, TxTimestamps: true, RecvTOS: true, RecvTTL: true})
+	c6 := listen(t, "udp6", "[::1]:0", Options{})
+	dport := drx.LocalAddr().Port()
+	dout := seqMsgs(32, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), dport))
+	for i := range dout {
+		if i%2 == 1 {
+			dout[i].Addr = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), dport)
+		}
+	}
+	d6 := seqMsgs(8, netip.AddrPortFrom(netip.IPv6Loopback(), dport))
+	replies := mkMsgs(32+8, 2048)
+	back := mkMsgs(32+8, 2048)
+	drain := func(c *Conn, ms []Message, n int) {
+		for got := 0; got < n; {
+			k, err := c.ReadBatch(ms[got:n])
+			if err != nil {
+				t.Fatal(err)
+			}
+			got += k
+		}
+	}
+	var dstamps int
+	onDst := func(uint32, time.Time, timestamp.Source) { dstamps++ }
+	dstRound := func() {
+		if _, err := tx.WriteBatch(dout); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c6.WriteBatch(d6); err != nil {
+			t.Fatal(err)
+		}
+		drain(drx, replies, len(replies))
+		for i := range replies {
+			if !replies[i].Dst.IsValid() {
+				t.Fatalf("request %d without Dst", i)
+			}
+			replies[i].Buf = replies[i].Buf[:replies[i].N]
+			replies[i].TOS = 0xb8 * uint8(i%2)
+		}
+		if _, err := drx.WriteBatch(replies); err != nil {
+			t.Fatal(err)
+		}
+		for i := range replies {
+			replies[i].Buf = replies[i].Buf[:cap(replies[i].Buf)]
+		}
+		drain(tx, back, 32)
+		drain(c6, back[32:], 8)
+		for got := 0; got < len(replies); {
+			n, err := drx.WaitTxTimestamps(time.Second, onDst)
+			if err != nil || n == 0 {
+				t.Fatalf("tx stamps: %d, %v", n, err)
+			}
+			got += n
+		}
+		// The single-message forms.
+		if err := tx.WriteTo(&dout[1]); err != nil {
+			t.Fatal(err)
+		}
+		if err := drx.ReadFrom(&replies[0]); err != nil {
+			t.Fatal(err)
+		}
+		replies[0].Buf = replies[0].Buf[:replies[0].N]
+		if err := drx.WriteTo(&replies[0]); err != nil {
+			t.Fatal(err)
+		}
+		replies[0].Buf = replies[0].Buf[:cap(replies[0].Buf)]
+		if err := tx.ReadFrom(&back[0]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := drx.WaitTxTimestamps(time.Second, onDst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	drx.SetReadDeadline(time.Now().Add(30 * time.Second))
+	c6.SetReadDeadline(time.Now().Add(30 * time.Second))
+	dstRound()
+	if back[0].Addr.Addr() != netip.MustParseAddr("127.0.0.2") {
+		t.Fatalf("single reply from %v, want 127.0.0.2", back[0].Addr)
+	}
+	if a := testing.AllocsPerRun(50, dstRound); a != 0 {
+		t.Fatalf("RecvDst reads and replies from Dst: %.1f allocations per run, want 0", a)
 	}
 	// Transmit timestamps: send a batch, then drain its reports from the error queue.
 	ttx := listen(t, "udp4", "127.0.0.1:0", Options{TxTimestamps: true})

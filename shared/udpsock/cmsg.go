@@ -4,6 +4,7 @@ package udpsock
 
 import (
 	"encoding/binary"
+	"net/netip"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -24,10 +25,15 @@ const (
 
 	ipTOS       = 1  // IP_TOS: 1 byte on receive (IP_RECVTOS), int on send
 	ipTTL       = 2  // IP_TTL: int
+	ipPktInfo   = 8  // IP_PKTINFO: struct in_pktinfo {int ifindex; in_addr spec_dst, addr}
 	ipRecvErr   = 11 // IP_RECVERR: struct sock_extended_err
 	ipv6RecvErr = 25 // IPV6_RECVERR
+	ipv6PktInfo = 50 // IPV6_PKTINFO: struct in6_pktinfo {in6_addr addr; int ifindex}
 	ipv6HopLim  = 52 // IPV6_HOPLIMIT: int
 	ipv6TClass  = 67 // IPV6_TCLASS: int
+
+	sizeofInet4Pktinfo = 12
+	sizeofInet6Pktinfo = 20
 
 	soEEOriginTimestamping = 4 // SO_EE_ORIGIN_TIMESTAMPING
 	scmTstampSnd           = 0 // SCM_TSTAMP_SND: ee_info of a software/hardware send stamp
@@ -48,6 +54,10 @@ type control struct {
 	tos      uint8
 	hasTOS   bool
 	ttl      int
+	// dst is the datagram's destination address (IPv4 unmapped), ifIndex its arrival
+	// interface (IP_PKTINFO, IPV6_PKTINFO).
+	dst     netip.Addr
+	ifIndex int
 	// Error-queue fields (transmit timestamps).
 	txID    uint32
 	hasTxID bool
@@ -97,6 +107,12 @@ func parseControl(b []byte) control {
 				} else if len(data) == 1 {
 					c.ttl = int(data[0])
 				}
+			case ipPktInfo:
+				// ipi_addr is the header's destination; ipi_spec_dst the local address
+				// routing would answer from, which differs only for broadcast and multicast.
+				if len(data) >= sizeofInet4Pktinfo {
+					c.setDst(netip.AddrFrom4([4]byte(data[8:12])), data[0:4])
+				}
 			case ipRecvErr:
 				c.extendedErr(data)
 			}
@@ -110,6 +126,11 @@ func parseControl(b []byte) control {
 			case ipv6HopLim:
 				if len(data) >= 4 {
 					c.ttl = int(int32(binary.NativeEndian.Uint32(data)))
+				}
+			case ipv6PktInfo:
+				// A dual-stack socket reports an IPv4 datagram's destination v4-mapped.
+				if len(data) >= sizeofInet6Pktinfo {
+					c.setDst(netip.AddrFrom16([16]byte(data[0:16])).Unmap(), data[16:20])
 				}
 			case ipv6RecvErr:
 				c.extendedErr(data)
@@ -184,6 +205,16 @@ func (c *control) setRx(sec, nsec int64, src timestamp.Source) {
 	c.rxSource = src
 }
 
+// setDst records a PKTINFO destination; the interface index is a C int, and a value the
+// kernel cannot produce (negative) is reported as unknown.
+func (c *control) setDst(a netip.Addr, ifindex []byte) {
+	c.dst = a
+	c.ifIndex = 0
+	if v := int32(binary.NativeEndian.Uint32(ifindex)); v > 0 {
+		c.ifIndex = int(v)
+	}
+}
+
 // extendedErr reads a struct sock_extended_err; for a timestamp report ee_data is the OPT_ID.
 func (c *control) extendedErr(data []byte) {
 	if len(data) < 16 {
@@ -197,9 +228,10 @@ func (c *control) extendedErr(data []byte) {
 	}
 }
 
-// putCmsgInt writes one control message carrying a native int and returns its space.
-func putCmsgInt(b []byte, level, typ int32, v int32) int {
-	l := cmsgHdrLen + 4
+// putCmsgHdr writes a control-message header for a payload of n bytes, zeroes the payload
+// and its alignment padding, and returns the message's space.
+func putCmsgHdr(b []byte, level, typ int32, n int) int {
+	l := cmsgHdrLen + n
 	if cmsgHdrLen == 16 {
 		binary.NativeEndian.PutUint64(b[0:8], uint64(l))
 	} else {
@@ -207,6 +239,38 @@ func putCmsgInt(b []byte, level, typ int32, v int32) int {
 	}
 	binary.NativeEndian.PutUint32(b[cmsgHdrLen-8:], uint32(level))
 	binary.NativeEndian.PutUint32(b[cmsgHdrLen-4:], uint32(typ))
+	space := cmsgAlignUp(l)
+	clear(b[cmsgHdrLen:space])
+	return space
+}
+
+// putCmsgInt writes one control message carrying a native int and returns its space.
+func putCmsgInt(b []byte, level, typ int32, v int32) int {
+	space := putCmsgHdr(b, level, typ, 4)
 	binary.NativeEndian.PutUint32(b[cmsgHdrLen:], uint32(v))
-	return cmsgAlignUp(l)
+	return space
+}
+
+// putPktInfo writes the control message that sends a datagram from source address src and
+// returns its space: IP_PKTINFO with ipi_spec_dst = src when the datagram travels over IPv4
+// (also on a dual-stack socket, whose IPv4 path reads IPPROTO_IP cmsgs), else IPV6_PKTINFO
+// with ipi6_addr = src. The interface index stays 0 so routing picks the interface.
+func putPktInfo(b []byte, src netip.Addr, v4 bool) (int, error) {
+	src = src.Unmap()
+	if v4 {
+		if !src.Is4() {
+			return 0, ErrSourceFamily
+		}
+		space := putCmsgHdr(b, unix.IPPROTO_IP, ipPktInfo, sizeofInet4Pktinfo)
+		a := src.As4()
+		copy(b[cmsgHdrLen+4:cmsgHdrLen+8], a[:])
+		return space, nil
+	}
+	if !src.Is6() {
+		return 0, ErrSourceFamily
+	}
+	space := putCmsgHdr(b, unix.IPPROTO_IPV6, ipv6PktInfo, sizeofInet6Pktinfo)
+	a := src.As16()
+	copy(b[cmsgHdrLen:cmsgHdrLen+16], a[:])
+	return space, nil
 }

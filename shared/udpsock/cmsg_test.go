@@ -4,6 +4,7 @@ package udpsock
 
 import (
 	"encoding/binary"
+	"errors"
 	"flag"
 	"fmt"
 	"net/netip"
@@ -100,6 +101,22 @@ func TestParseControl(t *testing.T) {
 		{"sched stamp ignored", cmsg(unix.IPPROTO_IP, ipRecvErr, extErr(soEEOriginTimestamping, 1, 7)), control{}},
 		{"icmp error ignored", cmsg(unix.IPPROTO_IP, ipRecvErr, extErr(2, 0, 7)), control{}},
 		{"short extended err", cmsg(unix.IPPROTO_IP, ipRecvErr, make([]byte, 8)), control{}},
+		{"ip pktinfo: header destination, not spec_dst", cmsg(unix.IPPROTO_IP, ipPktInfo, cat(le32(3), []byte{192, 0, 2, 9}, []byte{192, 0, 2, 1})),
+			control{dst: netip.MustParseAddr("192.0.2.1"), ifIndex: 3}},
+		{"ipv6 pktinfo", cmsg(unix.IPPROTO_IPV6, ipv6PktInfo, cat(netip.MustParseAddr("2001:db8::7").AsSlice(), le32(12))),
+			control{dst: netip.MustParseAddr("2001:db8::7"), ifIndex: 12}},
+		{"ipv6 pktinfo v4-mapped (dual-stack) unmapped", cmsg(unix.IPPROTO_IPV6, ipv6PktInfo, cat(netip.MustParseAddr("::ffff:127.0.0.2").AsSlice(), le32(1))),
+			control{dst: netip.MustParseAddr("127.0.0.2"), ifIndex: 1}},
+		{"pktinfo negative ifindex unknown", cmsg(unix.IPPROTO_IP, ipPktInfo, cat(le32(0xffffffff), make([]byte, 4), []byte{10, 0, 0, 1})),
+			control{dst: netip.MustParseAddr("10.0.0.1")}},
+		{"ip pktinfo short", cmsg(unix.IPPROTO_IP, ipPktInfo, make([]byte, 11)), control{}},
+		{"ipv6 pktinfo short", cmsg(unix.IPPROTO_IPV6, ipv6PktInfo, make([]byte, 19)), control{}},
+		{"pktinfo with tos, ttl, stamp", cat(
+			cmsg(unix.SOL_SOCKET, soTimestampNSNew, le64s(ts.Unix(), int64(ts.Nanosecond()))),
+			cmsg(unix.IPPROTO_IP, ipTOS, []byte{0x03}),
+			cmsg(unix.IPPROTO_IP, ipPktInfo, cat(le32(2), []byte{198, 51, 100, 1}, []byte{198, 51, 100, 1})),
+			cmsg(unix.IPPROTO_IP, ipTTL, le32(1))),
+			control{rxTime: ts, rxSource: timestamp.SourceKernel, tos: 3, hasTOS: true, ttl: 1, dst: netip.MustParseAddr("198.51.100.1"), ifIndex: 2}},
 		{"unknown level", cmsg(99, 1, []byte{1, 2, 3}), control{}},
 		{"length past end", func() []byte {
 			b := cmsg(unix.IPPROTO_IP, ipTOS, []byte{0xb8})
@@ -116,7 +133,8 @@ func TestParseControl(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			got := parseControl(tc.in)
 			if !got.rxTime.Equal(tc.want.rxTime) || got.rxSource != tc.want.rxSource || got.tos != tc.want.tos ||
-				got.hasTOS != tc.want.hasTOS || got.ttl != tc.want.ttl || got.txID != tc.want.txID || got.hasTxID != tc.want.hasTxID {
+				got.hasTOS != tc.want.hasTOS || got.ttl != tc.want.ttl || got.txID != tc.want.txID || got.hasTxID != tc.want.hasTxID ||
+				got.dst != tc.want.dst || got.ifIndex != tc.want.ifIndex {
 				t.Errorf("parseControl = %+v, want %+v", got, tc.want)
 			}
 		})
@@ -142,20 +160,93 @@ func TestPutCmsgIntRoundTrip(t *testing.T) {
 	}
 }
 
+// TestPutPktInfo checks the source-address cmsgs WriteBatch builds with x/sys's parser, alone
+// and after a TOS cmsg in the same buffer, over stale bytes left in the slot.
+func TestPutPktInfo(t *testing.T) {
+	for _, tc := range []struct {
+		src   string
+		v4    bool
+		level int32
+		typ   int32
+		data  []byte
+		err   error
+	}{
+		{"192.0.2.1", true, unix.IPPROTO_IP, ipPktInfo, []byte{0, 0, 0, 0, 192, 0, 2, 1, 0, 0, 0, 0}, nil},
+		{"::ffff:192.0.2.1", true, unix.IPPROTO_IP, ipPktInfo, []byte{0, 0, 0, 0, 192, 0, 2, 1, 0, 0, 0, 0}, nil},
+		{"2001:db8::1", false, unix.IPPROTO_IPV6, ipv6PktInfo, cat(netip.MustParseAddr("2001:db8::1").AsSlice(), make([]byte, 4)), nil},
+		{"2001:db8::1", true, 0, 0, nil, ErrSourceFamily},
+		{"192.0.2.1", false, 0, 0, nil, ErrSourceFamily},
+	} {
+		for _, withTOS := range []bool{false, true} {
+			b := make([]byte, oobSize)
+			for i := range b {
+				b[i] = 0xee
+			}
+			n := 0
+			if withTOS {
+				n = putCmsgInt(b, unix.IPPROTO_IP, ipTOS, 0xb8)
+			}
+			k, err := putPktInfo(b[n:], netip.MustParseAddr(tc.src), tc.v4)
+			if !errors.Is(err, tc.err) {
+				t.Errorf("%s v4=%v: err %v, want %v", tc.src, tc.v4, err, tc.err)
+				continue
+			}
+			if err != nil {
+				continue
+			}
+			msgs, err := unix.ParseSocketControlMessage(b[:n+k])
+			if err != nil {
+				t.Fatalf("%s: x/sys parse: %v", tc.src, err)
+			}
+			m := msgs[len(msgs)-1]
+			if len(msgs) != 1+bool2int(withTOS) || m.Header.Level != tc.level || m.Header.Type != tc.typ || string(m.Data) != string(tc.data) {
+				t.Errorf("%s tos=%v: %d cmsgs, last %d/%d % x, want %d/%d % x", tc.src, withTOS, len(msgs), m.Header.Level, m.Header.Type, m.Data, tc.level, tc.typ, tc.data)
+			}
+			if k != unix.CmsgSpace(len(tc.data)) {
+				t.Errorf("%s: space %d, want %d", tc.src, k, unix.CmsgSpace(len(tc.data)))
+			}
+		}
+	}
+}
+
+func bool2int(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // kernelControls returns control-message buffers exactly as this kernel produced them.
 func kernelControls(t *testing.T) map[string][]byte {
 	out := map[string][]byte{}
+	all := Options{RxTimestamps: true, RecvTOS: true, RecvTTL: true}
+	withDst := all
+	withDst.RecvDst = true
 	for _, tc := range []struct {
 		name, network, addr string
 		opts                Options
+		// to and the sender's socket when not rx's own address and family.
+		to            string
+		txNet, txAddr string
 	}{
-		{"v4_all", "udp4", "127.0.0.1:0", Options{RxTimestamps: true, RecvTOS: true, RecvTTL: true}},
-		{"v4_timestamping", "udp4", "127.0.0.1:0", Options{RxTimestamps: true, TxTimestamps: true, RecvTOS: true}},
-		{"v6_all", "udp6", "[::1]:0", Options{RxTimestamps: true, RecvTOS: true, RecvTTL: true}},
+		{"v4_all", "udp4", "127.0.0.1:0", all, "", "", ""},
+		{"v4_timestamping", "udp4", "127.0.0.1:0", Options{RxTimestamps: true, TxTimestamps: true, RecvTOS: true}, "", "", ""},
+		{"v6_all", "udp6", "[::1]:0", all, "", "", ""},
+		{"v4_pktinfo", "udp4", "0.0.0.0:0", withDst, "127.0.0.2", "udp4", "127.0.0.1:0"},
+		{"v6_pktinfo", "udp6", "[::]:0", withDst, "::1", "udp6", "[::1]:0"},
+		{"dual_v4_pktinfo", "udp", "[::]:0", withDst, "127.0.0.2", "udp4", "127.0.0.1:0"},
 	} {
 		rx := listen(t, tc.network, tc.addr, tc.opts)
-		tx := listen(t, tc.network, tc.addr, Options{TxTimestamps: true})
-		m := Message{Buf: []byte("seed"), Addr: rx.LocalAddr(), TOS: 0xb9}
+		txNet, txAddr := tc.network, tc.addr
+		if tc.txNet != "" {
+			txNet, txAddr = tc.txNet, tc.txAddr
+		}
+		tx := listen(t, txNet, txAddr, Options{TxTimestamps: true})
+		to := rx.LocalAddr()
+		if tc.to != "" {
+			to = netip.AddrPortFrom(netip.MustParseAddr(tc.to), to.Port())
+		}
+		m := Message{Buf: []byte("seed"), Addr: to, TOS: 0xb9}
 		if err := tx.WriteTo(&m); err != nil {
 			t.Fatal(err)
 		}
@@ -215,7 +306,19 @@ func TestKernelControlGolden(t *testing.T) {
 			return nil
 		},
 	}
-	for _, suffix := range []string{"v4_all", "v4_timestamping", "v6_all"} {
+	pktinfo := func(dst string) func(c control) error {
+		return func(c control) error {
+			// Kernel stamp, TOS and TTL are still parsed next to the pktinfo; lo is index 1.
+			if c.dst != netip.MustParseAddr(dst) || c.ifIndex != 1 || c.rxSource != timestamp.SourceKernel || c.tos != 0xb9 || c.ttl != 64 {
+				return fmt.Errorf("got %+v", c)
+			}
+			return nil
+		}
+	}
+	want["v4_pktinfo"] = pktinfo("127.0.0.2")
+	want["v6_pktinfo"] = pktinfo("::1")
+	want["dual_v4_pktinfo"] = pktinfo("127.0.0.2")
+	for _, suffix := range []string{"v4_all", "v4_timestamping", "v6_all", "v4_pktinfo", "v6_pktinfo", "dual_v4_pktinfo"} {
 		errq := suffix + "_errqueue"
 		want[errq] = func(c control) error {
 			if !c.hasTxID || c.txID != 0 || c.rxSource != timestamp.SourceKernel {
@@ -247,6 +350,8 @@ func FuzzParseControl(f *testing.F) {
 		}
 	}
 	f.Add(cmsg(unix.IPPROTO_IP, ipTOS, []byte{0xb8}))
+	f.Add(cmsg(unix.IPPROTO_IP, ipPktInfo, cat(le32(1), []byte{127, 0, 0, 2, 127, 0, 0, 2})))
+	f.Add(cmsg(unix.IPPROTO_IPV6, ipv6PktInfo, cat(netip.IPv6Loopback().AsSlice(), le32(1))))
 	f.Add(cmsg(unix.SOL_SOCKET, soTimestampingNew, le64s(1, 2, 3, 4, 5, 6)))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c := parseControl(b)
@@ -261,6 +366,12 @@ func FuzzParseControl(f *testing.F) {
 		}
 		if c.txID != 0 && !c.hasTxID {
 			t.Fatalf("txID %d without hasTxID", c.txID)
+		}
+		if c.dst.IsValid() && (c.dst.Is4In6() || c.dst.Zone() != "") {
+			t.Fatalf("dst %v not unmapped and zone-free", c.dst)
+		}
+		if c.ifIndex < 0 || (c.ifIndex != 0 && !c.dst.IsValid()) {
+			t.Fatalf("ifIndex %d with dst %v", c.ifIndex, c.dst)
 		}
 	})
 }

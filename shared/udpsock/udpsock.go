@@ -25,9 +25,11 @@ const DefaultBatch = 64
 
 // oobSize is the control-message space reserved per message. The largest set a receive can
 // produce is SO_TIMESTAMPING (16+48) plus TOS, TTL (and their IPv6 twins on dual-stack
-// sockets), each 16+8: 64 + 4*24 = 160 bytes; error-queue reads add a sock_extended_err
-// (16+16+16 with the offender address). 256 leaves room for kernels that add more.
-const oobSize = 256
+// sockets), each 16+8, plus IP_PKTINFO (16+16) and IPV6_PKTINFO (16+24), which a dual-stack
+// socket delivers both of for an IPv4 datagram: 64 + 4*24 + 32 + 40 = 232 bytes; error-queue
+// reads carry a sock_extended_err (16+48 with an IPv6 offender address) next to the stamp.
+// A send needs at most a TOS (24) and a PKTINFO (40). 320 leaves room for kernels that add more.
+const oobSize = 320
 
 // Options select the socket features; every feature is off by default.
 type Options struct {
@@ -43,6 +45,13 @@ type Options struct {
 	// RecvTTL delivers the received TTL or hop limit in Message.TTL (IP_RECVTTL,
 	// IPV6_RECVHOPLIMIT).
 	RecvTTL bool
+	// RecvDst delivers each datagram's destination address and arrival interface in
+	// Message.Dst and Message.IfIndex (IP_PKTINFO on IPv4 and dual-stack sockets,
+	// IPV6_RECVPKTINFO on IPv6 ones). A server bound to a wildcard address needs it to answer
+	// from the address the client sent to (write the reply with that Dst): otherwise the kernel
+	// picks the route's preferred source, which on a multi-homed host may be another address,
+	// and clients, firewalls and NATs drop a reply from an address they did not send to.
+	RecvDst bool
 	// ReusePort sets SO_REUSEPORT so several sockets can bind the same address and the
 	// kernel spreads flows across them.
 	ReusePort bool
@@ -78,9 +87,11 @@ const BlockingPoll = 50 * time.Millisecond
 
 // Message is one datagram for ReadBatch/WriteBatch.
 //
-// On read, Buf is the caller's buffer and N, Addr, RxTime, RxSource, TOS, TTL and Truncated
-// are filled. On write, Buf[:N] is sent to Addr (Buf whole when N is 0) with TOS as its
-// DSCP/ECN byte, and TxID receives the identifier its transmit timestamp will carry.
+// On read, Buf is the caller's buffer and N, Addr, RxTime, RxSource, TOS, TTL, Dst, IfIndex
+// and Truncated are filled. On write, Buf[:N] is sent to Addr (Buf whole when N is 0) with TOS
+// as its DSCP/ECN byte and, when Dst is valid, from source address Dst; TxID receives the
+// identifier its transmit timestamp will carry. A message read with RecvDst and written back
+// as the reply therefore leaves from the address the request was sent to.
 type Message struct {
 	// Buf is the datagram buffer; N the received length, or on write the length to send.
 	Buf []byte
@@ -96,6 +107,20 @@ type Message struct {
 	TOS uint8
 	// TTL is the received TTL or hop limit; 0 without RecvTTL.
 	TTL int
+	// Dst is, on read, the address the datagram was sent to (the IP header's destination;
+	// IPv4 unmapped on dual-stack sockets, IPv6 link-local with the arrival interface as
+	// zone), or the zero Addr without RecvDst. On write, a valid Dst is the source address
+	// to send from (IP_PKTINFO ipi_spec_dst, or IPV6_PKTINFO ipi6_addr); it must be an
+	// address of this host in the destination's family (a multicast or broadcast Dst, as a
+	// datagram sent to a group reports, is refused by the kernel with EINVAL). The zero Addr
+	// lets the kernel choose, as without this field. The outgoing interface is always left
+	// to routing (pktinfo ifindex 0): the arrival interface is not necessarily the way back
+	// (asymmetric routes, or lo for a datagram to one of this host's own addresses), and a
+	// link-local peer's interface comes from its zone in Addr.
+	Dst netip.Addr
+	// IfIndex is, on read, the index of the interface the datagram arrived on (0 unknown or
+	// without RecvDst). It is not used on write.
+	IfIndex int
 	// Truncated is set when the datagram was longer than Buf (MSG_TRUNC).
 	Truncated bool
 	// TxID is set by WriteBatch/WriteTo on a socket with TxTimestamps: the OPT_ID counter
@@ -299,6 +324,11 @@ func (c *Conn) setup(fd int) error {
 	}
 	if c.opts.RecvTTL {
 		if err := c.setIPOpt(fd, unix.IP_RECVTTL, unix.IPV6_RECVHOPLIMIT, 1); err != nil {
+			return err
+		}
+	}
+	if c.opts.RecvDst {
+		if err := c.setIPOpt(fd, unix.IP_PKTINFO, unix.IPV6_RECVPKTINFO, 1); err != nil {
 			return err
 		}
 	}
