@@ -7,14 +7,14 @@ import (
 
 // RFC 6038 (Reflect Octets and Symmetrical Size) test-packet layout. Offsets are 0-based.
 //
-// Session-Sender, RFC 5357 format (no Symmetrical Size):
+// Session-Sender, RFC 5357 §4.1.2 format (no Symmetrical Size):
 //
 //	open/mixed:  0 Seq(4) · 4 Timestamp(8) · 12 EE(2) · 14 Packet Padding
 //	auth/enc:    0 Seq(4) · 4 MBZ(12) · 16 Timestamp(8) · 24 EE(2) · 26 MBZ(6) · 32 HMAC(16) · 48 Packet Padding
 //
-// Session-Sender, Symmetrical Size format (RFC 6038 §4.2.1): MBZ fills the sender header up
-// to the size of the reflector's header, so a reply is exactly as long as its request and no
-// padding needs truncating:
+// Session-Sender, Symmetrical Size format: MBZ fills the sender header up to the size of the
+// reflector's header, so a reply is exactly as long as its request and no padding needs
+// truncating:
 //
 //	open/mixed:  0 Seq(4) · 4 Timestamp(8) · 12 EE(2) · 14 MBZ(27) · 41 Packet Padding
 //	auth/enc:    0 … 32 HMAC(16) · 48 MBZ(64) · 112 Packet Padding
@@ -22,10 +22,48 @@ import (
 // With Reflect Octets negotiated the first two octets of the sender's Packet Padding carry
 // the Server Octets of Accept-Session, and the Session-Reflector copies the first "Length of
 // Padding to Reflect" octets of the sender's Packet Padding (Server Octets included) to the
-// start of its own Packet Padding (RFC 6038 §4.2.2):
+// start of its own Packet Padding:
 //
 //	open/mixed:  41 Packet Padding (reflected) — 42 when RFC 7750 puts Sender DSCP/ECN at 41
 //	auth/enc:    112 Packet Padding (reflected)
+//
+// Control fields (messages.go): Request-TW-Session 84 Type-P(4) · 88 Octets to be
+// Reflected(2) · 90 Length of Padding to Reflect(2) · 92 MBZ(4) · 96 HMAC(16); Accept-Session
+// 20 Reflected Octets(2) · 22 Server Octets(2) · 24 MBZ(8) · 32 HMAC(16). Mode bits 32
+// (Reflect Octets) and 64 (Symmetrical Size), 256 (RFC 7750).
+//
+// Sources, checked in session 2 (the RFC 6038 text itself could not be retrieved: only its
+// abstract, https://datatracker.ietf.org/doc/rfc6038/ and
+// https://www.rfc-editor.org/info/rfc6038, was reachable):
+//   - IANA TWAMP-Modes registry, https://www.iana.org/assignments/twamp-parameters: bit 5
+//     "Reflect Octets Capability" and bit 6 "Symmetrical Size Sender Test Packet Format"
+//     [RFC6038], bit 8 "DSCP and ECN Monitoring Capability" [RFC7750].
+//   - RFC 5357 erratum 5045 (verified), https://www.rfc-editor.org/errata/eid5045: §4.2.1's
+//     minimum reflector data segment is 41 octets open and 112 (not 104) authenticated or
+//     encrypted, hence the 41/112 reflector headers above and 112 − 48 = 64 octets of sender
+//     MBZ in authenticated Symmetrical Size. Unverified: 104 − 48 = 56 is what a text written
+//     before the erratum would give, and a twamp-protocol user reports Junos rejecting
+//     authenticated sessions with "PaddingLength" below 56 "as per RFC 6038"
+//     (https://github.com/emirica/twamp-protocol/issues/10); equal sizes need 64, kept here.
+//   - emirica/twamp-protocol client.c (the one public RFC 6038 sender): "mbz_offset = 27"
+//     in Symmetrical Size, "PaddingLength = payload_len - 14 - mbz_offset // As defined in
+//     RFC 6038#4.2", Server Octets copied to padding[mbz_offset] (offset 14, or 41 with
+//     Symmetrical Size), "OctetsToBeReflected"/"PadLenghtToReflect" right after Type-P;
+//     server.c copies Octets to be Reflected into Accept-Session's Reflected Octets and sends
+//     its Server Octets after it. An Android port of it (class twampPage) writes Length of
+//     Padding to Reflect = 2 into req[91], the low octet of the field at 90, and reads
+//     Reflected Octets at acc[20] and Server Octets at acc[22].
+//   - The NOC Project's Rust agent (RequestTwSession, "RFC-6038 defines additional fields"),
+//     an independent implementation, draws "Octets to be reflected | Length of padding to
+//     reflect" after Type-P and before "MBZ (4 octets)" and HMAC: octets 88 and 90.
+//   - RFC 7750 placement: twamp-protocol's and the Domos twamp-light reflector structs put
+//     Sender DSCP/ECN ("sender_tos") right after Sender TTL at 41, Packet Padding at 42.
+//
+// One divergence stays open: with both Symmetrical Size and RFC 7750, twamp-protocol's
+// sender uses 28 octets of MBZ (Server Octets at 42, to match the 42-octet reflector header);
+// this package keeps 27 octets (twamp-protocol's value without RFC 7750; 41 − 14, the RFC 5357
+// open-mode header difference), sender padding at 41, and gives the reflected octets one octet
+// less room instead (Room).
 const (
 	SymmetricalMBZOpen = 27 // 14 + 27 = 41, the open reflector header
 	SymmetricalMBZAuth = 64 // 48 + 64 = 112, the authenticated reflector header
