@@ -574,7 +574,8 @@ func TestE2ERawOutput(t *testing.T) {
 	}
 }
 
-// twping -n: the text summary prints the same numbers in the chosen unit.
+// twping -n: the text summary prints the same numbers in the chosen unit, with three
+// significant digits as owamp's PrintDelayStats ("%.3g" of the value times the scale factor).
 func TestWriteTextUnits(t *testing.T) {
 	r := &Result{Sent: 2}
 	for _, d := range []time.Duration{1500 * time.Microsecond, 2500 * time.Microsecond} {
@@ -587,10 +588,10 @@ func TestWriteTextUnits(t *testing.T) {
 		u    string
 		want string
 	}{
-		{"m", "round-trip time min/median/max = 1.500/"},
-		{"u", "round-trip time min/median/max = 1500.000/"},
-		{"n", "round-trip time min/median/max = 1500000/"},
-		{"s", "round-trip time min/median/max = 0.001500/"},
+		{"m", "round-trip time min/median/max = 1.5/"},
+		{"u", "round-trip time min/median/max = 1.5e+03/"},
+		{"n", "round-trip time min/median/max = 1.5e+06/"},
+		{"s", "round-trip time min/median/max = 0.0015/"},
 	} {
 		u, err := ParseUnit(tc.u)
 		if err != nil {
@@ -598,7 +599,8 @@ func TestWriteTextUnits(t *testing.T) {
 		}
 		var buf bytes.Buffer
 		r.WriteTextUnit(&buf, []float64{50}, u)
-		if !strings.Contains(buf.String(), tc.want) || !strings.Contains(buf.String(), " "+u.String()+" (p50=") {
+		if !strings.Contains(buf.String(), tc.want) || !strings.Contains(buf.String(), "/2.5"[:1]) ||
+			!strings.Contains(buf.String(), " "+u.String()+", (") || !strings.Contains(buf.String(), "\t50.0: ") {
 			t.Errorf("unit %s:\n%s", tc.u, buf.String())
 		}
 	}

@@ -3,7 +3,7 @@ package client
 import (
 	"fmt"
 	"io"
-	"strings"
+	"net/netip"
 	"time"
 
 	"github.com/probekit/probekit/shared/stats"
@@ -29,7 +29,12 @@ type Result struct {
 	RTT, Forward, Backward, Processing stats.Series
 	FwdHopsMin, FwdHopsMax             int
 	BackHopsMin, BackHopsMax           int
-	unsynced                           bool
+	fwdTTL, backTTL                    [256]bool // TTL values seen, for twping's "takes N values"
+	// RTTErr, SendErr and ReflectErr are twping's "err": the largest sum of the timestamps'
+	// Error Estimates over the received packets, in seconds (see Record.Err).
+	RTTErr, SendErr, ReflectErr float64
+	unsynced                    bool // some reply had an Error Estimate without the S bit
+	clockOffset                 bool // some one-way delay was negative
 	// Monitor is set when RFC 7750 monitoring was negotiated. The counts are of received
 	// packets whose DS field differed from the one sent (DSCP re-marked) or carried ECN CE,
 	// per direction.
@@ -45,15 +50,20 @@ type Result struct {
 	ReflectMismatch               uint64
 }
 
-// finish computes the delay series from the records after sending and receiving ended.
+// finish computes the delay series, error bounds and TTL counts from the records after
+// sending and receiving ended.
 func (r *Result) finish(recs []Record) {
 	r.Seq.SetSent(uint64(r.Sent))
 	r.FwdHopsMin, r.BackHopsMin = -1, -1
 	r.FwdHopsMax, r.BackHopsMax = -1, -1
-	hop := func(ttl uint8, lo, hi *int) {
+	r.fwdTTL, r.backTTL = [256]bool{}, [256]bool{}
+	r.unsynced, r.clockOffset = false, false
+	r.RTTErr, r.SendErr, r.ReflectErr = 0, 0, 0
+	hop := func(ttl uint8, seen *[256]bool, lo, hi *int) {
 		if ttl == 0 {
-			return
+			return // not reported (no IP_RECVTTL, or a 38-octet TWAMP-Light reply)
 		}
+		seen[ttl] = true
 		h := 255 - int(ttl)
 		if *lo < 0 || h < *lo {
 			*lo = h
@@ -68,12 +78,23 @@ func (r *Result) finish(recs []Record) {
 			continue
 		}
 		r.RTT.Add(p.RTT())
-		r.Forward.Add(time.Duration(p.T2 - p.Depart()))
+		fwd, back := time.Duration(p.T2-p.Depart()), time.Duration(p.T4-p.T3)
+		r.Forward.Add(fwd)
 		if p.T1Kernel != 0 {
 			r.KernelTx++
 		}
-		r.Backward.Add(time.Duration(p.T4 - p.T3))
+		r.Backward.Add(back)
 		r.Processing.Add(time.Duration(p.T3 - p.T2))
+		// owamp: the largest per-packet error of each delay type (stats->maxerr).
+		r.RTTErr = max(r.RTTErr, p.Err())
+		r.SendErr = max(r.SendErr, p.SendErr())
+		r.ReflectErr = max(r.ReflectErr, p.ReflectErr())
+		if !p.synced() {
+			r.unsynced = true
+		}
+		if fwd < 0 || back < 0 {
+			r.clockOffset = true // owamp's stats->clocks_offset
+		}
 		if r.Monitor {
 			if p.FwdTOS>>2 != r.DSCP {
 				r.FwdDSCPChanged++
@@ -88,19 +109,23 @@ func (r *Result) finish(recs []Record) {
 		if p.RevTOS&3 == 3 {
 			r.RevCE++
 		}
-		hop(p.SenderTTL, &r.FwdHopsMin, &r.FwdHopsMax)
-		hop(p.TTL, &r.BackHopsMin, &r.BackHopsMax)
+		hop(p.SenderTTL, &r.fwdTTL, &r.FwdHopsMin, &r.FwdHopsMax)
+		hop(p.TTL, &r.backTTL, &r.BackHopsMin, &r.BackHopsMax)
 	}
 }
 
-// Synchronized reports whether both ends claimed synchronised clocks (EE S bits) on every
-// reply, i.e. whether one-way delays are meaningful.
+// Synchronized reports whether every timestamp of every reply came from a clock synchronised
+// to UTC (S bit of the sender's, the reflector's and this host's Error Estimates), i.e.
+// whether one-way delays and the error bounds are meaningful.
 func (r *Result) Synchronized() bool { return !r.unsynced && r.RTT.Count() > 0 }
 
 // DelaySummary is a delay distribution in the JSON summary (µs).
 type DelaySummary struct {
 	stats.Summary
 	Percentiles map[string]float64 `json:"percentiles_us,omitempty"`
+	// ErrUS is twping's err for this delay (µs): the largest per-packet sum of the Error
+	// Estimates involved (Record.Err); absent when no reply came back.
+	ErrUS float64 `json:"err_us,omitempty"`
 }
 
 // Summary is a session's JSON summary.
@@ -148,8 +173,8 @@ type Reflect6038Summary struct {
 	Mismatches      uint64 `json:"reflect_mismatches"`
 }
 
-func delaySummary(s *stats.Series, pcts []float64) DelaySummary {
-	d := DelaySummary{Summary: s.Summary(), Percentiles: map[string]float64{}}
+func delaySummary(s *stats.Series, pcts []float64, errSec float64) DelaySummary {
+	d := DelaySummary{Summary: s.Summary(), Percentiles: map[string]float64{}, ErrUS: errSec * 1e6}
 	for _, p := range pcts {
 		d.Percentiles[fmt.Sprintf("p%g", p)] = us(s.Percentile(p))
 	}
@@ -172,8 +197,8 @@ func (r *Result) Summary(pcts []float64) Summary {
 		Sender: r.Sender, Reflector: r.Reflector, DSCP: r.DSCP, Padding: r.Padding,
 		First: r.First, Last: r.Last, Sent: r.Sent, Loss: r.Seq.Summary(),
 		SendDuplicates: r.SendDuplicates, ReflectDuplicates: r.ReflectDuplicates, Invalid: r.Invalid,
-		RTT: delaySummary(&r.RTT, pcts), Forward: delaySummary(&r.Forward, pcts),
-		Backward: delaySummary(&r.Backward, pcts), Processing: delaySummary(&r.Processing, pcts),
+		RTT: delaySummary(&r.RTT, pcts, r.RTTErr), Forward: delaySummary(&r.Forward, pcts, r.SendErr),
+		Backward: delaySummary(&r.Backward, pcts, r.ReflectErr), Processing: delaySummary(&r.Processing, pcts, 0),
 		JitterUS: r.Jitter.Nanos() / 1e3, ClockSynchronized: r.Synchronized(), KernelRxTimestamp: r.KernelRx, KernelTxTimestamp: r.KernelTx,
 		DSCPECNMonitoring: r.Monitor, SendDSCPChanged: r.FwdDSCPChanged, SendCE: r.FwdCE,
 		ReflectDSCPChanged: r.RevDSCPChanged, ReflectCE: r.RevCE,
@@ -195,18 +220,23 @@ func ParseUnit(s string) (Unit, error) {
 	return 0, fmt.Errorf("unit %q: want n, u, m or s", s)
 }
 
-// format prints d in the unit with the precision twping uses (three decimals above ns).
-func (u Unit) format(d time.Duration) string {
+// scale is the factor from seconds to the unit (owamp OWPStatsScaleFactor).
+func (u Unit) scale() float64 {
 	switch u {
 	case 'n':
-		return fmt.Sprintf("%d", int64(d))
+		return 1e9
 	case 'u':
-		return fmt.Sprintf("%.3f", float64(d)/1e3)
+		return 1e6
 	case 's':
-		return fmt.Sprintf("%.6f", float64(d)/1e9)
+		return 1
 	}
-	return fmt.Sprintf("%.3f", float64(d)/1e6)
+	return 1e3
 }
+
+// format prints d in the unit as twping does: three significant digits ("%.3g").
+func (u Unit) format(d time.Duration) string { return u.formatSeconds(d.Seconds()) }
+
+func (u Unit) formatSeconds(sec float64) string { return fmt.Sprintf("%.3g", sec*u.scale()) }
 
 func (u Unit) String() string {
 	switch u {
@@ -220,40 +250,107 @@ func (u Unit) String() string {
 	return "ms"
 }
 
-func hops(lo, hi int) string {
-	switch {
-	case lo < 0:
-		return "unknown"
-	case lo == hi:
-		return fmt.Sprintf("%d (consistently)", lo)
-	default:
-		return fmt.Sprintf("takes %d values; min hops = %d, max hops = %d", hi-lo+1, lo, hi)
+// hops formats a direction's hop count line as owamp's PrintTtlStats: the number of distinct
+// TTL values seen and the hop range 255 − TTL.
+func hops(dir string, seen *[256]bool, lo, hi int) string {
+	n := 0
+	for _, ok := range seen {
+		if ok {
+			n++
+		}
 	}
+	switch {
+	case n == 0:
+		return dir + " TTL not reported"
+	case n == 1:
+		return fmt.Sprintf("%s hops = %d (consistently)", dir, lo)
+	default:
+		return fmt.Sprintf("%s hops takes %d values; min hops = %d, max hops = %d", dir, n, lo, hi)
+	}
+}
+
+// bracketed writes an address:port as owamp's summary header does: "[addr]:port".
+func bracketed(s string) string {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return fmt.Sprintf("[%s]:%d", ap.Addr(), ap.Port())
+	}
+	return "[" + s + "]"
 }
 
 // WriteText prints the twping-style summary block with times in milliseconds.
 func (r *Result) WriteText(w io.Writer, pcts []float64) { r.WriteTextUnit(w, pcts, 'm') }
 
-// WriteTextUnit prints the twping-style summary block with times in unit u.
+// WriteTextUnit prints the twping summary block (owamp OWPStatsPrintSummary, twping's lines in
+// twping's order and wording, times in unit u with three significant digits), then the lines
+// twampc adds: reordering, invalid replies, RFC 3550 jitter, DSCP/ECN, RFC 6038.
 func (r *Result) WriteTextUnit(w io.Writer, pcts []float64, u Unit) {
-	ms := u.format
 	lost := r.Seq.Lost()
 	pct := 0.0
 	if r.Sent > 0 {
 		pct = 100 * float64(lost) / float64(r.Sent)
 	}
-	fmt.Fprintf(w, "\n--- twampc statistics from [%s] to [%s] ---\n", r.Sender, r.Reflector)
+	if r.clockOffset {
+		fmt.Fprintf(w, "\nDirectional delays may be inaccurate due to out of sync clocks!\n")
+	}
+	fmt.Fprintf(w, "\n--- twampc statistics from %s to %s ---\n", bracketed(r.Sender), bracketed(r.Reflector))
 	fmt.Fprintf(w, "SID:\t%x\nmode:\t%s\n", r.SID, r.Mode)
 	if !r.First.IsZero() {
-		fmt.Fprintf(w, "first:\t%s\nlast:\t%s\n", r.First.UTC().Format(time.RFC3339Nano), r.Last.UTC().Format(time.RFC3339Nano))
+		// owamp: local time, "%FT%T" and milliseconds.
+		const layout = "2006-01-02T15:04:05.000"
+		fmt.Fprintf(w, "first:\t%s\nlast:\t%s\n", r.First.Local().Format(layout), r.Last.Local().Format(layout))
 	}
 	fmt.Fprintf(w, "%d sent, %d lost (%.3f%%), %d send duplicates, %d reflect duplicates\n",
 		r.Sent, lost, pct, r.SendDuplicates, r.ReflectDuplicates)
+	have := r.RTT.Count() > 0
+	val := func(d time.Duration) string {
+		if !have {
+			return "nan"
+		}
+		return u.format(d)
+	}
+	// "(err=…)" only when every timestamp's clock was synchronised, "(unsync)" otherwise, on
+	// all three lines as twping prints them (owamp keeps one sync flag per summary). owamp
+	// clears that flag only from lost packets' records; twampc uses the S bits of every reply.
+	sync := r.Synchronized()
+	line := func(name string, s *stats.Series, errSec float64) {
+		fmt.Fprintf(w, "%s min/median/max = %s/%s/%s %s, ", name, val(s.Min()), val(s.Percentile(50)), val(s.Max()), u)
+		if sync {
+			fmt.Fprintf(w, "(err=%s %s)\n", u.formatSeconds(errSec), u)
+		} else {
+			fmt.Fprintln(w, "(unsync)")
+		}
+	}
+	line("round-trip time", &r.RTT, r.RTTErr)
+	line("send time", &r.Forward, r.SendErr)
+	line("reflect time", &r.Backward, r.ReflectErr)
+	fmt.Fprintf(w, "reflector processing time min/max = %s/%s %s\n", val(r.Processing.Min()), val(r.Processing.Max()), u)
+	jitter := func(name string, s *stats.Series) {
+		fmt.Fprintf(w, "%s jitter = %s %s (P95-P50)\n", name, val(s.Percentile(95)-s.Percentile(50)), u)
+	}
+	jitter("two-way", &r.RTT)
+	jitter("send", &r.Forward)
+	jitter("reflect", &r.Backward)
+	if len(pcts) > 0 {
+		fmt.Fprintln(w, "Percentiles:")
+		for _, p := range pcts {
+			fmt.Fprintf(w, "\t%.1f: %s %s\n", p, val(r.RTT.Percentile(p)), u)
+		}
+	}
+	fmt.Fprintln(w, hops("send", &r.fwdTTL, r.FwdHopsMin, r.FwdHopsMax))
+	fmt.Fprintln(w, hops("reflect", &r.backTTL, r.BackHopsMin, r.BackHopsMax))
+
 	if r.Seq.Reordered() > 0 {
 		fmt.Fprintf(w, "%d reordered (ratio %.3f%%, max extent %d)\n", r.Seq.Reordered(), 100*r.Seq.ReorderedRatio(), r.Seq.MaxExtent())
 	}
 	if r.Invalid > 0 {
 		fmt.Fprintf(w, "%d invalid replies discarded\n", r.Invalid)
+	}
+	if have {
+		fmt.Fprintf(w, "two-way jitter (RFC 3550) = %s %s\n", u.format(r.Jitter.Value()), u)
+		if r.Monitor {
+			fmt.Fprintf(w, "send DSCP/ECN (RFC 7750): %d re-marked from DSCP %d, %d ECN CE\n", r.FwdDSCPChanged, r.DSCP, r.FwdCE)
+		}
+		fmt.Fprintf(w, "reflect DSCP/ECN: %d re-marked from DSCP %d, %d ECN CE\n", r.RevDSCPChanged, r.DSCP, r.RevCE)
 	}
 	if r.Symmetric {
 		fmt.Fprintln(w, "symmetrical size (RFC 6038): requests as long as replies")
@@ -262,33 +359,4 @@ func (r *Result) WriteTextUnit(w io.Writer, pcts []float64, u Unit) {
 		fmt.Fprintf(w, "reflect octets (RFC 6038): octets %04x confirmed, server octets %04x, %d padding octets reflected, %d replies mismatched\n",
 			r.ReflectedOctets, r.ServerOctets, r.ReflectPadding, r.ReflectMismatch)
 	}
-	if r.RTT.Count() == 0 {
-		fmt.Fprintln(w, "no replies received")
-		return
-	}
-	line := func(name string, s *stats.Series) {
-		fmt.Fprintf(w, "%s min/median/max = %s/%s/%s %s", name, ms(s.Min()), ms(s.Percentile(50)), ms(s.Max()), u)
-		var ps []string
-		for _, p := range pcts {
-			ps = append(ps, fmt.Sprintf("p%g=%s", p, ms(s.Percentile(p))))
-		}
-		fmt.Fprintf(w, " (%s)\n", strings.Join(ps, " "))
-	}
-	line("round-trip time", &r.RTT)
-	if !r.Synchronized() {
-		fmt.Fprintln(w, "one-way delays: clocks not synchronised (Error Estimate S=0), values include the clock offset")
-	}
-	line("send time", &r.Forward)
-	line("reflect time", &r.Backward)
-	fmt.Fprintf(w, "reflector processing time min/max = %s/%s %s\n", ms(r.Processing.Min()), ms(r.Processing.Max()), u)
-	fmt.Fprintf(w, "two-way jitter = %s %s (P95-P50), %s %s (RFC 3550)\n",
-		ms(r.RTT.Percentile(95)-r.RTT.Percentile(50)), u, ms(r.Jitter.Value()), u)
-	fmt.Fprintf(w, "send jitter = %s %s (P95-P50)\n", ms(r.Forward.Percentile(95)-r.Forward.Percentile(50)), u)
-	fmt.Fprintf(w, "reflect jitter = %s %s (P95-P50)\n", ms(r.Backward.Percentile(95)-r.Backward.Percentile(50)), u)
-	if r.Monitor {
-		fmt.Fprintf(w, "send DSCP/ECN (RFC 7750): %d re-marked from DSCP %d, %d ECN CE\n", r.FwdDSCPChanged, r.DSCP, r.FwdCE)
-	}
-	fmt.Fprintf(w, "reflect DSCP/ECN: %d re-marked from DSCP %d, %d ECN CE\n", r.RevDSCPChanged, r.DSCP, r.RevCE)
-	fmt.Fprintf(w, "send hops = %s\n", hops(r.FwdHopsMin, r.FwdHopsMax))
-	fmt.Fprintf(w, "reflect hops = %s\n", hops(r.BackHopsMin, r.BackHopsMax))
 }

@@ -18,9 +18,11 @@ import (
 	"github.com/probekit/probekit/shared/udpsock"
 )
 
-// Columns of the per-packet output (--json lines, --format csv, text with --verbose).
+// Columns of the per-packet output (--json lines, --format csv, text with --verbose). New
+// columns go at the end so CSV consumers that index columns keep working; err_us is the
+// packet's round-trip error bound (Record.Err, twping -v's "err=").
 var Columns = []string{"type", "session", "seq", "reflector_seq", "received", "t1_ns", "t1_kernel_ns", "t2_ns", "t3_ns", "t4_ns",
-	"rtt_us", "send_us", "reflect_us", "sender_ttl", "ttl", "fwd_tos", "rev_tos"}
+	"rtt_us", "send_us", "reflect_us", "sender_ttl", "ttl", "fwd_tos", "rev_tos", "err_us"}
 
 // Output says where and how results go.
 type Output struct {
@@ -202,7 +204,7 @@ func udpNet(tcpNet string) string {
 
 func newSession(i int, cfg *Config, sock *udpsock.Conn, remote netip.AddrPort, mode twampctl.Mode, pad int) *session {
 	s := &session{idx: i, sock: sock, local: sock.LocalAddr(), remote: remote, mode: mode, padding: pad,
-		dscp: cfg.DSCP, count: cfg.Count, schedule: cfg.Schedule, zeroPad: cfg.ZeroPadding,
+		dscp: cfg.DSCP, count: cfg.Count, schedule: cfg.Schedule, zeroPad: cfg.ZeroPadding, ee: clockEE(),
 		records: make([]Record, cfg.Count), sentT1: make([]int64, cfg.Count),
 		txIDs: make([]uint32, cfg.Count), txTimes: make([]int64, cfg.Count)}
 	s.res = &Result{Session: i, Sender: s.local.String(), Reflector: remote.String(), DSCP: cfg.DSCP, Padding: pad}
@@ -366,10 +368,10 @@ func write(o Output, cfg *Config, sessions []*session) error {
 				r := &s.records[i]
 				if r.Received {
 					if err := em.Emit("packet", s.idx, r.Seq, r.ReflectorSeq, true, r.T1, r.T1Kernel, r.T2, r.T3, r.T4,
-						us(r.RTT()), us(time.Duration(r.T2-r.Depart())), us(time.Duration(r.T4-r.T3)), r.SenderTTL, r.TTL, r.FwdTOS, r.RevTOS); err != nil {
+						us(r.RTT()), us(time.Duration(r.T2-r.Depart())), us(time.Duration(r.T4-r.T3)), r.SenderTTL, r.TTL, r.FwdTOS, r.RevTOS, r.Err()*1e6); err != nil {
 						return err
 					}
-				} else if err := em.Emit("packet", s.idx, r.Seq, 0, false, r.T1, r.T1Kernel, 0, 0, 0, 0.0, 0.0, 0.0, 0, 0, 0, 0); err != nil {
+				} else if err := em.Emit("packet", s.idx, r.Seq, 0, false, r.T1, r.T1Kernel, 0, 0, 0, 0.0, 0.0, 0.0, 0, 0, 0, 0, 0.0); err != nil {
 					return err
 				}
 			}

@@ -21,10 +21,6 @@ import (
 	"github.com/probekit/probekit/shared/udpsock"
 )
 
-// senderEE is the Error Estimate of the sender's timestamps: clock not known to be
-// synchronised, 1 ms.
-var senderEE = timestamp.NewErrorEstimate(false, false, time.Millisecond)
-
 // Record is what is known about one sent packet.
 type Record struct {
 	Seq          uint32 `json:"seq"`
@@ -41,9 +37,27 @@ type Record struct {
 	// RevTOS the DS field of the reply as received here.
 	FwdTOS uint8 `json:"fwd_tos"`
 	RevTOS uint8 `json:"rev_tos"`
-	// reflEE is the reflector's Error Estimate (for T2 and T3), for the raw output.
-	reflEE timestamp.ErrorEstimate
+	// Error Estimates of the four timestamps (RFC 4656 §4.1.2): senderEE is the reply's copy
+	// of the one sent with T1, reflEE the reflector's (it covers both T2 and T3, RFC 5357
+	// §4.2.1), rxEE this host's clock at T4.
+	senderEE, reflEE, rxEE timestamp.ErrorEstimate
 }
+
+// Err is twping's error bound on the round-trip time, in seconds: the sum of the Error
+// Estimates of T1, T2, T3 and T4 (owamp IterateSummarizeTWSession, delay_err[OWP_DELAY] =
+// err(sent.send) + err(reflected.recv) + err(reflected.send) + err(sent.recv)).
+func (r *Record) Err() float64 {
+	return r.senderEE.Seconds() + r.rxEE.Seconds() + 2*r.reflEE.Seconds()
+}
+
+// SendErr bounds the send (T2 − T1) time: err(T1) + err(T2), owamp's delay_err[TWP_FWD_DELAY].
+func (r *Record) SendErr() float64 { return r.senderEE.Seconds() + r.reflEE.Seconds() }
+
+// ReflectErr bounds the reflect (T4 − T3) time: err(T3) + err(T4), delay_err[TWP_BCK_DELAY].
+func (r *Record) ReflectErr() float64 { return r.reflEE.Seconds() + r.rxEE.Seconds() }
+
+// synced reports whether all four timestamps came from clocks synchronised to UTC (S bits).
+func (r *Record) synced() bool { return r.senderEE.S() && r.reflEE.S() && r.rxEE.S() }
 
 // Depart is the best departure time known: the kernel transmit timestamp when the socket
 // delivered one, else the T1 written into the packet just before sendmmsg.
@@ -72,7 +86,8 @@ type session struct {
 	count    int
 	schedule Schedule
 	zeroPad  bool
-	monitor  bool // RFC 7750 negotiated
+	monitor  bool                    // RFC 7750 negotiated
+	ee       timestamp.ErrorEstimate // this host's clock (clockEE), sent with T1 and applied to T4
 	// RFC 6038: symmetric is the Symmetrical Size sender format; with reflect, every packet
 	// carries serverOctets and every reply must return expect at layout.ReflectorOff.
 	symmetric    bool
@@ -158,7 +173,7 @@ func (s *session) send(ctx context.Context, start time.Time) error {
 	bufs := make([]byte, batch*len(pad))
 	var sp testpkt.SenderPacket
 	sp.Mode = s.pktMode()
-	sp.ErrorEstimate = senderEE
+	sp.ErrorEstimate = s.ee
 	sched := pace.NewSchedule(s.schedule.Interval, s.schedule.Poisson, uint64(time.Now().UnixNano()))
 	p := pace.New(start, pace.Config{Schedule: sched, Count: uint64(s.count), MaxBatch: batch})
 	seq := 0
@@ -284,9 +299,6 @@ func (s *session) handleReply(m *udpsock.Message, rp *testpkt.ReflectedPacket) {
 		r.Invalid++
 		return
 	}
-	if !rp.ErrorEstimate.S() || !rp.SenderErrorEstimate.S() {
-		r.unsynced = true
-	}
 	if !r.ReflSeq.Add(uint64(rp.Seq)) {
 		r.ReflectDuplicates++
 		return
@@ -303,7 +315,7 @@ func (s *session) handleReply(m *udpsock.Message, rp *testpkt.ReflectedPacket) {
 	rec.T3 = rp.TransmitTime().UnixNano()
 	rec.T4 = m.RxTime.UnixNano()
 	rec.SenderTTL = rp.SenderTTL
-	rec.reflEE = rp.ErrorEstimate
+	rec.senderEE, rec.reflEE, rec.rxEE = rp.SenderErrorEstimate, rp.ErrorEstimate, s.ee
 	if s.expect != nil {
 		if got := s.layout.Reflected(data); got == nil || !bytes.Equal(got, s.expect) {
 			r.ReflectMismatch++
@@ -388,14 +400,14 @@ func (s *session) writeRaw(w io.Writer) error {
 	for i := range s.records[:s.sent] {
 		r := &s.records[i]
 		if !r.Received {
-			fmt.Fprintf(bw, "%d %d %d %g 0 0 0 255 0 0 0 0 0 0 0 255\n", r.Seq, ntp(r.Depart()), sync(senderEE), senderEE.Seconds())
+			fmt.Fprintf(bw, "%d %d %d %g 0 0 0 255 0 0 0 0 0 0 0 255\n", r.Seq, ntp(r.Depart()), sync(s.ee), s.ee.Seconds())
 			continue
 		}
 		fmt.Fprintf(bw, "%d %d %d %g %d %d %g %d %d %d %d %g %d %d %g %d\n",
-			r.Seq, ntp(r.Depart()), sync(senderEE), senderEE.Seconds(),
+			r.Seq, ntp(r.Depart()), sync(r.senderEE), r.senderEE.Seconds(),
 			ntp(r.T2), sync(r.reflEE), r.reflEE.Seconds(), r.SenderTTL,
 			r.ReflectorSeq, ntp(r.T3), sync(r.reflEE), r.reflEE.Seconds(),
-			ntp(r.T4), sync(senderEE), senderEE.Seconds(), r.TTL)
+			ntp(r.T4), sync(r.rxEE), r.rxEE.Seconds(), r.TTL)
 	}
 	return bw.Flush()
 }
