@@ -4,6 +4,7 @@ package main
 
 import (
 	"os"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -39,56 +40,79 @@ func newApp() *cli.App {
 		&cli.StringFlag{Name: "metrics", Value: "127.0.0.1:9862", Usage: "serve /metrics (Prometheus) and /status (JSON) on `ADDR`; empty disables"},
 		&cli.BoolFlag{Name: "no-kernel-timestamps", Usage: "take receive timestamps in user space instead of SO_TIMESTAMPING"},
 		&cli.BoolFlag{Name: "synchronized", Usage: "set the S bit in Error Estimates (clock synchronised to UTC)"},
+		&cli.BoolFlag{Name: "blocking", Usage: "wait for test packets inside recvmmsg (one OS thread per test socket) instead of the Go network poller"},
+		cliutil.IntFlag("realtime", "serve each test socket (--light and sessions) on a SCHED_FIFO thread of this `PRIORITY` (1…99; needs CAP_SYS_NICE; implies --blocking)", 0, 0, 99),
+		&cli.DurationFlag{Name: "busy-poll", Usage: "after each batch poll the test socket (--light and sessions) without sleeping for up to `DURATION` (lower residence time, one busy CPU per active socket; excludes --realtime)"},
 	)
 	app.Action = func(c *cli.Context) error {
-		if c.NArg() > 0 {
-			return cliutil.Usagef("unexpected argument %q", c.Args().First())
-		}
-		modes, err := twampctl.ParseModeLetters(c.String("auth-modes"))
+		cfg, err := config(c)
 		if err != nil {
-			return cliutil.Usagef("--auth-modes: %v", err)
-		}
-		ports, err := server.ParsePortRange(c.String("test-ports"))
-		if err != nil {
-			return cliutil.Usagef("--test-ports: %v", err)
-		}
-		cfg := server.Config{
-			Listen:           c.StringSlice("listen"),
-			Modes:            modes,
-			Count:            uint32(cliutil.Int(c, "count")),
-			ServWait:         c.Duration("servwait"),
-			RefWait:          c.Duration("refwait"),
-			MaxTimeout:       c.Duration("max-timeout"),
-			TestPorts:        ports,
-			MaxSessions:      int(cliutil.Int(c, "max-sessions")),
-			MaxConnections:   int(cliutil.Int(c, "max-connections")),
-			StrictStop:       c.Bool("strict-stop"),
-			Light:            c.Bool("light"),
-			MetricsAddr:      c.String("metrics"),
-			KernelTimestamps: !c.Bool("no-kernel-timestamps"),
-			Synchronized:     c.Bool("synchronized"),
-			Logger:           cliutil.Logger(c),
-		}
-		if cfg.ServWait <= 0 || cfg.RefWait <= 0 || cfg.MaxTimeout < 0 {
-			return cliutil.Usagef("--servwait and --refwait must be positive")
-		}
-		if f := c.String("key-file"); f != "" {
-			if cfg.Keys, err = twampctl.LoadKeyFile(f); err != nil {
-				return err
-			}
-		}
-		if f := c.String("limits"); f != "" {
-			if cfg.Limits, err = server.LoadLimits(f); err != nil {
-				return err
-			}
-		}
-		if cfg.Light && modes != twampctl.ModeUnauthenticated {
-			return cliutil.Usagef("--light is unauthenticated only (RFC 5357 Appendix I)")
-		}
-		if err := cfg.Validate(); err != nil {
-			return cliutil.Usagef("%v", err)
+			return err
 		}
 		return server.Run(c.Context, cfg)
 	}
 	return app
+}
+
+// config validates the flags and returns the server configuration.
+func config(c *cli.Context) (server.Config, error) {
+	if c.NArg() > 0 {
+		return server.Config{}, cliutil.Usagef("unexpected argument %q", c.Args().First())
+	}
+	modes, err := twampctl.ParseModeLetters(c.String("auth-modes"))
+	if err != nil {
+		return server.Config{}, cliutil.Usagef("--auth-modes: %v", err)
+	}
+	ports, err := server.ParsePortRange(c.String("test-ports"))
+	if err != nil {
+		return server.Config{}, cliutil.Usagef("--test-ports: %v", err)
+	}
+	cfg := server.Config{
+		Listen:           c.StringSlice("listen"),
+		Modes:            modes,
+		Count:            uint32(cliutil.Int(c, "count")),
+		ServWait:         c.Duration("servwait"),
+		RefWait:          c.Duration("refwait"),
+		MaxTimeout:       c.Duration("max-timeout"),
+		TestPorts:        ports,
+		MaxSessions:      int(cliutil.Int(c, "max-sessions")),
+		MaxConnections:   int(cliutil.Int(c, "max-connections")),
+		StrictStop:       c.Bool("strict-stop"),
+		Light:            c.Bool("light"),
+		MetricsAddr:      c.String("metrics"),
+		KernelTimestamps: !c.Bool("no-kernel-timestamps"),
+		Synchronized:     c.Bool("synchronized"),
+		BusyPoll:         c.Duration("busy-poll"),
+		Realtime:         int(cliutil.Int(c, "realtime")),
+		Blocking:         c.Bool("blocking") || cliutil.Int(c, "realtime") > 0,
+		Logger:           cliutil.Logger(c),
+	}
+	if cfg.ServWait <= 0 || cfg.RefWait <= 0 || cfg.MaxTimeout < 0 {
+		return server.Config{}, cliutil.Usagef("--servwait and --refwait must be positive")
+	}
+	if cfg.BusyPoll < 0 || cfg.BusyPoll > time.Second {
+		return server.Config{}, cliutil.Usagef("--busy-poll: 0 … 1s")
+	}
+	if cfg.BusyPoll > 0 && cfg.Realtime > 0 {
+		// A never-sleeping SCHED_FIFO thread is throttled by the kernel for 50 ms of every
+		// second (p99 residence 24 ms at 10 kpps measured): refuse the combination.
+		return server.Config{}, cliutil.Usagef("--busy-poll and --realtime exclude each other (a spinning real-time thread is throttled by the kernel)")
+	}
+	if f := c.String("key-file"); f != "" {
+		if cfg.Keys, err = twampctl.LoadKeyFile(f); err != nil {
+			return server.Config{}, err
+		}
+	}
+	if f := c.String("limits"); f != "" {
+		if cfg.Limits, err = server.LoadLimits(f); err != nil {
+			return server.Config{}, err
+		}
+	}
+	if cfg.Light && modes != twampctl.ModeUnauthenticated {
+		return server.Config{}, cliutil.Usagef("--light is unauthenticated only (RFC 5357 Appendix I)")
+	}
+	if err := cfg.Validate(); err != nil {
+		return server.Config{}, cliutil.Usagef("%v", err)
+	}
+	return cfg, nil
 }

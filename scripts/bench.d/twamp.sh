@@ -2,7 +2,8 @@
 # twamp.sh: (1) twampd's Session-Reflector (TWAMP Light socket, the same shared reflector path
 # the control-negotiated sessions use) against the limit echo in one run: CPU per reflected
 # packet, max loss-free rate, T3−T2 at 10 kpps (targets of issue 5: ≤ 1.3× CPU, ≥ 0.95× rate,
-# p50 ≤ 5 µs, p99 ≤ 50 µs); (2) twampc sustaining 100 kpps in one session against twampd on
+# p50 ≤ 5 µs, p99 ≤ 50 µs), also with --busy-poll 200us (unpinned, and pinned away from the
+# generator against a polling limit echo, as stamp.sh does for stampref); (2) twampc sustaining 100 kpps in one session against twampd on
 # loopback through TWAMP-Control, reporting false loss (target < 0.01 %).
 set -euo pipefail
 BIN=${BIN:-bin}
@@ -13,6 +14,21 @@ CGO_ENABLED=0 go build -trimpath -o "$BIN/twampc" ./twampc
   --cmd "$BIN/twampd --light --listen 127.0.0.1:{port} --metrics= --log-level warn" \
   --rate 20000 --duration "${BENCH_DURATION:-5s}" --repeat "${BENCH_REPEAT:-3}" \
   --residence-duration 2s --search-duration 1s
+
+echo
+echo "--- twampd --light --busy-poll 200us vs the limit echo (residence with polling instead of wake-ups)"
+"${PKBENCH:-bin/pkbench}" --log-level warn reflector --name twampd-light-busy-poll --size 41 \
+  --cmd "$BIN/twampd --light --listen 127.0.0.1:{port} --metrics= --log-level warn --busy-poll 200us" \
+  --rate 20000 --duration "${BENCH_DURATION:-5s}" --repeat 1 --no-search \
+  --residence-rate 10000 --residence-duration 3s
+
+echo
+echo "--- twampd --light --busy-poll 200us, pinned: generator on one CPU, limit echo (also polling) and twampd on the other"
+"${PKBENCH:-bin/pkbench}" --log-level warn reflector --name twampd-light-busy-poll-pinned --size 41 --pin \
+  --limit-stamps --limit-busy-poll 200us \
+  --cmd "$BIN/twampd --light --listen 127.0.0.1:{port} --metrics= --log-level warn --busy-poll 200us" \
+  --rate 20000 --duration "${BENCH_DURATION:-5s}" --repeat 1 --no-search \
+  --residence-rate 10000 --residence-duration "${BENCH_RESIDENCE:-10s}"
 
 echo
 echo "--- twampc 100 kpps, one session, twampd on loopback (TWAMP-Control, open mode)"

@@ -10,6 +10,7 @@
 //
 // Embedding daemons plug in through the Table: twampd provisions each control-negotiated
 // session with Format FormatTWAMP, its layout (testpkt.Mode), an Authenticator for TWAMP's
-// HMAC-SHA1/AES, its Type-P DSCP and, when needed, a ReplyLen rule, and runs the reflector
-// with Config.ProvisionedOnly so only negotiated sessions are answered.
+// HMAC-SHA1/AES, its Type-P DSCP, RFC 7750 monitoring (Session.SenderDSCPECN) and an RFC 6038
+// ReplyHook, serves each session's socket with ServeWith and ServeOptions.Idle (REFWAIT), and
+// runs the reflector with Config.ProvisionedOnly so only negotiated sessions are answered.
 package reflector

@@ -13,9 +13,14 @@ import (
 type Packet struct {
 	// Data is the UDP payload. Authenticators of encrypted modes may rewrite it in place.
 	Data []byte
-	// Peer is the sender's address and port; Local the reflector's (may be unspecified for
-	// wildcard sockets).
+	// Peer is the sender's address and port. Local is the address and port the datagram was
+	// sent to: on a wildcard socket, its real destination when the socket reports it (Serve
+	// does), otherwise the unspecified address.
 	Peer, Local netip.AddrPort
+	// Listener is the address the receiving socket is bound to. It keys the session table, so
+	// sessions (and the operator's provisioning) name the listener even on a wildcard socket
+	// that reports each datagram's own destination in Local; when unset, Local keys sessions.
+	Listener netip.AddrPort
 	// RxTime is T2, ideally the kernel receive timestamp; RxSource says where it came from.
 	RxTime   time.Time
 	RxSource timestamp.Source
@@ -23,6 +28,39 @@ type Packet struct {
 	// unknown).
 	TOS uint8
 	TTL int
+}
+
+func (p *Packet) listener() netip.AddrPort {
+	if p.Listener.IsValid() {
+		return p.Listener
+	}
+	return p.Local
+}
+
+// RFC 7750 "Sender DSCP and ECN": the octet after Sender TTL in the TWAMP reflector layouts.
+const (
+	senderDSCPECNOpen = testpkt.TWAMPReflectedLen // 41: open replies grow to 42 octets
+	senderDSCPECNAuth = 81                        // in the authenticated layout's MBZ, inside the HMAC span
+)
+
+func senderDSCPECNOffset(m testpkt.Mode) int {
+	if m.Authenticated() {
+		return senderDSCPECNAuth
+	}
+	return senderDSCPECNOpen
+}
+
+// replyLen is the reply size for a request of n octets: symmetric with the request but at
+// least the reflector layout's base, which in TWAMP's open mode is 41 octets (RFC 5357
+// §4.2.1), 42 with RFC 7750's octet; the authenticated layouts are 112 in both protocols.
+func replyLen(f Format, m testpkt.Mode, n int, s *Session) int {
+	if f == FormatTWAMP && !m.Authenticated() {
+		if s != nil && s.SenderDSCPECN {
+			return max(n, senderDSCPECNOpen+1)
+		}
+		return max(n, testpkt.TWAMPReflectedLen)
+	}
+	return max(n, m.ReflectedLen())
 }
 
 // Worker reflects packets for one goroutine: it caches the signers it needs and decodes into
@@ -83,7 +121,7 @@ func (w *Worker) Reflect(p *Packet, out []byte) ([]byte, uint8, bool) {
 			ssid = binary.BigEndian.Uint16(p.Data[off:])
 		}
 	}
-	key := SessionKey{Peer: p.Peer, Local: p.Local, SSID: ssid}
+	key := SessionKey{Peer: p.Peer, Local: p.listener(), SSID: ssid}
 	t := r.table
 	t.mu.Lock()
 	s := t.sessions[key]
@@ -126,15 +164,14 @@ func (w *Worker) Reflect(p *Packet, out []byte) ([]byte, uint8, bool) {
 		return w.drop(DropShort)
 	}
 
+	// The reply is built in the STAMP layout (bl octets) and cut to rl, TWAMP's size.
 	repBase := mode.ReflectedLen()
-	rl := max(n, repBase)
-	if s != nil && s.ReplyLen != nil {
-		rl = s.ReplyLen(n)
-	}
-	if cap(out) < rl || rl < repBase {
+	bl := max(n, repBase)
+	rl := replyLen(format, mode, n, s)
+	if cap(out) < bl {
 		return w.drop(DropTooLong)
 	}
-	out = out[:rl]
+	out = out[:bl]
 	clear(out)
 	if n > repBase {
 		copy(out[repBase:], p.Data[repBase:])
@@ -199,7 +236,7 @@ func (w *Worker) Reflect(p *Packet, out []byte) ([]byte, uint8, bool) {
 	base.PutBase(out)
 
 	hmacTLV := -1
-	if hasTLVs && rl > repBase {
+	if hasTLVs && bl > repBase {
 		tc.p, tc.stateless, tc.auth = p, !stateful || s == nil, mode.Authenticated()
 		tc.signer = signer
 		tc.tos = tos
@@ -209,6 +246,18 @@ func (w *Worker) Reflect(p *Packet, out []byte) ([]byte, uint8, bool) {
 			mac := signer.TLVSum(out, repBase, hmacTLV)
 			copy(out[hmacTLV+testpkt.TLVHeaderLen:], mac[:])
 		}
+	}
+
+	var hook ReplyHook
+	if s != nil {
+		if s.SenderDSCPECN && format == FormatTWAMP {
+			out[senderDSCPECNOffset(mode)] = p.TOS // RFC 7750 §2
+		}
+		hook = s.Hook
+	}
+	out = out[:rl]
+	if hook != nil {
+		hook.Reply(out, p.Data)
 	}
 
 	// T3 as late as possible: everything but the base HMAC is final.
@@ -381,7 +430,9 @@ func (w *Worker) tlvs(out []byte, base int, c *tlvCtx) int {
 				recompute = base + off
 			}
 		case testpkt.TypeDestinationNodeAddress:
-			if !w.r.isLocal(v, c.p.Local.Addr()) {
+			// Any of the host's addresses is ours on a wildcard listener, whichever one
+			// this datagram was sent to.
+			if !w.r.isLocal(v, c.p.listener().Addr()) {
 				flags = testpkt.FlagU // RFC 9503 §3: not ours, still reflected
 			}
 		default:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"syscall"
@@ -21,10 +22,29 @@ func ListenOptions(batch int) udpsock.Options {
 		ReadBuffer: 16 << 20, WriteBuffer: 4 << 20}
 }
 
+// ErrIdle ends ServeWith when ServeOptions.Idle passed without a datagram.
+var ErrIdle = errors.New("reflector: socket idle")
+
+// ServeOptions are the options of one ServeWith loop (one socket); the zero value serves
+// until cancellation like Serve.
+type ServeOptions struct {
+	// Idle, when positive, ends the loop with ErrIdle once this long passes without a
+	// datagram (TWAMP's REFWAIT, RFC 5357 §4.2). The read deadline is armed once and moved
+	// only when it fires, to the last datagram's receive time plus Idle, so a busy socket
+	// pays no timer work per batch.
+	Idle time.Duration
+}
+
 // Serve reflects the test packets arriving on conn until ctx is cancelled or conn is closed,
 // with one recvmmsg and one sendmmsg per batch and no allocation per packet. Open conn with
 // ListenOptions. Serve returns nil on cancellation or close.
 func (r *Reflector) Serve(ctx context.Context, conn *udpsock.Conn) error {
+	return r.ServeWith(ctx, conn, ServeOptions{})
+}
+
+// ServeWith is Serve with per-socket options. It returns nil on cancellation or close,
+// ErrIdle when opts.Idle expires, and other receive errors as they come.
+func (r *Reflector) ServeWith(ctx context.Context, conn *udpsock.Conn, opts ServeOptions) error {
 	batch := r.cfg.Batch
 	if batch <= 0 {
 		batch = udpsock.DefaultBatch
@@ -35,7 +55,8 @@ func (r *Reflector) Serve(ctx context.Context, conn *udpsock.Conn) error {
 		}
 	}
 	w := r.NewWorker()
-	local := conn.LocalAddr()
+	listener := conn.LocalAddr()
+	local := netip.AddrPortFrom(listener.Addr().Unmap(), listener.Port())
 	in := make([]udpsock.Message, batch)
 	out := make([]udpsock.Message, batch)
 	// One spare octet per receive buffer tells a maximal packet from a longer, truncated one.
@@ -45,6 +66,14 @@ func (r *Reflector) Serve(ctx context.Context, conn *udpsock.Conn) error {
 		in[i].Buf = rbuf[i*(r.cfg.MaxPacket+1) : (i+1)*(r.cfg.MaxPacket+1) : (i+1)*(r.cfg.MaxPacket+1)]
 		out[i].Buf = wbuf[i*r.cfg.MaxPacket : (i+1)*r.cfg.MaxPacket : (i+1)*r.cfg.MaxPacket]
 	}
+	// The deadline is set before the cancellation hook below, which must have the last word;
+	// without Idle it is cleared, in case an earlier loop on conn left one behind.
+	last := time.Now() // receive time of the latest datagram, for Idle
+	deadline := time.Time{}
+	if opts.Idle > 0 {
+		deadline = last.Add(opts.Idle)
+	}
+	_ = conn.SetReadDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
 	defer stop()
 	if r.cfg.BusyPoll > 0 {
@@ -57,11 +86,27 @@ func (r *Reflector) Serve(ctx context.Context, conn *udpsock.Conn) error {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
+			if errors.Is(err, os.ErrDeadlineExceeded) && opts.Idle > 0 {
+				if time.Since(last) >= opts.Idle {
+					return ErrIdle
+				}
+				_ = conn.SetReadDeadline(last.Add(opts.Idle))
+				if ctx.Err() != nil { // cancelled while re-arming: its deadline was overwritten
+					return nil
+				}
+				continue
+			}
+			// An ICMP error for an earlier reply (the sender's port closed or unreachable),
+			// a signal or a full device queue is no reason to stop.
 			if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, syscall.ECONNREFUSED) ||
+				errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) ||
 				errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.ENOBUFS) {
 				continue
 			}
 			return err
+		}
+		if n > 0 {
+			last = in[n-1].RxTime
 		}
 		k := 0
 		for i := 0; i < n; i++ {
@@ -71,8 +116,8 @@ func (r *Reflector) Serve(ctx context.Context, conn *udpsock.Conn) error {
 				r.Stats.Drops[DropTooLong].Add(1)
 				continue
 			}
-			pkt = Packet{Data: m.Buf[:m.N], Peer: m.Addr, Local: local, RxTime: m.RxTime,
-				RxSource: m.RxSource, TOS: m.TOS, TTL: m.TTL}
+			pkt = Packet{Data: m.Buf[:m.N], Peer: m.Addr, Local: local, Listener: listener,
+				RxTime: m.RxTime, RxSource: m.RxSource, TOS: m.TOS, TTL: m.TTL}
 			reply, tos, ok := w.Reflect(&pkt, out[k].Buf[:0])
 			if !ok {
 				continue

@@ -2,6 +2,7 @@ package reflector
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"testing"
 	"time"
@@ -101,4 +102,69 @@ func serveLoopback(t *testing.T, busyPoll time.Duration, realtime int, blocking 
 	}
 	_ = netip.AddrPort{}
 	_ = timestamp.SourceKernel
+}
+
+// ServeOptions.Idle (TWAMP REFWAIT): traffic spaced below the idle period keeps the loop
+// alive past several periods; silence ends it with ErrIdle no earlier than Idle after the
+// last datagram; cancellation still returns nil while the idle deadline is armed.
+func TestServeIdle(t *testing.T) {
+	const idle = 150 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	conn, err := udpsock.Listen(ctx, "udp4", "127.0.0.1:0", ListenOptions(8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.ServeWith(ctx, conn, ServeOptions{Idle: idle}) }()
+	cl, err := udpsock.Listen(ctx, "udp4", "127.0.0.1:0", udpsock.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var lastSend time.Time
+	for i := 0; i < 12; i++ { // 12 × 50 ms = 4 idle periods
+		if err := cl.WriteTo(&udpsock.Message{Buf: sender(testpkt.ModeUnauthenticated, uint32(i), 1, nil), Addr: conn.LocalAddr()}); err != nil {
+			t.Fatal(err)
+		}
+		lastSend = time.Now()
+		select {
+		case err := <-done:
+			t.Fatalf("Serve ended with traffic flowing (packet %d): %v", i, err)
+		case <-time.After(idle / 3):
+		}
+	}
+	select {
+	case err := <-done:
+		gap := time.Since(lastSend)
+		if !errors.Is(err, ErrIdle) {
+			t.Fatalf("ServeWith = %v, want ErrIdle", err)
+		}
+		if gap < idle || gap > idle+time.Second {
+			t.Errorf("ended %v after the last datagram, want ≥ %v", gap, idle)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("idle socket still served")
+	}
+	if got := r.Stats.Reflected.Load(); got != 12 {
+		t.Errorf("reflected %d of 12", got)
+	}
+
+	// Cancellation wins over a distant idle deadline.
+	go func() { done <- r.ServeWith(ctx, conn, ServeOptions{Idle: time.Hour}) }()
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("cancelled ServeWith = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("cancellation ignored")
+	}
 }

@@ -17,7 +17,8 @@ const (
 	// FormatSTAMP applies RFC 8762/8972: SSID copied, TLVs processed.
 	FormatSTAMP Format = iota
 	// FormatTWAMP applies RFC 5357 TWAMP-Test: no SSID, octets after the base copied as
-	// padding, no TLV processing.
+	// padding, no TLV processing, and open-mode replies of max(request, 41) octets (the
+	// reflector layout without STAMP's 3 trailing MBZ octets).
 	FormatTWAMP
 )
 
@@ -49,6 +50,16 @@ type Authenticator interface {
 	Seal(pkt []byte)
 }
 
+// ReplyHook completes the replies of a session with what only the embedding daemon knows,
+// such as TWAMP's RFC 6038 reflected octets, which twampctl's negotiated layout places.
+type ReplyHook interface {
+	// Reply is called once per reply with the reply at its final length (every field
+	// written except T3 and the Authenticator's seal, which follow) and the request as
+	// received (decrypted in encrypted modes). It runs under the session table's lock:
+	// keep it short, allocation-free, and do not call the Reflector's Table from it.
+	Reply(reply, req []byte)
+}
+
 // STAMPAuth is the STAMP authenticated-mode Authenticator.
 type STAMPAuth struct{ s *testpkt.Signer }
 
@@ -78,9 +89,14 @@ type Session struct {
 	// DSCP, when non-zero, is the DSCP every reply of the session carries (TWAMP Type-P)
 	// unless a Class of Service TLV asks for another.
 	DSCP int
-	// ReplyLen, when set, returns the reply length for a request of n octets (TWAMP padding
-	// rules); the default is max(n, base).
-	ReplyLen func(n int) int
+	// SenderDSCPECN (TWAMP, RFC 7750) writes the received DSCP/ECN byte into each reply's
+	// "Sender DSCP and ECN" octet right after Sender TTL: offset 41 in the open layout, whose
+	// replies are then at least 42 octets, or 81 in the authenticated one, inside the HMAC
+	// and encryption span (the engine writes it before Auth.Seal).
+	SenderDSCPECN bool
+	// Hook, when set, completes each reply of the session (twampd's RFC 6038 reflected
+	// octets).
+	Hook ReplyHook
 	// Provisioned sessions are never expired and are listed as such.
 	Provisioned bool
 

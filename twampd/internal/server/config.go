@@ -179,6 +179,15 @@ type Config struct {
 	KernelTimestamps bool
 	// Synchronized sets the S bit in the reflector's Error Estimate.
 	Synchronized bool
+	// BusyPoll, when positive, polls each test socket for up to this long before sleeping
+	// (reflector.Config.BusyPoll); it excludes Realtime.
+	BusyPoll time.Duration
+	// Realtime, when positive, serves each test socket on a SCHED_FIFO thread of this
+	// priority (1…99, needs CAP_SYS_NICE; reflector.Config.Realtime); best with Blocking.
+	Realtime int
+	// Blocking waits for test packets inside recvmmsg instead of the Go network poller
+	// (udpsock.Options.Blocking): one OS thread per test socket.
+	Blocking bool
 	// Logger receives logs; nil discards.
 	Logger logrus.FieldLogger
 }
@@ -216,6 +225,16 @@ func (c *Config) Validate() error {
 	}
 	if c.Modes&(twampctl.ModeAuthenticated|twampctl.ModeEncrypted|twampctl.ModeMixed) != 0 && len(c.Keys) == 0 {
 		return fmt.Errorf("modes A, E and M need a key file with at least one identity")
+	}
+	if c.BusyPoll < 0 || c.BusyPoll > time.Second {
+		return fmt.Errorf("busy polling must be 0 … 1s, got %v", c.BusyPoll)
+	}
+	if c.Realtime < 0 || c.Realtime > 99 {
+		return fmt.Errorf("real-time priority must be 1 … 99 (0 = off), got %d", c.Realtime)
+	}
+	if c.BusyPoll > 0 && c.Realtime > 0 {
+		// A never-sleeping SCHED_FIFO thread is throttled by the kernel (reflector.Config).
+		return fmt.Errorf("busy polling and real-time priority exclude each other (a spinning real-time thread is throttled by the kernel)")
 	}
 	if c.Count != 0 {
 		if err := twampctl.ValidCount(c.Count); err != nil {

@@ -10,26 +10,37 @@ import (
 	"github.com/probekit/probekit/shared/udpsock"
 )
 
+// listenOptions are the socket options of every test socket (sessions and TWAMP Light): the
+// reflector's (TTL and TOS delivery, batch buffers) with a receive buffer for ~150 ms of a
+// 100 kpps session, kernel receive timestamps unless disabled, and blocking reads on request.
+func (s *Server) listenOptions() udpsock.Options {
+	opts := reflector.ListenOptions(0)
+	opts.RxTimestamps = s.cfg.KernelTimestamps
+	opts.ReadBuffer = sessionRcvBuf
+	opts.Blocking = s.cfg.Blocking
+	return opts
+}
+
 // startLight opens a TWAMP Light reflector socket (RFC 5357 Appendix I): no control
 // connection; sessions are learned from the first packet of each sender address and port,
 // each with its own sequence counter, in the unauthenticated layout (TW-L1).
 func (s *Server) startLight(ctx context.Context, addr string) (net.Addr, error) {
-	opts := reflector.ListenOptions(0)
-	opts.RxTimestamps = s.cfg.KernelTimestamps
-	opts.ReadBuffer = sessionRcvBuf
-	sock, err := udpsock.Listen(ctx, "udp", addr, opts)
+	sock, err := udpsock.Listen(ctx, "udp", addr, s.listenOptions())
 	if err != nil {
 		return nil, fmt.Errorf("twampd: TWAMP Light listen %s: %w", addr, err)
 	}
 	_ = sock.SetTTL(255)
 	local := sock.LocalAddr()
 	local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
-	s.log.WithField("addr", local.String()).Info("TWAMP Light reflector listening")
+	s.log.WithField("addr", local.String()).WithField("rx_timestamps", sock.Features().RxTimestamp).
+		Info("TWAMP Light reflector listening")
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer sock.Close()
-		_ = s.reflectLoop(ctx, sock, local, true, 0, nil, nil)
+		if err := s.refl.Serve(ctx, sock); err != nil {
+			s.log.WithError(err).WithField("addr", local.String()).Error("TWAMP Light reflector stopped")
+		}
 	}()
 	return net.UDPAddrFromAddrPort(local), nil
 }

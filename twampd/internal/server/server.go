@@ -57,6 +57,8 @@ func New(cfg Config) (*Server, error) {
 		MaxSessions:     cfg.MaxSessions,
 		Synchronized:    cfg.Synchronized,
 		IdleTimeout:     cfg.RefWait,
+		BusyPoll:        cfg.BusyPoll,
+		Realtime:        cfg.Realtime,
 		Logger:          cfg.Logger,
 	}
 	r, err := reflector.New(rcfg)

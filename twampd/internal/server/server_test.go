@@ -572,21 +572,9 @@ func TestLightTwampyPackets(t *testing.T) {
 	defer uc.Close()
 	dst := net.UDPAddrFromAddrPort(netip.MustParseAddrPort(ts.ctl))
 	for i, p := range pkts {
-		if _, err := uc.WriteToUDP(p, dst); err != nil {
-			t.Fatal(err)
-		}
-		_ = uc.SetReadDeadline(time.Now().Add(2 * time.Second))
-		b := make([]byte, 1500)
-		n, _, err := uc.ReadFromUDP(b)
-		if err != nil {
-			t.Fatal(err)
-		}
+		rp, n := lightExchange(t, uc, dst, p)
 		if n != testpkt.TWAMPReflectedLen {
 			t.Errorf("reply %d octets, want 41", n)
-		}
-		var rp testpkt.ReflectedPacket
-		if err := rp.UnmarshalBinary(b[:n]); err != nil {
-			t.Fatal(err)
 		}
 		if rp.Seq != uint32(i) || rp.SenderSeq != uint32(i) || rp.SenderTimestamp != binary.BigEndian.Uint64(p[4:]) || rp.SenderErrorEstimate != 0x3fff {
 			t.Errorf("reply %d: %+v", i, rp)
@@ -595,6 +583,25 @@ func TestLightTwampyPackets(t *testing.T) {
 	if st := ts.Status(); len(st.LightSessions) != 1 || st.LightSessions[0].Reflected != 2 {
 		t.Errorf("light sessions %+v", st.LightSessions)
 	}
+}
+
+// lightExchange sends req from uc to a TWAMP Light reflector and decodes the reply.
+func lightExchange(t *testing.T, uc *net.UDPConn, dst *net.UDPAddr, req []byte) (testpkt.ReflectedPacket, int) {
+	t.Helper()
+	if _, err := uc.WriteToUDP(req, dst); err != nil {
+		t.Fatal(err)
+	}
+	_ = uc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	b := make([]byte, 1500)
+	n, _, err := uc.ReadFromUDP(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rp testpkt.ReflectedPacket
+	if err := rp.UnmarshalBinary(b[:n]); err != nil {
+		t.Fatal(err)
+	}
+	return rp, n
 }
 
 func TestMetricsEndpoint(t *testing.T) {
@@ -666,9 +673,11 @@ func TestDSCPECNMonitoring(t *testing.T) {
 		if ctl.Mode()&twampctl.ModeDSCPECN == 0 {
 			t.Fatalf("server did not accept DSCP-ECN monitoring: %s", ctl.Mode())
 		}
-		pad, off := 28, dscpECNOffOpen
+		// RFC 7750 §2: "Sender DSCP and ECN" follows Sender TTL, at 41 in the open reflector
+		// layout and 81 in the authenticated/encrypted one (inside the encrypted span).
+		pad, off := 28, 41
 		if m == twampctl.ModeEncrypted {
-			pad, off = 64, dscpECNOffAuth
+			pad, off = 64, 81
 		}
 		s, _ := newSender(t, ctl, pad, 0)
 		const tos = 46<<2 | 1 // EF, ECT(1)
@@ -776,5 +785,57 @@ func TestDualStackListener(t *testing.T) {
 		if rp, _, err := s.exchange(t, 3); err != nil || rp.SenderSeq != 3 {
 			t.Errorf("%s: %v", host, err)
 		}
+	}
+}
+
+// --busy-poll, --realtime (with the blocking reads it implies) and --blocking apply to the
+// TWAMP Light socket and to negotiated sessions' sockets: both keep reflecting, with Sender
+// TTL and sequence numbers intact, and REFWAIT still ends an idle session under busy polling.
+func TestSocketScheduling(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		busyPoll time.Duration
+		realtime int
+		blocking bool
+	}{
+		{"busy-poll", 100 * time.Microsecond, 0, false},
+		{"realtime", 0, 5, true},
+		{"blocking", 0, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			light := startServer(t, Config{Light: true, Modes: twampctl.ModeUnauthenticated, Keys: twampctl.KeyFile{},
+				BusyPoll: tc.busyPoll, Realtime: tc.realtime, Blocking: tc.blocking})
+			uc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer uc.Close()
+			dst := net.UDPAddrFromAddrPort(netip.MustParseAddrPort(light.ctl))
+			for i := range 10 {
+				req := binary.BigEndian.AppendUint32(nil, uint32(100+i))
+				rp, n := lightExchange(t, uc, dst, append(req, make([]byte, 10)...))
+				if n != testpkt.TWAMPReflectedLen || rp.Seq != uint32(i) || rp.SenderSeq != uint32(100+i) || rp.SenderTTL != 64 {
+					t.Fatalf("light reply %d (%d octets): %+v", i, n, rp)
+				}
+			}
+
+			ts := startServer(t, Config{BusyPoll: tc.busyPoll, Realtime: tc.realtime, Blocking: tc.blocking,
+				RefWait: 400 * time.Millisecond})
+			ctl, err := dial(t, ts.ctl, clientCfg(twampctl.ModeEncrypted))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, _ := newSender(t, ctl, 64, 0)
+			if err := ctl.StartSessions(); err != nil {
+				t.Fatal(err)
+			}
+			for seq := range uint32(10) {
+				rp, n, err := s.exchange(t, seq)
+				if err != nil || n != testpkt.AuthBaseLen || rp.Seq != seq || rp.SenderSeq != seq || rp.SenderTTL != 64 {
+					t.Fatalf("session packet %d: %d octets %+v %v", seq, n, rp, err)
+				}
+			}
+			waitFor(t, func() bool { return ts.m.refwaitExpired.Load() == 1 })
+		})
 	}
 }

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/probekit/probekit/shared/reflector"
@@ -15,9 +13,6 @@ import (
 	"github.com/probekit/probekit/shared/twampctl"
 	"github.com/probekit/probekit/shared/udpsock"
 )
-
-// maxDatagram is the largest test packet a session socket receives.
-const maxDatagram = 9216
 
 // sessionRcvBuf absorbs ~150 ms of a 100 kpps session while the reflector goroutine is
 // descheduled on a busy host (the kernel charges ~768 octets per small datagram).
@@ -34,7 +29,6 @@ type session struct {
 	local    netip.AddrPort
 	peer     netip.AddrPort
 	rs       *reflector.Session
-	mon      *dscpMon
 	refl     *reflect6038
 	timeout  time.Duration
 	padding  uint32
@@ -48,21 +42,10 @@ type session struct {
 	done     chan struct{}
 }
 
-// RFC 7750 "Sender DSCP and ECN" octet: right after Sender TTL in both reflector layouts.
-const (
-	dscpECNOffOpen = testpkt.TWAMPReflectedLen // 41
-	dscpECNOffAuth = 81
-)
-
-// dscpMon carries the DS field of the packet being reflected into the reply (RFC 7750). The
-// session's socket loop sets tos before each Reflect; Seal runs inside that call.
-type dscpMon struct {
-	enabled bool
-	tos     uint8
-}
-
 // reflect6038 is a session's RFC 6038 state: the padding octets the reflector copies back
-// and the Server Octets every sender packet must carry.
+// and the Server Octets every sender packet must carry. It is the session's
+// reflector.ReplyHook; padding lies outside the HMAC and encryption spans in every layout,
+// so the copy needs nothing from the Authenticator.
 type reflect6038 struct {
 	enabled      bool
 	layout       twampctl.ReflectLayout
@@ -71,11 +54,8 @@ type reflect6038 struct {
 	copied       atomic.Uint64 // replies carrying all the reflected octets
 }
 
-// apply copies the requested octets of req into reply and checks req's Server Octets.
-func (r *reflect6038) apply(reply, req []byte) {
-	if !r.enabled {
-		return
-	}
+// Reply copies the requested octets of req into reply and checks req's Server Octets.
+func (r *reflect6038) Reply(reply, req []byte) {
 	if v, ok := r.layout.ServerOctets(req); ok && v != r.serverOctets {
 		r.mismatches.Add(1)
 	}
@@ -93,20 +73,13 @@ func newServerOctets(sid [16]byte) uint16 {
 	return v
 }
 
-// twampAuth adapts twampctl.TestCrypto to the reflector's Authenticator.
-type twampAuth struct {
-	tc  *twampctl.TestCrypto
-	mon *dscpMon
-}
+// twampAuth adapts twampctl.TestCrypto to the reflector's Authenticator. The reflector
+// writes the RFC 7750 octet (Session.SenderDSCPECN) before Seal, inside the sealed span.
+type twampAuth struct{ tc *twampctl.TestCrypto }
 
 func (a twampAuth) Open(pkt []byte) bool { return a.tc.OpenSender(pkt) == nil }
 
-func (a twampAuth) Seal(pkt []byte) {
-	if a.mon.enabled {
-		pkt[dscpECNOffAuth] = a.mon.tos // inside the encrypted, authenticated span
-	}
-	_ = a.tc.SealReflector(pkt)
-}
+func (a twampAuth) Seal(pkt []byte) { _ = a.tc.SealReflector(pkt) }
 
 // listenTest binds a UDP socket for a session: the requested port first, then the range
 // (rotating start), then — when no range is configured — a kernel-chosen port (TW-C3).
@@ -115,9 +88,7 @@ func (s *Server) listenTest(ctx context.Context, local netip.Addr, requested uin
 	if local.Is6() {
 		network = "udp6"
 	}
-	opts := reflector.ListenOptions(0) // large socket buffers, TTL and TOS delivery
-	opts.RxTimestamps = s.cfg.KernelTimestamps
-	opts.ReadBuffer = sessionRcvBuf
+	opts := s.listenOptions()
 	try := func(port uint16) (*udpsock.Conn, error) {
 		return udpsock.Listen(ctx, network, netip.AddrPortFrom(local, port).String(), opts)
 	}
@@ -169,17 +140,20 @@ func (s *Server) newSession(ctx context.Context, c *controlConn, rq *twampctl.Re
 		dscp:     dscp,
 		created:  now,
 		done:     make(chan struct{}),
-		mon:      &dscpMon{enabled: c.ctl.Mode()&twampctl.ModeDSCPECN != 0},
 	}
 	ss.refl = &reflect6038{enabled: ss.mode&twampctl.ModeReflectOctets != 0,
 		layout: twampctl.NewReflectLayout(ss.mode, rq.PaddingToReflect), serverOctets: newServerOctets(ss.sid)}
 	ss.local = netip.AddrPortFrom(ss.local.Addr().Unmap(), ss.local.Port())
 	rs := &reflector.Session{
-		Key:         reflector.SessionKey{Peer: ss.peer, Local: ss.local},
-		Format:      reflector.FormatTWAMP,
-		Mode:        testpkt.ModeUnauthenticated,
-		DSCP:        int(dscp),
-		Provisioned: true,
+		Key:           reflector.SessionKey{Peer: ss.peer, Local: ss.local},
+		Format:        reflector.FormatTWAMP, // open replies max(n, 41) octets (TW-T2)
+		Mode:          testpkt.ModeUnauthenticated,
+		DSCP:          int(dscp),
+		SenderDSCPECN: ss.mode&twampctl.ModeDSCPECN != 0,
+		Provisioned:   true,
+	}
+	if ss.refl.enabled {
+		rs.Hook = ss.refl
 	}
 	switch ts := ss.mode.TestSecurity(); ts {
 	case twampctl.ModeAuthenticated, twampctl.ModeEncrypted:
@@ -189,11 +163,7 @@ func (s *Server) newSession(ctx context.Context, c *controlConn, rq *twampctl.Re
 			return nil, err
 		}
 		rs.Mode = testpkt.ModeTWAMPAuthenticated
-		rs.Auth = twampAuth{tc: tc, mon: ss.mon}
-	default:
-		// Open replies are the STAMP layout without its last 3 MBZ octets; the engine
-		// builds ≥ 44 and serve trims to max(n, 41) (TW-T2).
-		rs.ReplyLen = func(n int) int { return max(n, testpkt.BaseLen) }
+		rs.Auth = twampAuth{tc: tc}
 	}
 	ss.rs = rs
 	ss.ctx, ss.cancel = context.WithCancel(ctx)
@@ -257,88 +227,12 @@ func (s *Server) serve(ss *session) {
 		s.mu.Unlock()
 		close(ss.done)
 	}()
-	context.AfterFunc(ss.ctx, func() { ss.sock.Close() })
-	err := s.reflectLoop(ss.ctx, ss.sock, ss.local, ss.rs.Mode == testpkt.ModeUnauthenticated, s.cfg.RefWait, ss.mon, ss.refl)
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
+	err := s.refl.ServeWith(ss.ctx, ss.sock, reflector.ServeOptions{Idle: s.cfg.RefWait})
+	switch {
+	case errors.Is(err, reflector.ErrIdle):
 		s.m.refwaitExpired.Add(1)
 		ss.owner.log.WithField("sid", fmt.Sprintf("%x", ss.sid)).Info("REFWAIT expired; ending idle test session")
+	case err != nil:
+		ss.owner.log.WithField("sid", fmt.Sprintf("%x", ss.sid)).WithError(err).Warn("test session socket failed")
 	}
-}
-
-// reflectLoop serves one socket: batched receive, reflection by the shared engine, batched
-// send. Open-mode replies are trimmed to the TWAMP size max(n, 41) (TW-T2), or max(n, 42)
-// when mon enables RFC 7750 monitoring; refl copies RFC 6038 reflected octets. idle > 0 ends
-// the loop with a timeout error after that long without packets.
-func (s *Server) reflectLoop(ctx context.Context, sock *udpsock.Conn, local netip.AddrPort, open bool, idle time.Duration, mon *dscpMon, refl *reflect6038) error {
-	if mon == nil {
-		mon = &dscpMon{}
-	}
-	if refl == nil {
-		refl = &reflect6038{}
-	}
-	w := s.refl.NewWorker()
-	const batch = udpsock.DefaultBatch
-	in := make([]udpsock.Message, batch)
-	out := make([]udpsock.Message, batch)
-	bufs := make([][]byte, batch)
-	for i := range in {
-		in[i].Buf = make([]byte, maxDatagram)
-		bufs[i] = make([]byte, maxDatagram+testpkt.AuthBaseLen)
-	}
-	var pkt reflector.Packet
-	for {
-		if idle > 0 {
-			_ = sock.SetReadDeadline(time.Now().Add(idle))
-		}
-		n, err := sock.ReadBatch(in)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			// An ICMP error for an earlier reply (the sender's port closed, ECONNREFUSED),
-			// a signal or a full device queue is no reason to end the session.
-			if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.ENOBUFS) ||
-				errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
-				continue
-			}
-			return err
-		}
-		k := 0
-		for i := 0; i < n; i++ {
-			m := &in[i]
-			if m.Truncated {
-				continue
-			}
-			pkt = reflector.Packet{Data: m.Buf[:m.N], Peer: unmapAP(m.Addr), Local: local,
-				RxTime: m.RxTime, RxSource: m.RxSource, TOS: m.TOS, TTL: m.TTL}
-			mon.tos = m.TOS
-			reply, tos, ok := w.Reflect(&pkt, bufs[i][:0])
-			if !ok {
-				continue
-			}
-			if open {
-				if mon.enabled {
-					reply = reply[:max(m.N, dscpECNOffOpen+1)]
-					reply[dscpECNOffOpen] = m.TOS
-				} else {
-					reply = reply[:max(m.N, testpkt.TWAMPReflectedLen)]
-				}
-			}
-			// Padding lies outside the HMAC and encryption spans in every layout, so the
-			// reflected octets can follow sealing.
-			refl.apply(reply, m.Buf[:m.N])
-			out[k] = udpsock.Message{Buf: reply, N: len(reply), Addr: m.Addr, TOS: tos}
-			k++
-		}
-		if k > 0 {
-			if _, err := sock.WriteBatch(out[:k]); err != nil && ctx.Err() == nil {
-				s.log.WithError(err).Debug("sending reflected packets failed")
-			}
-		}
-	}
-}
-
-func unmapAP(a netip.AddrPort) netip.AddrPort {
-	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 }
