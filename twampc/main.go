@@ -46,7 +46,7 @@ func newApp() *cli.App {
 		&cli.BoolFlag{Name: "symmetric", Usage: "RFC 6038 symmetrical size sender format (requests as long as replies)"},
 		&cli.BoolFlag{Name: "individual", Usage: "start/stop sessions with RFC 5938 Start-N/Stop-N when the server offers it"},
 		&cli.StringFlag{Name: "percentiles", Aliases: []string{"a"}, Value: "50,90,95,99", Usage: "comma-separated percentiles to print"},
-		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print every packet (text format)"},
+		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print every packet as twping -v does (seq_no=… fwd_delay=… bck_delay=… delay=… proc_delay=… (err=…), or *LOST*)"},
 		&cli.StringFlag{Name: "units", Aliases: []string{"n"}, Value: "m", Usage: "time unit of the text summary: n, u, m or s (twping -n)"},
 		&cli.BoolFlag{Name: "raw", Aliases: []string{"R"}, Usage: "print only twping's raw per-packet lines: SSEQ STIME SS SERR SRTIME SRS SRERR STTL RSEQ RSTIME RSS RSERR RTIME RS RERR RTTL"},
 		&cli.DurationFlag{Name: "connect-timeout", Value: 10e9, Usage: "bound on connection setup and control replies"},

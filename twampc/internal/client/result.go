@@ -277,6 +277,29 @@ func bracketed(s string) string {
 	return "[" + s + "]"
 }
 
+// writeHeader prints owamp's PrintStatsHeader lines: the session's ends and its SID.
+func (r *Result) writeHeader(w io.Writer) {
+	fmt.Fprintf(w, "\n--- twampc statistics from %s to %s ---\n", bracketed(r.Sender), bracketed(r.Reflector))
+	fmt.Fprintf(w, "SID:\t%x\n", r.SID)
+}
+
+// writePackets prints twping -v's per-packet lines (owamp IterateSummarizeTWSession) under
+// the session header: send (fwd), reflect (bck), round-trip and reflector processing time and
+// the packet's error bound, or *LOST*.
+func (r *Result) writePackets(w io.Writer, recs []Record, u Unit) {
+	r.writeHeader(w)
+	for i := range recs {
+		p := &recs[i]
+		if !p.Received {
+			fmt.Fprintf(w, "seq_no=%-10d *LOST*\n", p.Seq)
+			continue
+		}
+		fmt.Fprintf(w, "seq_no=%-10d fwd_delay=%s %s bck_delay=%s %s delay=%s %s proc_delay=%s %s\t(err=%s %s)\n", p.Seq,
+			u.format(time.Duration(p.T2-p.Depart())), u, u.format(time.Duration(p.T4-p.T3)), u,
+			u.format(p.RTT()), u, u.format(time.Duration(p.T3-p.T2)), u, u.formatSeconds(p.Err()), u)
+	}
+}
+
 // WriteText prints the twping-style summary block with times in milliseconds.
 func (r *Result) WriteText(w io.Writer, pcts []float64) { r.WriteTextUnit(w, pcts, 'm') }
 
@@ -292,8 +315,8 @@ func (r *Result) WriteTextUnit(w io.Writer, pcts []float64, u Unit) {
 	if r.clockOffset {
 		fmt.Fprintf(w, "\nDirectional delays may be inaccurate due to out of sync clocks!\n")
 	}
-	fmt.Fprintf(w, "\n--- twampc statistics from %s to %s ---\n", bracketed(r.Sender), bracketed(r.Reflector))
-	fmt.Fprintf(w, "SID:\t%x\nmode:\t%s\n", r.SID, r.Mode)
+	r.writeHeader(w)
+	fmt.Fprintf(w, "mode:\t%s\n", r.Mode)
 	if !r.First.IsZero() {
 		// owamp: local time, "%FT%T" and milliseconds.
 		const layout = "2006-01-02T15:04:05.000"

@@ -43,6 +43,11 @@ var base = time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
 // replay runs replies through the session's real receive path (handleReply) and finish.
 func replay(t *testing.T, sent int, replies []reply) *Result {
 	t.Helper()
+	return replaySession(t, sent, replies).res
+}
+
+func replaySession(t *testing.T, sent int, replies []reply) *session {
+	t.Helper()
 	s := &session{mode: twampctl.ModeUnauthenticated, count: sent, records: make([]Record, sent), res: &Result{}}
 	s.remote = netip.MustParseAddrPort("192.0.2.1:5000")
 	var rp testpkt.ReflectedPacket
@@ -60,9 +65,14 @@ func replay(t *testing.T, sent int, replies []reply) *Result {
 		s.ee = r.rxEE
 		s.handleReply(&udpsock.Message{Buf: b, N: len(b), Addr: s.remote, RxTime: base.Add(r.t4), TTL: int(r.ttl)}, &rp)
 	}
-	s.res.Sent = sent
+	s.sent, s.res.Sent = sent, sent
+	for i := range s.records {
+		if !s.records[i].Received {
+			s.records[i].Seq = uint32(i)
+		}
+	}
 	s.res.finish(s.records[:sent])
-	return s.res
+	return s
 }
 
 func near(a, b float64) bool { return math.Abs(a-b) <= 1e-12*math.Max(1, math.Abs(b)) }
@@ -201,7 +211,7 @@ func TestHopsLines(t *testing.T) {
 	}
 }
 
-// The whole text summary against a golden file. Its lines and their order are owamp's
+// The whole text output with -v against a golden file. Its lines and their order are owamp's
 // OWPStatsPrintSummary for a two-way session (perfsonar/owamp owamp/stats.c): header, SID,
 // first/last, the sent/lost/duplicates line, round-trip/send/reflect time min/median/max with
 // "(err=… ms)", reflector processing time min/max, two-way/send/reflect jitter (P95-P50),
@@ -216,14 +226,20 @@ func TestSummaryGolden(t *testing.T) {
 		reps = append(reps, reply{seq: uint32(i), sender: eeA, refl: eeB, rxEE: eeC,
 			t1: 0, t2: ms + d, t3: ms + d + 10*time.Microsecond, t4: 2*ms + 2*d, senderTTL: 254, ttl: 253})
 	}
-	r := replay(t, 4, reps)
+	s := replaySession(t, 4, reps)
+	r := s.res
 	r.SID = [16]byte{0xc0, 0x00, 0x02, 0x01, 0xed, 0x0b, 0x1f, 0x40, 1, 2, 3, 4, 5, 6, 7, 8}
 	r.Sender, r.Reflector, r.Mode = "192.0.2.2:20001", "[2001:db8::1]:862", "unauthenticated"
 	// Local wall-clock times, so the golden text is the same in every time zone.
 	r.First = time.Date(2026, 11, 23, 9, 0, 0, 123456789, time.Local)
 	r.Last = time.Date(2026, 11, 23, 9, 0, 1, 987654321, time.Local)
+	// Text output with -v: twping's per-packet lines (owamp IterateSummarizeTWSession,
+	// "seq_no=%-10u fwd_delay=%.3g %s bck_delay=… delay=… proc_delay=…\t(err=%.3g %s)", a lost
+	// packet "seq_no=%-10u *LOST*") under the session header, then the summary.
 	var buf bytes.Buffer
-	r.WriteText(&buf, []float64{50, 95})
+	if err := write(Output{W: &buf, Format: cliutil.FormatText, Verbose: true}, &Config{Percentiles: []float64{50, 95}}, []*session{s}); err != nil {
+		t.Fatal(err)
+	}
 	golden := filepath.Join("testdata", "summary.golden")
 	if *update {
 		if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {

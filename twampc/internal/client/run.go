@@ -18,7 +18,7 @@ import (
 	"github.com/probekit/probekit/shared/udpsock"
 )
 
-// Columns of the per-packet output (--json lines, --format csv, text with --verbose). New
+// Columns of the per-packet output (--json lines, --format csv). New
 // columns go at the end so CSV consumers that index columns keep working; err_us is the
 // packet's round-trip error bound (Record.Err, twping -v's "err=").
 var Columns = []string{"type", "session", "seq", "reflector_seq", "received", "t1_ns", "t1_kernel_ns", "t2_ns", "t3_ns", "t4_ns",
@@ -28,7 +28,7 @@ var Columns = []string{"type", "session", "seq", "reflector_seq", "received", "t
 type Output struct {
 	W       io.Writer
 	Format  cliutil.Format
-	Verbose bool // per-packet lines in text mode
+	Verbose bool // twping -v per-packet lines in text mode
 	// Unit of the text summary's times (twping -n); zero means milliseconds.
 	Unit Unit
 	// Raw prints twping's -R per-packet lines instead of any other output (see WriteRaw).
@@ -360,8 +360,16 @@ func write(o Output, cfg *Config, sessions []*session) error {
 		}
 		return nil
 	}
-	perPacket := o.Format != cliutil.FormatText || o.Verbose
-	if perPacket {
+	u := o.Unit
+	if u == 0 {
+		u = 'm'
+	}
+	if o.Format == cliutil.FormatText && o.Verbose {
+		for _, s := range sessions {
+			s.res.writePackets(o.W, s.records[:s.sent], u)
+		}
+	}
+	if o.Format != cliutil.FormatText {
 		em := cliutil.NewEmitter(o.W, o.Format, Columns...)
 		for _, s := range sessions {
 			for i := range s.records[:s.sent] {
@@ -390,10 +398,6 @@ func write(o Output, cfg *Config, sessions []*session) error {
 		}
 	case cliutil.FormatText:
 		for _, s := range sessions {
-			u := o.Unit
-			if u == 0 {
-				u = 'm'
-			}
 			s.res.WriteTextUnit(o.W, cfg.Percentiles, u)
 		}
 	}
