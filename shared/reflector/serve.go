@@ -14,11 +14,13 @@ import (
 )
 
 // ListenOptions are the udpsock options a reflector socket needs: kernel receive timestamps
-// for T2, the received TOS for Class of Service and the TTL for the Sender TTL field, and a
-// 16 MiB receive buffer (about 150 ms of 100 kpps) so a reflector starved of CPU for a moment
-// loses nothing.
+// for T2, the received TOS for Class of Service and the TTL for the Sender TTL field, each
+// datagram's destination address (RecvDst) so that on a wildcard address Serve answers from
+// the address the sender used and fills the Location TLV with it, and a 16 MiB receive buffer
+// (about 150 ms of 100 kpps) so a reflector starved of CPU for a moment loses nothing. A
+// socket bound to one address may clear RecvDst: its datagrams can only be for that address.
 func ListenOptions(batch int) udpsock.Options {
-	return udpsock.Options{RxTimestamps: true, RecvTOS: true, RecvTTL: true, Batch: batch,
+	return udpsock.Options{RxTimestamps: true, RecvTOS: true, RecvTTL: true, RecvDst: true, Batch: batch,
 		ReadBuffer: 16 << 20, WriteBuffer: 4 << 20}
 }
 
@@ -38,6 +40,10 @@ type ServeOptions struct {
 // Serve reflects the test packets arriving on conn until ctx is cancelled or conn is closed,
 // with one recvmmsg and one sendmmsg per batch and no allocation per packet. Open conn with
 // ListenOptions. Serve returns nil on cancellation or close.
+//
+// Sessions are keyed by conn's bound address (Packet.Listener). On a wildcard address with
+// RecvDst, each packet's Local is the address it was sent to, and its reply leaves from that
+// address (IP_PKTINFO/IPV6_PKTINFO), as a sender expects of a multi-homed reflector.
 func (r *Reflector) Serve(ctx context.Context, conn *udpsock.Conn) error {
 	return r.ServeWith(ctx, conn, ServeOptions{})
 }
@@ -57,6 +63,7 @@ func (r *Reflector) ServeWith(ctx context.Context, conn *udpsock.Conn, opts Serv
 	w := r.NewWorker()
 	listener := conn.LocalAddr()
 	local := netip.AddrPortFrom(listener.Addr().Unmap(), listener.Port())
+	wildcard := local.Addr().IsUnspecified()
 	in := make([]udpsock.Message, batch)
 	out := make([]udpsock.Message, batch)
 	// One spare octet per receive buffer tells a maximal packet from a longer, truncated one.
@@ -118,27 +125,46 @@ func (r *Reflector) ServeWith(ctx context.Context, conn *udpsock.Conn, opts Serv
 			}
 			pkt = Packet{Data: m.Buf[:m.N], Peer: m.Addr, Local: local, Listener: listener,
 				RxTime: m.RxTime, RxSource: m.RxSource, TOS: m.TOS, TTL: m.TTL}
+			var src netip.Addr // zero: the kernel's choice, right for a bound address
+			if wildcard && m.Dst.IsValid() {
+				pkt.Local = netip.AddrPortFrom(m.Dst, local.Port())
+				if !m.Dst.IsMulticast() && m.Dst != limitedBroadcast {
+					src = m.Dst // a group or broadcast address cannot be a source (EINVAL)
+				}
+			}
 			reply, tos, ok := w.Reflect(&pkt, out[k].Buf[:0])
 			if !ok {
 				continue
 			}
-			out[k].N, out[k].Addr, out[k].TOS = len(reply), m.Addr, tos
+			out[k].N, out[k].Addr, out[k].TOS, out[k].Dst = len(reply), m.Addr, tos, src
 			k++
 		}
 		if k == 0 {
 			continue
 		}
-		sent, err := conn.WriteBatch(out[:k])
-		if err != nil {
-			r.Stats.Drops[DropSendError].Add(uint64(k - sent))
-			r.Stats.Reflected.Add(^uint64(k - sent - 1)) // not reflected after all
+		// sendmmsg stops at a message the kernel refuses (a peer or source address it
+		// rejects, a full device queue): count that one and send the rest.
+		for off := 0; off < k; {
+			sent, err := conn.WriteBatch(out[off:k])
+			off += sent
+			if err == nil {
+				break
+			}
 			if errors.Is(err, net.ErrClosed) {
+				r.Stats.Drops[DropSendError].Add(uint64(k - off))
+				r.Stats.Reflected.Add(^uint64(k - off - 1)) // not reflected after all
 				return nil
 			}
-			r.log.WithError(err).Debug("reflector: send failed")
+			r.Stats.Drops[DropSendError].Add(1)
+			r.Stats.Reflected.Add(^uint64(0))
+			r.log.WithError(err).WithField("peer", out[off].Addr.String()).Debug("reflector: send failed")
+			off++
 		}
 	}
 }
+
+// limitedBroadcast is 255.255.255.255, a destination that is no source address.
+var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
 
 // Run serves every conn until ctx is cancelled, expiring idle sessions meanwhile, and
 // returns the first error a socket reported.

@@ -168,3 +168,149 @@ func TestServeIdle(t *testing.T) {
 		t.Fatal("cancellation ignored")
 	}
 }
+
+// On a wildcard listener Serve answers each request from the address it was sent to and
+// writes that address into the Location TLV's Destination Address, while the session stays
+// keyed by the listener: requests to 127.0.0.1 and 127.0.0.2 (both on lo), over a plain
+// IPv4 and a dual-stack socket, and to ::1 on the dual-stack one.
+func TestServeWildcard(t *testing.T) {
+	for _, tc := range []struct {
+		network, addr string
+		dsts          []string
+	}{
+		{"udp4", "0.0.0.0:0", []string{"127.0.0.1", "127.0.0.2"}},
+		{"udp", "[::]:0", []string{"127.0.0.1", "127.0.0.2", "::1"}},
+	} {
+		t.Run(tc.network, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			conn, err := udpsock.Listen(ctx, tc.network, tc.addr, ListenOptions(8))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			r, err := New(Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- r.Serve(ctx, conn) }()
+			port := conn.LocalAddr().Port()
+			for i, d := range tc.dsts {
+				dst := netip.AddrPortFrom(netip.MustParseAddr(d), port)
+				clAddr := "127.0.0.1:0"
+				if dst.Addr().Is6() {
+					clAddr = "[::1]:0"
+				}
+				cl, err := udpsock.Listen(ctx, "udp", clAddr, udpsock.Options{})
+				if err != nil {
+					if dst.Addr().Is6() {
+						t.Skipf("IPv6 loopback unavailable: %v", err)
+					}
+					t.Fatal(err)
+				}
+				defer cl.Close()
+				loc := testpkt.TLV{Flags: 0x80, Type: testpkt.TypeLocation, Value: testpkt.LocationRequest(dst.Addr().Is6())}
+				req := sender(testpkt.ModeUnauthenticated, uint32(i), 7, loc.AppendTo(nil))
+				if err := cl.WriteTo(&udpsock.Message{Buf: req, Addr: dst}); err != nil {
+					t.Fatal(err)
+				}
+				_ = cl.SetReadDeadline(time.Now().Add(3 * time.Second))
+				m := udpsock.Message{Buf: make([]byte, 2048)}
+				if err := cl.ReadFrom(&m); err != nil {
+					t.Fatalf("to %v: %v", dst, err)
+				}
+				if m.Addr != dst {
+					t.Errorf("request to %v answered from %v", dst, m.Addr)
+				}
+				tl, err := testpkt.ParseTLVs(m.Buf[testpkt.BaseLen:m.N])
+				if err != nil || len(tl) != 1 {
+					t.Fatalf("reply TLVs %+v: %v", tl, err)
+				}
+				l, err := testpkt.ParseLocation(tl[0].Value)
+				if err != nil || tl[0].Flags != 0 || l.DstPort != port || l.SrcPort != cl.LocalAddr().Port() {
+					t.Fatalf("location %+v flags %#x: %v", l, tl[0].Flags, err)
+				}
+				for _, s := range l.Sub {
+					a, _ := netip.AddrFromSlice(s.Value)
+					want := cl.LocalAddr().Addr()
+					if s.Type == testpkt.SubDestIPv4 || s.Type == testpkt.SubDestIPv6 {
+						want = dst.Addr()
+					}
+					if a != want || s.Flags != 0 {
+						t.Errorf("to %v: location sub-TLV type %d = %v flags %#x, want %v", dst, int(s.Type), a, s.Flags, want)
+					}
+				}
+			}
+			for _, si := range r.Table().Snapshot() {
+				if si.Local != conn.LocalAddr().String() {
+					t.Errorf("session %+v not keyed by the listener %v", si, conn.LocalAddr())
+				}
+			}
+			if got := r.Table().Len(); got != len(tc.dsts) {
+				t.Errorf("%d sessions, want %d (one per client)", got, len(tc.dsts))
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		})
+	}
+}
+
+// BenchmarkServe measures the whole socket loop per packet on loopback, on a wildcard
+// dual-stack listener with RecvDst (reply sent from the request's destination), a batch of
+// 32 requests in flight. allocs/op counts every goroutine, the client's included: 0 means the
+// loop allocates nothing per packet.
+func BenchmarkServe(b *testing.B) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	conn, err := udpsock.Listen(ctx, "udp", "[::]:0", ListenOptions(32))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	r, err := New(Config{Batch: 32})
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Serve(ctx, conn) }()
+	cl, err := udpsock.Listen(ctx, "udp4", "127.0.0.1:0", udpsock.Options{Batch: 32, ReadBuffer: 4 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	to := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), conn.LocalAddr().Port())
+	const batch = 32
+	out := make([]udpsock.Message, batch)
+	in := make([]udpsock.Message, batch)
+	for i := range out {
+		out[i] = udpsock.Message{Buf: sender(testpkt.ModeUnauthenticated, uint32(i), 1, nil), Addr: to}
+		in[i].Buf = make([]byte, 2048)
+	}
+	roundTrip := func(n int) {
+		if _, err := cl.WriteBatch(out[:n]); err != nil {
+			b.Fatal(err)
+		}
+		for got := 0; got < n; {
+			k, err := cl.ReadBatch(in)
+			if err != nil {
+				b.Fatalf("%d of %d replies: %v", got, n, err)
+			}
+			got += k
+		}
+	}
+	_ = cl.SetReadDeadline(time.Now().Add(time.Minute))
+	roundTrip(batch) // warm-up: session learned, buffers grown
+	b.ReportAllocs()
+	b.ResetTimer()
+	for left := b.N; left > 0; left -= batch {
+		roundTrip(min(left, batch))
+	}
+	b.StopTimer()
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+}

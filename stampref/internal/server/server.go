@@ -87,10 +87,15 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 	addrs := make([]netip.AddrPort, 0, len(cfg.Listen))
 	for _, l := range cfg.Listen {
 		network := "udp"
-		if ap, err := netip.ParseAddrPort(l); err == nil && ap.Addr().Is4() {
-			network = "udp4"
-		}
 		opts := reflector.ListenOptions(rc.Batch)
+		if ap, err := netip.ParseAddrPort(l); err == nil {
+			if ap.Addr().Is4() {
+				network = "udp4"
+			}
+			// Only a wildcard listener needs each datagram's destination (reply source,
+			// Location TLV); a bound one saves the control message.
+			opts.RecvDst = ap.Addr().IsUnspecified()
+		}
 		opts.Blocking = cfg.Blocking
 		c, err := udpsock.Listen(ctx, network, l, opts)
 		if err != nil {

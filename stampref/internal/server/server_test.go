@@ -270,3 +270,35 @@ func TestBlockingListener(t *testing.T) {
 		t.Errorf("stop took %v", el)
 	}
 }
+
+// A wildcard listener answers each request from the address it was sent to (127.0.0.2 here,
+// not the kernel's preferred 127.0.0.1), and a session provisioned on that listener (local
+// defaulting to the one listener, 0.0.0.0:PORT) matches requests to any of its addresses.
+func TestWildcardListener(t *testing.T) {
+	r := start(t, Config{Listen: []string{"0.0.0.0:0"}, Reflector: reflector.Config{ProvisionedOnly: true}})
+	c := newClient(t)
+	body := `{"peer": "` + c.conn.LocalAddr().String() + `", "ssid": 5}`
+	resp, err := http.Post(r.url+"/sessions", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST: %s", resp.Status)
+	}
+	for i, a := range []string{"127.0.0.2", "127.0.0.1"} {
+		to := netip.AddrPortFrom(netip.MustParseAddr(a), r.udp.Port())
+		if err := c.conn.WriteTo(&udpsock.Message{Buf: stampPkt(testpkt.ModeUnauthenticated, 0, 5, nil), Addr: to}); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		in := udpsock.Message{Buf: make([]byte, 2048)}
+		if err := c.conn.ReadFrom(&in); err != nil {
+			t.Fatalf("request to %v: %v", to, err)
+		}
+		var rp testpkt.ReflectedPacket
+		if in.Addr != to || rp.UnmarshalBinary(in.Buf[:in.N]) != nil || rp.Seq != uint32(i) || rp.SSID != 5 {
+			t.Errorf("request to %v: reply from %v, %+v", to, in.Addr, rp)
+		}
+	}
+}

@@ -839,3 +839,31 @@ func TestSocketScheduling(t *testing.T) {
 		})
 	}
 }
+
+// A TWAMP Light reflector on a wildcard address answers from the address each request was
+// sent to, so a sender that talks to 127.0.0.2 gets its reply from 127.0.0.2.
+func TestLightWildcard(t *testing.T) {
+	ts := startServer(t, Config{Light: true, Listen: []string{"0.0.0.0:0"}, Modes: twampctl.ModeUnauthenticated, Keys: twampctl.KeyFile{}})
+	port := netip.MustParseAddrPort(ts.ctl).Port()
+	uc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	for i, a := range []string{"127.0.0.2", "127.0.0.1"} {
+		to := netip.AddrPortFrom(netip.MustParseAddr(a), port)
+		req := append(binary.BigEndian.AppendUint32(nil, uint32(i)), make([]byte, 10)...)
+		if _, err := uc.WriteToUDPAddrPort(req, to); err != nil {
+			t.Fatal(err)
+		}
+		_ = uc.SetReadDeadline(time.Now().Add(2 * time.Second))
+		b := make([]byte, 1500)
+		n, from, err := uc.ReadFromUDPAddrPort(b)
+		if err != nil {
+			t.Fatalf("request to %v: %v", to, err)
+		}
+		if from != to || n != testpkt.TWAMPReflectedLen {
+			t.Errorf("request to %v: %d-octet reply from %v", to, n, from)
+		}
+	}
+}

@@ -89,6 +89,7 @@ func (s *Server) listenTest(ctx context.Context, local netip.Addr, requested uin
 		network = "udp6"
 	}
 	opts := s.listenOptions()
+	opts.RecvDst = local.IsUnspecified() // a bound address is the only destination
 	try := func(port uint16) (*udpsock.Conn, error) {
 		return udpsock.Listen(ctx, network, netip.AddrPortFrom(local, port).String(), opts)
 	}
