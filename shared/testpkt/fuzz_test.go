@@ -2,6 +2,7 @@ package testpkt
 
 import (
 	"bytes"
+	"net/netip"
 	"testing"
 )
 
@@ -89,11 +90,28 @@ func FuzzTLV(f *testing.F) {
 			case TypeReturnPath:
 				_ = ReturnPathNoReplyRequested(tl.Value)
 			case TypeLocation:
-				_, _ = ParseLocation(tl.Value)
-				v := append([]byte{}, tl.Value...)
-				FillLocation(v, loc4src, loc4dst)
-				if len(v) != len(tl.Value) {
-					t.Fatal("location length changed")
+				if l, err := ParseLocation(tl.Value); err == nil {
+					_, _ = l.Addresses()
+				}
+				for _, peer := range [][2]netip.AddrPort{{loc4src, loc4dst}, {loc6src, loc6dst}} {
+					v := append([]byte{}, tl.Value...)
+					ok := FillLocation(v, peer[0], peer[1])
+					if len(v) != len(tl.Value) {
+						t.Fatal("location length changed")
+					}
+					if !ok && !bytes.Equal(v, tl.Value) {
+						t.Fatal("malformed location modified")
+					}
+					if ok {
+						// Every answered sub-TLV decodes back to the peer's addresses.
+						l, err := ParseLocation(v)
+						if err != nil {
+							t.Fatalf("answered location does not parse: %v", err)
+						}
+						if s, d := l.Addresses(); (s.IsValid() && s != peer[0].Addr()) || (d.IsValid() && d != peer[1].Addr()) {
+							t.Fatalf("answered %v %v for %v %v", s, d, peer[0], peer[1])
+						}
+					}
 				}
 			}
 		}

@@ -10,7 +10,8 @@ import (
 // TLVHeaderLen is the size of a TLV header: Flags(1) · Type(1) · Length(2).
 const TLVHeaderLen = 4
 
-// TLV flag bits (RFC 8972 §4, reference/stamp.md §2). The remaining bits are reserved: zero on
+// TLV flag bits (RFC 8972 §4, §5.2 "STAMP TLV Flags" registry: bit 0 U, bit 1 M, bit 2 I,
+// bits 3–7 unassigned; reference/stamp.md §2). The remaining bits are reserved: zero on
 // transmit, ignored on receipt (X-10).
 const (
 	// FlagU (Unrecognized): set by the sender on every TLV (X-06); the reflector clears it for
@@ -20,7 +21,9 @@ const (
 	FlagM uint8 = 0x40
 	// FlagI (Integrity): set by the reflector on every TLV when the HMAC TLV fails (X-09).
 	FlagI uint8 = 0x20
-	// FlagC is the "conformant reflected" flag of the Reflected Test Packet Control TLV (12).
+	// FlagC is the "conformant reflected" flag of the Reflected Test Packet Control TLV (12):
+	// bit 3, which draft-ietf-ippm-asymmetrical-pkts §3 allocates; unassigned in the RFC 8972
+	// registry, so it means nothing on other TLVs.
 	FlagC uint8 = 0x10
 	// FlagsDefined masks every flag bit with a meaning.
 	FlagsDefined = FlagU | FlagM | FlagI | FlagC
@@ -29,7 +32,12 @@ const (
 // TLVType is an RFC 8972 STAMP TLV type.
 type TLVType uint8
 
-// TLV types (RFC 8972, RFC 9503, RFC 9534, reflected-packet control).
+// TLV types. 0–8 are RFC 8972 §5.1 (Table 2) and 9–11 later RFCs, as the IANA "STAMP TLV
+// Types" registry lists them (https://www.iana.org/assignments/stamp-tlv-types/): 9
+// Destination Node Address and 10 Return Path (RFC 9503 §3, §4), 11 Micro-session ID (RFC
+// 9534 §3.1, figure "Micro-session ID TLV", Type = 11). 12, Reflected Test Packet Control,
+// comes from draft-ietf-ippm-asymmetrical-pkts and was not in the registry snapshot checked
+// (2024-02-01).
 const (
 	TypeExtraPadding           TLVType = 1
 	TypeLocation               TLVType = 2
@@ -240,7 +248,9 @@ func ParseClassOfService(v []byte) (ClassOfService, error) {
 }
 
 // Synchronization sources and timestamping methods of the Timestamp Information TLV
-// (RFC 8972 §4.3, reference/stamp.md §2).
+// (RFC 8972 §4.3; IANA "STAMP Synchronization Sources", RFC 8972 Table 7: 1 NTP, 2 PTP,
+// 3 SSU/BITS, 4 GPS/GLONASS/LORAN-C/BDS/Galileo, 5 local free-running; "STAMP Timestamping
+// Methods", Table 9: 1 HW Assist, 2 SW Local, 3 Control Plane).
 const (
 	SyncNTP   uint8 = 1
 	SyncPTP   uint8 = 2
@@ -310,7 +320,8 @@ func ParseDirectMeasurement(v []byte) (DirectMeasurement, error) {
 	}, nil
 }
 
-// Access Report identifiers and return codes (RFC 8972 §4.6).
+// Access Report identifiers and return codes (RFC 8972 §4.6, Length 4; IANA "STAMP Return
+// Codes", Table 11: 1 network available, 2 network unavailable).
 const (
 	AccessID3GPP        uint8 = 1
 	AccessIDNon3GPP     uint8 = 2
@@ -384,21 +395,32 @@ func ParseFollowUpTelemetry(v []byte) (FollowUpTelemetry, error) {
 	}, nil
 }
 
-// Location sub-TLV types (reference/stamp.md §2: source MAC as EUI-48 or EUI-64, destination
-// and source IP addresses per family).
+// Location sub-TLV types: the IANA "STAMP Sub-TLV Types" registry
+// (https://www.iana.org/assignments/stamp-tlv-types/stamp-tlv-types.xhtml, created by
+// RFC 8972 §5.3, Table 5; values 1–9, all "TLV Used: Location"). Types 1, 4 and 7 are the
+// generic requests a Session-Sender sends; the Session-Reflector answers each with the
+// specific type for the address it saw (RFC 8972 §4.2.2): EUI-48/EUI-64 for the source MAC,
+// IPv4/IPv6 for the addresses. Every sub-TLV uses the TLV framing (RFC 8972 §4.2.1, Figure 5).
 const (
-	SubSourceMAC          TLVType = 1
-	SubDestIPv4           TLVType = 5
-	SubDestIPv6           TLVType = 6
-	SubSourceIPv4         TLVType = 8
-	SubSourceIPv6         TLVType = 9
-	lenEUI48                      = 6
-	lenEUI64                      = 8
-	lenIPv4                       = 4
-	lenIPv6                       = 16
-	locationPortsLen              = 4
-	locationDstPortOffset         = 0
-	locationSrcPortOffset         = 2
+	SubSourceMAC   TLVType = 1 // request; Length 8, Value 8 octets MBZ
+	SubSourceEUI48 TLVType = 2 // answer; Length 8: EUI-48 (6) · MBZ (2)
+	SubSourceEUI64 TLVType = 3 // answer; Length 8: EUI-64 (8)
+	SubDestIP      TLVType = 4 // request; Length 16, Value 16 octets MBZ
+	SubDestIPv4    TLVType = 5 // answer; Length 16: IPv4 address (4) · MBZ (12)
+	SubDestIPv6    TLVType = 6 // answer; Length 16: IPv6 address (16)
+	SubSourceIP    TLVType = 7 // request; Length 16, Value 16 octets MBZ
+	SubSourceIPv4  TLVType = 8 // answer; Length 16: IPv4 address (4) · MBZ (12)
+	SubSourceIPv6  TLVType = 9 // answer; Length 16: IPv6 address (16)
+
+	// LenLocationMAC and LenLocationIP are the only valid Length values of the MAC (types
+	// 1–3) and IP (types 4–9) sub-TLVs: a reflector keeps the TLV's length (T-02), so the
+	// request already has room for the longest answer.
+	LenLocationMAC = 8
+	LenLocationIP  = 16
+
+	locationPortsLen      = 4
+	locationDstPortOffset = 0
+	locationSrcPortOffset = 2
 )
 
 // Location is the value of the Location TLV (RFC 8972 §4.2): the UDP ports the reflector saw
@@ -418,6 +440,42 @@ func (l Location) AppendTo(b []byte) []byte {
 	return b
 }
 
+// Addresses returns the source and destination addresses the reflector reported in
+// sub-TLVs it answered (U and M clear); an address it did not report is the zero Addr.
+func (l Location) Addresses() (src, dst netip.Addr) {
+	for _, s := range l.Sub {
+		if s.Flags&(FlagU|FlagM) != 0 {
+			continue
+		}
+		a, ok := LocationSubAddr(s)
+		if !ok {
+			continue
+		}
+		switch s.Type {
+		case SubSourceIPv4, SubSourceIPv6:
+			src = a
+		case SubDestIPv4, SubDestIPv6:
+			dst = a
+		}
+	}
+	return src, dst
+}
+
+// LocationSubAddr decodes the address of a Destination/Source IPv4 or IPv6 Address sub-TLV:
+// the first 4 octets of the 16-octet value for IPv4, all 16 for IPv6. It also reads the bare
+// 4-octet IPv4 value that [LocationRequest] asks for. ok is false for other types and lengths.
+func LocationSubAddr(s TLV) (netip.Addr, bool) {
+	switch {
+	case (s.Type == SubDestIPv4 || s.Type == SubSourceIPv4) && (len(s.Value) == LenLocationIP || len(s.Value) == lenIPv4):
+		return netip.AddrFrom4([4]byte(s.Value[:lenIPv4])), true
+	case (s.Type == SubDestIPv6 || s.Type == SubSourceIPv6) && len(s.Value) == LenLocationIP:
+		return netip.AddrFrom16([16]byte(s.Value)), true
+	}
+	return netip.Addr{}, false
+}
+
+const lenIPv4 = 4
+
 // ParseLocation decodes a Location value.
 func ParseLocation(v []byte) (Location, error) {
 	if len(v) < LenLocationMin {
@@ -435,65 +493,135 @@ func ParseLocation(v []byte) (Location, error) {
 	return l, nil
 }
 
-// LocationRequest returns a sender's Location TLV value asking for the reflector's view of the
-// source and destination addresses of the given family (zero-filled sub-TLVs).
+// NewLocationRequest returns a Session-Sender's Location TLV value as RFC 8972 §4.2 defines
+// it: zero ports and the generic Source IP Address and Destination IP Address sub-TLVs
+// (types 7 and 4, Length 16, zero value, flags U=1 like every TLV a sender sends, X-06). It
+// does not depend on the address family: the reflector picks the IPv4 or IPv6 answer.
+func NewLocationRequest() []byte {
+	return Location{Sub: []TLV{
+		{Flags: FlagU, Type: SubSourceIP, Value: make([]byte, LenLocationIP)},
+		{Flags: FlagU, Type: SubDestIP, Value: make([]byte, LenLocationIP)},
+	}}.AppendTo(nil)
+}
+
+// LocationRequest returns the Location value earlier probekit senders sent: the specific
+// Source/Destination IPv4 (bare 4-octet values) or IPv6 sub-TLVs instead of the generic
+// requests. It is not the RFC 8972 layout (IPv4 answers are 16 octets, requests use types 7
+// and 4); FillLocation still answers it for those senders.
+//
+// Deprecated: use [NewLocationRequest].
 func LocationRequest(ipv6 bool) []byte {
-	l := Location{}
 	n := lenIPv4
 	src, dst := SubSourceIPv4, SubDestIPv4
 	if ipv6 {
-		n, src, dst = lenIPv6, SubSourceIPv6, SubDestIPv6
+		n, src, dst = LenLocationIP, SubSourceIPv6, SubDestIPv6
 	}
-	l.Sub = []TLV{
+	return Location{Sub: []TLV{
 		{Flags: FlagU, Type: src, Value: make([]byte, n)},
 		{Flags: FlagU, Type: dst, Value: make([]byte, n)},
-	}
-	return l.AppendTo(nil)
+	}}.AppendTo(nil)
 }
 
-// FillLocation fills a received Location value in place, keeping its length (T-01): the ports,
-// then each address sub-TLV whose family and length match (its U flag cleared). Sub-TLVs the
-// reflector cannot fill (MAC addresses: a UDP socket never sees them; wrong family) keep U=1.
-// It returns false if the value's framing is broken (the caller sets M).
+// FillLocation answers a received Location value in place, keeping its length (T-02, RFC 8972
+// §4.2.2): it writes the ports, then answers each sub-TLV and sets its flags as RFC 8972 §4
+// and §4.2.1 say (I and the reserved bits always 0):
+//
+//   - Source/Destination IP Address (7/4, or an IPv4/IPv6 type 5, 6, 8, 9), Length 16: the
+//     answer type for the packet's family (8/9, 5/6) with the address (IPv4: 4 octets then 12
+//     zero octets), U=0. An unknown destination (a wildcard socket without RecvDst) is
+//     reported as zeros, which RFC 8972 §4.2.2 allows.
+//   - Source MAC Address (1, or 2/3), Length 8: a UDP socket never sees the MAC, so the answer
+//     is Source EUI-64 Address (3) zeroed, U=0 (§4.2.2: no source MAC → zero EUI-64).
+//   - The pre-RFC 4-octet IPv4 sub-TLVs of [LocationRequest]: filled in place when the packet
+//     is IPv4, else U=1.
+//   - Unknown sub-TLV types: copied, U=1.
+//   - A known type with an invalid Length: M=1, and the sub-TLVs after it are copied
+//     unprocessed (RFC 8972 §4: processing stops at a malformed TLV).
+//
+// It returns false, changing nothing, when the sub-TLV framing is broken or the value is
+// shorter than the ports: the Location TLV itself is malformed and the caller sets its M flag.
 func FillLocation(v []byte, src, dst netip.AddrPort) bool {
 	if len(v) < LenLocationMin {
 		return false
 	}
-	binary.BigEndian.PutUint16(v[locationDstPortOffset:], dst.Port())
-	binary.BigEndian.PutUint16(v[locationSrcPortOffset:], src.Port())
 	sub := v[locationPortsLen:]
 	it := NewTLVIterator(sub)
 	for it.Next() {
+	}
+	if it.Err() != nil {
+		return false
+	}
+	binary.BigEndian.PutUint16(v[locationDstPortOffset:], dst.Port())
+	binary.BigEndian.PutUint16(v[locationSrcPortOffset:], src.Port())
+	sa, da := src.Addr().Unmap(), dst.Addr().Unmap()
+	v4 := sa.Is4()
+	it = NewTLVIterator(sub)
+	for it.Next() {
 		t := it.TLV()
 		h := sub[it.Offset():]
-		var a netip.Addr
+		flags := uint8(0)
 		switch t.Type {
-		case SubSourceIPv4, SubSourceIPv6:
-			a = src.Addr().Unmap()
-		case SubDestIPv4, SubDestIPv6:
-			a = dst.Addr().Unmap()
+		case SubSourceIP, SubSourceIPv4, SubSourceIPv6, SubDestIP, SubDestIPv4, SubDestIPv6:
+			source := t.Type == SubSourceIP || t.Type == SubSourceIPv4 || t.Type == SubSourceIPv6
+			a := da
+			if source {
+				a = sa
+			}
+			switch {
+			case len(t.Value) == LenLocationIP:
+				h[1] = uint8(locationAnswerType(source, v4))
+				clear(t.Value)
+				if a.Is4() && v4 {
+					b := a.As4()
+					copy(t.Value, b[:])
+				} else if a.Is6() && !v4 {
+					b := a.As16()
+					copy(t.Value, b[:])
+				}
+			case len(t.Value) == lenIPv4 && (t.Type == SubSourceIPv4 || t.Type == SubDestIPv4):
+				clear(t.Value)
+				if v4 && a.Is4() {
+					b := a.As4()
+					copy(t.Value, b[:])
+				} else if !v4 {
+					flags = FlagU
+				}
+			default:
+				h[0] = FlagM
+				return true
+			}
+		case SubSourceMAC, SubSourceEUI48, SubSourceEUI64:
+			if len(t.Value) != LenLocationMAC {
+				h[0] = FlagM
+				return true
+			}
+			h[1] = uint8(SubSourceEUI64)
+			clear(t.Value)
+		default:
+			flags = FlagU
 		}
-		ok := false
-		switch {
-		case (t.Type == SubSourceIPv4 || t.Type == SubDestIPv4) && len(t.Value) == lenIPv4 && a.Is4():
-			b := a.As4()
-			copy(t.Value, b[:])
-			ok = true
-		case (t.Type == SubSourceIPv6 || t.Type == SubDestIPv6) && len(t.Value) == lenIPv6 && a.Is6():
-			b := a.As16()
-			copy(t.Value, b[:])
-			ok = true
-		}
-		if ok {
-			h[0] &^= FlagU
-		} else {
-			h[0] |= FlagU
-		}
+		h[0] = flags
 	}
-	return it.Err() == nil
+	return true
 }
 
-// Return Path sub-TLV types and control codes (RFC 9503 §4).
+// locationAnswerType is the specific sub-TLV type a reflector answers an address request with.
+func locationAnswerType(source, v4 bool) TLVType {
+	switch {
+	case source && v4:
+		return SubSourceIPv4
+	case source:
+		return SubSourceIPv6
+	case v4:
+		return SubDestIPv4
+	}
+	return SubDestIPv6
+}
+
+// Return Path sub-TLV types and control codes (RFC 9503 §4.1: Control Code sub-TLV Type=1
+// Length=4, figure "Format of the Control Code Sub-TLV"; Return Address 2; SR-MPLS Label
+// Stack 3; SRv6 Segment List Type=4, figure "Format of the SRv6 Segment List Sub-TLV"). These
+// numbers are the Return Path TLV's own sub-TLV space, not the Location sub-TLV registry.
 const (
 	SubReturnPathControlCode TLVType = 1
 	SubReturnAddress         TLVType = 2
@@ -505,15 +633,20 @@ const (
 	ReturnPathSameLink uint32 = 0x1
 )
 
-// ReturnPathNoReplyRequested reports whether a Return Path TLV value carries a Control Code
-// sub-TLV of "no reply requested".
+// returnPathReplyFlag is the Control Code's only defined bit, the least significant one
+// (RFC 9503 §4.1.1: 0x0 no reply requested, 0x1 reply on the same link; all other bits are
+// reserved, sent as 0 and ignored on receipt).
+const returnPathReplyFlag = 0x1
+
+// ReturnPathNoReplyRequested reports whether a Return Path TLV value's Control Code sub-TLV
+// says "no reply requested". Only the first Control Code counts (a sender must not send more
+// than one, RFC 9503 §4.1), and only its reply bit: reserved bits are ignored.
 func ReturnPathNoReplyRequested(v []byte) bool {
 	it := NewTLVIterator(v)
 	for it.Next() {
 		t := it.TLV()
-		if t.Type == SubReturnPathControlCode && len(t.Value) == 4 &&
-			binary.BigEndian.Uint32(t.Value) == ReturnPathNoReply {
-			return true
+		if t.Type == SubReturnPathControlCode && len(t.Value) == 4 {
+			return binary.BigEndian.Uint32(t.Value)&returnPathReplyFlag == ReturnPathNoReply
 		}
 	}
 	return false

@@ -2,6 +2,7 @@ package testpkt
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"net/netip"
 	"reflect"
@@ -135,64 +136,198 @@ func TestTypedTLVGolden(t *testing.T) {
 	}
 }
 
-// TestT02Location fills a Location request in place, keeping its length.
-func TestT02Location(t *testing.T) {
-	for _, v6 := range []bool{false, true} {
-		v := LocationRequest(v6)
-		n := len(v)
-		src := netip.MustParseAddrPort("192.0.2.1:40000")
-		dst := netip.MustParseAddrPort("198.51.100.7:862")
-		if v6 {
-			src = netip.MustParseAddrPort("[2001:db8::1]:40000")
-			dst = netip.MustParseAddrPort("[2001:db8::7]:862")
+// TestIANARegistryValues pins the code points against their sources: IANA "STAMP TLV Types"
+// and "STAMP Sub-TLV Types" (https://www.iana.org/assignments/stamp-tlv-types/stamp-tlv-types.xhtml,
+// snapshot last updated 2024-02-01; RFC 8972 §5 Tables 2, 3, 5, 7, 9, 11), RFC 9503 §3–§4
+// (types 9, 10; Return Path sub-TLVs "Type=1" Control Code and "Type=4" SRv6 Segment List
+// figures) and RFC 9534 §3.1 (figure "Micro-session ID TLV", Type = 11).
+func TestIANARegistryValues(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		got, want int
+	}{
+		{"Extra Padding", int(TypeExtraPadding), 1},
+		{"Location", int(TypeLocation), 2},
+		{"Timestamp Information", int(TypeTimestampInformation), 3},
+		{"Class of Service", int(TypeClassOfService), 4},
+		{"Direct Measurement", int(TypeDirectMeasurement), 5},
+		{"Access Report", int(TypeAccessReport), 6},
+		{"Follow-Up Telemetry", int(TypeFollowUpTelemetry), 7},
+		{"HMAC", int(TypeHMAC), 8},
+		{"Destination Node Address (RFC 9503)", int(TypeDestinationNodeAddress), 9},
+		{"Return Path (RFC 9503)", int(TypeReturnPath), 10},
+		{"Micro-session ID (RFC 9534)", int(TypeMicroSessionID), 11},
+		{"flag U (bit 0)", int(FlagU), 0x80},
+		{"flag M (bit 1)", int(FlagM), 0x40},
+		{"flag I (bit 2)", int(FlagI), 0x20},
+		{"sub Source MAC Address", int(SubSourceMAC), 1},
+		{"sub Source EUI-48 Address", int(SubSourceEUI48), 2},
+		{"sub Source EUI-64 Address", int(SubSourceEUI64), 3},
+		{"sub Destination IP Address", int(SubDestIP), 4},
+		{"sub Destination IPv4 Address", int(SubDestIPv4), 5},
+		{"sub Destination IPv6 Address", int(SubDestIPv6), 6},
+		{"sub Source IP Address", int(SubSourceIP), 7},
+		{"sub Source IPv4 Address", int(SubSourceIPv4), 8},
+		{"sub Source IPv6 Address", int(SubSourceIPv6), 9},
+		{"sync NTP", int(SyncNTP), 1},
+		{"sync PTP", int(SyncPTP), 2},
+		{"sync SSU/BITS", int(SyncSSU), 3},
+		{"sync GNSS", int(SyncGNSS), 4},
+		{"sync local free-running", int(SyncLocal), 5},
+		{"method HW Assist", int(MethodHardware), 1},
+		{"method SW Local", int(MethodSoftware), 2},
+		{"method Control Plane", int(MethodControlPlane), 3},
+		{"return code network available", int(AccessAvailable), 1},
+		{"return code network unavailable", int(AccessUnavailable), 2},
+		{"access ID 3GPP", int(AccessID3GPP), 1},
+		{"access ID non-3GPP", int(AccessIDNon3GPP), 2},
+		{"return path Control Code sub-TLV", int(SubReturnPathControlCode), 1},
+		{"return path SRv6 Segment List sub-TLV", int(SubSRv6SegmentList), 4},
+		{"experimental first", int(TypeExperimentalFirst), 240},
+		{"experimental last", int(TypeExperimentalLast), 251},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s = %d, registry says %d", tc.name, tc.got, tc.want)
 		}
-		if !FillLocation(v, src, dst) {
-			t.Fatal("fill failed")
-		}
-		if len(v) != n {
-			t.Fatalf("length changed")
-		}
-		l, err := ParseLocation(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if l.DstPort != 862 || l.SrcPort != 40000 || len(l.Sub) != 2 {
-			t.Fatalf("location %+v", l)
-		}
-		for _, s := range l.Sub {
-			a, _ := netip.AddrFromSlice(s.Value)
-			want := src.Addr()
-			if s.Type == SubDestIPv4 || s.Type == SubDestIPv6 {
-				want = dst.Addr()
-			}
-			if a != want || s.Flags&FlagU != 0 {
-				t.Errorf("sub %v = %v flags %x, want %v", s.Type, a, s.Flags, want)
-			}
-		}
-	}
-	// A MAC sub-TLV cannot be filled from a UDP socket: U stays set; wrong family too.
-	v := Location{Sub: []TLV{{Flags: 0, Type: SubSourceMAC, Value: make([]byte, 6)},
-		{Flags: 0, Type: SubSourceIPv6, Value: make([]byte, 16)}}}.AppendTo(nil)
-	if !FillLocation(v, netip.MustParseAddrPort("192.0.2.1:1"), netip.MustParseAddrPort("192.0.2.2:2")) {
-		t.Fatal("fill")
-	}
-	l, _ := ParseLocation(v)
-	if l.Sub[0].Flags&FlagU == 0 || l.Sub[1].Flags&FlagU == 0 {
-		t.Errorf("unfillable sub-TLVs flags %x %x", l.Sub[0].Flags, l.Sub[1].Flags)
-	}
-	if FillLocation([]byte{0, 0, 0, 0, 1}, netip.AddrPort{}, netip.AddrPort{}) || FillLocation([]byte{1}, netip.AddrPort{}, netip.AddrPort{}) {
-		t.Error("broken sub-TLV framing accepted")
 	}
 }
 
-func TestReturnPathNoReply(t *testing.T) {
-	v := AppendTLV(nil, 0, SubReturnPathControlCode, []byte{0, 0, 0, 0})
-	if !ReturnPathNoReplyRequested(v) {
-		t.Error("no-reply not detected")
+// TestT02LocationGolden (T-02) checks the Location request and the reflector's answers byte by
+// byte. Layouts: RFC 8972 §4.2 (Destination Port · Source Port · sub-TLVs), §4.2.1 (sub-TLVs
+// in the TLV framing of Figure 5; Source MAC/EUI-48/EUI-64 Length 8, EUI-48 = 6 octets + 2
+// MBZ; every IP sub-TLV Length 16, IPv4 = 4 octets + 12 MBZ), §4.2.2 (the reflector answers a
+// generic request with the type for the packet's family, and with a zeroed EUI-64 when it has
+// no source MAC; the TLV keeps its length). Type numbers: IANA "STAMP Sub-TLV Types"
+// (https://www.iana.org/assignments/stamp-tlv-types/stamp-tlv-types.xhtml).
+func TestT02LocationGolden(t *testing.T) {
+	const z4, z8, z12, z16 = "00000000", "0000000000000000", "000000000000000000000000", "00000000000000000000000000000000"
+	req := "00000000" + "80070010" + z16 + "80040010" + z16
+	if got := hex.EncodeToString(NewLocationRequest()); got != req {
+		t.Fatalf("request\n%s\nwant\n%s", got, req)
 	}
-	v = AppendTLV(nil, 0, SubReturnPathControlCode, []byte{0, 0, 0, 1})
-	if ReturnPathNoReplyRequested(v) {
-		t.Error("same-link read as no-reply")
+	src4, dst4 := netip.MustParseAddrPort("192.0.2.1:40000"), netip.MustParseAddrPort("198.51.100.7:862")
+	src6, dst6 := netip.MustParseAddrPort("[2001:db8::1]:40000"), netip.MustParseAddrPort("[2001:db8::7]:862")
+	ports := "035e9c40"
+	for _, tc := range []struct {
+		name     string
+		in       string
+		src, dst netip.AddrPort
+		ok       bool
+		want     string
+	}{
+		{"generic request, IPv4", req, src4, dst4, true,
+			ports + "00080010" + "c0000201" + z12 + "00050010" + "c6336407" + z12},
+		{"generic request, IPv6", req, src6, dst6, true,
+			ports + "00090010" + "20010db8000000000000000000000001" + "00060010" + "20010db8000000000000000000000007"},
+		{"v4-mapped peer is IPv4", req, netip.MustParseAddrPort("[::ffff:192.0.2.1]:40000"), netip.MustParseAddrPort("[::ffff:198.51.100.7]:862"), true,
+			ports + "00080010" + "c0000201" + z12 + "00050010" + "c6336407" + z12},
+		{"destination unknown (wildcard socket): zeros", req, src4, netip.AddrPortFrom(netip.Addr{}, 862), true,
+			ports + "00080010" + "c0000201" + z12 + "00050010" + z16},
+		{"specific IPv6 request on an IPv4 packet answers IPv4", "00000000" + "80090010" + z16, src4, dst4, true,
+			ports + "00080010" + "c0000201" + z12},
+		{"I and reserved flag bits cleared", "00000000" + "ff070010" + z16, src4, dst4, true,
+			ports + "00080010" + "c0000201" + z12},
+		{"request value junk is overwritten", "00000000" + "80040010" + "ffffffffffffffffffffffffffffffff", src4, dst4, true,
+			ports + "00050010" + "c6336407" + z12},
+		{"source MAC: zeroed EUI-64", "00000000" + "80010008" + "1111111111111111", src4, dst4, true,
+			ports + "00030008" + z8},
+		{"source EUI-48 request answered like MAC", "00000000" + "80020008" + z8, src4, dst4, true,
+			ports + "00030008" + z8},
+		{"unknown sub-TLV copied with U", "00000000" + "00c80002" + "abcd" + "80070010" + z16, src4, dst4, true,
+			ports + "80c80002" + "abcd" + "00080010" + "c0000201" + z12},
+		{"bad IP length: M, rest unprocessed", "00000000" + "80070004" + z4 + "80040010" + z16, src4, dst4, true,
+			ports + "40070004" + z4 + "80040010" + z16},
+		{"bad MAC length: M", "00000000" + "80010006" + "000000000000", src4, dst4, true,
+			ports + "40010006" + "000000000000"},
+		{"pre-RFC 4-octet IPv4 request filled", hex.EncodeToString(LocationRequest(false)), src4, dst4, true,
+			ports + "00080004" + "c0000201" + "00050004" + "c6336407"},
+		{"pre-RFC IPv6 request filled", hex.EncodeToString(LocationRequest(true)), src6, dst6, true,
+			ports + "00090010" + "20010db8000000000000000000000001" + "00060010" + "20010db8000000000000000000000007"},
+		{"pre-RFC 4-octet request on IPv6: U", "00000000" + "80080004" + "01020304", src6, dst6, true,
+			ports + "80080004" + z4},
+		{"ports only", "00000000", src4, dst4, true, ports},
+		{"sub-TLV overruns: untouched, malformed", "00000000" + "80070011" + z16, src4, dst4, false,
+			"00000000" + "80070011" + z16},
+		{"shorter than the ports", "000000", src4, dst4, false, "000000"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := hex.DecodeString(tc.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := len(v)
+			if ok := FillLocation(v, tc.src, tc.dst); ok != tc.ok {
+				t.Errorf("FillLocation = %v, want %v", ok, tc.ok)
+			}
+			if len(v) != n {
+				t.Fatalf("length %d -> %d", n, len(v))
+			}
+			if got := hex.EncodeToString(v); got != tc.want {
+				t.Errorf("answer\n%s\nwant\n%s", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestLocationAddresses decodes the reflector's answers (the sender side of T-02).
+func TestLocationAddresses(t *testing.T) {
+	src4, dst4 := netip.MustParseAddrPort("192.0.2.1:40000"), netip.MustParseAddrPort("198.51.100.7:862")
+	src6, dst6 := netip.MustParseAddrPort("[2001:db8::1]:40000"), netip.MustParseAddrPort("[2001:db8::7]:862")
+	for _, tc := range []struct {
+		name     string
+		v        []byte
+		src, dst netip.AddrPort
+	}{
+		{"rfc v4", NewLocationRequest(), src4, dst4},
+		{"rfc v6", NewLocationRequest(), src6, dst6},
+		{"pre-rfc v4", LocationRequest(false), src4, dst4},
+	} {
+		if !FillLocation(tc.v, tc.src, tc.dst) {
+			t.Fatalf("%s: fill", tc.name)
+		}
+		l, err := ParseLocation(tc.v)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		s, d := l.Addresses()
+		if s != tc.src.Addr() || d != tc.dst.Addr() || l.SrcPort != tc.src.Port() || l.DstPort != tc.dst.Port() {
+			t.Errorf("%s: %v:%d -> %v:%d", tc.name, s, l.SrcPort, d, l.DstPort)
+		}
+	}
+	// Unanswered (U) and malformed (M) sub-TLVs report nothing; nor do other types.
+	l := Location{Sub: []TLV{
+		{Flags: FlagU, Type: SubSourceIPv4, Value: []byte{1, 2, 3, 4}},
+		{Flags: FlagM, Type: SubDestIPv6, Value: make([]byte, 16)},
+		{Type: SubSourceEUI64, Value: make([]byte, 8)},
+		{Type: SubDestIPv6, Value: make([]byte, 4)},
+	}}
+	if s, d := l.Addresses(); s.IsValid() || d.IsValid() {
+		t.Errorf("addresses %v %v from unanswered sub-TLVs", s, d)
+	}
+}
+
+// TestReturnPathNoReply: RFC 9503 §4.1.1 Control Code Flags: the least significant bit is the
+// reply request (0x0 no reply requested, 0x1 same link); reserved bits are ignored on receipt;
+// only the first Control Code sub-TLV counts.
+func TestReturnPathNoReply(t *testing.T) {
+	cc := func(b ...byte) []byte { return AppendTLV(nil, 0, SubReturnPathControlCode, b) }
+	for _, tc := range []struct {
+		name string
+		v    []byte
+		want bool
+	}{
+		{"no reply", cc(0, 0, 0, 0), true},
+		{"same link", cc(0, 0, 0, 1), false},
+		{"no reply, reserved bits set", cc(0xff, 0xff, 0xff, 0xfe), true},
+		{"same link, reserved bits set", cc(0x80, 0, 0, 0x03), false},
+		{"first control code wins", append(cc(0, 0, 0, 1), cc(0, 0, 0, 0)...), false},
+		{"after a return address", append(AppendTLV(nil, 0, SubReturnAddress, []byte{192, 0, 2, 1}), cc(0, 0, 0, 0)...), true},
+		{"short control code ignored", cc(0, 0, 0), false},
+		{"none", nil, false},
+	} {
+		if got := ReturnPathNoReplyRequested(tc.v); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
 
@@ -242,4 +377,6 @@ func TestX11ReplyTLVs(t *testing.T) {
 var (
 	loc4src = netip.MustParseAddrPort("192.0.2.1:40000")
 	loc4dst = netip.MustParseAddrPort("198.51.100.7:862")
+	loc6src = netip.MustParseAddrPort("[2001:db8::1]:40000")
+	loc6dst = netip.MustParseAddrPort("[2001:db8::7]:862")
 )

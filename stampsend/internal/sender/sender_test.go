@@ -119,7 +119,9 @@ func TestParseTLVSpec(t *testing.T) {
 		{"direct-measurement", testpkt.TypeDirectMeasurement, strings.Repeat("00", 12), false},
 		{"destination-node", testpkt.TypeDestinationNodeAddress, "7f000001", false},
 		{"unrecognized:type=201,size=2", 201, "0000", false},
-		{"location", testpkt.TypeLocation, "00000000" + "80080004" + "00000000" + "80050004" + "00000000", false},
+		// RFC 8972 §4.2.1: generic Source IP (7) and Destination IP (4) Address sub-TLVs, Length
+		// 16, zero value, U=1; type numbers from the IANA "STAMP Sub-TLV Types" registry.
+		{"location", testpkt.TypeLocation, "00000000" + "80070010" + strings.Repeat("00", 16) + "80040010" + strings.Repeat("00", 16), false},
 		{"cos:dscp=99", 0, "", true},
 		{"cos:bogus=1", 0, "", true},
 		{"nope", 0, "", true},

@@ -16,7 +16,7 @@ import (
 //
 //	time                                  Timestamp Information (zeroed, the reflector fills it)
 //	cos[:dscp=cs1,ecn=not-ect]            Class of Service asking for DSCP1/ECN1 on the reply
-//	location                              Location with source/destination address sub-TLVs
+//	location                              Location (RFC 8972 §4.2): Source IP and Destination IP Address requests
 //	padding[:size=64]                     Extra Padding
 //	access-report[:id=1,code=1]           Access Report (id 1 3GPP, 2 non-3GPP; code 1 available, 2 unavailable)
 //	followup                              Follow-Up Telemetry (the reflector's previous reply)
@@ -82,7 +82,7 @@ func ParseTLVSpec(s string, target netip.AddrPort) (TLVSpec, error) {
 		}
 		spec.Type, spec.Value = testpkt.TypeClassOfService, testpkt.ClassOfService{DSCP1: d, ECN1: e}.AppendTo(nil)
 	case "location":
-		spec.Type, spec.Value = testpkt.TypeLocation, testpkt.LocationRequest(target.Addr().Is6() && !target.Addr().Is4In6())
+		spec.Type, spec.Value = testpkt.TypeLocation, testpkt.NewLocationRequest()
 	case "padding", "extra-padding":
 		n, err := num("size", 64, 0, 9000)
 		if err != nil {
