@@ -111,17 +111,7 @@ func TestServeIdle(t *testing.T) {
 	const idle = 150 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	conn, err := udpsock.Listen(ctx, "udp4", "127.0.0.1:0", ListenOptions(8))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	r, err := New(Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- r.ServeWith(ctx, conn, ServeOptions{Idle: idle}) }()
+	conn, r, done := serveSocket(t, ctx, "udp4", "127.0.0.1:0", Config{}, ServeOptions{Idle: idle})
 	cl, err := udpsock.Listen(ctx, "udp4", "127.0.0.1:0", udpsock.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -184,17 +174,7 @@ func TestServeWildcard(t *testing.T) {
 		t.Run(tc.network, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			conn, err := udpsock.Listen(ctx, tc.network, tc.addr, ListenOptions(8))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			r, err := New(Config{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- r.Serve(ctx, conn) }()
+			conn, r, done := serveSocket(t, ctx, tc.network, tc.addr, Config{}, ServeOptions{})
 			port := conn.LocalAddr().Port()
 			for i, d := range tc.dsts {
 				dst := netip.AddrPortFrom(netip.MustParseAddr(d), port)
@@ -265,17 +245,7 @@ func TestServeWildcard(t *testing.T) {
 func BenchmarkServe(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	conn, err := udpsock.Listen(ctx, "udp", "[::]:0", ListenOptions(32))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	r, err := New(Config{Batch: 32})
-	if err != nil {
-		b.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- r.Serve(ctx, conn) }()
+	conn, _, done := serveSocket(b, ctx, "udp", "[::]:0", Config{Batch: 32}, ServeOptions{})
 	cl, err := udpsock.Listen(ctx, "udp4", "127.0.0.1:0", udpsock.Options{Batch: 32, ReadBuffer: 4 << 20})
 	if err != nil {
 		b.Fatal(err)
@@ -313,4 +283,22 @@ func BenchmarkServe(b *testing.B) {
 	if err := <-done; err != nil {
 		b.Fatal(err)
 	}
+}
+
+// serveSocket opens a reflector socket with ListenOptions, closed at the end of the test, and
+// runs ServeWith on it; done receives ServeWith's result.
+func serveSocket(t testing.TB, ctx context.Context, network, addr string, cfg Config, opts ServeOptions) (*udpsock.Conn, *Reflector, chan error) {
+	t.Helper()
+	conn, err := udpsock.Listen(ctx, network, addr, ListenOptions(cfg.Batch))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	r, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.ServeWith(ctx, conn, opts) }()
+	return conn, r, done
 }

@@ -570,9 +570,9 @@ func TestLightTwampyPackets(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer uc.Close()
-	dst := net.UDPAddrFromAddrPort(netip.MustParseAddrPort(ts.ctl))
+	dst := netip.MustParseAddrPort(ts.ctl)
 	for i, p := range pkts {
-		rp, n := lightExchange(t, uc, dst, p)
+		rp, n, _ := lightExchange(t, uc, dst, p)
 		if n != testpkt.TWAMPReflectedLen {
 			t.Errorf("reply %d octets, want 41", n)
 		}
@@ -585,23 +585,24 @@ func TestLightTwampyPackets(t *testing.T) {
 	}
 }
 
-// lightExchange sends req from uc to a TWAMP Light reflector and decodes the reply.
-func lightExchange(t *testing.T, uc *net.UDPConn, dst *net.UDPAddr, req []byte) (testpkt.ReflectedPacket, int) {
+// lightExchange sends req from uc to a TWAMP Light reflector and returns the decoded reply,
+// its length and its source address.
+func lightExchange(t *testing.T, uc *net.UDPConn, dst netip.AddrPort, req []byte) (testpkt.ReflectedPacket, int, netip.AddrPort) {
 	t.Helper()
-	if _, err := uc.WriteToUDP(req, dst); err != nil {
+	if _, err := uc.WriteToUDPAddrPort(req, dst); err != nil {
 		t.Fatal(err)
 	}
 	_ = uc.SetReadDeadline(time.Now().Add(2 * time.Second))
 	b := make([]byte, 1500)
-	n, _, err := uc.ReadFromUDP(b)
+	n, from, err := uc.ReadFromUDPAddrPort(b)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("request to %v: %v", dst, err)
 	}
 	var rp testpkt.ReflectedPacket
 	if err := rp.UnmarshalBinary(b[:n]); err != nil {
 		t.Fatal(err)
 	}
-	return rp, n
+	return rp, n, from
 }
 
 func TestMetricsEndpoint(t *testing.T) {
@@ -810,10 +811,10 @@ func TestSocketScheduling(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer uc.Close()
-			dst := net.UDPAddrFromAddrPort(netip.MustParseAddrPort(light.ctl))
+			dst := netip.MustParseAddrPort(light.ctl)
 			for i := range 10 {
 				req := binary.BigEndian.AppendUint32(nil, uint32(100+i))
-				rp, n := lightExchange(t, uc, dst, append(req, make([]byte, 10)...))
+				rp, n, _ := lightExchange(t, uc, dst, append(req, make([]byte, 10)...))
 				if n != testpkt.TWAMPReflectedLen || rp.Seq != uint32(i) || rp.SenderSeq != uint32(100+i) || rp.SenderTTL != 64 {
 					t.Fatalf("light reply %d (%d octets): %+v", i, n, rp)
 				}
@@ -853,15 +854,7 @@ func TestLightWildcard(t *testing.T) {
 	for i, a := range []string{"127.0.0.2", "127.0.0.1"} {
 		to := netip.AddrPortFrom(netip.MustParseAddr(a), port)
 		req := append(binary.BigEndian.AppendUint32(nil, uint32(i)), make([]byte, 10)...)
-		if _, err := uc.WriteToUDPAddrPort(req, to); err != nil {
-			t.Fatal(err)
-		}
-		_ = uc.SetReadDeadline(time.Now().Add(2 * time.Second))
-		b := make([]byte, 1500)
-		n, from, err := uc.ReadFromUDPAddrPort(b)
-		if err != nil {
-			t.Fatalf("request to %v: %v", to, err)
-		}
+		_, n, from := lightExchange(t, uc, to, req)
 		if from != to || n != testpkt.TWAMPReflectedLen {
 			t.Errorf("request to %v: %d-octet reply from %v", to, n, from)
 		}
