@@ -441,14 +441,19 @@ func (l Location) AppendTo(b []byte) []byte {
 }
 
 // Addresses returns the source and destination addresses the reflector reported in
-// sub-TLVs it answered (U and M clear); an address it did not report is the zero Addr.
+// sub-TLVs it answered (U clear); an address it did not report, or left as zeros (RFC 8972
+// §4.2.2 lets a reflector leave fields unreported that way), is the zero Addr. It stops at a
+// sub-TLV with M set: the reflector did not process the ones after it (RFC 8972 §4).
 func (l Location) Addresses() (src, dst netip.Addr) {
 	for _, s := range l.Sub {
-		if s.Flags&(FlagU|FlagM) != 0 {
+		if s.Flags&FlagM != 0 {
+			break
+		}
+		if s.Flags&FlagU != 0 {
 			continue
 		}
 		a, ok := LocationSubAddr(s)
-		if !ok {
+		if !ok || a.IsUnspecified() {
 			continue
 		}
 		switch s.Type {

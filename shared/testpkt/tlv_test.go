@@ -281,6 +281,7 @@ func TestLocationAddresses(t *testing.T) {
 		{"rfc v4", NewLocationRequest(), src4, dst4},
 		{"rfc v6", NewLocationRequest(), src6, dst6},
 		{"pre-rfc v4", LocationRequest(false), src4, dst4},
+		{"destination left as zeros", NewLocationRequest(), src4, netip.AddrPortFrom(netip.Addr{}, 862)},
 	} {
 		if !FillLocation(tc.v, tc.src, tc.dst) {
 			t.Fatalf("%s: fill", tc.name)
@@ -290,16 +291,18 @@ func TestLocationAddresses(t *testing.T) {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
 		s, d := l.Addresses()
-		if s != tc.src.Addr() || d != tc.dst.Addr() || l.SrcPort != tc.src.Port() || l.DstPort != tc.dst.Port() {
+		if s != tc.src.Addr() || d != tc.dst.Addr().Unmap() || l.SrcPort != tc.src.Port() || l.DstPort != tc.dst.Port() {
 			t.Errorf("%s: %v:%d -> %v:%d", tc.name, s, l.SrcPort, d, l.DstPort)
 		}
 	}
-	// Unanswered (U) and malformed (M) sub-TLVs report nothing; nor do other types.
+	// Unanswered (U) and malformed (M) sub-TLVs report nothing, nor do other types, nor the
+	// sub-TLVs after an M one (the reflector stopped there and copied them unanswered).
 	l := Location{Sub: []TLV{
 		{Flags: FlagU, Type: SubSourceIPv4, Value: []byte{1, 2, 3, 4}},
-		{Flags: FlagM, Type: SubDestIPv6, Value: make([]byte, 16)},
 		{Type: SubSourceEUI64, Value: make([]byte, 8)},
 		{Type: SubDestIPv6, Value: make([]byte, 4)},
+		{Flags: FlagM, Type: SubDestIPv6, Value: make([]byte, 16)},
+		{Type: SubSourceIPv4, Value: []byte{48, 48, 48, 48}},
 	}}
 	if s, d := l.Addresses(); s.IsValid() || d.IsValid() {
 		t.Errorf("addresses %v %v from unanswered sub-TLVs", s, d)

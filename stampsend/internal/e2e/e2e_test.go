@@ -139,6 +139,8 @@ type record struct {
 	} `json:"rtt"`
 	SSIDEchoed bool   `json:"ssid_echoed"`
 	Warning    string `json:"warning"`
+	LocSrc     string `json:"location_source"`
+	LocDst     string `json:"location_destination"`
 }
 
 func parseJSONLines(t *testing.T, out []byte) ([]record, record) {
@@ -282,6 +284,10 @@ func TestLoopbackIPv6(t *testing.T) {
 	recs, sum := parseJSONLines(t, runSender(t, ctx, "--json", "-c", "20", "-i", "2ms", "--tlv", "location", addr))
 	if sum.Received != 20 || len(recs) != 20 || recs[0].TTL != 64 || recs[0].SenderTTL != 64 || recs[0].Bytes != 44+4+4+2*(4+16) {
 		t.Errorf("IPv6: %+v %+v", sum, recs[0])
+	}
+	// The reflector's Location answer: our loopback source and the address it listens on.
+	if !strings.HasPrefix(sum.LocSrc, "[::1]:") || sum.LocDst != addr {
+		t.Errorf("location %q -> %q, want [::1]:port -> %s", sum.LocSrc, sum.LocDst, addr)
 	}
 }
 

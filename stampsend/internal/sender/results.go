@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -85,6 +86,12 @@ type Summary struct {
 	SSIDEchoed   bool   `json:"ssid_echoed"`
 	Unrecognized []int  `json:"unrecognized_tlvs,omitempty"`
 	TLVProblem   string `json:"tlv_problem,omitempty"`
+	// LocationSource and LocationDestination are the sender and reflector addresses and ports
+	// the reflector reported in the last answered Location TLV (--tlv location): its view of
+	// the packet, which differs from the sender's when a NAT rewrote it. "?" stands for an
+	// address the reflector did not report.
+	LocationSource      string `json:"location_source,omitempty"`
+	LocationDestination string `json:"location_destination,omitempty"`
 }
 
 // accumulator turns replies into records and statistics. add runs on the receiving goroutine;
@@ -106,6 +113,9 @@ type accumulator struct {
 	anyReply, ssidSeen, noSSI bool
 	unrecognized              map[testpkt.TLVType]bool
 	tlvProblem                string
+	locSrc, locDst            string
+	locSrcAddr, locDstAddr    netip.Addr
+	locSrcPort, locDstPort    uint16
 	ownSynced                 bool
 	err                       error
 
@@ -122,6 +132,15 @@ func newAccumulator(cfg Config, mode testpkt.Mode, txOn bool) *accumulator {
 		a.emit = cliutil.NewEmitter(cfg.Out, cfg.Format, recordColumns...)
 	}
 	return a
+}
+
+// locationString formats an address and port from a Location TLV, "?" for an address the
+// reflector left unreported.
+func locationString(a netip.Addr, port uint16) string {
+	if !a.IsValid() {
+		return fmt.Sprintf("?:%d", port)
+	}
+	return netip.AddrPortFrom(a, port).String()
 }
 
 // textRecord formats a reply like ping does.
@@ -211,6 +230,14 @@ func (a *accumulator) add(rp *testpkt.ReflectedPacket, data []byte, m *udpsock.M
 			if c := t.ClassOfService; c != nil {
 				r.CoS = fmt.Sprintf("dscp1=%d dscp2=%d ecn2=%d rp=%d", c.DSCP1, c.DSCP2, c.ECN2, c.RPD)
 			}
+			if l := t.Location; l != nil {
+				src, dst := l.Addresses()
+				if a.locSrcAddr != src || a.locSrcPort != l.SrcPort || a.locDstAddr != dst || a.locDstPort != l.DstPort || a.locSrc == "" {
+					// Formatting allocates: only when the reflector's view changes.
+					a.locSrcAddr, a.locSrcPort, a.locDstAddr, a.locDstPort = src, l.SrcPort, dst, l.DstPort
+					a.locSrc, a.locDst = locationString(src, l.SrcPort), locationString(dst, l.DstPort)
+				}
+			}
 			switch {
 			case t.IntegrityFailed:
 				a.tlvProblem = "reflector reported a TLV integrity failure (I flag or bad HMAC TLV)"
@@ -246,7 +273,8 @@ func (a *accumulator) summary(sent uint64, elapsed time.Duration) *Summary {
 		RTT: a.rtt.Summary(), JitterUS: us(a.jitter.Value()), Residence: a.res.Summary(),
 		Forward: a.fwd.Summary(), Backward: a.bwd.Summary(),
 		SenderSynchronized: a.ownSynced, ReflectorSynchronized: a.reflSynced && a.anyReply,
-		TxKernel: a.txKernel, RxKernel: a.rxKernel, SSIDEchoed: a.ssidSeen, TLVProblem: a.tlvProblem}
+		TxKernel: a.txKernel, RxKernel: a.rxKernel, SSIDEchoed: a.ssidSeen, TLVProblem: a.tlvProblem,
+		LocationSource: a.locSrc, LocationDestination: a.locDst}
 	if sent == 0 {
 		s.LossPct = 0
 	}
@@ -345,6 +373,9 @@ func writeText(w io.Writer, s *Summary) error {
 	}
 	if s.TLVProblem != "" {
 		fmt.Fprintf(&b, "TLVs: %s\n", s.TLVProblem)
+	}
+	if s.LocationSource != "" {
+		fmt.Fprintf(&b, "location: the reflector saw %s -> %s\n", s.LocationSource, s.LocationDestination)
 	}
 	if s.Warning != "" {
 		fmt.Fprintf(&b, "warning: %s\n", s.Warning)

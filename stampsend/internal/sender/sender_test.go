@@ -329,3 +329,51 @@ func TestT06AccessReportRetransmission(t *testing.T) {
 		t.Errorf("with %x without %x", with, without)
 	}
 }
+
+// T-02 (sender side): the reflector's view in the Location TLV reaches the summary; a changed
+// view (a NAT rebinding the source port) replaces it; an unreported destination shows as "?".
+func TestLocationSummary(t *testing.T) {
+	var out bytes.Buffer
+	cfg := Config{Target: target, SSID: 7, Timeout: time.Second, Format: cliutil.FormatText, Out: &out, Quiet: true}
+	a := newAccumulator(cfg, testpkt.ModeUnauthenticated, false)
+	base := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+	for i, tc := range []struct {
+		src, dst         netip.AddrPort
+		wantSrc, wantDst string
+	}{
+		{netip.MustParseAddrPort("203.0.113.9:40000"), netip.MustParseAddrPort("127.0.0.1:862"), "203.0.113.9:40000", "127.0.0.1:862"},
+		{netip.MustParseAddrPort("203.0.113.9:40001"), netip.MustParseAddrPort("127.0.0.1:862"), "203.0.113.9:40001", "127.0.0.1:862"},
+		{netip.MustParseAddrPort("[2001:db8::5]:41000"), netip.AddrPortFrom(netip.Addr{}, 862), "[2001:db8::5]:41000", "?:862"},
+	} {
+		seq := uint32(i)
+		t1 := base.Add(time.Duration(i) * time.Millisecond)
+		loc := testpkt.NewLocationRequest()
+		if !testpkt.FillLocation(loc, tc.src, tc.dst) {
+			t.Fatal("fill")
+		}
+		data := testpkt.AppendTLV(reply(seq, t1, t1.Add(100*time.Microsecond), t1.Add(105*time.Microsecond), true), 0, testpkt.TypeLocation, loc)
+		var rp testpkt.ReflectedPacket
+		if err := rp.UnmarshalBinary(data); err != nil {
+			t.Fatal(err)
+		}
+		m := &udpsock.Message{Addr: target, RxTime: t1.Add(300 * time.Microsecond), TTL: 64}
+		if err := a.add(&rp, data, m, slot{seq: seq, used: true, t1: t1.UnixNano()}); err != nil {
+			t.Fatal(err)
+		}
+		s := a.summary(uint64(i+1), time.Second)
+		if s.LocationSource != tc.wantSrc || s.LocationDestination != tc.wantDst {
+			t.Errorf("reply %d: location %q -> %q, want %q -> %q", i, s.LocationSource, s.LocationDestination, tc.wantSrc, tc.wantDst)
+		}
+	}
+	if err := a.printSummary(a.summary(3, time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if want := "location: the reflector saw [2001:db8::5]:41000 -> ?:862\n"; !strings.Contains(out.String(), want) {
+		t.Errorf("text summary lacks %q:\n%s", want, out.String())
+	}
+	// Without a Location TLV there is no location line.
+	b := newAccumulator(cfg, testpkt.ModeUnauthenticated, false)
+	if s := b.summary(0, time.Second); s.LocationSource != "" {
+		t.Errorf("location %q without a Location TLV", s.LocationSource)
+	}
+}
