@@ -346,7 +346,7 @@ func TestX09T08HMACTLV(t *testing.T) {
 // T-02: Location is filled and keeps its length.
 func TestT02Location(t *testing.T) {
 	_, w := newWorker(t, Config{})
-	req := tlvReq(testpkt.TLV{Flags: 0x80, Type: testpkt.TypeLocation, Value: testpkt.LocationRequest(false)})
+	req := tlvReq(testpkt.TLV{Flags: 0x80, Type: testpkt.TypeLocation, Value: testpkt.NewLocationRequest()})
 	out, _, _, _ := reflect1(t, w, pkt(req, peerA), unauth)
 	if len(out) != len(req) {
 		t.Fatalf("length %d → %d", len(req), len(out))
@@ -357,7 +357,7 @@ func TestT02Location(t *testing.T) {
 		t.Fatalf("location %+v %v", l, err)
 	}
 	for _, s := range l.Sub {
-		a, _ := netip.AddrFromSlice(s.Value)
+		a, _ := testpkt.LocationSubAddr(s)
 		if a != netip.MustParseAddr("127.0.0.1") || s.Flags != 0 {
 			t.Errorf("sub %v: %v flags %#x", s.Type, a, s.Flags)
 		}

@@ -190,7 +190,7 @@ func TestServeWildcard(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer cl.Close()
-				loc := testpkt.TLV{Flags: 0x80, Type: testpkt.TypeLocation, Value: testpkt.LocationRequest(dst.Addr().Is6())}
+				loc := testpkt.TLV{Flags: 0x80, Type: testpkt.TypeLocation, Value: testpkt.NewLocationRequest()}
 				req := sender(testpkt.ModeUnauthenticated, uint32(i), 7, loc.AppendTo(nil))
 				if err := cl.WriteTo(&udpsock.Message{Buf: req, Addr: dst}); err != nil {
 					t.Fatal(err)
@@ -212,7 +212,7 @@ func TestServeWildcard(t *testing.T) {
 					t.Fatalf("location %+v flags %#x: %v", l, tl[0].Flags, err)
 				}
 				for _, s := range l.Sub {
-					a, _ := netip.AddrFromSlice(s.Value)
+					a, _ := testpkt.LocationSubAddr(s)
 					want := cl.LocalAddr().Addr()
 					if s.Type == testpkt.SubDestIPv4 || s.Type == testpkt.SubDestIPv6 {
 						want = dst.Addr()

@@ -174,7 +174,7 @@ func TestListenerKeysLocalLocates(t *testing.T) {
 	wild := netip.MustParseAddrPort("[::]:8620")
 	dst := netip.MustParseAddrPort("127.0.0.2:8620")
 	req := tlvReq(
-		testpkt.TLV{Flags: 0x80, Type: testpkt.TypeLocation, Value: testpkt.LocationRequest(false)},
+		testpkt.TLV{Flags: 0x80, Type: testpkt.TypeLocation, Value: testpkt.NewLocationRequest()},
 		testpkt.TLV{Flags: 0x80, Type: testpkt.TypeDestinationNodeAddress, Value: []byte{127, 0, 0, 1}})
 	p := pkt(req, peerA)
 	p.Local, p.Listener = dst, wild
@@ -188,9 +188,9 @@ func TestListenerKeysLocalLocates(t *testing.T) {
 		t.Fatalf("location %+v %v", l, err)
 	}
 	for _, s := range l.Sub {
-		a, _ := netip.AddrFromSlice(s.Value)
+		a, _ := testpkt.LocationSubAddr(s)
 		want := peerA.Addr()
-		if s.Type == testpkt.SubDestIPv4 {
+		if s.Type == testpkt.SubDestIPv4 || s.Type == testpkt.SubDestIPv6 {
 			want = dst.Addr()
 		}
 		if a != want {

@@ -468,7 +468,7 @@ func (l Location) Addresses() (src, dst netip.Addr) {
 
 // LocationSubAddr decodes the address of a Destination/Source IPv4 or IPv6 Address sub-TLV:
 // the first 4 octets of the 16-octet value for IPv4, all 16 for IPv6. It also reads the bare
-// 4-octet IPv4 value that [LocationRequest] asks for. ok is false for other types and lengths.
+// 4-octet IPv4 value of pre-RFC requests. ok is false for other types and lengths.
 func LocationSubAddr(s TLV) (netip.Addr, bool) {
 	switch {
 	case (s.Type == SubDestIPv4 || s.Type == SubSourceIPv4) && (len(s.Value) == LenLocationIP || len(s.Value) == lenIPv4):
@@ -509,24 +509,6 @@ func NewLocationRequest() []byte {
 	}}.AppendTo(nil)
 }
 
-// LocationRequest returns the Location value earlier probekit senders sent: the specific
-// Source/Destination IPv4 (bare 4-octet values) or IPv6 sub-TLVs instead of the generic
-// requests. It is not the RFC 8972 layout (IPv4 answers are 16 octets, requests use types 7
-// and 4); FillLocation still answers it for those senders.
-//
-// Deprecated: use [NewLocationRequest].
-func LocationRequest(ipv6 bool) []byte {
-	n := lenIPv4
-	src, dst := SubSourceIPv4, SubDestIPv4
-	if ipv6 {
-		n, src, dst = LenLocationIP, SubSourceIPv6, SubDestIPv6
-	}
-	return Location{Sub: []TLV{
-		{Flags: FlagU, Type: src, Value: make([]byte, n)},
-		{Flags: FlagU, Type: dst, Value: make([]byte, n)},
-	}}.AppendTo(nil)
-}
-
 // FillLocation answers a received Location value in place, keeping its length (T-02, RFC 8972
 // §4.2.2): it writes the ports, then answers each sub-TLV and sets its flags as RFC 8972 §4
 // and §4.2.1 say (I and the reserved bits always 0):
@@ -537,8 +519,8 @@ func LocationRequest(ipv6 bool) []byte {
 //     reported as zeros, which RFC 8972 §4.2.2 allows.
 //   - Source MAC Address (1, or 2/3), Length 8: a UDP socket never sees the MAC, so the answer
 //     is Source EUI-64 Address (3) zeroed, U=0 (§4.2.2: no source MAC → zero EUI-64).
-//   - The pre-RFC 4-octet IPv4 sub-TLVs of [LocationRequest]: filled in place when the packet
-//     is IPv4, else U=1.
+//   - Pre-RFC 4-octet IPv4 sub-TLVs (types 5/8 with Length 4, as early senders wrote them):
+//     filled in place when the packet is IPv4, else U=1.
 //   - Unknown sub-TLV types: copied, U=1.
 //   - A known type with an invalid Length: M=1, and the sub-TLVs after it are copied
 //     unprocessed (RFC 8972 §4: processing stops at a malformed TLV).

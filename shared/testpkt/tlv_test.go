@@ -239,9 +239,9 @@ func TestT02LocationGolden(t *testing.T) {
 			ports + "40070004" + z4 + "80040010" + z16},
 		{"bad MAC length: M", "00000000" + "80010006" + "000000000000", src4, dst4, true,
 			ports + "40010006" + "000000000000"},
-		{"pre-RFC 4-octet IPv4 request filled", hex.EncodeToString(LocationRequest(false)), src4, dst4, true,
+		{"pre-RFC 4-octet IPv4 request filled", hex.EncodeToString(preRFCLocationRequest(false)), src4, dst4, true,
 			ports + "00080004" + "c0000201" + "00050004" + "c6336407"},
-		{"pre-RFC IPv6 request filled", hex.EncodeToString(LocationRequest(true)), src6, dst6, true,
+		{"pre-RFC IPv6 request filled", hex.EncodeToString(preRFCLocationRequest(true)), src6, dst6, true,
 			ports + "00090010" + "20010db8000000000000000000000001" + "00060010" + "20010db8000000000000000000000007"},
 		{"pre-RFC 4-octet request on IPv6: U", "00000000" + "80080004" + "01020304", src6, dst6, true,
 			ports + "80080004" + z4},
@@ -280,7 +280,7 @@ func TestLocationAddresses(t *testing.T) {
 	}{
 		{"rfc v4", NewLocationRequest(), src4, dst4},
 		{"rfc v6", NewLocationRequest(), src6, dst6},
-		{"pre-rfc v4", LocationRequest(false), src4, dst4},
+		{"pre-rfc v4", preRFCLocationRequest(false), src4, dst4},
 		{"destination left as zeros", NewLocationRequest(), src4, netip.AddrPortFrom(netip.Addr{}, 862)},
 	} {
 		if !FillLocation(tc.v, tc.src, tc.dst) {
@@ -383,3 +383,17 @@ var (
 	loc6src = netip.MustParseAddrPort("[2001:db8::1]:40000")
 	loc6dst = netip.MustParseAddrPort("[2001:db8::7]:862")
 )
+
+// preRFCLocationRequest is the Location request of senders written before RFC 8972's
+// generic request types: specific Source/Destination IPv4 (4-octet values) or IPv6 sub-TLVs.
+func preRFCLocationRequest(ipv6 bool) []byte {
+	n := lenIPv4
+	src, dst := SubSourceIPv4, SubDestIPv4
+	if ipv6 {
+		n, src, dst = LenLocationIP, SubSourceIPv6, SubDestIPv6
+	}
+	return Location{Sub: []TLV{
+		{Flags: FlagU, Type: src, Value: make([]byte, n)},
+		{Flags: FlagU, Type: dst, Value: make([]byte, n)},
+	}}.AppendTo(nil)
+}
