@@ -215,8 +215,9 @@ func (c *Conn) ReadBatch(msgs []Message) (int, error) {
 // each to its own Addr and with its own TOS byte: messages whose TOS differs from the socket
 // default (SetTOS) carry an IP_TOS or IPV6_TCLASS control message, and messages with a valid
 // Dst an IP_PKTINFO or IPV6_PKTINFO one naming their source address. It returns how many were
-// sent; on error the count says which messages went out (sendmmsg stops at the first message
-// the kernel refuses).
+// sent; on error the count says which messages went out: sendmmsg stops at the first message
+// the kernel refuses, and WriteBatch at the first it cannot encode (no or wrong-family
+// address, ErrNoAddress, ErrAddressFamily, ErrSourceFamily) after sending those before it.
 func (c *Conn) WriteBatch(msgs []Message) (int, error) {
 	if len(msgs) == 0 {
 		return 0, nil
@@ -226,6 +227,9 @@ func (c *Conn) WriteBatch(msgs []Message) (int, error) {
 	s := &c.w
 	s.grow(len(msgs))
 	def := uint8(c.tos.Load())
+	// A message that cannot be sent (no address, wrong family) ends the batch like a
+	// message the kernel refuses: the ones before it go out, and the count says so.
+	var refused error
 	for i := range msgs {
 		m := &msgs[i]
 		buf := m.Buf
@@ -234,7 +238,8 @@ func (c *Conn) WriteBatch(msgs []Message) (int, error) {
 		}
 		nl, v4, err := c.putSockaddr(&s.names[i], m.Addr)
 		if err != nil {
-			return 0, fmt.Errorf("udpsock: sendmmsg: message %d: %w", i, err)
+			refused, msgs = fmt.Errorf("udpsock: sendmmsg: message %d: %w", i, err), msgs[:i]
+			break
 		}
 		slot := s.oob[i*oobSize : (i+1)*oobSize]
 		ol := 0
@@ -248,7 +253,8 @@ func (c *Conn) WriteBatch(msgs []Message) (int, error) {
 		if m.Dst.IsValid() {
 			k, err := putPktInfo(slot[ol:], m.Dst, v4)
 			if err != nil {
-				return 0, fmt.Errorf("udpsock: sendmmsg: message %d: source %v to %v: %w", i, m.Dst, m.Addr, err)
+				refused, msgs = fmt.Errorf("udpsock: sendmmsg: message %d: source %v to %v: %w", i, m.Dst, m.Addr, err), msgs[:i]
+				break
 			}
 			ol += k
 		}
@@ -272,7 +278,7 @@ func (c *Conn) WriteBatch(msgs []Message) (int, error) {
 		sent += s.got
 	}
 	c.assignTxIDs(msgs)
-	return sent, nil
+	return sent, refused
 }
 
 func (c *Conn) assignTxIDs(msgs []Message) {

@@ -496,6 +496,21 @@ func TestWriteBatchErrors(t *testing.T) {
 	if got := readN(t, rx, 1)[0]; string(got.Buf) != "mapped" {
 		t.Errorf("got %q", got.Buf)
 	}
+
+	// A message that cannot be encoded ends the batch after the ones before it went out;
+	// the count says which, so a caller can skip it and send the rest.
+	batch := []Message{{Buf: []byte("a"), Addr: rx.LocalAddr()}, {Buf: []byte("b")}, {Buf: []byte("c"), Addr: rx.LocalAddr()}}
+	n, err := c.WriteBatch(batch)
+	if n != 1 || !errors.Is(err, ErrNoAddress) {
+		t.Fatalf("batch with a message lacking an address: sent %d, err %v; want 1, ErrNoAddress", n, err)
+	}
+	if n, err := c.WriteBatch(batch[n+1:]); n != 1 || err != nil {
+		t.Fatalf("rest of the batch: sent %d, err %v", n, err)
+	}
+	got := readN(t, rx, 2)
+	if string(got[0].Buf) != "a" || string(got[1].Buf) != "c" {
+		t.Errorf("received %q, %q; want a, c", got[0].Buf, got[1].Buf)
+	}
 }
 
 func TestListenErrors(t *testing.T) {
