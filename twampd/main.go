@@ -4,7 +4,6 @@ package main
 
 import (
 	"os"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -89,14 +88,6 @@ func config(c *cli.Context) (server.Config, error) {
 	}
 	if cfg.ServWait <= 0 || cfg.RefWait <= 0 || cfg.MaxTimeout < 0 {
 		return server.Config{}, cliutil.Usagef("--servwait and --refwait must be positive")
-	}
-	if cfg.BusyPoll < 0 || cfg.BusyPoll > time.Second {
-		return server.Config{}, cliutil.Usagef("--busy-poll: 0 … 1s")
-	}
-	if cfg.BusyPoll > 0 && cfg.Realtime > 0 {
-		// A never-sleeping SCHED_FIFO thread is throttled by the kernel for 50 ms of every
-		// second (p99 residence 24 ms at 10 kpps measured): refuse the combination.
-		return server.Config{}, cliutil.Usagef("--busy-poll and --realtime exclude each other (a spinning real-time thread is throttled by the kernel)")
 	}
 	if f := c.String("key-file"); f != "" {
 		if cfg.Keys, err = twampctl.LoadKeyFile(f); err != nil {

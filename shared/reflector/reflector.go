@@ -2,6 +2,7 @@ package reflector
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -53,9 +54,7 @@ type Config struct {
 	// BusyPoll, when positive, makes Serve poll the socket without sleeping for up to this
 	// long after each batch (udpsock Options.BusyPoll): lower residence time (no scheduler
 	// wake-up for packets arriving within the window) at the cost of a spinning CPU. It
-	// excludes Realtime: a SCHED_FIFO thread that never sleeps is throttled by the kernel
-	// (sched_rt_runtime_us, 50 ms in every second by default), which holds packets for tens
-	// of ms (p99 residence 24 ms measured at 10 kpps).
+	// excludes Realtime (see CheckScheduling).
 	BusyPoll time.Duration
 	// Realtime, when positive, runs each Serve loop on its own OS thread with SCHED_FIFO at
 	// this priority (1…99, needs CAP_SYS_NICE; a warning and normal scheduling otherwise).
@@ -63,6 +62,26 @@ type Config struct {
 	Realtime int
 	// Logger receives per-session events at debug level and errors; nil discards.
 	Logger logrus.FieldLogger
+}
+
+// MaxBusyPoll is the longest busy-poll window Config.BusyPoll accepts.
+const MaxBusyPoll = time.Second
+
+// CheckScheduling validates the socket-loop scheduling options that daemons take from their
+// command line: busy polling of 0 … MaxBusyPoll, a SCHED_FIFO priority of 0 (off) … 99, and
+// not both, because the kernel throttles a real-time thread that never sleeps
+// (sched_rt_runtime_us: 50 ms of every second), which held packets for tens of ms (p99
+// residence 24 ms measured at 10 kpps).
+func CheckScheduling(busyPoll time.Duration, realtime int) error {
+	switch {
+	case busyPoll < 0 || busyPoll > MaxBusyPoll:
+		return fmt.Errorf("busy polling must be 0 … %v, got %v", MaxBusyPoll, busyPoll)
+	case realtime < 0 || realtime > 99:
+		return fmt.Errorf("real-time priority must be 1 … 99 (0 = off), got %d", realtime)
+	case busyPoll > 0 && realtime > 0:
+		return errors.New("busy polling and real-time priority exclude each other (a spinning real-time thread is throttled by the kernel)")
+	}
+	return nil
 }
 
 // DefaultIdleTimeout is how long a learned session lives without packets.
@@ -149,8 +168,8 @@ func New(cfg Config) (*Reflector, error) {
 	if cfg.Mode == testpkt.ModeAuthenticated && len(cfg.Key) == 0 && !cfg.ProvisionedOnly {
 		return nil, errors.Join(ErrConfig, errors.New("authenticated mode needs a key"))
 	}
-	if cfg.BusyPoll > 0 && cfg.Realtime > 0 {
-		return nil, errors.Join(ErrConfig, errors.New("busy polling and real-time priority exclude each other"))
+	if err := CheckScheduling(cfg.BusyPoll, cfg.Realtime); err != nil {
+		return nil, errors.Join(ErrConfig, err)
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout

@@ -302,3 +302,23 @@ func serveSocket(t testing.TB, ctx context.Context, network, addr string, cfg Co
 	go func() { done <- r.ServeWith(ctx, conn, opts) }()
 	return conn, r, done
 }
+
+func TestCheckScheduling(t *testing.T) {
+	for _, tc := range []struct {
+		busyPoll time.Duration
+		realtime int
+		ok       bool
+	}{
+		{0, 0, true}, {200 * time.Microsecond, 0, true}, {MaxBusyPoll, 0, true}, {0, 99, true},
+		{-time.Microsecond, 0, false}, {MaxBusyPoll + 1, 0, false}, {0, 100, false}, {0, -1, false},
+		{time.Microsecond, 1, false},
+	} {
+		if err := CheckScheduling(tc.busyPoll, tc.realtime); (err == nil) != tc.ok {
+			t.Errorf("CheckScheduling(%v, %d) = %v, want ok %v", tc.busyPoll, tc.realtime, err, tc.ok)
+		}
+		_, err := New(Config{BusyPoll: tc.busyPoll, Realtime: tc.realtime})
+		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, ErrConfig)) {
+			t.Errorf("New with busy-poll %v realtime %d: %v", tc.busyPoll, tc.realtime, err)
+		}
+	}
+}

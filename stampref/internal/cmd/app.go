@@ -127,13 +127,8 @@ func Config(c *cli.Context) (server.Config, error) {
 	if cfg.Reflector.IdleTimeout <= 0 {
 		return cfg, cliutil.Usagef("--%s must be positive", flagIdleTimeout)
 	}
-	if cfg.Reflector.BusyPoll < 0 || cfg.Reflector.BusyPoll > time.Second {
-		return cfg, cliutil.Usagef("--%s: 0 … 1s", flagBusyPoll)
-	}
-	if cfg.Reflector.BusyPoll > 0 && cfg.Reflector.Realtime > 0 {
-		// A never-sleeping SCHED_FIFO thread is throttled by the kernel for 50 ms of every
-		// second (p99 residence 24 ms at 10 kpps measured): refuse the combination.
-		return cfg, cliutil.Usagef("--%s and --%s exclude each other (a spinning real-time thread is throttled by the kernel)", flagBusyPoll, flagRealtime)
+	if err := reflector.CheckScheduling(cfg.Reflector.BusyPoll, cfg.Reflector.Realtime); err != nil {
+		return cfg, cliutil.Usagef("--%s/--%s: %v", flagBusyPoll, flagRealtime, err)
 	}
 	if cfg.Reflector.ClockError <= 0 {
 		return cfg, cliutil.Usagef("--%s must be positive", flagClockError)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/probekit/probekit/shared/reflector"
 	"github.com/probekit/probekit/shared/twampctl"
 )
 
@@ -226,15 +227,8 @@ func (c *Config) Validate() error {
 	if c.Modes&(twampctl.ModeAuthenticated|twampctl.ModeEncrypted|twampctl.ModeMixed) != 0 && len(c.Keys) == 0 {
 		return fmt.Errorf("modes A, E and M need a key file with at least one identity")
 	}
-	if c.BusyPoll < 0 || c.BusyPoll > time.Second {
-		return fmt.Errorf("busy polling must be 0 … 1s, got %v", c.BusyPoll)
-	}
-	if c.Realtime < 0 || c.Realtime > 99 {
-		return fmt.Errorf("real-time priority must be 1 … 99 (0 = off), got %d", c.Realtime)
-	}
-	if c.BusyPoll > 0 && c.Realtime > 0 {
-		// A never-sleeping SCHED_FIFO thread is throttled by the kernel (reflector.Config).
-		return fmt.Errorf("busy polling and real-time priority exclude each other (a spinning real-time thread is throttled by the kernel)")
+	if err := reflector.CheckScheduling(c.BusyPoll, c.Realtime); err != nil {
+		return err
 	}
 	if c.Count != 0 {
 		if err := twampctl.ValidCount(c.Count); err != nil {
