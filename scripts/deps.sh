@@ -20,6 +20,7 @@ check turnserver coturn    # RFC 5780 STUN server in the netlab nat topology
 check miniupnpd miniupnpd-nftables  # UPnP IGD / NAT-PMP on netlab NAT routers
 check natpmpc natpmpc
 check upnpc miniupnpc
+check chromium chromium    # headless browser for the ptpserver web page e2e test (chromedp)
 check setpriv util-linux
 check dpkg-deb dpkg        # package install test
 check man man-db           # man page rendering test
