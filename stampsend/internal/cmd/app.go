@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -63,7 +64,7 @@ func NewApp(version string) *cli.App {
 		"--format csv prints a table (summary on stderr). TLVs are chosen with --tlv NAME[:OPT=V,...]: " +
 		strings.Join(sender.TLVNames, ", ") + "."
 	app.Flags = append(app.Flags,
-		&cli.Uint64Flag{Name: flagCount, Aliases: []string{"c"}, Usage: "stop after `N` packets (0 = until --duration or Ctrl-C)"},
+		cliutil.IntFlag(flagCount, "stop after `N` packets (0 = until --duration or Ctrl-C)", 0, 0, math.MaxInt64, "c"),
 		&cli.DurationFlag{Name: flagDuration, Aliases: []string{"w"}, Usage: "stop sending after `DURATION`"},
 		&cli.StringFlag{Name: flagInterval, Aliases: []string{"i"}, Value: "1s", Usage: "`INTERVAL` between packets (1s, 10ms, or seconds as 0.01)"},
 		&cli.StringFlag{Name: flagSchedule, Value: "periodic", Usage: "departure schedule: periodic (RFC 3432) or poisson (RFC 2330, mean = interval)"},
@@ -83,7 +84,7 @@ func NewApp(version string) *cli.App {
 		&cli.BoolFlag{Name: flagNoKernel, Usage: "use user-space clocks instead of kernel timestamps"},
 		&cli.BoolFlag{Name: flagSynced, Usage: "set the S bit: this host's clock is synchronised to UTC"},
 		&cli.DurationFlag{Name: flagClockError, Value: time.Millisecond, Usage: "clock error reported in the Error Estimate"},
-		&cli.Uint64Flag{Name: flagSeed, Usage: "seed of the Poisson schedule (0 = random)"},
+		cliutil.IntFlag(flagSeed, "seed of the Poisson schedule (0 = random)", 0, 0, math.MaxInt64),
 		&cli.DurationFlag{Name: flagARInterval, Value: 3 * time.Second, Usage: "resend an unanswered Access Report TLV after `DURATION`"},
 		cliutil.IntFlag(flagARRetries, "resend an unanswered Access Report TLV at most `N` times", 4, 0, 1000),
 	)
@@ -161,8 +162,8 @@ func Config(c *cli.Context) (sender.Config, error) {
 		return cfg, cliutil.Usagef("--%s: want a positive interval: %v", flagInterval, err)
 	}
 	cfg = sender.Config{
-		Target: target, Source: c.String(flagSource), Count: c.Uint64(flagCount), Duration: c.Duration(flagDuration),
-		Interval: iv, Seed: c.Uint64(flagSeed), Size: int(cliutil.Int(c, flagSize)), PTP: c.Bool(flagPTP),
+		Target: target, Source: c.String(flagSource), Count: uint64(cliutil.Int(c, flagCount)), Duration: c.Duration(flagDuration),
+		Interval: iv, Seed: uint64(cliutil.Int(c, flagSeed)), Size: int(cliutil.Int(c, flagSize)), PTP: c.Bool(flagPTP),
 		Synchronized: c.Bool(flagSynced), ClockError: c.Duration(flagClockError), DSCP: uint8(cliutil.Int(c, flagDSCP)),
 		TTL: int(cliutil.Int(c, flagTTL)), Timeout: c.Duration(flagTimeout), RequireSSID: c.Bool(flagRequireSSID),
 		NoKernelTimestamps: c.Bool(flagNoKernel), Quiet: c.Bool(flagQuiet), Format: cliutil.OutputFormat(c),

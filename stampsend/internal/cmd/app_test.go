@@ -89,3 +89,19 @@ func TestFlags(t *testing.T) {
 		t.Errorf("ParseInterval: %v %v", d, err)
 	}
 }
+
+// Integer flags are decimal (README): "--count 010" is ten packets, not eight (issue 10).
+func TestDecimalFlags(t *testing.T) {
+	cfg, code := parse(t, "--count", "010", "--seed", "010", "127.0.0.1")
+	if code != 0 || cfg.Count != 10 || cfg.Seed != 10 {
+		t.Errorf("code %d count %d seed %d, want 10 and 10", code, cfg.Count, cfg.Seed)
+	}
+	for _, bad := range []string{"0x10", "-1", "1e3"} {
+		if _, code := parse(t, "--count", bad, "127.0.0.1"); code != cliutil.ExitUsage {
+			t.Errorf("--count %s: exit %d, want %d", bad, code, cliutil.ExitUsage)
+		}
+	}
+	if errs := cliutil.Lint(NewApp("test")); len(errs) > 0 {
+		t.Error(errs)
+	}
+}
