@@ -49,6 +49,19 @@ printf 'package main\n\nimport "fmt"\n\nvar version = "dev"\n\nfunc main() { fmt
 git init -q -b main . && git config user.email t@example.org && git config user.name t && git add . && git commit -qm ws
 check "tools present" "$(scripts/tools.sh | tr '\n' ' ')" "twampd spp "
 check "tools with main" "$(scripts/tools.sh --main | tr '\n' ' ')" "twampd "
+# Issue 10: on an empty module cache go prints "go: downloading …" on stderr; that must never be
+# read as the package name (twampd was skipped as "no main package yet"). A fake go on PATH
+# that chats on stderr before running the real one reproduces it without the network.
+fakego=$tmp/fakego
+mkdir -p "$fakego"
+printf '#!/usr/bin/env bash\necho "go: downloading example.com/slow v1.2.3" >&2\nexec %q "$@"\n' "$(command -v go)" >"$fakego/go"
+chmod +x "$fakego/go"
+check "tools with main, go chatty on stderr" "$(PATH=$fakego:$PATH scripts/tools.sh --main 2>/dev/null | tr '\n' ' ')" "twampd "
+check "tools with main, stderr passed through" "$(PATH=$fakego:$PATH scripts/tools.sh --main 2>&1 >/dev/null | sort -u)" "go: downloading example\.com/slow v1\.2\.3"
+out=$(PATH=$fakego:$PATH GO=$fakego/go scripts/build.sh 2>&1) || { echo "$out"; fails=$((fails + 1)); }
+check "build with go chatty on stderr builds twampd" "$(grep -c '^build: twampd .* -> bin/twampd$' <<<"$out")" "1"
+check "build with go chatty on stderr skips only spp" "$(grep '^build: skip' <<<"$out")" "build: skip spp \(no main package yet\)"
+rm -rf bin
 out=$(scripts/build.sh 2>&1) || { echo "$out"; fails=$((fails + 1)); }
 check "build skips spp" "$(grep -c 'skip spp (no main package yet)' <<<"$out")" "1"
 check "version stamped" "$(bin/twampd)" "twampd 0\.0\.0-dev\.1\+g[0-9a-f]{12}"
