@@ -25,6 +25,7 @@ sleep 0.5
 echo "### POST /sessions {peer 127.0.0.1:$sport, ssid 7, own key}"
 http POST /sessions "{\"peer\": \"127.0.0.1:$sport\", \"ssid\": 7, \"key\": \"session-seven-key\"}"
 printf 'session-seven-key\n' >"$dir/key"
+chmod 600 "$dir/key" # key files other accounts can read are refused
 echo
 echo "### stampsend -c 500 -i 2ms -q --ssid 7 --source 127.0.0.1:$sport --key-file KEY 127.0.0.1:$port"
 "$BIN/stampsend" --log-level warn -c 500 -i 2ms -q --ssid 7 --source "127.0.0.1:$sport" --key-file "$dir/key" "127.0.0.1:$port"

@@ -10,6 +10,7 @@ trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT
 port=$(( 20000 + RANDOM % 20000 ))
 mon=$(( port + 2 ))
 printf 'probekit-demo-key\n' >"$dir/key"
+chmod 600 "$dir/key" # key files other accounts can read are refused
 "$BIN/stampref" --listen "127.0.0.1:$port" --monitor "127.0.0.1:$mon" --log-level warn &
 pids+=($!)
 "$BIN/stampref" --listen "127.0.0.1:$((port + 1))" --auth --key-file "$dir/key" --no-monitor --log-level warn &

@@ -9,6 +9,7 @@ dir=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT
 printf 'demo\t%s\n' "$(printf 'probekit-demo' | od -An -tx1 | tr -d ' \n')" >"$dir/keys"
+chmod 600 "$dir/keys" # key files other accounts can read are refused
 port=$(( 20000 + RANDOM % 20000 ))
 "$BIN/twampd" --listen "127.0.0.1:$port" --auth-modes OAEM --key-file "$dir/keys" --metrics= --log-level warn &
 pids+=($!)

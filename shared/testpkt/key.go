@@ -5,7 +5,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
+
+	"github.com/probekit/probekit/shared/keyfile"
 )
 
 // ErrKey reports an unusable key.
@@ -32,11 +33,12 @@ func ParseKey(b []byte) ([]byte, error) {
 }
 
 // LoadKeyFile reads a key file (see ParseKey). Keys never go on the command line, where other
-// users could read them from the process list.
+// users could read them from the process list; a file readable by group or others is refused
+// (keyfile.Read: "run chmod 600 FILE").
 func LoadKeyFile(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	b, err := keyfile.Read(path)
 	if err != nil {
-		return nil, fmt.Errorf("key file: %w", err)
+		return nil, err
 	}
 	k, err := ParseKey(b)
 	if err != nil {

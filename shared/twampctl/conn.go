@@ -287,6 +287,22 @@ type ServerConfig struct {
 	Secret func(identity string) ([]byte, bool)
 }
 
+// Refuse tells a client the server will not serve it, as RFC 4656 §3.1 provides: a
+// Server-Greeting with Modes 0 ("the server does not wish to communicate"), after which the
+// caller closes nc. Clients report this as a refusal (ClientHandshake: ErrRejected; owamp's
+// twping: "server denied access") instead of an unexplained EOF. The caller sets a write
+// deadline on nc.
+func Refuse(nc net.Conn) error {
+	var g ServerGreeting
+	randomBytes(g.Challenge[:])
+	randomBytes(g.Salt[:])
+	g.Count = 1024
+	if _, err := nc.Write(g.AppendTo(make([]byte, 0, ServerGreetingLen))); err != nil {
+		return fmt.Errorf("twamp control: send refusal greeting: %w", err)
+	}
+	return nil
+}
+
 // ServerHandshake runs the server side of connection setup: sends Server-Greeting, reads
 // Set-Up-Response, authenticates the client and sends Server-Start. On failure it has
 // already told the client (Server-Start with Accept≠0) where the protocol allows.

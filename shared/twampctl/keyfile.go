@@ -2,12 +2,14 @@ package twampctl
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/hex"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
+
+	"github.com/probekit/probekit/shared/keyfile"
 )
 
 // KeyFile maps identities (KeyID) to shared secrets, read from owamp's pass-phrase store
@@ -53,14 +55,14 @@ func ParseKeyFile(r io.Reader) (KeyFile, error) {
 	return kf, nil
 }
 
-// LoadKeyFile reads a pfstore-format key file from path.
+// LoadKeyFile reads a pfstore-format key file from path. A file readable by group or
+// others is refused (keyfile.ErrPermissions: "run chmod 600 FILE").
 func LoadKeyFile(path string) (KeyFile, error) {
-	f, err := os.Open(path)
+	b, err := keyfile.Read(path)
 	if err != nil {
-		return nil, fmt.Errorf("key file: %w", err)
+		return nil, err
 	}
-	defer f.Close()
-	kf, err := ParseKeyFile(f)
+	kf, err := ParseKeyFile(bytes.NewReader(b))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

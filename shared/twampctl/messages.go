@@ -89,25 +89,44 @@ func (m Mode) ValidChoice(offered Mode) error {
 	return nil
 }
 
-// ParseModeLetters parses owamp-style mode letters ("O", "A", "E", "M", combinations like
-// "AEO") into a Mode bitmask.
+// ParseModeLetters parses a list of security modes: owamp-style letters ("O", "A", "E", "M",
+// combinations like "AEO") or the words twampd and twampc print ("open" or
+// "unauthenticated", "authenticated", "encrypted", "mixed"), separated by commas, '|' or
+// spaces; both styles mix ("open,AE"). Case is ignored.
 func ParseModeLetters(s string) (Mode, error) {
 	var m Mode
-	if s == "" {
-		return 0, fmt.Errorf("%w: empty mode string", ErrMode)
+	fields := strings.FieldsFunc(strings.ToLower(s), func(r rune) bool { return r == ',' || r == '|' || r == ' ' || r == '\t' })
+	if len(fields) == 0 {
+		return 0, fmt.Errorf("%w: empty mode list (use open, authenticated, encrypted, mixed or O, A, E, M)", ErrMode)
 	}
-	for _, r := range strings.ToUpper(s) {
-		switch r {
-		case 'O':
+	for _, f := range fields {
+		switch f {
+		case "open", "unauthenticated":
 			m |= ModeUnauthenticated
-		case 'A':
+			continue
+		case "authenticated":
 			m |= ModeAuthenticated
-		case 'E':
+			continue
+		case "encrypted":
 			m |= ModeEncrypted
-		case 'M':
+			continue
+		case "mixed":
 			m |= ModeMixed
-		default:
-			return 0, fmt.Errorf("%w: unknown mode letter %q (use O, A, E, M)", ErrMode, r)
+			continue
+		}
+		for _, r := range f {
+			switch r {
+			case 'o':
+				m |= ModeUnauthenticated
+			case 'a':
+				m |= ModeAuthenticated
+			case 'e':
+				m |= ModeEncrypted
+			case 'm':
+				m |= ModeMixed
+			default:
+				return 0, fmt.Errorf("%w: unknown mode %q (use open, authenticated, encrypted, mixed or the letters O, A, E, M)", ErrMode, f)
+			}
 		}
 	}
 	return m, nil

@@ -46,12 +46,14 @@ func NewApp(version string) *cli.App {
 		"authenticated (HMAC-SHA-256/128), stateless or stateful, with every RFC 8972 TLV, symmetric reply " +
 		"size, the received TTL copied and kernel receive timestamps as T2. A localhost HTTP API lists " +
 		"sessions and counters (GET /sessions, /stats, Prometheus /metrics) and provisions sessions " +
-		"(POST /sessions, DELETE /sessions/ID). SIGHUP reloads the key file; SIGTERM stops cleanly."
+		"(POST /sessions, DELETE /sessions/ID). --key-file alone selects authenticated mode. The monitoring " +
+		"port is optional: when its address is taken (a second stampref on the host) stampref logs a " +
+		"warning and keeps reflecting without it. SIGHUP reloads the key file; SIGTERM stops cleanly."
 	app.Flags = append(app.Flags,
 		&cli.StringSliceFlag{Name: flagListen, Value: cli.NewStringSlice("[::]:862"),
 			Usage: "UDP `ADDR:PORT` to serve (repeatable; [::]:862 serves IPv4 and IPv6)"},
-		&cli.StringFlag{Name: flagKeyFile, Aliases: []string{"k"}, Usage: "HMAC key `FILE` (raw octets, or hex:… ; reloaded on SIGHUP)"},
-		&cli.BoolFlag{Name: flagAuth, Aliases: []string{"a"}, Usage: "authenticated mode (112-octet packets, HMAC-SHA-256/128)"},
+		&cli.StringFlag{Name: flagKeyFile, Aliases: []string{"k"}, Usage: "HMAC key `FILE` (raw octets, or hex:… ; mode 0600; reloaded on SIGHUP): authenticated mode"},
+		&cli.BoolFlag{Name: flagAuth, Aliases: []string{"a"}, Usage: "authenticated mode (112-octet packets, HMAC-SHA-256/128); implied by --key-file"},
 		&cli.BoolFlag{Name: flagStateless, Usage: "reflect the sender's sequence number instead of per-session counters"},
 		cliutil.IntFlag(flagMaxSessions, "most learned sessions (0 = unlimited)", 65536, 0, 1<<24),
 		&cli.DurationFlag{Name: flagIdleTimeout, Value: reflector.DefaultIdleTimeout, Usage: "expire learned sessions idle this long"},
@@ -60,7 +62,7 @@ func NewApp(version string) *cli.App {
 		&cli.BoolFlag{Name: flagPTP, Usage: "write T2/T3 in truncated PTPv2 format (Z=1) instead of NTP"},
 		&cli.BoolFlag{Name: flagSynchronized, Usage: "set the S bit: this host's clock is synchronised to UTC"},
 		&cli.DurationFlag{Name: flagClockError, Value: time.Millisecond, Usage: "clock error reported in the Error Estimate"},
-		&cli.StringFlag{Name: flagMonitor, Value: DefaultMonitor, Usage: "HTTP monitoring `ADDR:PORT` (loopback only)"},
+		&cli.StringFlag{Name: flagMonitor, Value: DefaultMonitor, Usage: "HTTP monitoring `ADDR:PORT` (loopback only); if the address is taken stampref warns and serves without it"},
 		&cli.BoolFlag{Name: flagNoMonitor, Usage: "disable the HTTP monitoring API"},
 		&cli.StringFlag{Name: flagUser, Usage: "switch to `USER` after binding (when started as root)"},
 		cliutil.IntFlag(flagBatch, "datagrams per recvmmsg/sendmmsg", 64, 1, 1024),
@@ -120,6 +122,14 @@ func Config(c *cli.Context) (server.Config, error) {
 		if err != nil || !ap.Addr().IsLoopback() {
 			return cfg, cliutil.Usagef("--%s %q: want a loopback ADDR:PORT", flagMonitor, cfg.Monitor)
 		}
+	}
+	// A key file means authenticated mode, as on stampsend: never serve open when the user
+	// gave a key (issue 10).
+	if cfg.KeyFile != "" {
+		if c.IsSet(flagAuth) && !cfg.Authenticated {
+			return cfg, cliutil.Usagef("--%s means authenticated mode; drop --%s=false (or the key file to serve unauthenticated)", flagKeyFile, flagAuth)
+		}
+		cfg.Authenticated = true
 	}
 	if cfg.Authenticated && cfg.KeyFile == "" && !cfg.Reflector.ProvisionedOnly {
 		return cfg, cliutil.Usagef("--%s needs --%s (or --%s with per-session keys)", flagAuth, flagKeyFile, flagProvisionedOnly)

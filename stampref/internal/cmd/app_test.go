@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,5 +51,33 @@ func TestUsage(t *testing.T) {
 	}
 	if _, code := parse(t, "--auth", "--provisioned-only"); code != 0 {
 		t.Error("--auth --provisioned-only refused")
+	}
+}
+
+// Issue 10: a key file means authenticated mode, as on stampsend; never serve open when the
+// user gave a key.
+func TestKeyFileMeansAuthenticated(t *testing.T) {
+	cfg, code := parse(t, "--key-file", "/etc/stampref/stamp.key")
+	if code != 0 || !cfg.Authenticated || cfg.KeyFile != "/etc/stampref/stamp.key" {
+		t.Errorf("--key-file: exit %d, authenticated %v", code, cfg.Authenticated)
+	}
+	cfg, code = parse(t, "-k", "K", "--auth")
+	if code != 0 || !cfg.Authenticated {
+		t.Errorf("--key-file --auth: exit %d, authenticated %v", code, cfg.Authenticated)
+	}
+	if _, code := parse(t, "-k", "K", "--auth=false"); code != cliutil.ExitUsage {
+		t.Errorf("--key-file --auth=false: exit %d, want usage error", code)
+	}
+	if cfg, _ := parse(t); cfg.Authenticated {
+		t.Error("authenticated without a key file or --auth")
+	}
+}
+
+func TestHelpDefaults(t *testing.T) {
+	code, out, _ := cliutil.RunCapture(context.Background(), NewApp("test"), "--help")
+	for _, want := range []string{"implied by --key-file", "if the address is taken stampref warns and serves without it"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("--help lacks %q", want)
+		}
 	}
 }

@@ -26,7 +26,7 @@ import (
 type Config struct {
 	// Listen are the UDP addresses to serve ("[::]:862" covers IPv4 and IPv6).
 	Listen []string
-	// KeyFile holds the default HMAC key (authenticated mode); reloaded on SIGHUP.
+	// KeyFile holds the default HMAC key and selects authenticated mode; reloaded on SIGHUP.
 	KeyFile string
 	// Authenticated selects the 112-octet authenticated layout.
 	Authenticated bool
@@ -52,7 +52,7 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 	rc := cfg.Reflector
 	rc.Logger = log
 	rc.Mode = testpkt.ModeUnauthenticated
-	if cfg.Authenticated {
+	if cfg.Authenticated || cfg.KeyFile != "" { // a key file means authenticated mode
 		rc.Mode = testpkt.ModeAuthenticated
 	}
 	if cfg.KeyFile != "" {
@@ -73,9 +73,14 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 		}
 		mon, err = net.Listen("tcp", cfg.Monitor)
 		if err != nil {
-			return fmt.Errorf("monitor: %w", err)
+			// An optional side port: a second stampref on the host (or any other owner of
+			// the port) costs the monitoring API, never the reflector.
+			log.WithError(err).WithField("addr", cfg.Monitor).
+				Warn("stampref: monitoring API unavailable; reflecting without it (choose another --monitor address or --no-monitor)")
+			mon = nil
+		} else {
+			defer mon.Close()
 		}
-		defer mon.Close()
 	}
 	r, err := reflector.New(rc)
 	if err != nil {

@@ -42,6 +42,7 @@ type metrics struct {
 	connsTotal, connsRejected, authFailures, protocolErrors atomic.Uint64
 	sessionsTotal, sessionsRejected, refwaitExpired         atomic.Uint64
 	stopMismatch, servwaitExpired                           atomic.Uint64
+	metricsUnavailable                                      atomic.Bool
 }
 
 // New validates cfg and prepares a server; Run starts it.
@@ -109,12 +110,17 @@ func (s *Server) Run(ctx context.Context, ready func([]net.Addr)) error {
 		}
 	}
 	if s.cfg.MetricsAddr != "" {
+		// An optional side port: a second twampd on the host (or any other owner of the
+		// port) costs the metrics, never the TWAMP service.
 		ma, err := s.startMetrics(ctx, s.cfg.MetricsAddr)
 		if err != nil {
-			return err
+			s.m.metricsUnavailable.Store(true)
+			s.log.WithError(err).WithField("addr", s.cfg.MetricsAddr).
+				Warn("metrics and status endpoint unavailable; serving TWAMP without it (choose another --metrics address or --metrics= to disable)")
+		} else {
+			s.log.WithField("addr", ma.String()).Info("metrics and status listening")
+			addrs = append(addrs, ma)
 		}
-		s.log.WithField("addr", ma.String()).Info("metrics and status listening")
-		addrs = append(addrs, ma)
 	}
 	s.mu.Lock()
 	s.addrs = addrs

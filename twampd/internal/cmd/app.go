@@ -1,0 +1,157 @@
+// Package cmd builds twampd's command line and maps it onto server.Config, including the
+// security policy (which modes a key file enables) and the RFC 6038/5938 extensions.
+package cmd
+
+import (
+	"github.com/urfave/cli/v2"
+
+	"github.com/probekit/probekit/shared/cliutil"
+	"github.com/probekit/probekit/shared/twampctl"
+	"github.com/probekit/probekit/twampd/internal/server"
+)
+
+// Flag names.
+const (
+	flagListen         = "listen"
+	flagAuthModes      = "auth-modes"
+	flagKeyFile        = "key-file"
+	flagLimits         = "limits"
+	flagTestPorts      = "test-ports"
+	flagServWait       = "servwait"
+	flagRefWait        = "refwait"
+	flagMaxTimeout     = "max-timeout"
+	flagMaxSessions    = "max-sessions"
+	flagMaxConnections = "max-connections"
+	flagCount          = "count"
+	flagStrictStop     = "strict-stop"
+	flagLight          = "light"
+	flagMetrics        = "metrics"
+	flagNoKernelTS     = "no-kernel-timestamps"
+	flagSynchronized   = "synchronized"
+	flagBlocking       = "blocking"
+	flagRealtime       = "realtime"
+	flagBusyPoll       = "busy-poll"
+)
+
+// DefaultMetrics is the default address of /metrics and /status.
+const DefaultMetrics = "127.0.0.1:9862"
+
+// Security modes offered when --auth-modes is not given: open without a key file; with one,
+// the three keyed modes, as owamp's twampd does when it has keys.
+const (
+	defaultModesOpen  = twampctl.ModeUnauthenticated
+	defaultModesKeyed = twampctl.ModeAuthenticated | twampctl.ModeEncrypted | twampctl.ModeMixed
+)
+
+// NewApp returns the twampd command.
+func NewApp(version string) *cli.App {
+	app := cliutil.NewApp("twampd", "TWAMP server and session-reflector (RFC 5357, 5618, 5938, 6038, 7750; TWAMP Light)", version)
+	cliutil.SetManSection(app, 8) // a daemon
+	app.UsageText = "twampd [flags]"
+	app.Description = "twampd answers TWAMP-Control on TCP 862 and reflects the negotiated test sessions " +
+		"(or, with --light, TWAMP Light packets on UDP). Without --auth-modes it offers open mode, or " +
+		"authenticated, encrypted and mixed mode when --key-file is given. " +
+		"The metrics port (--metrics) is optional: when its address is taken (a second twampd on " +
+		"the host) twampd logs a warning and keeps serving TWAMP without it."
+	app.Flags = append(app.Flags,
+		&cli.StringSliceFlag{Name: flagListen, Aliases: []string{"S"}, Value: cli.NewStringSlice("[::]:862"),
+			Usage: "TCP address for TWAMP-Control (UDP with --light); repeat for several"},
+		&cli.StringFlag{Name: flagAuthModes, Aliases: []string{"a"},
+			Usage: "security modes offered, comma-separated words open, authenticated, encrypted, mixed or letters O, A, E, M (default: open; with --key-file: authenticated,encrypted,mixed)"},
+		&cli.StringFlag{Name: flagKeyFile, Aliases: []string{"k"}, Usage: "owamp pfstore key `FILE` with lines 'identity hex-pass-phrase' (mode 0600); enables the keyed modes"},
+		&cli.StringFlag{Name: flagLimits, Usage: "per-identity limits `FILE`: lines 'identity|open|* sessions=N padding=N [deny]'"},
+		&cli.StringFlag{Name: flagTestPorts, Aliases: []string{"P"}, Usage: "UDP port range `LO-HI` for test sessions after the requested port (default: kernel-chosen)"},
+		&cli.DurationFlag{Name: flagServWait, Value: server.DefaultServWait, Usage: "close idle control connections after this long (SERVWAIT)"},
+		&cli.DurationFlag{Name: flagRefWait, Value: server.DefaultRefWait, Usage: "end test sessions without packets after this long (REFWAIT)"},
+		&cli.DurationFlag{Name: flagMaxTimeout, Value: server.DefaultMaxTimeout, Usage: "cap on the post-Stop-Sessions Timeout a client may request"},
+		cliutil.IntFlag(flagMaxSessions, "most concurrent test sessions over all clients (0 = unlimited)", 0, 0, 1<<20),
+		cliutil.IntFlag(flagMaxConnections, "most concurrent control connections (0 = unlimited)", 0, 0, 1<<20),
+		cliutil.IntFlag(flagCount, "PBKDF2 iteration count offered in the greeting (power of 2, ≥ 1024)", server.DefaultCount, 1024, 1<<24),
+		&cli.BoolFlag{Name: flagStrictStop, Usage: "close the control connection when Stop-Sessions miscounts the sessions (RFC 5357 §3.8)"},
+		&cli.BoolFlag{Name: flagLight, Usage: "run a TWAMP Light reflector on --listen (UDP, no control connection)"},
+		&cli.StringFlag{Name: flagMetrics, Value: DefaultMetrics,
+			Usage: "serve /metrics (Prometheus) and /status (JSON) on `ADDR`; empty disables; if the address is taken twampd warns and serves without it"},
+		&cli.BoolFlag{Name: flagNoKernelTS, Usage: "take receive timestamps in user space instead of SO_TIMESTAMPING"},
+		&cli.BoolFlag{Name: flagSynchronized, Usage: "set the S bit in Error Estimates (clock synchronised to UTC)"},
+		&cli.BoolFlag{Name: flagBlocking, Usage: "wait for test packets inside recvmmsg (one OS thread per test socket) instead of the Go network poller"},
+		cliutil.IntFlag(flagRealtime, "serve each test socket (--light and sessions) on a SCHED_FIFO thread of this `PRIORITY` (1…99; needs CAP_SYS_NICE; implies --blocking)", 0, 0, 99),
+		&cli.DurationFlag{Name: flagBusyPoll, Usage: "after each batch poll the test socket (--light and sessions) without sleeping for up to `DURATION` (lower residence time, one busy CPU per active socket; excludes --realtime)"},
+	)
+	app.Action = func(c *cli.Context) error {
+		cfg, err := Config(c)
+		if err != nil {
+			return err
+		}
+		return server.Run(c.Context, cfg)
+	}
+	return app
+}
+
+// Config validates the flags and returns the server configuration.
+func Config(c *cli.Context) (server.Config, error) {
+	if c.NArg() > 0 {
+		return server.Config{}, cliutil.Usagef("unexpected argument %q", c.Args().First())
+	}
+	ports, err := server.ParsePortRange(c.String(flagTestPorts))
+	if err != nil {
+		return server.Config{}, cliutil.Usagef("--%s: %v", flagTestPorts, err)
+	}
+	cfg := server.Config{
+		Listen:           c.StringSlice(flagListen),
+		Count:            uint32(cliutil.Int(c, flagCount)),
+		ServWait:         c.Duration(flagServWait),
+		RefWait:          c.Duration(flagRefWait),
+		MaxTimeout:       c.Duration(flagMaxTimeout),
+		TestPorts:        ports,
+		MaxSessions:      int(cliutil.Int(c, flagMaxSessions)),
+		MaxConnections:   int(cliutil.Int(c, flagMaxConnections)),
+		StrictStop:       c.Bool(flagStrictStop),
+		Light:            c.Bool(flagLight),
+		MetricsAddr:      c.String(flagMetrics),
+		KernelTimestamps: !c.Bool(flagNoKernelTS),
+		Synchronized:     c.Bool(flagSynchronized),
+		BusyPoll:         c.Duration(flagBusyPoll),
+		Realtime:         int(cliutil.Int(c, flagRealtime)),
+		Blocking:         c.Bool(flagBlocking) || cliutil.Int(c, flagRealtime) > 0,
+		Logger:           cliutil.Logger(c),
+	}
+	if cfg.ServWait <= 0 || cfg.RefWait <= 0 || cfg.MaxTimeout < 0 {
+		return server.Config{}, cliutil.Usagef("--%s and --%s must be positive", flagServWait, flagRefWait)
+	}
+	if f := c.String(flagKeyFile); f != "" {
+		if cfg.Keys, err = twampctl.LoadKeyFile(f); err != nil {
+			return server.Config{}, err
+		}
+		if len(cfg.Keys) == 0 {
+			return server.Config{}, cliutil.Usagef("--%s %s holds no identity", flagKeyFile, f)
+		}
+	}
+	switch {
+	case c.IsSet(flagAuthModes):
+		if cfg.Modes, err = twampctl.ParseModeLetters(c.String(flagAuthModes)); err != nil {
+			return server.Config{}, cliutil.Usagef("--%s: %v", flagAuthModes, err)
+		}
+	case cfg.Light:
+		cfg.Modes = defaultModesOpen
+	case len(cfg.Keys) > 0:
+		cfg.Modes = defaultModesKeyed
+	default:
+		cfg.Modes = defaultModesOpen
+	}
+	if f := c.String(flagLimits); f != "" {
+		if cfg.Limits, err = server.LoadLimits(f); err != nil {
+			return server.Config{}, err
+		}
+	}
+	if cfg.Light && (cfg.Modes != twampctl.ModeUnauthenticated || len(cfg.Keys) > 0) {
+		return server.Config{}, cliutil.Usagef("--%s is unauthenticated only (RFC 5357 Appendix I)", flagLight)
+	}
+	if cfg.Modes.Secure() && len(cfg.Keys) == 0 {
+		return server.Config{}, cliutil.Usagef("--%s %s needs --%s (owamp pfstore: 'identity hex-pass-phrase' lines)",
+			flagAuthModes, c.String(flagAuthModes), flagKeyFile)
+	}
+	if err := cfg.Validate(); err != nil {
+		return server.Config{}, cliutil.Usagef("%v", err)
+	}
+	return cfg, nil
+}
