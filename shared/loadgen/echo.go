@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/probekit/probekit/shared/testpkt"
 	"github.com/probekit/probekit/shared/timestamp"
 	"github.com/probekit/probekit/shared/udpsock"
 )
@@ -48,13 +49,13 @@ func echo(ctx context.Context, conn *udpsock.Conn, batch int, count *atomic.Uint
 		if stamp {
 			for i := 0; i < n; i++ {
 				if msgs[i].N >= 24 {
-					timestamp.NTPFromTime(msgs[i].RxTime).Put(msgs[i].Buf[16:24])
+					testpkt.PutReceiveTimestamp(msgs[i].Buf, uint64(timestamp.NTPFromTime(msgs[i].RxTime)))
 				}
 			}
 			t3 := timestamp.NTPFromTime(time.Now())
 			for i := 0; i < n; i++ {
 				if msgs[i].N >= 24 {
-					t3.Put(msgs[i].Buf[4:12])
+					testpkt.PutTimestamp(msgs[i].Buf, testpkt.ModeUnauthenticated, uint64(t3))
 				}
 			}
 		}

@@ -4,7 +4,6 @@ package loadgen
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/probekit/probekit/shared/pace"
 	"github.com/probekit/probekit/shared/stats"
+	"github.com/probekit/probekit/shared/testpkt"
 	"github.com/probekit/probekit/shared/timestamp"
 	"github.com/probekit/probekit/shared/udpsock"
 )
@@ -109,10 +109,10 @@ func (r Result) GeneratorBound() bool { return r.SentRate < 0.97*r.Rate }
 // (unsynchronised, multiplier 1) at 12..14 — the STAMP Session-Sender layout; the rest is
 // zero, so a reflector's T2 field (16..24) in an echoed packet stays zero.
 func FillPacket(b []byte, seq uint32, now time.Time) {
-	binary.BigEndian.PutUint32(b, seq)
-	if len(b) >= 14 {
-		timestamp.NTPFromTime(now).Put(b[4:12])
-		timestamp.MakeErrorEstimate(false, false, 0, 1).Put(b[12:14])
+	testpkt.PutSequenceNumber(b, seq)
+	if len(b) >= testpkt.TWAMPSenderLen {
+		testpkt.PutTimestamp(b, testpkt.ModeUnauthenticated, uint64(timestamp.NTPFromTime(now)))
+		testpkt.PutErrorEstimate(b, testpkt.ModeUnauthenticated, timestamp.MakeErrorEstimate(false, false, 0, 1))
 	}
 }
 
@@ -120,18 +120,19 @@ func FillPacket(b []byte, seq uint32, now time.Time) {
 // reflector reply, in NTP or PTP format as the Error Estimate's Z bit says, and returns
 // T3 − T2. Echoed packets (T2 zero) and implausible values (negative, over 1 s) are refused.
 func STAMPResidence(reply []byte) (time.Duration, bool) {
-	if len(reply) < 24 {
+	raw2, raw3, ee, ok := testpkt.ReflectedTimes(reply)
+	if !ok {
 		return 0, false
 	}
 	var t2, t3 time.Time
-	if timestamp.ReadErrorEstimate(reply[12:14]).Z() {
-		p2, p3 := timestamp.ReadPTP(reply[16:24]), timestamp.ReadPTP(reply[4:12])
+	if ee.Z() {
+		p2, p3 := timestamp.PTP(raw2), timestamp.PTP(raw3)
 		if p2 == 0 || p3 == 0 || !p2.Valid() || !p3.Valid() {
 			return 0, false
 		}
 		t2, t3 = p2.Time(), p3.Time()
 	} else {
-		n2, n3 := timestamp.ReadNTP(reply[16:24]), timestamp.ReadNTP(reply[4:12])
+		n2, n3 := timestamp.NTP(raw2), timestamp.NTP(raw3)
 		if n2 == 0 || n3 == 0 {
 			return 0, false
 		}
@@ -375,12 +376,11 @@ func (st *runState) receive(ctx context.Context, conn *udpsock.Conn) error {
 }
 
 func (st *runState) account(m *udpsock.Message, issued uint64) {
-	if m.N < 4 || m.Addr != st.cfg.Target {
+	seq, ok := testpkt.SequenceNumber(m.Buf[:m.N])
+	if !ok || m.Addr != st.cfg.Target {
 		st.unexpected++
 		return
 	}
-	reply := m.Buf[:m.N]
-	seq := binary.BigEndian.Uint32(reply)
 	if uint64(seq) >= issued {
 		st.unexpected++
 		return
@@ -394,7 +394,7 @@ func (st *runState) account(m *udpsock.Message, issued uint64) {
 	st.received.Add(1)
 	st.rtt.Add(time.Duration(m.RxTime.UnixNano() - st.sendWall[seq]))
 	if st.cfg.Residence != nil {
-		if d, ok := st.cfg.Residence(reply); ok {
+		if d, ok := st.cfg.Residence(m.Buf[:m.N]); ok {
 			st.residence.Add(d)
 		}
 	}

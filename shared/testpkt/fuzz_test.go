@@ -36,14 +36,25 @@ func FuzzSenderPacket(f *testing.F) {
 }
 
 // FuzzReflectedPacket does the same for reflected packets, including the lenient short forms,
-// and runs the sender's TLV rules over the extension area.
+// runs the sender's TLV rules over the extension area and checks the in-place field readers
+// (accessors_sender.go) against the decoder.
 func FuzzReflectedPacket(f *testing.F) {
 	s := NewSigner([]byte(interopKey))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _, _, have24 := ReflectedTimes(b) // the field readers never panic, short or not
 		for _, m := range allModes {
+			_, _ = SenderDSCPECN(b, m)
 			p := ReflectedPacket{Mode: m}
 			if err := p.UnmarshalBinary(b); err != nil {
 				continue
+			}
+			// The in-place readers agree with the decoder.
+			if seq, ok := SequenceNumber(b); !ok || seq != p.Seq {
+				t.Fatalf("%s: SequenceNumber %d %v, decoded %d", m, seq, ok, p.Seq)
+			}
+			if t2, t3, ee, ok := ReflectedTimes(b); m == ModeUnauthenticated &&
+				(!ok || !have24 || t2 != p.ReceiveTimestamp || t3 != p.Timestamp || ee != p.ErrorEstimate) {
+				t.Fatalf("ReflectedTimes %d %d %v %v, decoded %+v", t2, t3, ee, ok, p)
 			}
 			out := p.AppendTo(nil)
 			q := ReflectedPacket{Mode: m}

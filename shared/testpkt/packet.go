@@ -150,23 +150,7 @@ func (p *SenderPacket) AppendTo(b []byte) []byte {
 	n := p.Mode.SenderLen()
 	start := len(b)
 	b = append(b, make([]byte, n)...)
-	w := b[start:]
-	binary.BigEndian.PutUint32(w[offSeq:], p.Seq)
-	switch p.Mode {
-	case ModeAuthenticated:
-		binary.BigEndian.PutUint64(w[offAuthTS:], p.Timestamp)
-		p.ErrorEstimate.Put(w[offAuthEE:])
-		binary.BigEndian.PutUint16(w[offAuthSID:], p.SSID)
-		copy(w[offAuthHMAC:], p.HMAC[:])
-	case ModeTWAMPAuthenticated:
-		binary.BigEndian.PutUint64(w[offAuthTS:], p.Timestamp)
-		p.ErrorEstimate.Put(w[offAuthEE:])
-		copy(w[offTWAMPHMAC:], p.HMAC[:])
-	default:
-		binary.BigEndian.PutUint64(w[offTS:], p.Timestamp)
-		p.ErrorEstimate.Put(w[offEE:])
-		binary.BigEndian.PutUint16(w[offSSID:], p.SSID)
-	}
+	p.PutBase(b[start:])
 	return append(b, p.Extra...)
 }
 

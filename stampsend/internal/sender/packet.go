@@ -1,7 +1,6 @@
 package sender
 
 import (
-	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -19,7 +18,7 @@ type builder struct {
 	ptp      bool
 	signer   *testpkt.Signer
 	hmacTLV  int // offset of the HMAC TLV, -1 for none
-	dmOffset int // offset of the Direct Measurement S_TxC, -1 for none
+	dmOffset int // offset of the Direct Measurement TLV's value, -1 for none
 	arOffset int // offset of the Access Report TLV header, -1 for none
 	arValue  []byte
 }
@@ -77,18 +76,13 @@ func (b *builder) build(dst []byte, seq uint32, t1 time.Time, sentSoFar uint32, 
 	p := dst[:len(b.tmpl)]
 	copy(p, b.tmpl)
 	if b.arOffset >= 0 && !withAR {
-		p[b.arOffset+1] = byte(testpkt.TypeExtraPadding)
+		testpkt.PutTLVHeader(p[b.arOffset:], testpkt.FlagU, testpkt.TypeExtraPadding, len(b.arValue))
 		clear(p[b.arOffset+testpkt.TLVHeaderLen : b.arOffset+testpkt.TLVHeaderLen+len(b.arValue)])
 	}
-	binary.BigEndian.PutUint32(p[0:], seq)
-	ts := testpkt.Stamp(t1, b.ptp)
-	if b.mode.Authenticated() {
-		binary.BigEndian.PutUint64(p[16:], ts)
-	} else {
-		binary.BigEndian.PutUint64(p[4:], ts)
-	}
+	testpkt.PutSequenceNumber(p, seq)
+	testpkt.PutTimestamp(p, b.mode, testpkt.Stamp(t1, b.ptp))
 	if b.dmOffset >= 0 {
-		binary.BigEndian.PutUint32(p[b.dmOffset:], sentSoFar)
+		testpkt.DirectMeasurement{SenderTx: sentSoFar}.Put(p[b.dmOffset:])
 	}
 	if b.signer != nil {
 		if b.hmacTLV >= 0 {

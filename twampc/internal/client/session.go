@@ -323,12 +323,8 @@ func (s *session) handleReply(m *udpsock.Message, rp *testpkt.ReflectedPacket) {
 	}
 	rec.RevTOS = m.TOS
 	if s.monitor {
-		off := 41 // right after Sender TTL (RFC 7750)
-		if s.rtc != nil {
-			off = 81
-		}
-		if len(data) > off {
-			rec.FwdTOS = data[off]
+		if v, ok := testpkt.SenderDSCPECN(data, rp.Mode); ok {
+			rec.FwdTOS = v
 		}
 	}
 	if m.TTL > 0 && m.TTL < 256 {
