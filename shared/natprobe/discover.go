@@ -226,7 +226,10 @@ func (p *Prober) rfc5780(ctx context.Context, cfg DiscoverConfig, res *Result, s
 	// other address and port.
 	var m2, m3 Response
 	wg.Add(2)
-	go func() { defer wg.Done(); m2, e2 = p.Binding(ctx, netip.AddrPortFrom(other.Addr(), s.Port()), 0, cfg.Timeout) }()
+	go func() {
+		defer wg.Done()
+		m2, e2 = p.Binding(ctx, netip.AddrPortFrom(other.Addr(), s.Port()), 0, cfg.Timeout)
+	}()
 	go func() { defer wg.Done(); m3, e3 = p.Binding(ctx, other, 0, cfg.Timeout) }()
 	wg.Wait()
 	x1 := r1.Mapped
