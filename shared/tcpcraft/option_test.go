@@ -65,11 +65,11 @@ func TestParseOptions(t *testing.T) {
 	}{
 		{"020405b40402080a00cf19740000000001030307fd061234cafe00", "[mss 1460,sackOK,TS val 13572468 ecr 0,nop,wscale 7,unknown-253 0x1234cafe,eol]", false},
 		{"0101010101010101010101010101020405b4", "[nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop,mss 1460]", false},
-		{"0204", "[[bad opt]]", true},      // length past the end
-		{"020105b4", "[[bad opt]]", true},  // length 1
-		{"0200", "[[bad opt]]", true},      // length 0
-		{"fd", "[[bad opt]]", true},        // no length byte
-		{"0305", "[[bad opt]]", true},      // wscale length 5, 2 bytes
+		{"0204", "[[bad opt]]", true},         // length past the end
+		{"020105b4", "[[bad opt]]", true},     // length 1
+		{"0200", "[[bad opt]]", true},         // length 0
+		{"fd", "[[bad opt]]", true},           // no length byte
+		{"0305", "[[bad opt]]", true},         // wscale length 5, 2 bytes
 		{"02030501", "[mss 0x05,nop]", false}, // mss with length 3 is well framed but not an MSS value
 	} {
 		b, _ := hex.DecodeString(c.hex)
