@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -138,6 +139,7 @@ func TestB19AuthBeforeState(t *testing.T) {
 	if _, _, _, ok := reflect1(t, w, pkt(req, peerA), auth); ok {
 		t.Error("old key still accepted after SetKey")
 	}
+	req = sender(auth, 1, 5, nil) // a new sequence number: seq 0 was answered (replay window)
 	testpkt.NewSigner([]byte("new-key-0123456789")).Sign(req)
 	if _, _, _, ok := reflect1(t, w, pkt(req, peerA), auth); !ok {
 		t.Error("new key rejected")
@@ -180,15 +182,23 @@ func TestX03Sessions(t *testing.T) {
 		t.Error("remove")
 	}
 
+	// A full table makes room for a newcomer by evicting the least recently used session.
 	r, w = newWorker(t, Config{MaxSessions: 2, IdleTimeout: time.Minute})
-	for i, peer := range []netip.AddrPort{peerA, peerB, netip.MustParseAddrPort("127.0.0.1:40003")} {
-		_, _, _, ok := reflect1(t, w, pkt(sender(unauth, 0, 0, nil), peer), unauth)
-		if ok != (i < 2) {
-			t.Errorf("session %d: reflected %v with MaxSessions 2", i, ok)
+	peerC := netip.MustParseAddrPort("127.0.0.1:40003")
+	for i, peer := range []netip.AddrPort{peerA, peerB, peerA, peerC} {
+		p := pkt(sender(unauth, 0, 0, nil), peer)
+		p.RxTime = t2Time.Add(time.Duration(i) * time.Millisecond)
+		if _, _, _, ok := reflect1(t, w, p, unauth); !ok {
+			t.Errorf("packet %d from %v dropped with MaxSessions 2", i, peer)
 		}
 	}
-	if r.Stats.Drops[DropTableFull].Load() != 1 {
-		t.Error("table-full drop not counted")
+	if r.Stats.Evicted.Load() != 1 || r.Stats.Drops[DropTableFull].Load() != 0 || r.Table().Len() != 2 {
+		t.Errorf("evicted %d, table-full drops %d, %d sessions", r.Stats.Evicted.Load(), r.Stats.Drops[DropTableFull].Load(), r.Table().Len())
+	}
+	for _, si := range r.Table().Snapshot() {
+		if si.Peer == peerB.String() {
+			t.Errorf("the least recently used session (peer B) was kept: %+v", r.Table().Snapshot())
+		}
 	}
 	if n := r.ExpireIdle(t2Time.Add(30 * time.Second)); n != 0 {
 		t.Errorf("expired %d too early", n)
@@ -278,9 +288,13 @@ func TestX08Malformed(t *testing.T) {
 
 // authTLVReq builds an authenticated request with TLVs, an HMAC TLV (unless omitted) and the
 // base HMAC.
+// authSeq numbers authTLVReq's requests: an authenticated session answers each sequence
+// number once (replay window).
+var authSeq atomic.Uint32
+
 func authTLVReq(key string, withHMAC bool, tlvs ...testpkt.TLV) []byte {
 	s := testpkt.NewSigner([]byte(key))
-	b := sender(auth, 4, 2, nil)
+	b := sender(auth, 4+authSeq.Add(1), 2, nil)
 	for _, tl := range tlvs {
 		b = tl.AppendTo(b)
 	}
@@ -309,6 +323,7 @@ func TestX09T08HMACTLV(t *testing.T) {
 	// Corrupt a TLV octet and re-sign the base: the HMAC TLV now fails.
 	bad := append([]byte(nil), req...)
 	bad[testpkt.AuthBaseLen+5] ^= 0xFF
+	testpkt.PutSequenceNumber(bad, 4+authSeq.Add(1)) // a fresh one: the first was answered (replay window)
 	s.Sign(bad)
 	out, _, _, ok = reflect1(t, w, pkt(bad, peerA), auth)
 	if !ok {
@@ -487,9 +502,20 @@ func TestZeroAllocs(t *testing.T) {
 		w.Now = time.Now
 		p := pkt(c.req, peerA)
 		out := make([]byte, 0, 2048)
-		data := append([]byte(nil), c.req...)
-		allocs := testing.AllocsPerRun(1000, func() {
-			copy(p.Data, data)
+		// Distinct sequence numbers: an authenticated session answers each only once.
+		const runs = 1000
+		reqs := make([][]byte, runs+1)
+		for i := range reqs {
+			reqs[i] = append([]byte(nil), c.req...)
+			testpkt.PutSequenceNumber(reqs[i], uint32(1000+i))
+			if c.cfg.Mode == auth {
+				testpkt.NewSigner([]byte(interopKey)).Sign(reqs[i])
+			}
+		}
+		i := 0
+		allocs := testing.AllocsPerRun(runs, func() {
+			copy(p.Data, reqs[i])
+			i++
 			if _, _, ok := w.Reflect(p, out); !ok {
 				t.Fatal("dropped")
 			}

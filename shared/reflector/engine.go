@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/probekit/probekit/shared/testpkt"
 	"github.com/probekit/probekit/shared/timestamp"
 )
@@ -64,9 +66,13 @@ func replyLen(f Format, m testpkt.Mode, n int, s *Session) int {
 }
 
 // Worker reflects packets for one goroutine: it caches the signers it needs and decodes into
-// reused structs, so Reflect allocates nothing. Do not share a Worker between goroutines.
+// reused structs, so Reflect allocates nothing, and adds to its own slot of the Stats. Do not
+// share a Worker between goroutines; several Workers of one Reflector run in parallel,
+// locking only the session-table shard of a lookup and the few state fields of their
+// session, never across TLV or HMAC work.
 type Worker struct {
 	r      *Reflector
+	slot   int
 	keyGen uint64
 	def    *STAMPAuth
 	// Now returns T3; time.Now by default. Tests replace it to get deterministic replies.
@@ -76,7 +82,7 @@ type Worker struct {
 
 // NewWorker returns a Worker for r.
 func (r *Reflector) NewWorker() *Worker {
-	return &Worker{r: r, Now: time.Now}
+	return &Worker{r: r, Now: time.Now, slot: int(r.workers.Add(1)-1) % statSlots}
 }
 
 func (w *Worker) refreshKey() {
@@ -93,7 +99,7 @@ func (w *Worker) refreshKey() {
 }
 
 func (w *Worker) drop(reason int) ([]byte, uint8, bool) {
-	w.r.Stats.Drops[reason].Add(1)
+	w.r.Stats.Drops[reason].add(w.slot, 1)
 	return nil, 0, false
 }
 
@@ -102,12 +108,14 @@ func (w *Worker) drop(reason int) ([]byte, uint8, bool) {
 // false when the packet is dropped; every drop is counted in Stats.Drops.
 //
 // Order of work: layout and length checks, session lookup (read only), authentication — so a
-// packet failing its HMAC changes nothing (B-19) — then session state, the reply's base fields,
-// TLVs, T3 as late as possible, and the HMACs over the final bytes.
+// packet failing its HMAC changes nothing (B-19) — then the reply-size policy, session
+// admission, the replay window and session state, the reply's base fields, TLVs, T3 as late
+// as possible, and the HMACs over the final bytes.
 func (w *Worker) Reflect(p *Packet, out []byte) ([]byte, uint8, bool) {
 	r := w.r
 	cfg := &r.cfg
-	r.Stats.Received.Add(1)
+	st := &r.Stats
+	r.Stats.Received.add(w.slot, 1)
 	n := len(p.Data)
 	if n > cfg.MaxPacket {
 		return w.drop(DropTooLong)
@@ -117,15 +125,11 @@ func (w *Worker) Reflect(p *Packet, out []byte) ([]byte, uint8, bool) {
 	// Session lookup: the SSID sits at the offset of the listener's layout.
 	var ssid uint16
 	if cfg.Format == FormatSTAMP {
-		if off := testpkt.SSIDOffset(cfg.Mode); off >= 0 && n >= off+2 {
-			ssid = binary.BigEndian.Uint16(p.Data[off:])
-		}
+		ssid = testpkt.SSIDOf(cfg.Mode, p.Data)
 	}
 	key := SessionKey{Peer: p.Peer, Local: p.listener(), SSID: ssid}
-	t := r.table
-	t.mu.Lock()
-	s := t.sessions[key]
-	t.mu.Unlock()
+	rxNs := p.RxTime.UnixNano()
+	s := r.table.lookup(&key, rxNs)
 	if s == nil && cfg.ProvisionedOnly {
 		return w.drop(DropUnknown)
 	}
@@ -168,6 +172,20 @@ func (w *Worker) Reflect(p *Packet, out []byte) ([]byte, uint8, bool) {
 	repBase := mode.ReflectedLen()
 	bl := max(n, repBase)
 	rl := replyLen(format, mode, n, s)
+	if rl > n && (s == nil || !s.Provisioned) {
+		// A reply longer than its request (the RFCs' minimum reply sizes) amplifies a
+		// spoofed sender's traffic: refused with StrictSize, else limited per source
+		// address. Provisioned sessions were set up by the operator or TWAMP-Control.
+		if cfg.StrictSize {
+			return w.drop(DropAmplification)
+		}
+		if !r.shortReplies.take(addrKey(p.Peer.Addr()), rxNs) {
+			r.logAmplify.warn(r.log, rxNs, "reflector: replies to short requests rate-limited (amplification)", func() logrus.Fields {
+				return logrus.Fields{"peer": p.Peer.Addr().String(), "request": n, "reply": rl}
+			})
+			return w.drop(DropAmplification)
+		}
+	}
 	if cap(out) < bl {
 		return w.drop(DropTooLong)
 	}
@@ -183,38 +201,54 @@ func (w *Worker) Reflect(p *Packet, out []byte) ([]byte, uint8, bool) {
 		return w.drop(DropNoReply)
 	}
 
-	// Session state.
+	// Session admission: a new learned session needs a token of its source prefix and a
+	// place in the table, made by evicting the least recently used session when full.
 	stateful := !cfg.Stateless
-	var seq uint32
-	t.mu.Lock()
 	if s == nil && stateful {
-		if t.max > 0 && t.dynamic >= t.max {
-			t.mu.Unlock()
+		if !r.newSessions.take(prefixKey(p.Peer.Addr()), rxNs) {
+			r.logAdmit.warn(r.log, rxNs, "reflector: new sessions from one source prefix rate-limited", func() logrus.Fields {
+				return logrus.Fields{"peer": p.Peer.Addr().String(), "rate_per_s": cfg.SessionRate, "burst": cfg.SessionBurst}
+			})
+			return w.drop(DropRateLimited)
+		}
+		ns, evicted, ok := r.table.learn(&key, format, mode, p.RxTime)
+		if !ok {
+			r.logFull.warn(r.log, rxNs, "reflector: session table full", func() logrus.Fields {
+				return logrus.Fields{"max_sessions": r.table.max}
+			})
 			return w.drop(DropTableFull)
 		}
-		s = &Session{Key: key, Format: format, Mode: mode, created: p.RxTime}
-		t.sessions[key] = s
-		t.dynamic++
-	} else if s != nil && t.sessions[key] != s {
-		// Removed or replaced since the lookup: use the current entry if any.
-		if cur := t.sessions[key]; cur != nil {
-			s = cur
+		if evicted {
+			st.Evicted.add(w.slot, 1)
+			r.logFull.warn(r.log, rxNs, "reflector: session table full, least recently used sessions evicted", func() logrus.Fields {
+				return logrus.Fields{"max_sessions": r.table.max, "evicted_total": st.Evicted.Load()}
+			})
 		}
+		s = ns
 	}
+
+	// Session state, under the session's own lock for these few fields only.
+	var seq uint32
 	if s != nil {
-		s.lastSeen = p.RxTime
+		s.mu.Lock()
+		if stateful && mode.Authenticated() && !s.replay.check(req.Seq) {
+			s.mu.Unlock()
+			return w.drop(DropReplay)
+		}
 		s.rx++
 		s.tx++
 		tc.rx, tc.tx = s.rx, s.tx
-	} else {
-		tc.rx, tc.tx = uint32(r.Stats.Received.Load()), uint32(r.Stats.Reflected.Load()+1)
-	}
-	if stateful && s != nil {
-		seq = s.seq
-		s.seq++
-		tc.prevSeq, tc.prevT3, tc.hasPrev = s.prevSeq, s.prevT3, s.hasPrev
+		if stateful {
+			seq = s.seq
+			s.seq++
+			tc.prevSeq, tc.prevT3, tc.hasPrev = s.prevSeq, s.prevT3, s.hasPrev
+		} else {
+			seq = req.Seq // B-11
+		}
+		s.mu.Unlock()
 	} else {
 		seq = req.Seq // B-11
+		tc.rx, tc.tx = uint32(st.Received.Load()), uint32(st.Reflected.Load()+1)
 	}
 	var tos uint8
 	if s != nil && s.DSCP > 0 {
@@ -265,17 +299,22 @@ func (w *Worker) Reflect(p *Packet, out []byte) ([]byte, uint8, bool) {
 	t3 := testpkt.Stamp(now, ptp)
 	testpkt.PutTransmitTimestamp(out, mode, t3)
 	if s != nil && stateful {
-		s.prevSeq, s.prevT3, s.hasPrev = seq, t3, true
+		// Follow-Up Telemetry reports the latest reply; with several workers on one
+		// session an older one finishing late does not overwrite it.
+		s.mu.Lock()
+		if !s.hasPrev || int32(seq-s.prevSeq) >= 0 {
+			s.prevSeq, s.prevT3, s.hasPrev = seq, t3, true
+		}
+		s.mu.Unlock()
 	}
-	t.mu.Unlock()
 	if mode.Authenticated() {
 		auth.Seal(out)
 	}
-	r.Stats.Reflected.Add(1)
+	st.Reflected.add(w.slot, 1)
 	if p.RxSource == timestamp.SourceKernel || p.RxSource == timestamp.SourceHardware {
-		r.Stats.RxKernel.Add(1)
+		st.RxKernel.add(w.slot, 1)
 	}
-	r.Stats.observe(now.Sub(p.RxTime))
+	st.observe(w.slot, now.Sub(p.RxTime))
 	return out, tos, true
 }
 

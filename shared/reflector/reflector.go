@@ -28,9 +28,24 @@ type Config struct {
 	Stateless bool
 	// ProvisionedOnly drops packets of sessions that were not provisioned.
 	ProvisionedOnly bool
-	// MaxSessions limits learned sessions (0 = unlimited); packets of new sessions beyond it
-	// are dropped.
+	// MaxSessions limits learned sessions (DefaultMaxSessions when ≤ 0; there is no
+	// unlimited table). When it is full, a new session takes the place of the least recently
+	// used learned one (Stats.Evicted), so a flood of new sessions cannot lock newcomers out.
 	MaxSessions int
+	// SessionRate and SessionBurst bound how many new learned sessions one source prefix
+	// (IPv4 /24, IPv6 /64) may open: SessionRate per second on average, SessionBurst at once
+	// (DefaultSessionRate and DefaultSessionBurst when 0; a negative rate lifts the limit).
+	// Packets of refused sessions are dropped (DropRateLimited) and logged, rate-limited.
+	SessionRate  float64
+	SessionBurst int
+	// StrictSize refuses every request whose reply would be longer than it (DropAmplification):
+	// the minimum reply sizes of the RFCs (44 octets for unauthenticated STAMP, RFC 8762
+	// §4.6 TWAMP-Light interop; 41 for TWAMP open mode, RFC 5357) exceed the 14-octet minimum
+	// request. Without it such replies are limited to ShortReplyRate per second and source
+	// address (DefaultShortReplyRate when 0; negative: no limit). Provisioned sessions, set up
+	// by the operator or TWAMP-Control, are exempt.
+	StrictSize     bool
+	ShortReplyRate float64
 	// IdleTimeout expires learned sessions (DefaultIdleTimeout when 0).
 	IdleTimeout time.Duration
 	// RefuseDSCP is the local policy of RFC 8972 §4.4: when set, Class of Service DSCP1
@@ -89,17 +104,28 @@ const DefaultIdleTimeout = 5 * time.Minute
 
 // Drop reasons counted by Stats.
 const (
-	DropShort     = iota // shorter than the layout allows
-	DropAuth             // HMAC (or Authenticator) failed (B-19)
-	DropUnknown          // not provisioned in ProvisionedOnly mode
-	DropTableFull        // MaxSessions reached
-	DropNoReply          // Return Path TLV asked for no reply (RFC 9503)
-	DropTooLong          // longer than MaxPacket / truncated on receive
-	DropSendError        // sendmmsg failed
+	DropShort         = iota // shorter than the layout allows
+	DropAuth                 // HMAC (or Authenticator) failed (B-19)
+	DropUnknown              // not provisioned in ProvisionedOnly mode
+	DropTableFull            // MaxSessions reached
+	DropNoReply              // Return Path TLV asked for no reply (RFC 9503)
+	DropTooLong              // longer than MaxPacket / truncated on receive
+	DropSendError            // sendmmsg failed
+	DropRateLimited          // new session refused: its source prefix opened too many (SessionRate)
+	DropReplay               // authenticated sequence number already answered or too old
+	DropAmplification        // reply would be longer than the request (StrictSize or ShortReplyRate)
 	numDrops
 )
 
-var dropNames = [numDrops]string{"short", "auth", "unknown_session", "table_full", "no_reply_requested", "too_long", "send_error"}
+var dropNames = [numDrops]string{"short", "auth", "unknown_session", "table_full", "no_reply_requested", "too_long",
+	"send_error", "session_rate_limited", "replay", "amplification"}
+
+// Defaults of the admission limits (see Config).
+const (
+	DefaultSessionRate    = 100
+	DefaultSessionBurst   = 1000
+	DefaultShortReplyRate = 1000
+)
 
 // DropName returns the metric label of a drop reason.
 func DropName(i int) string { return dropNames[i] }
@@ -117,27 +143,6 @@ var residenceBounds = [...]time.Duration{
 // ResidenceBounds returns the histogram bucket bounds (the last bucket is +Inf).
 func ResidenceBounds() []time.Duration { return residenceBounds[:] }
 
-// Stats are the reflector's counters; all fields are updated atomically.
-type Stats struct {
-	Received  atomic.Uint64
-	Reflected atomic.Uint64
-	Drops     [numDrops]atomic.Uint64
-	// Residence counts T3 − T2 per reply in ResidenceBounds buckets (+Inf last).
-	Residence    [len(residenceBounds) + 1]atomic.Uint64
-	ResidenceSum atomic.Int64 // nanoseconds
-	// RxKernel counts packets whose T2 came from a kernel timestamp.
-	RxKernel atomic.Uint64
-}
-
-func (s *Stats) observe(d time.Duration) {
-	i := 0
-	for i < len(residenceBounds) && d > residenceBounds[i] {
-		i++
-	}
-	s.Residence[i].Add(1)
-	s.ResidenceSum.Add(int64(d))
-}
-
 // keyring is the default key with a generation so workers notice reloads.
 type keyring struct {
 	key []byte
@@ -154,7 +159,14 @@ type Reflector struct {
 	ee    timestamp.ErrorEstimate
 	log   logrus.FieldLogger
 	local []netip.Addr
-	Stats Stats
+	// workers numbers the Workers, each of which adds to its own Stats slot.
+	workers      atomic.Uint64
+	newSessions  *limiter // per source prefix (SessionRate)
+	shortReplies *limiter // per source address (ShortReplyRate)
+	logAdmit     rateLog
+	logFull      rateLog
+	logAmplify   rateLog
+	Stats        Stats
 }
 
 // ErrConfig reports an invalid Config.
@@ -192,12 +204,26 @@ func New(cfg Config) (*Reflector, error) {
 		l.SetOutput(discard{})
 		log = l
 	}
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = DefaultMaxSessions
+	}
+	if cfg.SessionRate == 0 {
+		cfg.SessionRate = DefaultSessionRate
+	}
+	if cfg.SessionBurst <= 0 {
+		cfg.SessionBurst = DefaultSessionBurst
+	}
+	if cfg.ShortReplyRate == 0 {
+		cfg.ShortReplyRate = DefaultShortReplyRate
+	}
 	r := &Reflector{
-		cfg:   cfg,
-		table: NewTable(cfg.MaxSessions),
-		ee:    timestamp.NewErrorEstimate(cfg.Synchronized, cfg.PTP, cfg.ClockError),
-		log:   log,
-		local: localAddrs(),
+		cfg:          cfg,
+		table:        NewTable(cfg.MaxSessions),
+		newSessions:  newLimiter(cfg.SessionRate, cfg.SessionBurst),
+		shortReplies: newLimiter(cfg.ShortReplyRate, int(cfg.ShortReplyRate)),
+		ee:           timestamp.NewErrorEstimate(cfg.Synchronized, cfg.PTP, cfg.ClockError),
+		log:          log,
+		local:        localAddrs(),
 	}
 	r.SetKey(cfg.Key)
 	return r, nil
@@ -223,5 +249,7 @@ func (r *Reflector) ErrorEstimate() timestamp.ErrorEstimate { return r.ee }
 
 // ExpireIdle removes learned sessions idle for longer than the idle timeout.
 func (r *Reflector) ExpireIdle(now time.Time) int {
-	return r.table.Expire(now.Add(-r.cfg.IdleTimeout))
+	n := r.table.Expire(now.Add(-r.cfg.IdleTimeout))
+	r.Stats.Expired.Add(uint64(n))
+	return n
 }

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/probekit/probekit/shared/timestamp"
 	"github.com/probekit/probekit/shared/udpsock"
 )
 
@@ -33,9 +34,17 @@ type ServeOptions struct {
 	// Idle, when positive, ends the loop with ErrIdle once this long passes without a
 	// datagram (TWAMP's REFWAIT, RFC 5357 §4.2). The read deadline is armed once and moved
 	// only when it fires, to the last datagram's receive time plus Idle, so a busy socket
-	// pays no timer work per batch.
+	// pays no timer work per batch. It needs Workers ≤ 1.
 	Idle time.Duration
+	// Workers is the number of goroutines reading the socket (1 when ≤ 0), each with its own
+	// Worker and buffers: the way to use several cores for one socket, even for one session.
+	// With SO_REUSEPORT sockets (udpsock.ListenGroup, one per worker) the kernel spreads
+	// flows instead, which keeps each session on one worker.
+	Workers int
 }
+
+// ErrWorkersIdle is returned by ServeWith for ServeOptions with Idle and several Workers.
+var ErrWorkersIdle = errors.New("reflector: an idle timeout needs a single worker")
 
 // Serve reflects the test packets arriving on conn until ctx is cancelled or conn is closed,
 // with one recvmmsg and one sendmmsg per batch and no allocation per packet. Open conn with
@@ -51,6 +60,31 @@ func (r *Reflector) Serve(ctx context.Context, conn *udpsock.Conn) error {
 // ServeWith is Serve with per-socket options. It returns nil on cancellation or close,
 // ErrIdle when opts.Idle expires, and other receive errors as they come.
 func (r *Reflector) ServeWith(ctx context.Context, conn *udpsock.Conn, opts ServeOptions) error {
+	if opts.Workers <= 1 {
+		return r.serveLoop(ctx, conn, opts)
+	}
+	if opts.Idle > 0 {
+		return ErrWorkersIdle
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, opts.Workers)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[i] = r.serveLoop(ctx, conn, opts); errs[i] != nil {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// serveLoop is one worker's read-reflect-send loop on conn.
+func (r *Reflector) serveLoop(ctx context.Context, conn *udpsock.Conn, opts ServeOptions) error {
 	batch := r.cfg.Batch
 	if batch <= 0 {
 		batch = udpsock.DefaultBatch
@@ -114,13 +148,17 @@ func (r *Reflector) ServeWith(ctx context.Context, conn *udpsock.Conn, opts Serv
 		}
 		if n > 0 {
 			last = in[n-1].RxTime
+			if in[0].RxSource == timestamp.SourceKernel {
+				// Kernel stamp of the oldest datagram → this thread running again.
+				r.Stats.observeWakeup(w.slot, time.Since(in[0].RxTime))
+			}
 		}
 		k := 0
 		for i := 0; i < n; i++ {
 			m := &in[i]
 			if m.Truncated || m.N > r.cfg.MaxPacket {
-				r.Stats.Received.Add(1)
-				r.Stats.Drops[DropTooLong].Add(1)
+				r.Stats.Received.add(w.slot, 1)
+				r.Stats.Drops[DropTooLong].add(w.slot, 1)
 				continue
 			}
 			pkt = Packet{Data: m.Buf[:m.N], Peer: m.Addr, Local: local, Listener: listener,
@@ -151,12 +189,12 @@ func (r *Reflector) ServeWith(ctx context.Context, conn *udpsock.Conn, opts Serv
 				break
 			}
 			if errors.Is(err, net.ErrClosed) {
-				r.Stats.Drops[DropSendError].Add(uint64(k - off))
-				r.Stats.Reflected.Add(^uint64(k - off - 1)) // not reflected after all
+				r.Stats.Drops[DropSendError].add(w.slot, uint64(k-off))
+				r.Stats.Reflected.add(w.slot, ^uint64(k-off-1)) // not reflected after all
 				return nil
 			}
-			r.Stats.Drops[DropSendError].Add(1)
-			r.Stats.Reflected.Add(^uint64(0))
+			r.Stats.Drops[DropSendError].add(w.slot, 1)
+			r.Stats.Reflected.add(w.slot, ^uint64(0))
 			r.log.WithError(err).WithField("peer", out[off].Addr.String()).Debug("reflector: send failed")
 			off++
 		}
@@ -169,6 +207,11 @@ var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
 // Run serves every conn until ctx is cancelled, expiring idle sessions meanwhile, and
 // returns the first error a socket reported.
 func (r *Reflector) Run(ctx context.Context, conns ...*udpsock.Conn) error {
+	return r.RunWith(ctx, ServeOptions{}, conns...)
+}
+
+// RunWith is Run with per-socket options (Workers goroutines on each conn).
+func (r *Reflector) RunWith(ctx context.Context, opts ServeOptions, conns ...*udpsock.Conn) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -177,7 +220,7 @@ func (r *Reflector) Run(ctx context.Context, conns ...*udpsock.Conn) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := r.Serve(ctx, c); err != nil {
+			if err := r.ServeWith(ctx, c, opts); err != nil {
 				errs[i] = err
 				cancel()
 			}

@@ -1,10 +1,13 @@
 package reflector
 
 import (
+	"encoding/binary"
 	"errors"
+	"hash/maphash"
 	"net/netip"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/probekit/probekit/shared/testpkt"
@@ -55,8 +58,9 @@ type Authenticator interface {
 type ReplyHook interface {
 	// Reply is called once per reply with the reply at its final length (every field
 	// written except T3 and the Authenticator's seal, which follow) and the request as
-	// received (decrypted in encrypted modes). It runs under the session table's lock:
-	// keep it short, allocation-free, and do not call the Reflector's Table from it.
+	// received (decrypted in encrypted modes). It holds no lock and may run concurrently for
+	// one session when several workers share a socket: keep it short, allocation-free and
+	// safe for concurrent use.
 	Reply(reply, req []byte)
 }
 
@@ -77,7 +81,8 @@ func (a *STAMPAuth) Signer() *testpkt.Signer { return a.s }
 
 // Session is the reflector's state for one test session. Provisioned sessions are created by
 // the operator (or by twampd after control negotiation) and never expire; others are created
-// by the first valid packet and expire when idle.
+// by the first valid packet and expire when idle, or give way to a newcomer when the table is
+// full and they are the least recently used.
 type Session struct {
 	Key SessionKey
 	// Format and Mode select the rules and the packet layout.
@@ -100,15 +105,21 @@ type Session struct {
 	// Provisioned sessions are never expired and are listed as such.
 	Provisioned bool
 
-	// state, guarded by the Table's lock
-	created  time.Time
-	lastSeen time.Time
-	seq      uint32 // next reflector sequence number (stateful)
-	rx, tx   uint32 // Direct Measurement counters
-	prevSeq  uint32 // previous reply, for Follow-Up Telemetry
-	prevT3   uint64
-	hasPrev  bool
-	hmacTLV  *testpkt.Signer
+	created time.Time
+
+	// guarded by the shard's lock
+	lastSeen   int64 // Unix ns of the latest packet
+	prev, next *Session
+
+	// guarded by mu: per-session state, locked only for the few field updates of one packet
+	// (never across TLV or HMAC work), so workers serving other sessions never wait for it.
+	mu      sync.Mutex
+	seq     uint32 // next reflector sequence number (stateful)
+	rx, tx  uint32 // Direct Measurement counters
+	prevSeq uint32 // latest reply, for Follow-Up Telemetry
+	prevT3  uint64
+	hasPrev bool
+	replay  replayWindow
 }
 
 // SessionInfo is a snapshot of a session for monitoring.
@@ -132,73 +143,236 @@ var ErrTableFull = errors.New("reflector: session table full")
 // ErrExists is returned by Provision for a key that is already provisioned.
 var ErrExists = errors.New("reflector: session already provisioned")
 
-// Table holds the sessions of one or more reflector sockets.
-type Table struct {
-	mu       sync.Mutex
-	sessions map[SessionKey]*Session
-	max      int
-	dynamic  int // sessions that are not provisioned
+// numShards splits the table so workers looking up different sessions rarely share a lock;
+// each lock is held only for a map access and a list move.
+const numShards = 64
+
+type shard struct {
+	mu sync.Mutex
+	m  map[SessionKey]*Session
+	// Learned sessions, most recently used first (provisioned ones are not listed).
+	head, tail *Session
+	_          [32]byte
 }
 
-// NewTable returns an empty table limited to max learned sessions (0 = unlimited).
-// Provisioned sessions do not count against the limit.
+// Table holds the sessions of one or more reflector sockets. Lookups lock one of numShards
+// shards; a session's own state has its own lock.
+type Table struct {
+	seed    uint64
+	shards  [numShards]shard
+	max     int
+	dynamic atomic.Int64 // learned sessions
+	total   atomic.Int64
+}
+
+// DefaultMaxSessions bounds the learned sessions of a table when no limit is given
+// (about 24 MiB of session state, see SessionBytes).
+const DefaultMaxSessions = 65536
+
+// NewTable returns an empty table limited to max learned sessions (DefaultMaxSessions when
+// max ≤ 0). Provisioned sessions do not count against the limit. When it is full, a new
+// session replaces the least recently used learned one.
 func NewTable(max int) *Table {
-	return &Table{sessions: make(map[SessionKey]*Session), max: max}
+	if max <= 0 {
+		max = DefaultMaxSessions
+	}
+	t := &Table{seed: maphash.Comparable(maphash.MakeSeed(), 0), max: max}
+	for i := range t.shards {
+		t.shards[i].m = make(map[SessionKey]*Session)
+	}
+	return t
+}
+
+// Max returns the learned-session limit.
+func (t *Table) Max() int { return t.max }
+
+func (t *Table) shard(k *SessionKey) *shard {
+	// A multiply-xorshift mix of the key's words under a per-table seed: cheaper than a
+	// general hash, and a sender cannot aim all its sessions at one shard without the seed.
+	p, l := k.Peer.Addr().As16(), k.Local.Addr().As16()
+	h := t.seed
+	h = mix(h ^ binary.LittleEndian.Uint64(p[:8]))
+	h = mix(h ^ binary.LittleEndian.Uint64(p[8:]))
+	h = mix(h ^ binary.LittleEndian.Uint64(l[8:]) ^ uint64(k.Peer.Port())<<32 ^ uint64(k.Local.Port())<<16 ^ uint64(k.SSID))
+	return &t.shards[h%numShards]
+}
+
+func mix(h uint64) uint64 {
+	h *= 0x9E3779B97F4A7C15
+	return h ^ h>>29
+}
+
+func (sh *shard) unlink(s *Session) {
+	if s.prev != nil {
+		s.prev.next = s.next
+	} else if sh.head == s {
+		sh.head = s.next
+	}
+	if s.next != nil {
+		s.next.prev = s.prev
+	} else if sh.tail == s {
+		sh.tail = s.prev
+	}
+	s.prev, s.next = nil, nil
+}
+
+func (sh *shard) pushFront(s *Session) {
+	s.prev, s.next = nil, sh.head
+	if sh.head != nil {
+		sh.head.prev = s
+	}
+	sh.head = s
+	if sh.tail == nil {
+		sh.tail = s
+	}
+}
+
+// lookup returns the session for k (nil if none) and marks it used at now.
+func (t *Table) lookup(k *SessionKey, now int64) *Session {
+	sh := t.shard(k)
+	sh.mu.Lock()
+	s := sh.m[*k]
+	if s != nil {
+		s.lastSeen = now
+		if !s.Provisioned && sh.head != s {
+			sh.unlink(s)
+			sh.pushFront(s)
+		}
+	}
+	sh.mu.Unlock()
+	return s
+}
+
+// learn returns the session for k, creating a learned one when there is none. When the table
+// is full the least recently used learned session makes room (evicted is true); ok is false
+// when there was none to evict.
+func (t *Table) learn(k *SessionKey, format Format, mode testpkt.Mode, now time.Time) (s *Session, evicted, ok bool) {
+	ns := now.UnixNano()
+	if t.dynamic.Add(1) > int64(t.max) {
+		if !t.evictLRU() {
+			t.dynamic.Add(-1)
+			return nil, false, false
+		}
+		evicted = true
+	}
+	s = &Session{Key: *k, Format: format, Mode: mode, created: now, lastSeen: ns}
+	sh := t.shard(k)
+	sh.mu.Lock()
+	if cur := sh.m[*k]; cur != nil { // created meanwhile by another worker
+		cur.lastSeen = ns
+		sh.mu.Unlock()
+		t.dynamic.Add(-1)
+		return cur, evicted, true
+	}
+	sh.m[*k] = s
+	sh.pushFront(s)
+	sh.mu.Unlock()
+	t.total.Add(1)
+	return s, evicted, true
+}
+
+// evictLRU removes the learned session used least recently (the oldest of the shards' list
+// tails) and reports whether there was one.
+func (t *Table) evictLRU() bool {
+	for try := 0; try < 4; try++ {
+		var best *shard
+		var oldest int64
+		for i := range t.shards {
+			sh := &t.shards[i]
+			sh.mu.Lock()
+			if sh.tail != nil && (best == nil || sh.tail.lastSeen < oldest) {
+				best, oldest = sh, sh.tail.lastSeen
+			}
+			sh.mu.Unlock()
+		}
+		if best == nil {
+			return false
+		}
+		best.mu.Lock()
+		if s := best.tail; s != nil {
+			best.unlink(s)
+			delete(best.m, s.Key)
+			best.mu.Unlock()
+			t.dynamic.Add(-1)
+			t.total.Add(-1)
+			return true
+		}
+		best.mu.Unlock()
+	}
+	return false
 }
 
 // Provision adds (or replaces, when replace is set) an operator-provisioned session. The
 // Session's state starts fresh; its sequence counter starts at 0 (B-12).
 func (t *Table) Provision(s *Session, replace bool) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if old, ok := t.sessions[s.Key]; ok {
+	sh := t.shard(&s.Key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if old, ok := sh.m[s.Key]; ok {
 		if old.Provisioned && !replace {
 			return ErrExists
 		}
 		if !old.Provisioned {
-			t.dynamic--
+			sh.unlink(old)
+			t.dynamic.Add(-1)
 		}
+		t.total.Add(-1)
 	}
 	s.Provisioned = true
 	s.created = time.Now()
-	s.seq, s.rx, s.tx, s.hasPrev = 0, 0, 0, false
-	t.sessions[s.Key] = s
+	s.prev, s.next = nil, nil
+	s.mu.Lock()
+	s.seq, s.rx, s.tx, s.hasPrev, s.replay = 0, 0, 0, false, replayWindow{}
+	s.mu.Unlock()
+	sh.m[s.Key] = s
+	t.total.Add(1)
 	return nil
 }
 
 // Remove deletes a session and reports whether it existed.
 func (t *Table) Remove(k SessionKey) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	s, ok := t.sessions[k]
+	sh := t.shard(&k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	s, ok := sh.m[k]
 	if ok {
 		if !s.Provisioned {
-			t.dynamic--
+			sh.unlink(s)
+			t.dynamic.Add(-1)
 		}
-		delete(t.sessions, k)
+		delete(sh.m, k)
+		t.total.Add(-1)
 	}
 	return ok
 }
 
 // Len returns the number of sessions.
-func (t *Table) Len() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.sessions)
-}
+func (t *Table) Len() int { return int(t.total.Load()) }
+
+// Learned returns the number of learned (not provisioned) sessions.
+func (t *Table) Learned() int { return int(t.dynamic.Load()) }
 
 // Snapshot lists the sessions sorted by peer, local address and SSID.
 func (t *Table) Snapshot() []SessionInfo {
-	t.mu.Lock()
-	out := make([]SessionInfo, 0, len(t.sessions))
-	for _, s := range t.sessions {
-		out = append(out, SessionInfo{
-			Peer: s.Key.Peer.String(), Local: s.Key.Local.String(), SSID: s.Key.SSID,
-			Format: s.Format.String(), Mode: s.Mode.String(), Provisioned: s.Provisioned,
-			Received: s.rx, Reflected: s.tx, NextSeq: s.seq, Created: s.created, LastSeen: s.lastSeen,
-		})
+	out := make([]SessionInfo, 0, t.Len())
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		for _, s := range sh.m {
+			si := SessionInfo{
+				Peer: s.Key.Peer.String(), Local: s.Key.Local.String(), SSID: s.Key.SSID,
+				Format: s.Format.String(), Mode: s.Mode.String(), Provisioned: s.Provisioned, Created: s.created,
+			}
+			if s.lastSeen != 0 {
+				si.LastSeen = time.Unix(0, s.lastSeen)
+			}
+			s.mu.Lock()
+			si.Received, si.Reflected, si.NextSeq = s.rx, s.tx, s.seq
+			s.mu.Unlock()
+			out = append(out, si)
+		}
+		sh.mu.Unlock()
 	}
-	t.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]
 		if a.Peer != b.Peer {
@@ -214,15 +388,53 @@ func (t *Table) Snapshot() []SessionInfo {
 
 // Expire removes learned sessions idle since before cutoff and returns how many it removed.
 func (t *Table) Expire(cutoff time.Time) int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	c := cutoff.UnixNano()
 	n := 0
-	for k, s := range t.sessions {
-		if !s.Provisioned && s.lastSeen.Before(cutoff) {
-			delete(t.sessions, k)
-			t.dynamic--
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		for s := sh.tail; s != nil && s.lastSeen < c; s = sh.tail {
+			sh.unlink(s)
+			delete(sh.m, s.Key)
+			t.dynamic.Add(-1)
+			t.total.Add(-1)
 			n++
 		}
+		sh.mu.Unlock()
 	}
 	return n
+}
+
+// replayWindow remembers which of the latest replayWindowSize sender sequence numbers of an
+// authenticated session were answered (RFC 4303 §3.4.3 style): a number already seen, or
+// older than the window, is a replay.
+type replayWindow struct {
+	top  uint32 // highest sequence number accepted
+	bits uint64 // bit i: top−i was accepted
+	used bool
+}
+
+const replayWindowSize = 64
+
+// check reports whether seq is fresh and, if so, records it.
+func (w *replayWindow) check(seq uint32) bool {
+	if !w.used {
+		w.used, w.top, w.bits = true, seq, 1
+		return true
+	}
+	if d := seq - w.top; d != 0 && d < 1<<31 { // ahead of top (serial arithmetic)
+		if d >= replayWindowSize {
+			w.bits = 1
+		} else {
+			w.bits = w.bits<<d | 1
+		}
+		w.top = seq
+		return true
+	}
+	back := w.top - seq
+	if back >= replayWindowSize || w.bits&(1<<back) != 0 {
+		return false
+	}
+	w.bits |= 1 << back
+	return true
 }
