@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -291,26 +292,51 @@ func checkAgainstTruth(t *testing.T, got []csvPair, truth []synth.Packet) {
 // similar compares two runs over the same traffic seen by different capture handles
 // (tcpdump vs spp's own, or a slave's frames): each pair of got is looked up in want by its
 // timestamp (within tol µs) and its RTT must agree within tol. A run that started or stopped
-// a little apart may differ by a pair or two at the ends.
-func similar(t *testing.T, what string, got, want []csvPair, tol int64) {
+// a little apart may differ by a pair or two at the ends. What spp guarantees is the same
+// pairs from the same packets: when one of its captures reports that the kernel dropped
+// packets (procs' logs, "drops=N"), each dropped packet may change up to two pairs, and those
+// are logged instead of failing. Nothing here depends on how fast the machine is.
+func similar(t *testing.T, what string, got, want []csvPair, tol int64, procs ...*sppProc) {
 	t.Helper()
-	matched := 0
+	var drops int64
+	for _, p := range procs {
+		drops += reportedDrops(p.err.String())
+	}
+	matched, bad := 0, 0
 	var worst int64
 	for _, g := range got {
 		i, _ := slices.BinarySearchFunc(want, g.ts-tol, func(p csvPair, ts int64) int { return cmpInt(p.ts, ts) })
 		if i < len(want) && abs(want[i].ts-g.ts) <= tol {
 			matched++
-			worst = max(worst, abs(want[i].rtt-g.rtt))
+			d := abs(want[i].rtt - g.rtt)
+			worst = max(worst, d)
+			if d > tol {
+				bad++
+				t.Logf("%s: pair %+v, file run %+v: rtt differs by %d µs", what, g, want[i], d)
+			}
 		} else {
 			t.Logf("%s: pair %+v not in the file run", what, g)
 		}
 	}
-	if matched < len(want)-3 || matched < len(got)-3 || worst > tol {
-		t.Errorf("%s: %d pairs, file run %d, %d matched by timestamp, worst rtt difference %d µs (tolerance %d)",
-			what, len(got), len(want), matched, worst, tol)
+	allowed := int(2 * drops)
+	if matched < len(want)-3-allowed || matched < len(got)-3-allowed || bad > allowed {
+		t.Errorf("%s: %d pairs, file run %d, %d matched by timestamp, %d differ by more than %d µs (worst %d µs); spp's captures reported %d kernel drops",
+			what, len(got), len(want), matched, bad, tol, worst, drops)
 		return
 	}
-	t.Logf("%s: %d pairs, file run %d, worst rtt difference %d µs", what, len(got), len(want), worst)
+	t.Logf("%s: %d pairs, file run %d, worst rtt difference %d µs, %d kernel drops reported", what, len(got), len(want), worst, drops)
+}
+
+var dropsRE = regexp.MustCompile(`drops=([0-9]+)`)
+
+// reportedDrops sums the kernel drop counts spp logged ("the kernel dropped packets … drops=N").
+func reportedDrops(stderr string) int64 {
+	var n int64
+	for _, m := range dropsRE.FindAllStringSubmatch(stderr, -1) {
+		v, _ := strconv.ParseInt(m[1], 10, 64)
+		n += v
+	}
+	return n
 }
 
 func cmpInt(a, b int64) int {
@@ -421,10 +447,13 @@ func captures(t *testing.T, p *netlab.PathLab, points ...string) (files map[stri
 // equal the a0/b0 file run within the frames' granularity.
 func TestLabDelayStepsLiveAndRemote(t *testing.T) {
 	needTcpdump(t)
-	p := netlab.Path(t, netlab.PathConfig{
-		Out: netlab.Impairment{Delay: 10 * time.Millisecond},
-		In:  netlab.Impairment{Delay: 10 * time.Millisecond},
-	})
+	p := netlab.Path(t, netlab.PathConfig{})
+	floor := pathFloor(t, p)
+	for _, d := range []netlab.Direction{netlab.Out, netlab.In} {
+		if err := p.Set(d, netlab.Impairment{Delay: 10 * time.Millisecond}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	files, stopCaptures := captures(t, p, "a0", "b0", "ra", "rb")
 	live := startSPP(t, p.R, "point=MON", "-a", addrA, "-A", addrB, "-i", "ra", "-I", "rb", "--format", "csv")
 	master := startSPP(t, p.A, "waiting for sample frames", "-a", addrA, "-A", addrB, "-i", "a0", "-R", addrB, "--format", "csv")
@@ -461,12 +490,12 @@ func TestLabDelayStepsLiveAndRemote(t *testing.T) {
 		}
 	}
 	t.Logf("step at %d µs; pairs %d from %d to %d", step, len(fileAB), fileAB[0].outRef, fileAB[len(fileAB)-1].outRef)
-	checkBand(t, "before the step", before, 20_000)
-	checkBand(t, "after the step", after, 40_000)
+	checkBand(t, "before the step", before, 20_000, floor)
+	checkBand(t, "after the step", after, 40_000, floor)
 
-	similar(t, "live -i ra -I rb", parseCSV(t, liveOut), runFile(t, files["ra"], files["rb"]), 50)
-	similar(t, "remote -i a0 -R B (-g 100)", parseCSV(t, remoteOut), fileAB, 250)
-	similar(t, "remote -r A -I b0 (-g 10 -l 3)", parseCSV(t, remoteROut), fileAB, 25)
+	similar(t, "live -i ra -I rb", parseCSV(t, liveOut), runFile(t, files["ra"], files["rb"]), 50, live)
+	similar(t, "remote -i a0 -R B (-g 100)", parseCSV(t, remoteOut), fileAB, 250, master, slave)
+	similar(t, "remote -r A -I b0 (-g 10 -l 3)", parseCSV(t, remoteROut), fileAB, 25, masterR, slaveR)
 	if t.Failed() {
 		for name, p := range map[string]*sppProc{"live": live, "master -R": master, "slave": slave, "master -r": masterR, "slave -r": slaveR} {
 			t.Logf("%s stderr:\n%s", name, p.err.String())
@@ -474,24 +503,89 @@ func TestLabDelayStepsLiveAndRemote(t *testing.T) {
 	}
 }
 
-// checkBand: every RTT is at least the injected delay and the median is within 2 ms above
-// it (the delayer adds ~0.1–0.5 ms; lab.md).
-func checkBand(t *testing.T, what string, rtts []int64, injected int64) {
+// checkBand: every RTT is at least the injected delay (the delayer never releases early),
+// and the median is at most injected + slack + floor, where floor is what the path added to
+// an injected delay in the same lab just before (pathFloor): on a loaded
+// machine the delayer, the veths and the capture all run late together, and the floor shows
+// by how much. slack covers what the injected delay itself spreads (jitter, queueing).
+func checkBand(t *testing.T, what string, rtts []int64, injected, floor int64) {
 	t.Helper()
-	checkBandSlack(t, what, rtts, injected, 2_000)
+	checkBandSlack(t, what, rtts, injected, 1_000, floor)
 }
 
-func checkBandSlack(t *testing.T, what string, rtts []int64, injected, slack int64) {
+func checkBandSlack(t *testing.T, what string, rtts []int64, injected, slack, floor int64) {
 	t.Helper()
 	if len(rtts) < 30 {
 		t.Fatalf("%s: only %d pairs", what, len(rtts))
 	}
 	slices.Sort(rtts)
 	med := rtts[len(rtts)/2]
-	if rtts[0] < injected || med > injected+slack {
-		t.Fatalf("%s: rtt min %d µs, median %d µs; injected %d µs", what, rtts[0], med, injected)
+	if rtts[0] < injected || med > injected+slack+floor {
+		t.Fatalf("%s: rtt min %d µs, median %d µs; injected %d µs, slack %d µs, floor %d µs", what, rtts[0], med, injected, slack, floor)
 	}
-	t.Logf("%s: %d pairs, rtt min %d median %d µs (injected %d)", what, len(rtts), rtts[0], med, injected)
+	t.Logf("%s: %d pairs, rtt min %d median %d µs (injected %d, floor %d)", what, len(rtts), rtts[0], med, injected, floor)
+}
+
+// pathFloor measures what the lab path adds to an injected delay, in the same lab just
+// before the test's own traffic: 100 UDP echoes A→B:17 through the same delayers (holding
+// each packet 1 ms, so their timer wake-ups count), veths and namespaces, timed in this
+// process, minus the 2 ms injected. The echo's user-space wake-ups are included too, so it
+// is an upper estimate of what the captures see. Returns the 90th percentile in µs and
+// leaves both directions at that 1 ms; the caller sets the test's impairment afterwards.
+func pathFloor(t *testing.T, p *netlab.PathLab) int64 {
+	t.Helper()
+	const hold = time.Millisecond
+	for _, d := range []netlab.Direction{netlab.Out, netlab.In} {
+		if err := p.Set(d, netlab.Impairment{Delay: hold}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var srv, cli *net.UDPConn
+	if err := p.B.Do(func() (err error) {
+		srv, err = net.ListenUDP("udp", &net.UDPAddr{IP: netlab.PathB.AsSlice(), Port: 17})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if err := p.A.Do(func() (err error) {
+		cli, err = net.DialUDP("udp", nil, &net.UDPAddr{IP: netlab.PathB.AsSlice(), Port: 17})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := srv.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			srv.WriteToUDPAddrPort(buf[:n], from)
+		}
+	}()
+	var rtts []int64
+	buf := make([]byte, 64)
+	for range 100 {
+		start := time.Now()
+		if _, err := cli.Write(buf); err != nil {
+			t.Fatal(err)
+		}
+		cli.SetReadDeadline(time.Now().Add(time.Second))
+		if _, err := cli.Read(buf); err != nil {
+			continue // counted by the length check below
+		}
+		rtts = append(rtts, (time.Since(start) - 2*hold).Microseconds())
+		time.Sleep(2 * time.Millisecond)
+	}
+	if len(rtts) < 90 {
+		t.Fatalf("path floor: only %d of 100 echoes came back", len(rtts))
+	}
+	slices.Sort(rtts)
+	f := rtts[len(rtts)*9/10]
+	t.Logf("path floor: %d echoes, added to the injected delay: median %d µs, p90 %d µs", len(rtts), rtts[len(rtts)/2], f)
+	return f
 }
 
 // TestLabLossReorderingIPv4IPv6: 5 % loss each way and ±3 ms jitter with reordering, UDP
@@ -500,10 +594,13 @@ func checkBandSlack(t *testing.T, what string, rtts []int64, injected, slack int
 // packet ID (flow label, length, ports, 12 bytes of payload).
 func TestLabLossReorderingIPv4IPv6(t *testing.T) {
 	needTcpdump(t)
-	p := netlab.Path(t, netlab.PathConfig{
-		Out: netlab.Impairment{Delay: 8 * time.Millisecond, Jitter: 3 * time.Millisecond, Reorder: true, Loss: 0.05},
-		In:  netlab.Impairment{Delay: 8 * time.Millisecond, Jitter: 3 * time.Millisecond, Reorder: true, Loss: 0.05},
-	})
+	p := netlab.Path(t, netlab.PathConfig{})
+	floor := pathFloor(t, p)
+	for _, d := range []netlab.Direction{netlab.Out, netlab.In} {
+		if err := p.Set(d, netlab.Impairment{Delay: 8 * time.Millisecond, Jitter: 3 * time.Millisecond, Reorder: true, Loss: 0.05}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	files, stop := captures(t, p, "a0", "b0")
 	dir := t.TempDir()
 	a60, b60 := filepath.Join(dir, "a0-v6.pcap"), filepath.Join(dir, "b0-v6.pcap")
@@ -535,8 +632,8 @@ func TestLabLossReorderingIPv4IPv6(t *testing.T) {
 	}
 	got := parseCSV(t, string(out))
 	checkAgainstTruth(t, got, truthPacketsFor(t, a60, b60, netlab.PathA6, netlab.PathB6))
-	// 8 ms ± 3 ms uniform each way: RTT at least 10 ms, median near 16 ms plus the delayer.
-	checkBandAll(t, got, 10_000, 8_000)
+	// 8 ms ± 3 ms uniform each way: RTT at least 10 ms, median 16 ms plus what the path adds.
+	checkBandAll(t, got, 10_000, 6_000, floor)
 }
 
 // TestLabOneWayAndTCPBulk runs two phases in one path lab. One-way: a 200 pps stream A→B
@@ -545,10 +642,13 @@ func TestLabLossReorderingIPv4IPv6(t *testing.T) {
 // way: data segments OUT, ACKs IN.
 func TestLabOneWayAndTCPBulk(t *testing.T) {
 	needTcpdump(t)
-	p := netlab.Path(t, netlab.PathConfig{
-		Out: netlab.Impairment{Delay: 15 * time.Millisecond},
-		In:  netlab.Impairment{Delay: 5 * time.Millisecond},
-	})
+	p := netlab.Path(t, netlab.PathConfig{})
+	floor := pathFloor(t, p)
+	for d, delay := range map[netlab.Direction]time.Duration{netlab.Out: 15 * time.Millisecond, netlab.In: 5 * time.Millisecond} {
+		if err := p.Set(d, netlab.Impairment{Delay: delay}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	t.Run("one-way", func(t *testing.T) {
 		files, stop := captures(t, p, "a0", "b0")
 		// Each side sends from port 9 to the other's port 9, where the same socket drains it
@@ -583,7 +683,7 @@ func TestLabOneWayAndTCPBulk(t *testing.T) {
 		stop()
 		got := runFile(t, files["a0"], files["b0"])
 		checkAgainstTruth(t, got, truthPackets(t, files["a0"], files["b0"]))
-		checkBandAll(t, got, 20_000, 2_000)
+		checkBandAll(t, got, 20_000, 1_000, floor)
 	})
 	t.Run("tcp-bulk", func(t *testing.T) {
 		if err := p.Set(netlab.Out, netlab.Impairment{Delay: 5 * time.Millisecond, RateBps: 20_000_000}); err != nil {
@@ -631,17 +731,17 @@ func TestLabOneWayAndTCPBulk(t *testing.T) {
 		got := runFile(t, files["a0"], files["b0"])
 		checkAgainstTruth(t, got, truthPackets(t, files["a0"], files["b0"]))
 		// Data segments also wait in the 20 Mbit/s tbf queue (up to its 100 ms latency).
-		checkBandAll(t, got, 10_000, 100_000)
+		checkBandAll(t, got, 10_000, 100_000, floor)
 	})
 }
 
-func checkBandAll(t *testing.T, pairs []csvPair, injected, slack int64) {
+func checkBandAll(t *testing.T, pairs []csvPair, injected, slack, floor int64) {
 	t.Helper()
 	var rtts []int64
 	for _, q := range pairs {
 		rtts = append(rtts, q.rtt)
 	}
-	checkBandSlack(t, "all pairs", rtts, injected, slack)
+	checkBandSlack(t, "all pairs", rtts, injected, slack, floor)
 }
 
 // dialUDP opens a UDP socket in h's namespace from local:9 to remote:9, closed at cleanup.
