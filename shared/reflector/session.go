@@ -166,8 +166,12 @@ type Table struct {
 }
 
 // DefaultMaxSessions bounds the learned sessions of a table when no limit is given
-// (about 24 MiB of session state, see SessionBytes).
+// (at most 65536 × SessionBytes = 32 MiB of session state).
 const DefaultMaxSessions = 65536
+
+// SessionBytes bounds the memory one learned session costs (the Session and its share of the
+// table's maps; TestSessionBytes measures it).
+const SessionBytes = 512
 
 // NewTable returns an empty table limited to max learned sessions (DefaultMaxSessions when
 // max ≤ 0). Provisioned sessions do not count against the limit. When it is full, a new
