@@ -75,6 +75,10 @@ type Config struct {
 	// this priority (1…99, needs CAP_SYS_NICE; a warning and normal scheduling otherwise).
 	// Combined with blocking reads it keeps residence time low on a busy host.
 	Realtime int
+	// Workers is the number of goroutines serving each socket (1 when ≤ 0; see
+	// ServeOptions.Workers, which overrides it for one ServeWith). Sockets served with an
+	// Idle timeout (TWAMP sessions) keep one.
+	Workers int
 	// Logger receives per-session events at debug level and errors; nil discards.
 	Logger logrus.FieldLogger
 }

@@ -36,7 +36,8 @@ type ServeOptions struct {
 	// only when it fires, to the last datagram's receive time plus Idle, so a busy socket
 	// pays no timer work per batch. It needs Workers ≤ 1.
 	Idle time.Duration
-	// Workers is the number of goroutines reading the socket (1 when ≤ 0), each with its own
+	// Workers is the number of goroutines reading the socket (Config.Workers when 0 and
+	// there is no Idle timeout, 1 when that is ≤ 0), each with its own
 	// Worker and buffers: the way to use several cores for one socket, even for one session.
 	// With SO_REUSEPORT sockets (udpsock.ListenGroup, one per worker) the kernel spreads
 	// flows instead, which keeps each session on one worker.
@@ -60,6 +61,9 @@ func (r *Reflector) Serve(ctx context.Context, conn *udpsock.Conn) error {
 // ServeWith is Serve with per-socket options. It returns nil on cancellation or close,
 // ErrIdle when opts.Idle expires, and other receive errors as they come.
 func (r *Reflector) ServeWith(ctx context.Context, conn *udpsock.Conn, opts ServeOptions) error {
+	if opts.Workers == 0 && opts.Idle == 0 {
+		opts.Workers = r.cfg.Workers
+	}
 	if opts.Workers <= 1 {
 		return r.serveLoop(ctx, conn, opts)
 	}

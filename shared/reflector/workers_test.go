@@ -1,6 +1,8 @@
 package reflector
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/probekit/probekit/shared/testpkt"
+	"github.com/probekit/probekit/shared/udpsock"
 )
 
 // cpuTime is the process's user+system CPU time so far.
@@ -79,5 +82,82 @@ func BenchmarkReflectWorkers(b *testing.B) {
 				b.ReportMetric(float64(b.N)/cpu.Seconds(), "pkts/cpu-s")
 			}
 		})
+	}
+}
+
+// Several workers on one socket (Config.Workers) and one worker on each of several
+// SO_REUSEPORT sockets (udpsock.ListenGroup with Run) answer every request of many sessions
+// exactly once, and their per-worker counters add up.
+func TestServeWorkers(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		sockets int
+		workers int
+	}{{"one-socket-3-workers", 1, 3}, {"3-reuseport-sockets", 3, 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			conns, err := udpsock.ListenGroup(ctx, "udp4", "127.0.0.1:0", tc.sockets, ListenOptions(0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := New(Config{Workers: tc.workers})
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- r.Run(ctx, conns...) }()
+			const clients, per = 8, 200
+			got := make(chan int, clients)
+			for c := range clients {
+				go func() {
+					cl, err := udpsock.Listen(ctx, "udp4", "127.0.0.1:0", udpsock.Options{ReadBuffer: 1 << 20})
+					if err != nil {
+						got <- -1
+						return
+					}
+					defer cl.Close()
+					seen := map[uint32]bool{}
+					in := udpsock.Message{Buf: make([]byte, 2048)}
+					for i := range per {
+						req := sender(unauth, uint32(i), uint16(c), nil)
+						if cl.WriteTo(&udpsock.Message{Buf: req, Addr: conns[0].LocalAddr()}) != nil {
+							break
+						}
+						_ = cl.SetReadDeadline(time.Now().Add(20 * time.Second))
+						if cl.ReadFrom(&in) != nil {
+							break
+						}
+						rp := testpkt.ReflectedPacket{Mode: unauth}
+						if rp.UnmarshalBinary(in.Buf[:in.N]) == nil {
+							seen[rp.SenderSeq] = true
+						}
+					}
+					got <- len(seen)
+				}()
+			}
+			for range clients {
+				if n := <-got; n != per {
+					t.Errorf("a client got %d of %d replies", n, per)
+				}
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if rx, tx := r.Stats.Received.Load(), r.Stats.Reflected.Load(); rx != clients*per || tx != clients*per {
+				t.Errorf("counters: received %d reflected %d, want %d", rx, tx, clients*per)
+			}
+			if n := r.Table().Len(); n != clients {
+				t.Errorf("%d sessions, want %d", n, clients)
+			}
+		})
+	}
+	r, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ServeWith(context.Background(), nil, ServeOptions{Workers: 2, Idle: time.Second}); !errors.Is(err, ErrWorkersIdle) {
+		t.Errorf("workers with idle: %v", err)
 	}
 }
