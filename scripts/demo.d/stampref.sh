@@ -14,12 +14,14 @@ sport=$(( port + 2 ))
 http() { # METHOD PATH [BODY]: a minimal HTTP/1.0 client on the monitoring port
   local body=${3:-}
   exec 3<>"/dev/tcp/127.0.0.1/$mon"
-  printf '%s %s HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s' \
-    "$1" "$2" "${#body}" "$body" >&3
+  printf '%s %s HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s' \
+    "$1" "$2" "$(cat "$dir/token")" "${#body}" "$body" >&3
   sed '1,/^\r$/d' <&3
   exec 3>&-
 }
-"$BIN/stampref" --listen "127.0.0.1:$port" --monitor "127.0.0.1:$mon" --auth --provisioned-only --log-level warn &
+# POST/DELETE need the API token (a private file); without one the API is read-only.
+(umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/token")
+"$BIN/stampref" --listen "127.0.0.1:$port" --monitor "127.0.0.1:$mon" --monitor-token-file "$dir/token" --auth --provisioned-only --log-level warn &
 pids+=($!)
 sleep 0.5
 echo "### POST /sessions {peer 127.0.0.1:$sport, ssid 7, own key}"

@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/probekit/probekit/shared/cliutil"
+	"github.com/probekit/probekit/shared/httpside"
 	"github.com/probekit/probekit/shared/reflector"
 	"github.com/probekit/probekit/stampref/internal/server"
 )
@@ -27,6 +28,8 @@ const (
 	flagClockError      = "clock-error"
 	flagMonitor         = "monitor"
 	flagNoMonitor       = "no-monitor"
+	flagMonitorToken    = "monitor-token-file"
+	flagProvisionedIdle = "provisioned-idle-timeout"
 	flagUser            = "user"
 	flagBatch           = "batch"
 	flagBusyPoll        = "busy-poll"
@@ -37,6 +40,9 @@ const (
 // DefaultMonitor is the default monitoring address.
 const DefaultMonitor = "127.0.0.1:8862"
 
+// DefaultProvisionedIdle is how long an API-provisioned session lives without packets.
+const DefaultProvisionedIdle = time.Hour
+
 // NewApp returns the stampref command.
 func NewApp(version string) *cli.App {
 	app := cliutil.NewApp("stampref", "STAMP Session-Reflector (RFC 8762, RFC 8972)", version)
@@ -46,7 +52,8 @@ func NewApp(version string) *cli.App {
 		"authenticated (HMAC-SHA-256/128), stateless or stateful, with every RFC 8972 TLV, symmetric reply " +
 		"size, the received TTL copied and kernel receive timestamps as T2. A localhost HTTP API lists " +
 		"sessions and counters (GET /sessions, /stats, Prometheus /metrics) and provisions sessions " +
-		"(POST /sessions, DELETE /sessions/ID). --key-file alone selects authenticated mode. The monitoring " +
+		"(POST /sessions, DELETE /sessions/ID; these need the --monitor-token-file token and " +
+		"Content-Type: application/json, so without a token file the API is read-only). --key-file alone selects authenticated mode. The monitoring " +
 		"port is optional: when its address is taken (a second stampref on the host) stampref logs a " +
 		"warning and keeps reflecting without it. SIGHUP reloads the key file; SIGTERM stops cleanly."
 	app.Flags = append(app.Flags,
@@ -62,7 +69,9 @@ func NewApp(version string) *cli.App {
 		&cli.BoolFlag{Name: flagPTP, Usage: "write T2/T3 in truncated PTPv2 format (Z=1) instead of NTP"},
 		&cli.BoolFlag{Name: flagSynchronized, Usage: "set the S bit: this host's clock is synchronised to UTC"},
 		&cli.DurationFlag{Name: flagClockError, Value: time.Millisecond, Usage: "clock error reported in the Error Estimate"},
-		&cli.StringFlag{Name: flagMonitor, Value: DefaultMonitor, Usage: "HTTP monitoring `ADDR:PORT` (loopback only); if the address is taken stampref warns and serves without it"},
+		&cli.StringFlag{Name: flagMonitor, Value: DefaultMonitor, Usage: "HTTP monitoring `ADDR:PORT` (an address other than loopback needs --monitor-token-file); if the address is taken stampref warns and serves without it"},
+		&cli.StringFlag{Name: flagMonitorToken, Usage: "bearer token `FILE` (mode 0600, one word of ≥ 16 characters) for the monitoring API: needed by POST/DELETE (read-only without it) and, off loopback, by every request"},
+		&cli.DurationFlag{Name: flagProvisionedIdle, Value: DefaultProvisionedIdle, Usage: "remove sessions provisioned through the API after this long without a packet (0 = never)"},
 		&cli.BoolFlag{Name: flagNoMonitor, Usage: "disable the HTTP monitoring API"},
 		&cli.StringFlag{Name: flagUser, Usage: "switch to `USER` after binding (when started as root)"},
 		cliutil.IntFlag(flagBatch, "datagrams per recvmmsg/sendmmsg", 64, 1, 1024),
@@ -86,12 +95,13 @@ func Config(c *cli.Context) (server.Config, error) {
 		return server.Config{}, cliutil.Usagef("unexpected argument %q", c.Args().First())
 	}
 	cfg := server.Config{
-		Listen:        c.StringSlice(flagListen),
-		KeyFile:       c.String(flagKeyFile),
-		Authenticated: c.Bool(flagAuth),
-		Monitor:       c.String(flagMonitor),
-		User:          c.String(flagUser),
-		Blocking:      c.Bool(flagBlocking),
+		Listen:          c.StringSlice(flagListen),
+		KeyFile:         c.String(flagKeyFile),
+		Authenticated:   c.Bool(flagAuth),
+		Monitor:         c.String(flagMonitor),
+		ProvisionedIdle: c.Duration(flagProvisionedIdle),
+		User:            c.String(flagUser),
+		Blocking:        c.Bool(flagBlocking),
 		Reflector: reflector.Config{
 			Stateless:       c.Bool(flagStateless),
 			ProvisionedOnly: c.Bool(flagProvisionedOnly),
@@ -119,9 +129,20 @@ func Config(c *cli.Context) (server.Config, error) {
 	}
 	if cfg.Monitor != "" {
 		ap, err := netip.ParseAddrPort(cfg.Monitor)
-		if err != nil || !ap.Addr().IsLoopback() {
-			return cfg, cliutil.Usagef("--%s %q: want a loopback ADDR:PORT", flagMonitor, cfg.Monitor)
+		if err != nil {
+			return cfg, cliutil.Usagef("--%s %q: want ADDR:PORT (127.0.0.1:8862)", flagMonitor, cfg.Monitor)
 		}
+		if f := c.String(flagMonitorToken); f != "" {
+			if cfg.MonitorToken, err = httpside.LoadToken(f); err != nil {
+				return cfg, err
+			}
+		}
+		if !ap.Addr().IsLoopback() && cfg.MonitorToken == "" {
+			return cfg, cliutil.Usagef("--%s %s is not loopback: it needs --%s", flagMonitor, cfg.Monitor, flagMonitorToken)
+		}
+	}
+	if cfg.ProvisionedIdle < 0 {
+		return cfg, cliutil.Usagef("--%s must not be negative", flagProvisionedIdle)
 	}
 	// A key file means authenticated mode, as on stampsend: never serve open when the user
 	// gave a key (issue 10).

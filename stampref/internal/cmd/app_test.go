@@ -81,3 +81,30 @@ func TestHelpDefaults(t *testing.T) {
 		}
 	}
 }
+
+// Issue 11 H9: the monitoring API off loopback needs a token file; the token file must be
+// private; provisioned sessions expire after --provisioned-idle-timeout.
+func TestMonitorToken(t *testing.T) {
+	dir := t.TempDir()
+	tok := dir + "/token"
+	if err := os.WriteFile(tok, []byte("0123456789abcdef0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, code := parse(t, "--monitor", "0.0.0.0:8862", "--monitor-token-file", tok, "--provisioned-idle-timeout", "10m")
+	if code != 0 || cfg.MonitorToken != "0123456789abcdef0123" || cfg.Monitor != "0.0.0.0:8862" || cfg.ProvisionedIdle != 10*time.Minute {
+		t.Errorf("exit %d cfg %+v", code, cfg)
+	}
+	if cfg, _ := parse(t); cfg.MonitorToken != "" || cfg.ProvisionedIdle != DefaultProvisionedIdle {
+		t.Errorf("defaults %+v", cfg)
+	}
+	if _, code := parse(t, "--monitor", "0.0.0.0:8862"); code != cliutil.ExitUsage {
+		t.Errorf("wildcard monitor without token: exit %d", code)
+	}
+	if err := os.Chmod(tok, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := cliutil.RunCapture(context.Background(), NewApp("test"), "--monitor-token-file", tok, "--listen", "127.0.0.1:0")
+	if code != cliutil.ExitFailure || !strings.Contains(stderr, "chmod 600") {
+		t.Errorf("0644 token file: exit %d %q", code, stderr)
+	}
+}

@@ -9,27 +9,53 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/probekit/probekit/shared/httpside"
+	"github.com/probekit/probekit/shared/metrics"
+	"github.com/probekit/probekit/shared/metrics/reflectormetrics"
 	"github.com/probekit/probekit/shared/reflector"
 	"github.com/probekit/probekit/shared/testpkt"
 )
 
-// Monitor is stampref's HTTP API on loopback:
+// Monitor is stampref's HTTP API (served behind shared/httpside's rules by Run):
 //
-//	GET    /sessions        sessions as JSON (provisioned and learned)
+//	GET    /sessions        sessions as JSON (provisioned and learned), ?offset=N&limit=N
+//	                        (limit ≤ 1000, default 1000; X-Total-Count has the total)
 //	POST   /sessions        provision {"peer": "ip:port", "local": "ip:port", "ssid": n, "key": "…"}
 //	DELETE /sessions/{id}   remove a session; id is "SSID@PEER@LOCAL" as listed by GET
 //	GET    /stats           counters as JSON
 //	GET    /metrics         Prometheus text exposition format
 //
 // "local" may be omitted when stampref has one listener; "key" (raw or "hex:…", as in key
-// files) gives the session its own HMAC key.
+// files) gives the session its own HMAC key. Provisioned sessions count against
+// MaxSessions and are removed after ProvisionedIdle without a packet.
 type Monitor struct {
 	R       *reflector.Reflector
 	Listen  []netip.AddrPort
 	Started time.Time
+	// MaxSessions bounds the table (learned plus provisioned) for POST (0 = unlimited).
+	MaxSessions int
+	// ProvisionedIdle removes API-provisioned sessions this long after creation or their
+	// last packet (0 = never; ExpireProvisioned does the work).
+	ProvisionedIdle time.Duration
+	// Side counts requests refused by the side port's rules (nil when not served by Run).
+	Side *httpside.Stats
+
+	once sync.Once
+	reg  *metrics.Registry
+	mu   sync.Mutex
+	prov map[reflector.SessionKey]struct{} // sessions provisioned through the API
+	// expired counts API-provisioned sessions removed by ExpireProvisioned.
+	expired atomic.Uint64
+	// refusedFull counts POSTs refused because the table was full.
+	refusedFull atomic.Uint64
 }
+
+// ListLimit caps one page of GET /sessions.
+const ListLimit = 1000
 
 // SessionJSON is one session in GET /sessions.
 type SessionJSON struct {
@@ -82,7 +108,7 @@ func (m *Monitor) Handler() http.Handler {
 	mux.HandleFunc("POST /sessions", m.postSession)
 	mux.HandleFunc("DELETE /sessions/{id}", m.deleteSession)
 	mux.HandleFunc("GET /stats", m.getStats)
-	mux.HandleFunc("GET /metrics", m.getMetrics)
+	mux.Handle("GET /metrics", m.Metrics().Handler())
 	return mux
 }
 
@@ -98,15 +124,27 @@ func httpError(w http.ResponseWriter, code int, err error) {
 	writeJSON(w, code, map[string]string{"error": err.Error()})
 }
 
-func (m *Monitor) getSessions(w http.ResponseWriter, _ *http.Request) {
-	snap := m.R.Table().Snapshot()
-	out := make([]SessionJSON, 0, len(snap))
-	for _, s := range snap {
-		peer, _ := netip.ParseAddrPort(s.Peer)
-		loc, _ := netip.ParseAddrPort(s.Local)
-		out = append(out, SessionJSON{ID: SessionID(reflector.SessionKey{Peer: peer, Local: loc, SSID: s.SSID}), SessionInfo: s})
+func (m *Monitor) getSessions(w http.ResponseWriter, req *http.Request) {
+	offset, limit, err := httpside.Page(req, ListLimit, ListLimit)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err)
+		return
 	}
+	snap := m.R.Table().Snapshot()
+	start, end := httpside.Slice(len(snap), offset, limit)
+	out := make([]SessionJSON, 0, end-start)
+	for _, s := range snap[start:end] {
+		out = append(out, SessionJSON{ID: SessionID(infoKey(s)), SessionInfo: s})
+	}
+	w.Header().Set("X-Total-Count", strconv.Itoa(len(snap)))
 	writeJSON(w, http.StatusOK, out)
+}
+
+// infoKey is the table key of a listed session.
+func infoKey(s reflector.SessionInfo) reflector.SessionKey {
+	peer, _ := netip.ParseAddrPort(s.Peer)
+	loc, _ := netip.ParseAddrPort(s.Local)
+	return reflector.SessionKey{Peer: peer, Local: loc, SSID: s.SSID}
 }
 
 func (m *Monitor) postSession(w http.ResponseWriter, req *http.Request) {
@@ -160,10 +198,21 @@ func (m *Monitor) postSession(w http.ResponseWriter, req *http.Request) {
 		}
 		s.Auth = reflector.NewSTAMPAuth(k)
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.MaxSessions > 0 && m.R.Table().Len() >= m.MaxSessions {
+		m.refusedFull.Add(1)
+		httpError(w, http.StatusInsufficientStorage, fmt.Errorf("%w: --max-sessions %d reached (learned and provisioned)", reflector.ErrTableFull, m.MaxSessions))
+		return
+	}
 	if err := m.R.Table().Provision(s, false); err != nil {
 		httpError(w, http.StatusConflict, err)
 		return
 	}
+	if m.prov == nil {
+		m.prov = map[reflector.SessionKey]struct{}{}
+	}
+	m.prov[s.Key] = struct{}{}
 	writeJSON(w, http.StatusCreated, map[string]any{"id": SessionID(s.Key), "peer": s.Key.Peer.String(),
 		"local": s.Key.Local.String(), "ssid": s.Key.SSID, "keyed": s.Auth != nil})
 }
@@ -174,6 +223,9 @@ func (m *Monitor) deleteSession(w http.ResponseWriter, req *http.Request) {
 		httpError(w, http.StatusBadRequest, err)
 		return
 	}
+	m.mu.Lock()
+	delete(m.prov, k)
+	m.mu.Unlock()
 	if !m.R.Table().Remove(k) {
 		httpError(w, http.StatusNotFound, errors.New("no such session"))
 		return
@@ -229,36 +281,74 @@ func (m *Monitor) getStats(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, m.stats())
 }
 
-// getMetrics writes the Prometheus text exposition format (version 0.0.4) by hand.
-func (m *Monitor) getMetrics(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	st := &m.R.Stats
-	var b strings.Builder
-	counter := func(name, help string, v uint64) {
-		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", name, help, name, name, v)
+// Provisioned returns how many sessions the API provisioned that still exist.
+func (m *Monitor) Provisioned() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.prov)
+}
+
+// ExpireProvisioned removes API-provisioned sessions that saw no packet for
+// ProvisionedIdle (counting from creation) and returns how many it removed. Run calls it
+// periodically.
+func (m *Monitor) ExpireProvisioned(now time.Time) int {
+	if m.ProvisionedIdle <= 0 {
+		return 0
 	}
-	counter("stampref_received_packets_total", "Test packets received.", st.Received.Load())
-	counter("stampref_reflected_packets_total", "Test packets reflected.", st.Reflected.Load())
-	counter("stampref_kernel_rx_timestamps_total", "Reflected packets whose T2 is a kernel timestamp.", st.RxKernel.Load())
-	b.WriteString("# HELP stampref_dropped_packets_total Test packets dropped, by reason.\n# TYPE stampref_dropped_packets_total counter\n")
-	for i := 0; i < reflector.NumDrops; i++ {
-		fmt.Fprintf(&b, "stampref_dropped_packets_total{reason=%q} %d\n", reflector.DropName(i), st.Drops[i].Load())
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.prov) == 0 {
+		return 0
 	}
-	fmt.Fprintf(&b, "# HELP stampref_sessions Sessions in the table.\n# TYPE stampref_sessions gauge\nstampref_sessions %d\n", m.R.Table().Len())
-	b.WriteString("# HELP stampref_residence_seconds Reflector residence time T3-T2.\n# TYPE stampref_residence_seconds histogram\n")
-	bounds := reflector.ResidenceBounds()
-	var cum uint64
-	for i := range st.Residence {
-		cum += st.Residence[i].Load()
-		le := "+Inf"
-		if i < len(bounds) {
-			le = strconv.FormatFloat(bounds[i].Seconds(), 'g', -1, 64)
+	cutoff := now.Add(-m.ProvisionedIdle)
+	n := 0
+	present := make(map[reflector.SessionKey]bool, len(m.prov))
+	for _, si := range m.R.Table().Snapshot() {
+		k := infoKey(si)
+		if _, ok := m.prov[k]; !ok || !si.Provisioned {
+			continue
 		}
-		fmt.Fprintf(&b, "stampref_residence_seconds_bucket{le=%q} %d\n", le, cum)
+		present[k] = true
+		last := si.Created
+		if si.LastSeen.After(last) {
+			last = si.LastSeen
+		}
+		if last.Before(cutoff) {
+			m.R.Table().Remove(k)
+			delete(m.prov, k)
+			n++
+		}
 	}
-	fmt.Fprintf(&b, "stampref_residence_seconds_sum %s\nstampref_residence_seconds_count %d\n",
-		strconv.FormatFloat(time.Duration(st.ResidenceSum.Load()).Seconds(), 'g', -1, 64), cum)
-	fmt.Fprintf(&b, "# HELP stampref_uptime_seconds Seconds since start.\n# TYPE stampref_uptime_seconds gauge\nstampref_uptime_seconds %s\n",
-		strconv.FormatFloat(time.Since(m.Started).Seconds(), 'f', 3, 64))
-	_, _ = io.WriteString(w, b.String())
+	for k := range m.prov { // removed by other means (replaced by a learned one, table reset)
+		if !present[k] {
+			delete(m.prov, k)
+		}
+	}
+	m.expired.Add(uint64(n))
+	return n
+}
+
+// Metrics returns stampref's metrics registry (built on first use): the reflector's counters
+// (shared/metrics/reflectormetrics), the table, the API's provisioned sessions and refusals.
+func (m *Monitor) Metrics() *metrics.Registry {
+	m.once.Do(func() {
+		reg := metrics.New("stampref")
+		reflectormetrics.Register(reg, m.R)
+		reg.Gauge("sessions", "Sessions in the table.", func() float64 { return float64(m.R.Table().Len()) })
+		reg.Gauge("provisioned_sessions", "Sessions provisioned through the monitoring API.", func() float64 { return float64(m.Provisioned()) })
+		reg.Counter("provisioned_expired_total", "API-provisioned sessions removed after the provisioned idle timeout.", m.expired.Load)
+		reg.Counter("provision_refused_full_total", "POST /sessions refused because the table was full.", m.refusedFull.Load)
+		reg.CounterVec("api_refused_requests_total", "Monitoring API requests refused by the side-port rules, by rule.", "rule",
+			func(emit func(string, uint64)) {
+				if m.Side == nil {
+					return
+				}
+				for k, v := range m.Side.Refused() {
+					emit(k, v)
+				}
+			})
+		reg.Gauge("uptime_seconds", "Seconds since start.", func() float64 { return time.Since(m.Started).Seconds() })
+		m.reg = reg
+	})
+	return m.reg
 }

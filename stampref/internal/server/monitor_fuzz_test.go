@@ -212,13 +212,6 @@ func FuzzMonitorDeleteSession(f *testing.F) {
 
 func sessionKeyString(k reflector.SessionKey) string { return SessionID(k) }
 
-// infoKey recovers the table key of a snapshot entry.
-func infoKey(s reflector.SessionInfo) reflector.SessionKey {
-	peer, _ := netip.ParseAddrPort(s.Peer)
-	local, _ := netip.ParseAddrPort(s.Local)
-	return reflector.SessionKey{Peer: peer, Local: local, SSID: s.SSID}
-}
-
 func contains(list []string, s string) bool {
 	for _, v := range list {
 		if v == s {

@@ -6,8 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/probekit/probekit/shared/httpside"
 	"github.com/probekit/probekit/shared/reflector"
 	"github.com/probekit/probekit/shared/testpkt"
 	"github.com/probekit/probekit/shared/udpsock"
@@ -34,8 +33,15 @@ type Config struct {
 	// ProvisionedOnly, RefuseDSCP, PTP, Synchronized, ClockError, Batch); Mode and Key are set
 	// from Authenticated and KeyFile.
 	Reflector reflector.Config
-	// Monitor is the HTTP monitoring address (loopback only; empty disables it).
+	// Monitor is the HTTP monitoring address (empty disables it); an address other than
+	// loopback needs MonitorToken (shared/httpside rules).
 	Monitor string
+	// MonitorToken is the bearer token of the monitoring API: required for POST and DELETE
+	// (without it the API is read-only) and, off loopback, for every request.
+	MonitorToken string
+	// ProvisionedIdle removes API-provisioned sessions after this long without a packet
+	// (0 = never).
+	ProvisionedIdle time.Duration
 	// User, when set, is the account to switch to after binding (needs root to start).
 	User string
 	// Blocking reads wait inside recvmmsg instead of the Go netpoller (udpsock.Options.Blocking).
@@ -44,8 +50,9 @@ type Config struct {
 	Ready func(udp []netip.AddrPort, monitor string)
 }
 
-// ErrMonitorAddress is returned for a monitoring address that is not on loopback.
-var ErrMonitorAddress = errors.New("monitoring address must be on loopback")
+// ErrMonitorAddress is returned for a monitoring address that is not IP:PORT, or not on
+// loopback and without a token.
+var ErrMonitorAddress = errors.New("monitoring address must be a loopback IP:PORT, or have a token")
 
 // Run serves until ctx is cancelled (SIGTERM/SIGINT in stampref) and returns nil then.
 func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
@@ -65,21 +72,10 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 	if cfg.Authenticated && len(rc.Key) == 0 && !rc.ProvisionedOnly {
 		return fmt.Errorf("authenticated mode needs --key-file (or --provisioned-only with per-session keys)")
 	}
-	var mon net.Listener
 	if cfg.Monitor != "" {
 		ap, err := netip.ParseAddrPort(cfg.Monitor)
-		if err != nil || !ap.Addr().IsLoopback() {
+		if err != nil || (!ap.Addr().IsLoopback() && cfg.MonitorToken == "") {
 			return fmt.Errorf("--monitor %q: %w", cfg.Monitor, ErrMonitorAddress)
-		}
-		mon, err = net.Listen("tcp", cfg.Monitor)
-		if err != nil {
-			// An optional side port: a second stampref on the host (or any other owner of
-			// the port) costs the monitoring API, never the reflector.
-			log.WithError(err).WithField("addr", cfg.Monitor).
-				Warn("stampref: monitoring API unavailable; reflecting without it (choose another --monitor address or --no-monitor)")
-			mon = nil
-		} else {
-			defer mon.Close()
 		}
 	}
 	r, err := reflector.New(rc)
@@ -112,6 +108,25 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 		f := c.Features()
 		log.WithFields(logrus.Fields{"listen": c.LocalAddr().String(), "rx_timestamps": f.RxTimestamp,
 			"mode": rc.Mode.String(), "stateless": rc.Stateless}).Info("stampref: serving")
+	}
+	// The monitoring port is bound before privileges are dropped, and is optional: a second
+	// stampref on the host (or any other owner of the port) costs the API, never the
+	// reflector.
+	monURL := ""
+	var mon *Monitor
+	var side *httpside.Server
+	if cfg.Monitor != "" {
+		mon = &Monitor{R: r, Listen: addrs, Started: time.Now(), MaxSessions: rc.MaxSessions, ProvisionedIdle: cfg.ProvisionedIdle}
+		side, err = httpside.Listen(ctx, httpside.Config{Addr: cfg.Monitor, Token: cfg.MonitorToken, Logger: log}, mon.Handler())
+		if err != nil {
+			log.WithError(err).WithField("addr", cfg.Monitor).
+				Warn("stampref: monitoring API unavailable; reflecting without it (choose another --monitor address or --no-monitor)")
+			mon = nil
+		} else {
+			mon.Side = side.Stats
+			monURL = "http://" + side.Addr().String()
+			log.WithFields(logrus.Fields{"url": monURL, "writable": cfg.MonitorToken != ""}).Info("stampref: monitoring")
+		}
 	}
 	if cfg.User != "" {
 		if err := dropPrivileges(cfg.User); err != nil {
@@ -147,30 +162,31 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 		}
 	}()
 
-	monURL := ""
-	var srv *http.Server
-	if mon != nil {
-		m := &Monitor{R: r, Listen: addrs, Started: time.Now()}
-		srv = &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 5 * time.Second}
-		monURL = "http://" + mon.Addr().String()
+	if mon != nil && cfg.ProvisionedIdle > 0 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := srv.Serve(mon); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.WithError(err).Error("stampref: monitor stopped")
+			t := time.NewTicker(min(max(cfg.ProvisionedIdle/4, time.Second), 30*time.Second))
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case now := <-t.C:
+					if n := mon.ExpireProvisioned(now); n > 0 {
+						log.WithField("expired", n).Info("stampref: API-provisioned sessions expired")
+					}
+				}
 			}
 		}()
-		log.WithField("url", monURL).Info("stampref: monitoring")
 	}
 	if cfg.Ready != nil {
 		cfg.Ready(addrs, monURL)
 	}
 	err = r.Run(ctx, conns...)
 	cancel()
-	if srv != nil {
-		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = srv.Shutdown(sctx)
-		scancel()
+	if side != nil {
+		<-side.Done()
 	}
 	wg.Wait()
 	log.WithFields(logrus.Fields{"received": r.Stats.Received.Load(), "reflected": r.Stats.Reflected.Load()}).

@@ -37,6 +37,12 @@ func start(t *testing.T, cfg Config) *running {
 	if cfg.Monitor == "" {
 		cfg.Monitor = "127.0.0.1:0"
 	}
+	switch cfg.MonitorToken {
+	case "":
+		cfg.MonitorToken = testToken
+	case noToken:
+		cfg.MonitorToken = ""
+	}
 	ready := make(chan *running, 1)
 	cfg.Ready = func(udp []netip.AddrPort, mon string) { ready <- &running{udp: udp[0], url: mon} }
 	ctx, cancel := context.WithCancel(context.Background())
@@ -107,6 +113,22 @@ func stampPkt(m testpkt.Mode, seq uint32, ssid uint16, key []byte) []byte {
 	return b
 }
 
+const testToken = "stampref-test-token-0123"
+
+// noToken asks start for a monitor without a token (read-only API).
+const noToken = "none"
+
+// post sends an authorised JSON POST to the monitoring API.
+func post(url, body string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	return http.DefaultClient.Do(req)
+}
+
 func getJSON(t *testing.T, url string, v any) {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -131,7 +153,7 @@ func TestMonitorAPI(t *testing.T) {
 		t.Fatal("unprovisioned session answered")
 	}
 	body := `{"peer": "` + c.conn.LocalAddr().String() + `", "ssid": 5}`
-	resp, err := http.Post(r.url+"/sessions", "application/json", strings.NewReader(body))
+	resp, err := post(r.url+"/sessions", body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +163,7 @@ func TestMonitorAPI(t *testing.T) {
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("POST: %s %v", resp.Status, created)
 	}
-	resp, _ = http.Post(r.url+"/sessions", "application/json", strings.NewReader(body))
+	resp, _ = post(r.url+"/sessions", body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusConflict {
 		t.Errorf("duplicate POST: %s", resp.Status)
@@ -176,6 +198,8 @@ func TestMonitorAPI(t *testing.T) {
 		}
 	}
 	req, _ := http.NewRequest(http.MethodDelete, r.url+"/sessions/"+sessions[0].ID, nil)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+testToken)
 	resp, err = http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("DELETE: %v %v", err, resp.Status)
@@ -185,7 +209,7 @@ func TestMonitorAPI(t *testing.T) {
 		t.Error("deleted session still answered")
 	}
 	for _, bad := range []string{`{"peer": "nope"}`, `{"peer": "127.0.0.1:1", "local": "127.0.0.1:9"}`, `{"peer": "127.0.0.1:1", "key": "hex:zz"}`, `{"x": 1}`} {
-		resp, _ := http.Post(r.url+"/sessions", "application/json", strings.NewReader(bad))
+		resp, _ := post(r.url+"/sessions", bad)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("POST %s: %s", bad, resp.Status)
@@ -278,7 +302,7 @@ func TestWildcardListener(t *testing.T) {
 	r := start(t, Config{Listen: []string{"0.0.0.0:0"}, Reflector: reflector.Config{ProvisionedOnly: true}})
 	c := newClient(t)
 	body := `{"peer": "` + c.conn.LocalAddr().String() + `", "ssid": 5}`
-	resp, err := http.Post(r.url+"/sessions", "application/json", strings.NewReader(body))
+	resp, err := post(r.url+"/sessions", body)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/probekit/probekit/shared/cliutil"
+	"github.com/probekit/probekit/shared/httpside"
 	"github.com/probekit/probekit/shared/twampctl"
 	"github.com/probekit/probekit/twampd/internal/server"
 )
@@ -26,6 +27,7 @@ const (
 	flagStrictStop     = "strict-stop"
 	flagLight          = "light"
 	flagMetrics        = "metrics"
+	flagMetricsToken   = "metrics-token-file"
 	flagNoKernelTS     = "no-kernel-timestamps"
 	flagSynchronized   = "synchronized"
 	flagBlocking       = "blocking"
@@ -70,7 +72,8 @@ func NewApp(version string) *cli.App {
 		&cli.BoolFlag{Name: flagStrictStop, Usage: "close the control connection when Stop-Sessions miscounts the sessions (RFC 5357 §3.8)"},
 		&cli.BoolFlag{Name: flagLight, Usage: "run a TWAMP Light reflector on --listen (UDP, no control connection)"},
 		&cli.StringFlag{Name: flagMetrics, Value: DefaultMetrics,
-			Usage: "serve /metrics (Prometheus) and /status (JSON) on `ADDR`; empty disables; if the address is taken twampd warns and serves without it"},
+			Usage: "serve /metrics (Prometheus) and /status (JSON) on `ADDR`; empty disables; an address other than loopback needs --metrics-token-file; if the address is taken twampd warns and serves without it"},
+		&cli.StringFlag{Name: flagMetricsToken, Usage: "bearer token `FILE` (mode 0600, one word of ≥ 16 characters) required by every request to a non-loopback --metrics address"},
 		&cli.BoolFlag{Name: flagNoKernelTS, Usage: "take receive timestamps in user space instead of SO_TIMESTAMPING"},
 		&cli.BoolFlag{Name: flagSynchronized, Usage: "set the S bit in Error Estimates (clock synchronised to UTC)"},
 		&cli.BoolFlag{Name: flagBlocking, Usage: "wait for test packets inside recvmmsg (one OS thread per test socket) instead of the Go network poller"},
@@ -117,6 +120,9 @@ func Config(c *cli.Context) (server.Config, error) {
 	}
 	if cfg.ServWait <= 0 || cfg.RefWait <= 0 || cfg.MaxTimeout < 0 {
 		return server.Config{}, cliutil.Usagef("--%s and --%s must be positive", flagServWait, flagRefWait)
+	}
+	if cfg.MetricsToken, err = httpside.LoadToken(c.String(flagMetricsToken)); err != nil {
+		return server.Config{}, err
 	}
 	if f := c.String(flagKeyFile); f != "" {
 		if cfg.Keys, err = twampctl.LoadKeyFile(f); err != nil {

@@ -172,6 +172,8 @@ func TestUsage(t *testing.T) {
 		{[]string{"-a", "opn"}, "unknown mode"},
 		{[]string{"-a", ""}, "empty mode list"},
 		{[]string{"--count", "1000"}, ""},
+		{[]string{"--metrics", "0.0.0.0:9862"}, "needs a token"},
+		{[]string{"--metrics", "localhost:9862"}, "want IP:PORT"},
 	} {
 		_, code, errOut := parse(t, tc.args...)
 		if code != cliutil.ExitUsage || !strings.Contains(errOut, tc.msg) || strings.Count(errOut, "\n") != 1 {
@@ -200,5 +202,23 @@ func TestHelp(t *testing.T) {
 	}
 	if errs := cliutil.Lint(NewApp("test")); len(errs) > 0 {
 		t.Errorf("lint: %v", errs)
+	}
+}
+
+// --metrics-token-file allows a metrics address off loopback (issue 11 H10).
+func TestMetricsToken(t *testing.T) {
+	tok := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tok, []byte("metrics-token-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, code, errOut := parse(t, "--metrics", "0.0.0.0:9862", "--metrics-token-file", tok)
+	if code != 0 || cfg.MetricsToken != "metrics-token-0123456789" || cfg.MetricsAddr != "0.0.0.0:9862" {
+		t.Errorf("exit %d (%s) %+v", code, errOut, cfg)
+	}
+	if err := os.Chmod(tok, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, code, errOut := parse(t, "--metrics-token-file", tok); code != cliutil.ExitFailure || !strings.Contains(errOut, "chmod 600") {
+		t.Errorf("0640 token file: exit %d %q", code, errOut)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/probekit/probekit/shared/httpside"
 	"github.com/probekit/probekit/shared/reflector"
 	"github.com/probekit/probekit/shared/twampctl"
 )
@@ -174,8 +176,11 @@ type Config struct {
 	MaxTimeout time.Duration
 	// Light runs a TWAMP Light reflector on Listen (UDP) instead of the control server.
 	Light bool
-	// MetricsAddr serves /metrics and /status (e.g. 127.0.0.1:9862); empty disables.
+	// MetricsAddr serves /metrics and /status (e.g. 127.0.0.1:9862); empty disables. An
+	// address other than loopback needs MetricsToken (shared/httpside rules).
 	MetricsAddr string
+	// MetricsToken is the bearer token the metrics port requires off loopback.
+	MetricsToken string
 	// KernelTimestamps asks for SO_TIMESTAMPING receive timestamps for T2.
 	KernelTimestamps bool
 	// Synchronized sets the S bit in the reflector's Error Estimate.
@@ -226,6 +231,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Modes&(twampctl.ModeAuthenticated|twampctl.ModeEncrypted|twampctl.ModeMixed) != 0 && len(c.Keys) == 0 {
 		return fmt.Errorf("modes A, E and M need a key file with at least one identity")
+	}
+	if c.MetricsAddr != "" {
+		ap, err := netip.ParseAddrPort(c.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("metrics address %q: want IP:PORT (127.0.0.1:9862)", c.MetricsAddr)
+		}
+		if !ap.Addr().IsLoopback() && c.MetricsToken == "" {
+			return fmt.Errorf("metrics address %s is not loopback: it needs a token file (%w)", c.MetricsAddr, httpside.ErrTokenRequired)
+		}
 	}
 	if err := reflector.CheckScheduling(c.BusyPoll, c.Realtime); err != nil {
 		return err

@@ -4,13 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
 	"sort"
-	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/probekit/probekit/shared/httpside"
+	"github.com/probekit/probekit/shared/metrics"
+	"github.com/probekit/probekit/shared/metrics/reflectormetrics"
 	"github.com/probekit/probekit/shared/reflector"
 )
 
@@ -46,14 +51,24 @@ type Status struct {
 	Modes              string                  `json:"modes"`
 	Light              bool                    `json:"light"`
 	ControlConnections int                     `json:"control_connections"`
+	SessionsTotal      int                     `json:"sessions_total"`
 	Sessions           []SessionStatus         `json:"sessions"`
+	LightSessionsTotal int                     `json:"light_sessions_total,omitempty"`
 	LightSessions      []reflector.SessionInfo `json:"light_sessions,omitempty"`
 	Counters           map[string]uint64       `json:"counters"`
 	Drops              map[string]uint64       `json:"drops"`
 }
 
-// Status returns a snapshot of the server.
-func (s *Server) Status() Status {
+// StatusLimit caps each listing of /status (sessions, light_sessions) per request; ?offset=N
+// and ?limit=N page through them.
+const StatusLimit = 1000
+
+// Status returns a snapshot of the server with every session.
+func (s *Server) Status() Status { return s.StatusPage(0, math.MaxInt) }
+
+// StatusPage returns a snapshot of the server listing the sessions [offset, offset+limit)
+// of each list; SessionsTotal and LightSessionsTotal count them all.
+func (s *Server) StatusPage(offset, limit int) Status {
 	snap := map[reflector.SessionKey]reflector.SessionInfo{}
 	var light []reflector.SessionInfo
 	for _, si := range s.refl.Table().Snapshot() {
@@ -65,7 +80,9 @@ func (s *Server) Status() Status {
 		local, _ := parseAP(si.Local)
 		snap[reflector.SessionKey{Peer: peer, Local: local}] = si
 	}
-	st := Status{Modes: (s.cfg.Modes | SupportedExtensions).String(), Light: s.cfg.Light, LightSessions: light,
+	a, b := httpside.Slice(len(light), offset, limit)
+	st := Status{Modes: (s.cfg.Modes | SupportedExtensions).String(), Light: s.cfg.Light,
+		LightSessionsTotal: len(light), LightSessions: light[a:b],
 		Counters: s.counters(), Drops: map[string]uint64{}, Sessions: []SessionStatus{}}
 	for i := range reflector.NumDrops {
 		st.Drops[reflector.DropName(i)] = s.refl.Stats.Drops[i].Load()
@@ -94,90 +111,119 @@ func (s *Server) Status() Status {
 	}
 	s.mu.Unlock()
 	sort.Slice(st.Sessions, func(i, j int) bool { return st.Sessions[i].SID < st.Sessions[j].SID })
+	st.SessionsTotal = len(st.Sessions)
+	a, b = httpside.Slice(len(st.Sessions), offset, limit)
+	st.Sessions = st.Sessions[a:b]
 	return st
 }
 
 func (s *Server) counters() map[string]uint64 {
 	return map[string]uint64{
-		"control_connections_total":    s.m.connsTotal.Load(),
-		"control_connections_rejected": s.m.connsRejected.Load(),
-		"auth_failures_total":          s.m.authFailures.Load(),
-		"protocol_errors_total":        s.m.protocolErrors.Load(),
-		"sessions_total":               s.m.sessionsTotal.Load(),
-		"sessions_rejected_total":      s.m.sessionsRejected.Load(),
-		"refwait_expired_total":        s.m.refwaitExpired.Load(),
-		"servwait_expired_total":       s.m.servwaitExpired.Load(),
-		"stop_sessions_mismatch_total": s.m.stopMismatch.Load(),
-		"packets_received_total":       s.refl.Stats.Received.Load(),
-		"packets_reflected_total":      s.refl.Stats.Reflected.Load(),
-		"packets_kernel_rx_timestamp":  s.refl.Stats.RxKernel.Load(),
+		"control_connections_total":            s.m.connsTotal.Load(),
+		"control_connections_rejected":         s.m.connsRejected.Load(),
+		"auth_failures_total":                  s.m.authFailures.Load(),
+		"protocol_errors_total":                s.m.protocolErrors.Load(),
+		"sessions_total":                       s.m.sessionsTotal.Load(),
+		"sessions_rejected_total":              s.m.sessionsRejected.Load(),
+		"refwait_expired_total":                s.m.refwaitExpired.Load(),
+		"servwait_expired_total":               s.m.servwaitExpired.Load(),
+		"stop_sessions_mismatch_total":         s.m.stopMismatch.Load(),
+		"handshake_timeouts_total":             s.m.handshakeTimeouts.Load(),
+		"control_connections_refused_per_host": s.m.connsRefusedHost.Load(),
+		"packets_received_total":               s.refl.Stats.Received.Load(),
+		"packets_reflected_total":              s.refl.Stats.Reflected.Load(),
+		"packets_kernel_rx_timestamp":          s.refl.Stats.RxKernel.Load(),
 	}
+}
+
+// counterMetrics are twampd's own counters in /metrics: name, HELP, value.
+func (s *Server) counterMetrics() []struct {
+	name, help string
+	v          *atomic.Uint64
+} {
+	return []struct {
+		name, help string
+		v          *atomic.Uint64
+	}{
+		{"control_connections_total", "TWAMP-Control connections accepted by the kernel.", &s.m.connsTotal},
+		{"control_connections_rejected_total", "Control connections refused (Modes 0 greeting) because --max-connections was reached.", &s.m.connsRejected},
+		{"control_connections_refused_per_host_total", "Control connections refused because their address had --max-connections-per-host open.", &s.m.connsRefusedHost},
+		{"handshake_timeouts_total", "Control connections closed because the greeting exchange outlasted --handshake-timeout.", &s.m.handshakeTimeouts},
+		{"auth_failures_total", "Control connections whose identity or token failed authentication.", &s.m.authFailures},
+		{"protocol_errors_total", "Control connections closed for a malformed or unsupported message.", &s.m.protocolErrors},
+		{"sessions_total", "Test sessions accepted.", &s.m.sessionsTotal},
+		{"sessions_rejected_total", "Request-TW-Session messages rejected (limits, unsupported fields).", &s.m.sessionsRejected},
+		{"refwait_expired_total", "Test sessions ended by REFWAIT without packets.", &s.m.refwaitExpired},
+		{"servwait_expired_total", "Control connections closed by SERVWAIT while idle.", &s.m.servwaitExpired},
+		{"stop_sessions_mismatch_total", "Stop-Sessions messages whose session count differed from the running sessions.", &s.m.stopMismatch},
+	}
+}
+
+// Metrics returns twampd's metrics registry (built on first use): its control counters and
+// gauges, and the shared reflector's (shared/metrics/reflectormetrics).
+func (s *Server) Metrics() *metrics.Registry {
+	s.regOnce.Do(func() {
+		reg := metrics.New("twampd")
+		for _, c := range s.counterMetrics() {
+			reg.Counter(c.name, c.help, c.v.Load)
+		}
+		reflectormetrics.Register(reg, s.refl)
+		reg.Gauge("control_connections", "Open TWAMP-Control connections.", func() float64 {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return float64(len(s.conns))
+		})
+		reg.Gauge("sessions", "Test sessions: negotiated ones (requested, running or stopping), or with --light the learned ones.", func() float64 {
+			if s.cfg.Light {
+				return float64(s.refl.Table().Len())
+			}
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return float64(len(s.sessions))
+		})
+		reg.CounterVec("metrics_refused_requests_total", "Requests to the metrics port refused by the side-port rules, by rule.", "rule",
+			func(emit func(string, uint64)) {
+				if st := s.side.Load(); st != nil {
+					for k, v := range st.Refused() {
+						emit(k, v)
+					}
+				}
+			})
+		s.reg = reg
+	})
+	return s.reg
 }
 
 // WriteMetrics writes the Prometheus text exposition format.
-func (s *Server) WriteMetrics(w *strings.Builder) {
-	c := s.counters()
-	names := make([]string, 0, len(c))
-	for n := range c {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "# TYPE twampd_%s counter\ntwampd_%s %d\n", n, n, c[n])
-	}
-	s.mu.Lock()
-	conns, sess := len(s.conns), len(s.sessions)
-	s.mu.Unlock()
-	fmt.Fprintf(w, "# TYPE twampd_control_connections gauge\ntwampd_control_connections %d\n", conns)
-	fmt.Fprintf(w, "# TYPE twampd_sessions gauge\ntwampd_sessions %d\n", sess)
-	fmt.Fprintf(w, "# TYPE twampd_packets_dropped_total counter\n")
-	for i := range reflector.NumDrops {
-		fmt.Fprintf(w, "twampd_packets_dropped_total{reason=%q} %d\n", reflector.DropName(i), s.refl.Stats.Drops[i].Load())
-	}
-	fmt.Fprintf(w, "# TYPE twampd_residence_seconds histogram\n")
-	var cum uint64
-	bounds := reflector.ResidenceBounds()
-	for i := range s.refl.Stats.Residence {
-		cum += s.refl.Stats.Residence[i].Load()
-		le := "+Inf"
-		if i < len(bounds) {
-			le = fmt.Sprintf("%g", bounds[i].Seconds())
-		}
-		fmt.Fprintf(w, "twampd_residence_seconds_bucket{le=%q} %d\n", le, cum)
-	}
-	fmt.Fprintf(w, "twampd_residence_seconds_sum %g\ntwampd_residence_seconds_count %d\n",
-		time.Duration(s.refl.Stats.ResidenceSum.Load()).Seconds(), cum)
-}
+func (s *Server) WriteMetrics(w io.Writer) error { return s.Metrics().WriteText(w) }
 
+// startMetrics serves /metrics and /status behind shared/httpside's rules: loopback unless a
+// token is configured, read-only, Host checked, timeouts, /status paginated.
 func (s *Server) startMetrics(ctx context.Context, addr string) (net.Addr, error) {
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("twampd: metrics listen %s: %w", addr, err)
-	}
-	if ta, ok := ln.Addr().(*net.TCPAddr); ok && !ta.IP.IsLoopback() {
-		s.log.WithField("addr", addr).Warn("metrics/status endpoint is not on a loopback address")
-	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
-		var b strings.Builder
-		s.WriteMetrics(&b)
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		_, _ = w.Write([]byte(b.String()))
-	})
-	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) {
+	mux.Handle("GET /metrics", s.Metrics().Handler())
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		offset, limit, err := httpside.Page(r, StatusLimit, StatusLimit)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(s.Status())
+		_ = enc.Encode(s.StatusPage(offset, limit))
 	})
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv, err := httpside.Listen(ctx, httpside.Config{Addr: addr, Token: s.cfg.MetricsToken, Logger: s.log}, mux)
+	if err != nil {
+		return nil, fmt.Errorf("twampd: metrics: %w", err)
+	}
+	s.side.Store(srv.Stats)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		_ = hs.Serve(ln)
+		<-srv.Done()
 	}()
-	context.AfterFunc(ctx, func() { _ = hs.Close() })
-	return ln.Addr(), nil
+	return srv.Addr(), nil
 }
 
 func parseAP(s string) (netip.AddrPort, error) { return netip.ParseAddrPort(s) }

@@ -15,6 +15,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/probekit/probekit/shared/httpside"
+	"github.com/probekit/probekit/shared/metrics"
 	"github.com/probekit/probekit/shared/reflector"
 	"github.com/probekit/probekit/shared/testpkt"
 	"github.com/probekit/probekit/shared/timestamp"
@@ -35,14 +37,18 @@ type Server struct {
 	nextPort int
 	wg       sync.WaitGroup
 
-	m metrics
+	m       counters
+	regOnce sync.Once
+	reg     *metrics.Registry
+	side    atomic.Pointer[httpside.Stats]
 }
 
-type metrics struct {
-	connsTotal, connsRejected, authFailures, protocolErrors atomic.Uint64
-	sessionsTotal, sessionsRejected, refwaitExpired         atomic.Uint64
-	stopMismatch, servwaitExpired                           atomic.Uint64
-	metricsUnavailable                                      atomic.Bool
+type counters struct {
+	connsTotal, connsRejected, connsRefusedHost, authFailures atomic.Uint64
+	protocolErrors, handshakeTimeouts                         atomic.Uint64
+	sessionsTotal, sessionsRejected, refwaitExpired           atomic.Uint64
+	stopMismatch, servwaitExpired                             atomic.Uint64
+	metricsUnavailable                                        atomic.Bool
 }
 
 // New validates cfg and prepares a server; Run starts it.

@@ -616,7 +616,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{"twampd_auth_failures_total 1\n", "twampd_control_connections_total 1\n",
-		`twampd_packets_dropped_total{reason="auth"}`, "twampd_residence_seconds_bucket{le=\"+Inf\"}"} {
+		`twampd_dropped_packets_total{reason="auth"}`, "twampd_residence_seconds_bucket{le=\"+Inf\"}"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)
 		}
