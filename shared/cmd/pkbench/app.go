@@ -109,6 +109,8 @@ func newApp(version string) *cli.App {
 			}, loadFlags(20000, 5*time.Second)...),
 			Action: reflectorAction,
 		},
+		serveCommand(),
+		scaleCommand(),
 	)
 	return app
 }

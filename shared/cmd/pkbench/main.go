@@ -11,6 +11,12 @@
 // rate with < 0.1 % loss, and T3 − T2 read from STAMP/TWAMP replies at 10 kpps, with the
 // issue 4/5 targets as checks (--check turns a missed target into exit status 1). Without
 // --cmd a second echo stands in for the reflector: the baseline of two identical programs.
+//
+//	pkbench scale --workers 2 --flows 8 --rate 40000
+//
+// "scale" runs shared/reflector itself (pkbench serve) as 1 worker, N workers on N
+// SO_REUSEPORT sockets and N workers on one socket, and compares packets per CPU-second
+// (issue 10: N × that of N workers / that of 1 worker ≥ 1.7 for N = 2) and residence p50.
 // scripts/bench builds it as bin/pkbench for the scripts/bench.d hooks.
 package main
 

@@ -89,6 +89,33 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("scale json", func(t *testing.T) {
+		// Three reflector processes (pkbench serve: 1 worker, 2 SO_REUSEPORT sockets, one
+		// socket with 2 workers) each get 1,200 packets from 4 flows; every configuration
+		// answers them, with its CPU time and residence measured.
+		out, errOut, code := run(t, bin, "--json", "--log-level", "warn", "scale", "--rate", "4000", "--duration", "300ms",
+			"--repeat", "1", "--flows", "4")
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		var rep scaleReport
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatalf("%v: %q", err, out)
+		}
+		if len(rep.Configs) != 3 || rep.Configs[1].Sockets != 2 || rep.Configs[2].Workers != 2 || len(rep.Checks) != 4 {
+			t.Fatalf("configs %+v checks %+v", rep.Configs, rep.Checks)
+		}
+		for _, sc := range rep.Configs {
+			r := sc.Runs[0]
+			if r.Sent != 1200 || r.Received == 0 || r.CPU <= 0 || r.PacketsPerCPUSecond <= 0 || r.ResidenceP50 <= 0 {
+				t.Errorf("%s: %+v", sc.Name, r)
+			}
+		}
+		if rep.Configs[0].Scaling != 1 {
+			t.Errorf("one worker's scaling %v", rep.Configs[0].Scaling)
+		}
+	})
+
 	t.Run("limit stamps json", func(t *testing.T) {
 		out, errOut, code := run(t, bin, "--json", "--log-level", "warn", "reflector", "--limit-stamps",
 			"--rate", "2000", "--duration", "200ms", "--no-search", "--residence-rate", "1000", "--residence-duration", "200ms")
