@@ -28,8 +28,8 @@ type FlowsResult struct {
 	PacketsPerCPUSecond float64       `json:"packets_per_cpu_second"`
 	Cores               float64       `json:"cores"`
 	// ResidenceP50 is the median of the flows' T3 − T2 medians.
-	ResidenceP50 time.Duration `json:"residence_p50_ns"`
-	GeneratorBound bool        `json:"generator_bound"`
+	ResidenceP50   time.Duration `json:"residence_p50_ns"`
+	GeneratorBound bool          `json:"generator_bound"`
 }
 
 // RunFlows offers rate packets per second for d to p from flows sockets at once (each its own
