@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test.sh: everything `make test` (and CI through .ci/run) checks, in order, with the time of each
-# step: deps, gofmt, go vet, build, each tool built alone (GOWORK=off), go test -race over the
+# step: deps, gofmt, go vet, build, each tool built alone (GOWORK=off), cliutil.Lint on every
+# tool's command line (cli-lint.sh), go test -race over the
 # whole workspace, script self-tests,
 # the network-lab self test and the package install test (both only as root).
 # Every step runs even when an earlier one failed, so one run shows every problem; the exit
@@ -55,6 +56,7 @@ step gofmt gofmt_check
 step vet "$GO" vet work
 step build scripts/build.sh
 step gowork-off scripts/gowork-off.sh
+step cli-lint scripts/cli-lint.sh
 step go-test gotest
 step scripts scripts/scripts-test.sh
 step lab scripts/lab-test.sh

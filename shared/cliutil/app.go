@@ -31,8 +31,8 @@ const (
 	ExitOK      = 0   // success
 	ExitFailure = 1   // the tool ran and failed (network error, bad peer, I/O error …)
 	ExitUsage   = 2   // the command line was wrong (unknown flag, bad value, missing argument)
-	ExitSIGINT  = 130 // interrupted by SIGINT and the tool returned the cancellation error
-	ExitSIGTERM = 143 // terminated by SIGTERM and the tool returned the cancellation error
+	ExitSIGINT  = 130 // stopped by SIGINT before the run completed (see MarkComplete)
+	ExitSIGTERM = 143 // stopped by SIGTERM before the run completed
 )
 
 const (
@@ -54,6 +54,7 @@ type state struct {
 	mu         sync.Mutex
 	logger     *logrus.Logger
 	manSection int
+	daemon     bool
 	prepared   bool
 }
 

@@ -200,10 +200,37 @@ func TestInterruptedExitCode(t *testing.T) {
 	if got := stderr.String(); got != "probe: interrupted by terminated\n" {
 		t.Errorf("stderr %q", got)
 	}
-	// A tool that flushes its results and returns nil after the signal exits 0.
+	// A tool that flushes partial results and returns nil after the signal: still stopped
+	// before completion, 143.
 	app.Action = func(c *cli.Context) error { <-c.Context.Done(); return nil }
-	if code := Run(ctx, app, []string{"probe"}); code != ExitOK {
-		t.Errorf("code %d, want 0", code)
+	if code := Run(ctx, app, []string{"probe"}); code != ExitSIGTERM {
+		t.Errorf("code %d, want %d", code, ExitSIGTERM)
+	}
+	// After MarkComplete (a sender with replies) the signal ends a finished run: nil or the
+	// cancellation exit 0, another error 1.
+	for _, tt := range []struct {
+		ret  error
+		code int
+	}{{nil, ExitOK}, {context.Canceled, ExitOK}, {errors.New("peer gone"), ExitFailure}} {
+		app := NewApp("probe", "x", "1")
+		app.Action = func(c *cli.Context) error { MarkComplete(c.Context); <-c.Context.Done(); return tt.ret }
+		if code := Run(ctx, app, []string{"probe"}); code != tt.code {
+			t.Errorf("complete, returns %v: code %d, want %d", tt.ret, code, tt.code)
+		}
+	}
+	// A daemon stops on a signal as its normal end.
+	d := NewApp("probe", "x", "1")
+	SetDaemon(d)
+	d.Action = func(c *cli.Context) error { <-c.Context.Done(); return c.Context.Err() }
+	if code := Run(ctx, d, []string{"probe"}); code != ExitOK {
+		t.Errorf("daemon: code %d, want 0", code)
+	}
+	// No signal: a plain cancellation error is a failure.
+	plain, cancelPlain := context.WithCancel(context.Background())
+	cancelPlain()
+	app.Action = func(c *cli.Context) error { <-c.Context.Done(); return c.Context.Err() }
+	if code := Run(plain, app, []string{"probe"}); code != ExitFailure {
+		t.Errorf("cancelled without a signal: code %d, want 1", code)
 	}
 }
 

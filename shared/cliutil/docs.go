@@ -10,10 +10,17 @@ import (
 const docsCommandName = "docs"
 
 // SetManSection sets the manual section of the app's man page: 1 (default) for user commands,
-// 8 for daemons (twampd, stampref, ptpserver).
+// 8 for daemons (twampd, stampref, ptpserver). Section 8 also makes the app a daemon (SetDaemon).
 func SetManSection(app *cli.App, section int) {
-	appState(app).manSection = section
+	s := appState(app)
+	s.manSection = section
+	s.daemon = section == 8
 }
+
+// SetDaemon marks app as a daemon: man page section 8, and SIGTERM/SIGINT are its normal
+// end (exit 0 when the action then returns nil or the cancellation; systemd counts exit 143
+// as a failure).
+func SetDaemon(app *cli.App) { SetManSection(app, 8) }
 
 // docsCommand is the hidden "docs" subcommand packaging runs on the built binary:
 // "<tool> docs man [--section N]|bash|zsh|fish" writes the document to stdout.
@@ -107,18 +114,23 @@ func ManPage(app *cli.App, section int) (string, error) {
 		}
 	}
 	b.WriteString(`.SH EXIT STATUS
+The same rule holds for every probekit tool.
 .TP
 .B 0
 success
 .TP
 .B 1
-failure (network, peer or I/O error)
+failure (network, peer or I/O error; a sender that got no reply at all)
 .TP
 .B 2
 usage error (unknown option, bad value, missing argument)
 .TP
 .B 130, 143
-stopped by SIGINT or SIGTERM before the run completed (results measured so far are printed)
+stopped by SIGINT or SIGTERM before the run completed.
+A sender stopped after replies came back exits as a finished run does (0, or 1 for an error), like ping;
+a daemon stopped by SIGINT or SIGTERM exits 0.
+The first signal stops the measurement and prints the results so far; a second one exits at once,
+after the output line being written is complete.
 .SH NOTES
 Logs and errors go to standard error (\fB\-\-log\-format json\fR for structured logs); results go to
 standard output (\fB\-\-format text|json|csv\fR).

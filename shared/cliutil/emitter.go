@@ -2,6 +2,7 @@ package cliutil
 
 import (
 	"bufio"
+	"bytes"
 	"encoding"
 	"encoding/csv"
 	"encoding/json"
@@ -11,6 +12,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -43,8 +45,10 @@ func (f Format) String() string { return string(f) }
 
 // Emitter writes result records with a fixed set of columns as text lines, JSON lines (keys in
 // column order) or CSV with a header row. Output is buffered: call Flush to push complete
-// records out (AutoFlush does it after every record) and Close at the end. An Emitter is not
-// safe for concurrent use.
+// records out (AutoFlush does it after every record) and Close at the end. Every write to the
+// underlying writer holds whole records only (a record never straddles two writes), so output
+// cut short by a second Ctrl-C (see SignalContext) ends at a record boundary. An Emitter is
+// safe for concurrent use; records are written in the order Emit is called.
 type Emitter struct {
 	// Text, when set, renders one record in text format (without the newline); by default a
 	// record is written as "col=value col=value".
@@ -52,11 +56,13 @@ type Emitter struct {
 	// AutoFlush flushes after every record (for live output into pipes).
 	AutoFlush bool
 
+	mu      sync.Mutex
 	format  Format
 	columns []string
 	keys    [][]byte // JSON-encoded column names with the ':' separator
 	w       *bufio.Writer
-	csv     *csv.Writer
+	csv     *csv.Writer  // renders one CSV record into csvBuf
+	csvBuf  bytes.Buffer // one rendered CSV record
 	header  bool
 	err     error
 	closed  bool
@@ -68,7 +74,7 @@ type Emitter struct {
 func NewEmitter(w io.Writer, format Format, columns ...string) *Emitter {
 	e := &Emitter{format: format, columns: columns, w: bufio.NewWriter(w)}
 	if format == FormatCSV {
-		e.csv = csv.NewWriter(e.w)
+		e.csv = csv.NewWriter(&e.csvBuf)
 		e.row = make([]string, len(columns))
 	}
 	for _, c := range columns {
@@ -89,6 +95,8 @@ func (e *Emitter) Format() Format { return e.format }
 // nanoseconds), time.Duration (nanoseconds in JSON and CSV, Go syntax in text), nil, and anything
 // implementing encoding.TextMarshaler or fmt.Stringer.
 func (e *Emitter) Emit(values ...any) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if e.err != nil {
 		return e.err
 	}
@@ -104,20 +112,22 @@ func (e *Emitter) Emit(values ...any) error {
 		e.err = e.emitText(values)
 	}
 	if e.err == nil && e.AutoFlush {
-		e.err = e.Flush()
+		e.err = e.flush()
 	}
 	return e.err
 }
 
 // Flush writes out everything buffered so far (a CSV header is written even with no records).
 func (e *Emitter) Flush() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.flush()
+}
+
+func (e *Emitter) flush() error {
 	if e.format == FormatCSV {
 		if err := e.writeHeader(); err != nil {
 			return err
-		}
-		e.csv.Flush()
-		if err := e.csv.Error(); err != nil {
-			return fmt.Errorf("emitter: %w", err)
 		}
 	}
 	if err := e.w.Flush(); err != nil {
@@ -126,8 +136,38 @@ func (e *Emitter) Flush() error {
 	return nil
 }
 
+// writeRecord adds one complete record (ending in a newline) to the buffer, first flushing
+// what is buffered when the record does not fit, so the underlying writer only ever receives
+// whole records (bufio writes a record larger than its buffer straight through, in one call).
+func (e *Emitter) writeRecord(b []byte) error {
+	if len(b) > e.w.Available() && e.w.Buffered() > 0 {
+		if err := e.w.Flush(); err != nil {
+			return fmt.Errorf("emitter: %w", err)
+		}
+	}
+	if _, err := e.w.Write(b); err != nil {
+		return fmt.Errorf("emitter: %w", err)
+	}
+	return nil
+}
+
+// csvRecord renders one CSV record and writes it as a whole.
+func (e *Emitter) csvRecord(fields []string) error {
+	e.csvBuf.Reset()
+	if err := e.csv.Write(fields); err != nil {
+		return fmt.Errorf("emitter: %w", err)
+	}
+	e.csv.Flush()
+	if err := e.csv.Error(); err != nil {
+		return fmt.Errorf("emitter: %w", err)
+	}
+	return e.writeRecord(e.csvBuf.Bytes())
+}
+
 // Close flushes the emitter; it does not close the underlying writer.
 func (e *Emitter) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if e.closed {
 		return nil
 	}
@@ -135,7 +175,7 @@ func (e *Emitter) Close() error {
 	if e.err != nil {
 		return e.err
 	}
-	if err := e.Flush(); err != nil {
+	if err := e.flush(); err != nil {
 		e.err = err
 		return err
 	}
@@ -148,10 +188,7 @@ func (e *Emitter) writeHeader() error {
 		return nil
 	}
 	e.header = true
-	if err := e.csv.Write(e.columns); err != nil {
-		return fmt.Errorf("emitter: %w", err)
-	}
-	return nil
+	return e.csvRecord(e.columns)
 }
 
 func (e *Emitter) emitText(values []any) error {
@@ -177,10 +214,8 @@ func (e *Emitter) emitText(values []any) error {
 		}
 		line = b.String()
 	}
-	if _, err := e.w.WriteString(line); err != nil {
-		return fmt.Errorf("emitter: %w", err)
-	}
-	return e.w.WriteByte('\n')
+	e.scratch = append(append(e.scratch[:0], line...), '\n')
+	return e.writeRecord(e.scratch)
 }
 
 func (e *Emitter) emitCSV(values []any) error {
@@ -191,10 +226,7 @@ func (e *Emitter) emitCSV(values []any) error {
 		s, _ := plain(v, false)
 		e.row[i] = s
 	}
-	if err := e.csv.Write(e.row); err != nil {
-		return fmt.Errorf("emitter: %w", err)
-	}
-	return nil
+	return e.csvRecord(e.row)
 }
 
 func (e *Emitter) emitJSON(values []any) error {
@@ -212,10 +244,7 @@ func (e *Emitter) emitJSON(values []any) error {
 	}
 	b = append(b, '}', '\n')
 	e.scratch = b
-	if _, err := e.w.Write(b); err != nil {
-		return fmt.Errorf("emitter: %w", err)
-	}
-	return nil
+	return e.writeRecord(b)
 }
 
 func appendJSON(b []byte, v any) ([]byte, error) {

@@ -140,3 +140,146 @@ func Int(c *cli.Context, name string) int64 {
 	}
 	return iv.v
 }
+
+// UintValue is a cli.Generic holding a base-10 unsigned integer restricted to [Min, Max] (for
+// values that need the whole uint64 range, such as seeds); errors surface as usage errors.
+type UintValue struct {
+	Min, Max uint64
+	v        uint64
+}
+
+// Set implements flag.Value.
+func (uv *UintValue) Set(s string) error {
+	v, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
+	if err != nil {
+		var ne *strconv.NumError
+		if errors.As(err, &ne) && errors.Is(ne.Err, strconv.ErrRange) {
+			return fmt.Errorf("%q: %w [%d, %d]", s, ErrRange, uv.Min, uv.Max)
+		}
+		return fmt.Errorf("%q is not a decimal integer", s)
+	}
+	if v < uv.Min || v > uv.Max {
+		return fmt.Errorf("%d: %w [%d, %d]", v, ErrRange, uv.Min, uv.Max)
+	}
+	uv.v = v
+	return nil
+}
+
+// String implements flag.Value.
+func (uv *UintValue) String() string {
+	if uv == nil {
+		return ""
+	}
+	return strconv.FormatUint(uv.v, 10)
+}
+
+// Value returns the parsed integer.
+func (uv *UintValue) Value() uint64 { return uv.v }
+
+// UintFlag returns a flag taking a base-10 unsigned integer in [min, max] with default def
+// ("010" is 10, "0x10" is an error): the replacement for cli.UintFlag/Uint64Flag, which parse
+// base 0. Read it with cliutil.Uint(c, name).
+func UintFlag(name, usage string, def, min, max uint64, aliases ...string) *cli.GenericFlag {
+	if def < min || def > max {
+		panic(fmt.Sprintf("cliutil.UintFlag %s: default %d outside [%d, %d]", name, def, min, max))
+	}
+	return &cli.GenericFlag{Name: name, Aliases: aliases, Usage: usage, Value: &UintValue{Min: min, Max: max, v: def}}
+}
+
+// Uint returns the value of a flag made by UintFlag; it panics when name is not such a flag.
+func Uint(c *cli.Context, name string) uint64 {
+	uv, ok := c.Generic(name).(*UintValue)
+	if !ok {
+		panic(fmt.Sprintf("cliutil.Uint: no unsigned integer flag --%s", name))
+	}
+	return uv.v
+}
+
+// PortRange is an inclusive range of UDP/TCP ports; the zero value means "no range" (the
+// kernel chooses).
+type PortRange struct{ Lo, Hi uint16 }
+
+// ParsePortRange parses a port range as --test-ports takes it: "LO-HI" or a single port
+// "N" (= N-N), decimal, 1 ≤ LO ≤ HI ≤ 65535; "" and "0" give the zero PortRange.
+func ParsePortRange(s string) (PortRange, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "0" {
+		return PortRange{}, nil
+	}
+	los, his, found := strings.Cut(s, "-")
+	if !found {
+		his = los
+	}
+	lo, err := ParsePort(los, false)
+	if err != nil {
+		return PortRange{}, fmt.Errorf("port range %q: %w (want LO-HI, 1 ≤ LO ≤ HI ≤ 65535)", s, err)
+	}
+	hi, err := ParsePort(his, false)
+	if err != nil {
+		return PortRange{}, fmt.Errorf("port range %q: %w (want LO-HI, 1 ≤ LO ≤ HI ≤ 65535)", s, err)
+	}
+	if hi < lo {
+		return PortRange{}, fmt.Errorf("port range %q: %d > %d (want LO-HI, LO ≤ HI)", s, lo, hi)
+	}
+	return PortRange{lo, hi}, nil
+}
+
+// IsZero reports whether r is "no range".
+func (r PortRange) IsZero() bool { return r.Lo == 0 }
+
+// Size is the number of ports in the range (0 for no range).
+func (r PortRange) Size() int {
+	if r.IsZero() {
+		return 0
+	}
+	return int(r.Hi) - int(r.Lo) + 1
+}
+
+// Contains reports whether port p is in the range.
+func (r PortRange) Contains(p uint16) bool { return !r.IsZero() && p >= r.Lo && p <= r.Hi }
+
+// String formats the range as ParsePortRange reads it ("" for no range).
+func (r PortRange) String() string {
+	switch {
+	case r.IsZero():
+		return ""
+	case r.Lo == r.Hi:
+		return strconv.Itoa(int(r.Lo))
+	}
+	return fmt.Sprintf("%d-%d", r.Lo, r.Hi)
+}
+
+// portRangeValue is the flag.Value of PortRangeFlag.
+type portRangeValue struct{ r PortRange }
+
+func (v *portRangeValue) Set(s string) error {
+	r, err := ParsePortRange(s)
+	if err != nil {
+		return err
+	}
+	v.r = r
+	return nil
+}
+
+func (v *portRangeValue) String() string {
+	if v == nil {
+		return ""
+	}
+	return v.r.String()
+}
+
+// PortRangeFlag returns a flag taking a port range (see ParsePortRange), e.g. --test-ports
+// 8760-8790; a bad value is a usage error (exit 2). Read it with cliutil.PortRangeOf(c, name).
+func PortRangeFlag(name, usage string, aliases ...string) *cli.GenericFlag {
+	return &cli.GenericFlag{Name: name, Aliases: aliases, Usage: usage, Value: &portRangeValue{}}
+}
+
+// PortRangeOf returns the value of a flag made by PortRangeFlag (the zero PortRange when not
+// given); it panics when name is not such a flag.
+func PortRangeOf(c *cli.Context, name string) PortRange {
+	v, ok := c.Generic(name).(*portRangeValue)
+	if !ok {
+		panic(fmt.Sprintf("cliutil.PortRangeOf: no port range flag --%s", name))
+	}
+	return v.r
+}

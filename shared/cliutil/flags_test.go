@@ -1,8 +1,13 @@
 package cliutil
 
 import (
+	"context"
 	"errors"
+	"math"
+	"strings"
 	"testing"
+
+	"github.com/urfave/cli/v2"
 )
 
 func TestParseInt(t *testing.T) {
@@ -92,4 +97,85 @@ func FuzzParseDSCP(f *testing.F) {
 			t.Fatalf("ParseDSCP(%q) = %d > 63", s, v)
 		}
 	})
+}
+
+func TestParsePortRange(t *testing.T) {
+	tests := []struct {
+		in   string
+		want PortRange
+		err  bool
+	}{
+		{"", PortRange{}, false},
+		{"0", PortRange{}, false},
+		{"8760-8790", PortRange{8760, 8790}, false},
+		{"08760-08790", PortRange{8760, 8790}, false}, // decimal, not octal
+		{" 5000 ", PortRange{5000, 5000}, false},
+		{"1-65535", PortRange{1, 65535}, false},
+		{"9000-8000", PortRange{}, true},
+		{"0-10", PortRange{}, true},
+		{"10-65536", PortRange{}, true},
+		{"0x10-0x20", PortRange{}, true},
+		{"10-", PortRange{}, true},
+		{"-10", PortRange{}, true},
+		{"a-b", PortRange{}, true},
+		{"1-2-3", PortRange{}, true},
+	}
+	for _, tt := range tests {
+		got, err := ParsePortRange(tt.in)
+		if (err != nil) != tt.err || got != tt.want {
+			t.Errorf("ParsePortRange(%q) = %v, %v; want %v, err %v", tt.in, got, err, tt.want, tt.err)
+		}
+		if err == nil && got.String() != "" {
+			if back, err := ParsePortRange(got.String()); err != nil || back != got {
+				t.Errorf("round trip of %v: %v, %v", got, back, err)
+			}
+		}
+	}
+	r := PortRange{8760, 8790}
+	if r.Size() != 31 || !r.Contains(8760) || !r.Contains(8790) || r.Contains(8791) || (PortRange{}).Size() != 0 || (PortRange{}).Contains(0) {
+		t.Errorf("Size/Contains wrong for %v", r)
+	}
+}
+
+func TestUintAndPortRangeFlags(t *testing.T) {
+	var seed uint64
+	var ports PortRange
+	mk := func() *cli.App {
+		app := NewApp("probe", "test", "1")
+		app.Flags = append(app.Flags,
+			UintFlag("seed", "seed", 0, 0, math.MaxUint64),
+			UintFlag("count", "count", 5, 1, 100, "c"),
+			PortRangeFlag("test-ports", "ports", "P"))
+		app.Action = func(c *cli.Context) error {
+			seed, ports = Uint(c, "seed"), PortRangeOf(c, "test-ports")
+			return nil
+		}
+		return app
+	}
+	if errs := Lint(mk()); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	for _, tt := range []struct {
+		args  []string
+		code  int
+		seed  uint64
+		ports PortRange
+	}{
+		{[]string{"--seed", "010", "-P", "08760-8761"}, 0, 10, PortRange{8760, 8761}},
+		{[]string{"--seed", "18446744073709551615"}, 0, math.MaxUint64, PortRange{}},
+		{[]string{"--seed", "0x10"}, ExitUsage, 0, PortRange{}},
+		{[]string{"--seed", "-1"}, ExitUsage, 0, PortRange{}},
+		{[]string{"-c", "0"}, ExitUsage, 0, PortRange{}},
+		{[]string{"-c", "101"}, ExitUsage, 0, PortRange{}},
+		{[]string{"--test-ports", "9-8"}, ExitUsage, 0, PortRange{}},
+	} {
+		seed, ports = 0, PortRange{}
+		code, _, stderr := RunCapture(context.Background(), mk(), tt.args...)
+		if code != tt.code || seed != tt.seed || ports != tt.ports {
+			t.Errorf("%v: code %d seed %d ports %v (%s); want %d %d %v", tt.args, code, seed, ports, stderr, tt.code, tt.seed, tt.ports)
+		}
+		if code == ExitUsage && strings.Count(stderr, "\n") != 1 {
+			t.Errorf("%v: usage error not one line: %q", tt.args, stderr)
+		}
+	}
 }

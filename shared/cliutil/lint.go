@@ -7,9 +7,10 @@ import (
 )
 
 // Lint reports urfave/cli/v2 traps in an application's flags; call it from a tool's tests
-// (if errs := cliutil.Lint(app); len(errs) > 0 { t.Fatal(errs) }). It finds:
+// (if errs := cliutil.Lint(app); len(errs) > 0 { t.Fatal(errs) }); `make test` also runs it on
+// every built tool through Main's PROBEKIT_LINT_CLI=1 entry point (scripts/cli-lint.sh). It finds:
 //   - cli.IntFlag, Int64Flag, UintFlag, Uint64Flag and their slices (base-0 parsing: "010" is 8);
-//     use IntFlag, PortFlag or DSCPFlag from this package;
+//     use IntFlag, UintFlag, PortFlag, DSCPFlag or PortRangeFlag from this package;
 //   - BoolFlag with Value true (cannot be turned off with "--x false"); use a --no-x flag;
 //   - a flag name defined twice in one command (urfave panics at run time);
 //   - a command without Usage (empty line in help and man page).
@@ -49,7 +50,7 @@ func lintFlags(path string, flags []cli.Flag) []error {
 		switch ff := f.(type) {
 		case *cli.IntFlag, *cli.Int64Flag, *cli.UintFlag, *cli.Uint64Flag,
 			*cli.IntSliceFlag, *cli.Int64SliceFlag, *cli.UintSliceFlag, *cli.Uint64SliceFlag:
-			errs = append(errs, fmt.Errorf("%s: --%s parses base 0 (\"010\" = 8); use cliutil.IntFlag", path, name))
+			errs = append(errs, fmt.Errorf("%s: --%s parses base 0 (\"010\" = 8); use cliutil.IntFlag or cliutil.UintFlag", path, name))
 		case *cli.BoolFlag:
 			if ff.Value {
 				errs = append(errs, fmt.Errorf("%s: --%s defaults to true and \"--%s false\" does not turn it off; add a --no-%s flag instead", path, name, name, name))

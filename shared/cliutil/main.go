@@ -18,14 +18,52 @@ import (
 //	os.Exit(cliutil.Main(app, os.Args))
 //
 // Errors are printed as one line "<tool>: <error>" on stderr (a JSON log record with
-// exit_code when the action logged with --log-format json). Exit codes: 0 success, 1 failure,
-// 2 usage error (UsageError, flag parse errors, missing required flags), the code of a
-// cli.ExitCoder, and 130/143 when the action returns an error after SIGINT/SIGTERM (an action
-// that flushes its results and returns nil after a signal exits 0).
+// exit_code when the action logged with --log-format json). Exit codes, one rule for every
+// probekit tool (also in every man page, see ManPage):
+//
+//	0    success
+//	1    failure, including a sender that got no reply at all
+//	2    usage error (UsageError, flag parse errors, missing required flags)
+//	130  stopped by SIGINT before the run completed (143: SIGTERM)
+//
+// A run stopped by a signal after MarkComplete (a sender with replies, like ping) or in a
+// daemon (SetDaemon) exits as a finished run does: 0 when the action returns nil or the
+// cancellation, 1 for another error. A cli.ExitCoder's code is used as is.
+//
+// With PROBEKIT_LINT_CLI=1 in the environment Main does not run the tool: it prints the
+// problems Lint finds in app (one per line on stderr, exit 1) or "<tool>: cli lint ok" on
+// stdout (exit 0). scripts/cli-lint.sh runs every built tool that way.
 func Main(app *cli.App, args []string) int {
+	if os.Getenv(LintEnv) == "1" {
+		return lintMain(app)
+	}
+	app.Writer = OutputWriter(writerOrStdout(app.Writer))
 	ctx, cancel := SignalContext(context.Background())
 	defer cancel()
 	return Run(ctx, app, args)
+}
+
+// LintEnv is the environment variable that makes Main lint the app instead of running it.
+const LintEnv = "PROBEKIT_LINT_CLI"
+
+func lintMain(app *cli.App) int {
+	errs := Lint(app)
+	w := errWriter(app)
+	for _, err := range errs {
+		fmt.Fprintf(w, "%s: cli lint: %v\n", app.Name, err)
+	}
+	if len(errs) > 0 {
+		return ExitFailure
+	}
+	fmt.Fprintf(writerOrStdout(app.Writer), "%s: cli lint ok\n", app.Name)
+	return ExitOK
+}
+
+func writerOrStdout(w io.Writer) io.Writer {
+	if w == nil {
+		return os.Stdout
+	}
+	return w
 }
 
 // Run is Main with a caller-supplied context (tests run apps in-process with it).
@@ -38,6 +76,7 @@ func Run(ctx context.Context, app *cli.App, args []string) int {
 		return ExitOK
 	}
 	args = ReorderArgs(app, args)
+	ctx = context.WithValue(ctx, runStateKey{}, &runState{})
 	err := app.RunContext(ctx, args)
 	return report(ctx, app, err)
 }
@@ -52,7 +91,13 @@ func RunCapture(ctx context.Context, app *cli.App, args ...string) (code int, st
 }
 
 func report(ctx context.Context, app *cli.App, err error) int {
+	sig, interrupted := Interrupted(ctx)
+	finished := Completed(ctx) || appState(app).daemon
 	if err == nil {
+		if interrupted && !finished {
+			// Stopped before the run completed; what it printed is partial.
+			return sig.ExitCode()
+		}
 		return ExitOK
 	}
 	code := ExitFailure
@@ -62,13 +107,15 @@ func report(ctx context.Context, app *cli.App, err error) int {
 	switch {
 	case errors.As(err, &ue):
 		code = ExitUsage
-	case errors.As(err, &se):
-		code = se.ExitCode()
-	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
-		if s, ok := Interrupted(ctx); ok {
-			code = s.ExitCode()
-			err = s
+	case errors.As(err, &se) || (errors.Is(err, context.Canceled) && interrupted):
+		if finished {
+			return ExitOK // the cancellation after results: a finished run
 		}
+		if se == nil {
+			se = sig
+			err = sig
+		}
+		code = se.ExitCode()
 	case errors.As(err, &ec):
 		code = ec.ExitCode()
 	}

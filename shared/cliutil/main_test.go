@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,26 +22,41 @@ import (
 // The test binary doubles as a probekit tool: with CLIUTIL_HELPER set, TestMain runs helperApp
 // through Main (real signals, real os.Exit) instead of the tests.
 func TestMain(m *testing.M) {
-	if os.Getenv("CLIUTIL_HELPER") == "1" {
+	switch os.Getenv("CLIUTIL_HELPER") {
+	case "1":
 		os.Exit(Main(helperApp(), append([]string{"probe"}, os.Args[1:]...)))
+	case "daemon":
+		app := helperApp()
+		SetDaemon(app)
+		os.Exit(Main(app, append([]string{"probe"}, os.Args[1:]...)))
+	case "octal":
+		// An app with a urfave integer flag, for the PROBEKIT_LINT_CLI test.
+		app := helperApp()
+		app.Flags = append(app.Flags, &cli.Uint64Flag{Name: "seed"})
+		os.Exit(Main(app, append([]string{"probe"}, os.Args[1:]...)))
 	}
 	os.Exit(m.Run())
 }
 
 // helperApp: "probe run" emits a record per tick until the context is cancelled, then flushes
-// a summary and returns ctx's error (or nil with --clean); "probe hang" ignores the context.
+// a summary and returns ctx's error (or nil with --clean; --complete marks the run complete
+// after the first record, as a sender does at its first reply); "probe hang" ignores the
+// context; "probe flood" writes 256 KiB JSON lines without end, ignoring the context.
 func helperApp() *cli.App {
 	app := newTestApp(&parsed{}, nil)
 	app.Commands = append(app.Commands,
 		&cli.Command{
 			Name:  "run",
 			Usage: "measure until interrupted",
-			Flags: []cli.Flag{&cli.BoolFlag{Name: "clean"}},
+			Flags: []cli.Flag{&cli.BoolFlag{Name: "clean"}, &cli.BoolFlag{Name: "complete"}},
 			Action: func(c *cli.Context) error {
 				e := NewEmitter(c.App.Writer, OutputFormat(c), "seq")
 				e.AutoFlush = true
 				fmt.Fprintln(c.App.ErrWriter, "ready")
 				for i := 0; ; i++ {
+					if i == 1 && c.Bool("complete") {
+						MarkComplete(c.Context)
+					}
 					select {
 					case <-c.Context.Done():
 						e.Emit(-1) // the summary
@@ -52,6 +69,21 @@ func helperApp() *cli.App {
 						return fmt.Errorf("run: %w", context.Cause(c.Context))
 					case <-time.After(5 * time.Millisecond):
 						e.Emit(i)
+					}
+				}
+			},
+		},
+		&cli.Command{
+			Name:  "flood",
+			Usage: "write long JSON lines, ignoring signals' context",
+			Action: func(c *cli.Context) error {
+				e := NewEmitter(c.App.Writer, FormatJSON, "seq", "fill")
+				e.AutoFlush = true
+				fill := strings.Repeat("x", 256<<10)
+				fmt.Fprintln(c.App.ErrWriter, "ready")
+				for i := 0; ; i++ {
+					if err := e.Emit(i, fill); err != nil {
+						return err
 					}
 				}
 			},
@@ -70,11 +102,18 @@ func helperApp() *cli.App {
 
 // startHelper starts the test binary as the helper tool and waits until it says "ready".
 // The returned function gives the helper's remaining stderr once it has exited.
-func startHelper(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer, func() string) {
+func startHelper(t *testing.T, args ...string) (*exec.Cmd, *syncBuffer, func() string) {
+	t.Helper()
+	return startHelperAs(t, "1", args...)
+}
+
+// startHelperAs is startHelper with CLIUTIL_HELPER=mode (1, daemon).
+func startHelperAs(t *testing.T, mode string, args ...string) (*exec.Cmd, *syncBuffer, func() string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "CLIUTIL_HELPER=1")
-	var stdout, stderr bytes.Buffer
+	cmd.Env = append(os.Environ(), "CLIUTIL_HELPER="+mode)
+	var stdout syncBuffer
+	var stderr bytes.Buffer
 	cmd.Stdout = &stdout
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -96,6 +135,26 @@ func startHelper(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer, func()
 	return cmd, &stdout, func() string { <-done; return stderr.String() }
 }
 
+// syncBuffer is a bytes.Buffer the test reads while exec's copier writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) Bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Clone(s.b.Bytes())
+}
+
+func (s *syncBuffer) String() string { return string(s.Bytes()) }
+
 func exitCode(t *testing.T, cmd *exec.Cmd) int {
 	t.Helper()
 	done := make(chan error, 1)
@@ -116,24 +175,46 @@ func exitCode(t *testing.T, cmd *exec.Cmd) int {
 	}
 }
 
+// The exit-code rule (README, man pages): a signal before the run completed exits 128+signal
+// whether the action returns the cancellation or nil after flushing; after MarkComplete (a
+// sender with replies) or in a daemon it exits as a finished run. Real processes, real signals.
 func TestSignalFlushesResults(t *testing.T) {
 	tests := []struct {
+		mode string
 		sig  syscall.Signal
 		args []string
 		code int
 		err  string
 	}{
-		{syscall.SIGINT, []string{"--json", "run"}, ExitSIGINT, "probe: run: interrupted by interrupt\n"},
-		{syscall.SIGTERM, []string{"--format", "csv", "run"}, ExitSIGTERM, "probe: run: interrupted by terminated\n"},
-		{syscall.SIGTERM, []string{"run", "--clean"}, ExitOK, ""},
+		{"1", syscall.SIGINT, []string{"--json", "run"}, ExitSIGINT, "probe: run: interrupted by interrupt\n"},
+		{"1", syscall.SIGTERM, []string{"--format", "csv", "run"}, ExitSIGTERM, "probe: run: interrupted by terminated\n"},
+		{"1", syscall.SIGTERM, []string{"run", "--clean"}, ExitSIGTERM, ""},
+		{"1", syscall.SIGINT, []string{"run", "--clean"}, ExitSIGINT, ""},
+		{"1", syscall.SIGINT, []string{"--json", "run", "--complete"}, ExitOK, ""},
+		{"1", syscall.SIGTERM, []string{"run", "--complete", "--clean"}, ExitOK, ""},
+		{"daemon", syscall.SIGTERM, []string{"run", "--clean"}, ExitOK, ""},
+		{"daemon", syscall.SIGINT, []string{"run"}, ExitOK, ""},
 	}
 	for _, tt := range tests {
-		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			cmd, stdout, _ := startHelper(t, tt.args...)
-			time.Sleep(30 * time.Millisecond)
+		t.Run(tt.mode+" "+strings.Join(tt.args, " ")+" "+tt.sig.String(), func(t *testing.T) {
+			cmd, stdout, stderr := startHelperAs(t, tt.mode, tt.args...)
+			// Wait for records (not for a time): --complete marks the run after the first.
+			for deadline := time.Now().Add(10 * time.Second); ; {
+				out := bytes.Count(stdout.Bytes(), []byte("\n"))
+				if out >= 3 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("no records from the helper")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
 			cmd.Process.Signal(tt.sig)
 			if code := exitCode(t, cmd); code != tt.code {
 				t.Errorf("exit code %d, want %d", code, tt.code)
+			}
+			if got := stderr(); got != tt.err {
+				t.Errorf("stderr %q, want %q", got, tt.err)
 			}
 			lines := strings.Split(strings.TrimSuffix(stdout.String(), "\n"), "\n")
 			last := lines[len(lines)-1]
@@ -370,5 +451,78 @@ func TestFishCompletion(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// A second SIGINT exits at once but never in the middle of a result line: the helper writes
+// 256 KiB JSON lines (several pipe buffers each) without end, so without the output lock the
+// exit would land inside a line nearly every time.
+func TestSecondSignalWholeLines(t *testing.T) {
+	for range 3 {
+		cmd, stdout, stderr := startHelper(t, "flood")
+		for deadline := time.Now().Add(10 * time.Second); len(stdout.Bytes()) < 1<<20; {
+			if time.Now().After(deadline) {
+				t.Fatal("helper wrote no output")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		cmd.Process.Signal(syscall.SIGINT)
+		time.Sleep(20 * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGINT)
+		if code := exitCode(t, cmd); code != ExitSIGINT {
+			t.Errorf("exit code %d, want %d", code, ExitSIGINT)
+		}
+		if got := stderr(); !strings.Contains(got, "interrupt again: exiting without waiting") {
+			t.Errorf("stderr %q", got)
+		}
+		out := stdout.Bytes()
+		if len(out) == 0 || out[len(out)-1] != '\n' {
+			t.Fatalf("output of %d bytes ends inside a line", len(out))
+		}
+		lines := bytes.Split(bytes.TrimSuffix(out, []byte("\n")), []byte("\n"))
+		for i, l := range lines {
+			var rec struct {
+				Seq  int    `json:"seq"`
+				Fill string `json:"fill"`
+			}
+			if err := json.Unmarshal(l, &rec); err != nil || rec.Seq != i || len(rec.Fill) != 256<<10 {
+				t.Fatalf("line %d of %d (%d bytes): seq %d, %v", i, len(lines), len(l), rec.Seq, err)
+			}
+		}
+	}
+}
+
+// PROBEKIT_LINT_CLI=1 makes Main lint the app instead of running it (scripts/cli-lint.sh).
+func TestLintEnv(t *testing.T) {
+	for _, tt := range []struct {
+		mode, stdout, stderr string
+		code                 int
+	}{
+		{"1", "probe: cli lint ok\n", "", 0},
+		{"octal", "", "probe: cli lint: probe: --seed parses base 0 (\"010\" = 8); use cliutil.IntFlag or cliutil.UintFlag\n", 1},
+	} {
+		cmd := exec.Command(os.Args[0], "run")
+		cmd.Env = append(os.Environ(), "CLIUTIL_HELPER="+tt.mode, LintEnv+"=1")
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err := cmd.Run()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != tt.code || out.String() != tt.stdout || errOut.String() != tt.stderr {
+			t.Errorf("%s: exit %d stdout %q stderr %q; want %d %q %q", tt.mode, code, out.String(), errOut.String(), tt.code, tt.stdout, tt.stderr)
+		}
+	}
+}
+
+func TestMarkCompleteOutsideRun(t *testing.T) {
+	ctx := context.Background()
+	MarkComplete(ctx) // no run state: a no-op
+	if Completed(ctx) {
+		t.Error("Completed without a run")
 	}
 }

@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // SignalError is the cancellation cause of a SignalContext: which signal stopped the run.
@@ -26,10 +28,49 @@ func (e *SignalError) ExitCode() int {
 
 // SignalContext returns a context cancelled by the first SIGINT or SIGTERM, so the tool can stop
 // sending, wait for outstanding replies and print complete results; context.Cause(ctx) is a
-// *SignalError. A second signal exits the process at once with 128+signal. cancel releases
-// the signal handler.
+// *SignalError. A second signal exits the process with 128+signal without waiting for the
+// tool, but after the line being written to the output (OutputWriter) is complete, so a
+// second Ctrl-C never leaves half a JSON line. cancel releases the signal handler.
 func SignalContext(parent context.Context) (context.Context, context.CancelFunc) {
 	return signalContext(parent, os.Stderr, os.Exit)
+}
+
+// outputMu serialises writes to the process's result output (OutputWriter) with the hard
+// exit of a second signal.
+var outputMu sync.Mutex
+
+// exitWait bounds how long a second signal waits for an in-flight write (a reader that
+// stopped reading a full pipe must not keep the process alive).
+const exitWait = 2 * time.Second
+
+// OutputWriter wraps w so that each Write completes before a second signal's exit (Main
+// wraps the app's Writer with it). Write w whole lines per call: the Emitter does.
+func OutputWriter(w io.Writer) io.Writer {
+	if _, ok := w.(*outputWriter); ok {
+		return w
+	}
+	return &outputWriter{w: w}
+}
+
+type outputWriter struct{ w io.Writer }
+
+func (o *outputWriter) Write(b []byte) (int, error) {
+	outputMu.Lock()
+	defer outputMu.Unlock()
+	return o.w.Write(b)
+}
+
+// holdOutput takes the output lock (the process is about to exit), waiting at most d for a
+// write in progress; release gives it back (only reached when exit did not exit: tests).
+func holdOutput(d time.Duration) (release func()) {
+	deadline := time.Now().Add(d)
+	for !outputMu.TryLock() {
+		if time.Now().After(deadline) {
+			return func() {}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return outputMu.Unlock
 }
 
 func signalContext(parent context.Context, stderr io.Writer, exit func(int)) (context.Context, context.CancelFunc) {
@@ -44,8 +85,10 @@ func signalContext(parent context.Context, stderr io.Writer, exit func(int)) (co
 			case s := <-ch:
 				se := &SignalError{Signal: s}
 				if !first {
+					release := holdOutput(exitWait)
 					fmt.Fprintf(stderr, "%v again: exiting without waiting\n", s)
 					exit(se.ExitCode())
+					release()
 					return
 				}
 				first = false
@@ -72,4 +115,28 @@ func Interrupted(ctx context.Context) (*SignalError, bool) {
 		return se, true
 	}
 	return nil, false
+}
+
+// runState is what Run keeps per run in the action's context (see MarkComplete).
+type runState struct{ complete atomic.Bool }
+
+type runStateKey struct{}
+
+// MarkComplete tells Main that the run has results worth reporting as a finished run: a
+// SIGINT or SIGTERM that stops it afterwards exits as the run would have without the signal
+// (0, or 1 when the action returns an error other than the cancellation), as ping does after
+// replies came back. Call it with the action's context (c.Context or one derived from it),
+// e.g. when a sender's first reply arrives. Without it, a run stopped by a signal exits 130
+// (SIGINT) or 143 (SIGTERM). Daemons (SetDaemon) need not call it: a signal is their normal
+// end. Safe for concurrent use; a no-op on a context that Run did not create.
+func MarkComplete(ctx context.Context) {
+	if st, ok := ctx.Value(runStateKey{}).(*runState); ok {
+		st.complete.Store(true)
+	}
+}
+
+// Completed reports whether MarkComplete was called for ctx's run.
+func Completed(ctx context.Context) bool {
+	st, ok := ctx.Value(runStateKey{}).(*runState)
+	return ok && st.complete.Load()
 }

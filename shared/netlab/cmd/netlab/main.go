@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
+	"github.com/probekit/probekit/shared/cliutil"
 	"github.com/probekit/probekit/shared/netlab"
 )
 
@@ -40,7 +41,7 @@ func main() {
 							&cli.StringFlag{Name: "jitter-dist", Value: "uniform", Usage: "uniform or normal"},
 							&cli.BoolFlag{Name: "reorder", Usage: "let jittered packets overtake each other"},
 							&cli.Float64Flag{Name: "loss", Usage: "loss probability each way (0..1)"},
-							&cli.Int64Flag{Name: "rate", Usage: "rate limit each way, bit/s"},
+							cliutil.IntFlag("rate", "rate limit each way, bit/s (0: none)", 0, 0, 1<<40),
 							&cli.StringFlag{Name: "schedule", Usage: "A→B delay schedule AT=DELAY,… e.g. 5s=30ms,10s=10ms"},
 						},
 						Action: upPath,
@@ -50,7 +51,7 @@ func main() {
 						Usage: "STUN server, rendezvous host and NAT routers with clients",
 						Flags: []cli.Flag{
 							&cli.StringFlag{Name: "kinds", Value: "full-cone,address-restricted,port-restricted,symmetric", Usage: "NAT kinds, one router each"},
-							&cli.IntFlag{Name: "clients", Value: 1, Usage: "clients behind each NAT (1..4)"},
+							cliutil.IntFlag("clients", "clients behind each NAT (1..4)", 1, 1, 4),
 							&cli.BoolFlag{Name: "hairpin", Usage: "enable hairpinning (not on symmetric routers)"},
 							&cli.BoolFlag{Name: "upnp", Usage: "run miniupnpd (UPnP IGD + NAT-PMP) on every router"},
 							&cli.DurationFlag{Name: "udp-timeout", Usage: "idle UDP mapping lifetime (default: conntrack's 30 s/120 s)"},
@@ -128,7 +129,7 @@ func parseSchedule(s string) ([]netlab.Step, error) {
 
 func upPath(c *cli.Context) error {
 	imp := netlab.Impairment{Delay: c.Duration("delay"), Jitter: c.Duration("jitter"), Reorder: c.Bool("reorder"),
-		Loss: c.Float64("loss"), RateBps: c.Int64("rate")}
+		Loss: c.Float64("loss"), RateBps: cliutil.Int(c, "rate")}
 	switch c.String("jitter-dist") {
 	case "uniform":
 	case "normal":
@@ -162,7 +163,7 @@ func upNAT(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		cfg.NATs = append(cfg.NATs, netlab.NATSpec{Kind: kind, Clients: c.Int("clients"), Hairpin: c.Bool("hairpin"),
+		cfg.NATs = append(cfg.NATs, netlab.NATSpec{Kind: kind, Clients: int(cliutil.Int(c, "clients")), Hairpin: c.Bool("hairpin"),
 			UPnP: c.Bool("upnp"), UDPTimeout: c.Duration("udp-timeout")})
 	}
 	n, err := netlab.NewNAT(cfg)
