@@ -1,0 +1,16 @@
+// Command ptpserver is the PtP test (peer-to-peer UDP mesh tester) rendezvous server,
+// wire-compatible with chrisy/ptptest.
+package main
+
+import (
+	"os"
+
+	"github.com/probekit/probekit/ptpserver/internal/cmd"
+	"github.com/probekit/probekit/shared/cliutil"
+)
+
+var version = "dev"
+
+func main() {
+	os.Exit(cliutil.Main(cmd.NewApp(version), os.Args))
+}
