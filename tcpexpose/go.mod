@@ -2,6 +2,18 @@ module github.com/probekit/probekit/tcpexpose
 
 go 1.26.0
 
-require github.com/probekit/probekit/shared v0.0.0
+require (
+	github.com/probekit/probekit/shared v0.0.0
+	github.com/sirupsen/logrus v1.10.2
+	github.com/urfave/cli/v2 v2.27.7
+)
+
+require (
+	github.com/cpuguy83/go-md2man/v2 v2.0.7 // indirect
+	github.com/russross/blackfriday/v2 v2.1.0 // indirect
+	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // indirect
+	golang.org/x/net v0.62.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+)
 
 replace github.com/probekit/probekit/shared => ../shared

@@ -1,0 +1,173 @@
+package responder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/probekit/probekit/shared/capture"
+	"github.com/probekit/probekit/shared/tcpcraft"
+)
+
+// Config configures Run.
+type Config struct {
+	Listen netip.AddrPort // address (unspecified: all) and port answered
+	Params Params
+	// Interface to capture on ("" or "any": all).
+	Interface string
+	// ManageFirewall installs the RST-drop rule as an nft table for the run.
+	ManageFirewall bool
+	Log            logrus.FieldLogger
+	// Ready, when set, is called once the capture and the sender are open.
+	Ready func()
+}
+
+// Stats counts what the responder did.
+type Stats struct {
+	Received, Replied, SendErrors atomic.Uint64
+}
+
+// Server is a running responder.
+type Server struct {
+	cfg   Config
+	live  *capture.Live
+	send  *tcpcraft.RawConn
+	fw    *tcpcraft.Firewall
+	Stats Stats
+}
+
+// RSTRule is the rule that keeps the kernel from resetting the flows the responder answers.
+func (c Config) RSTRule() tcpcraft.RSTRule {
+	return tcpcraft.RSTRule{Peer: c.Listen.Addr(), Port: c.Listen.Port(), Responder: true}
+}
+
+// Open prepares the responder: the firewall table (with ManageFirewall), the capture with a
+// destination-port filter and the raw sender. Close releases them (and removes the table).
+func Open(cfg Config) (*Server, error) {
+	if cfg.Log == nil {
+		l := logrus.New()
+		l.SetOutput(os.Stderr)
+		cfg.Log = l
+	}
+	s := &Server{cfg: cfg}
+	rule := cfg.RSTRule()
+	if cfg.ManageFirewall {
+		fw, err := tcpcraft.InstallFirewall(fmt.Sprintf("tcpexpose_responder_%d", os.Getpid()), rule)
+		if err != nil {
+			return nil, err
+		}
+		s.fw = fw
+	} else {
+		probeDst := cfg.Listen.Addr()
+		if !probeDst.IsValid() || probeDst.IsUnspecified() {
+			probeDst = netip.MustParseAddr("127.0.0.1")
+		}
+		// Our own listen address as the probe's destination: nothing leaves the host.
+		if ok, err := tcpcraft.RSTSuppressed(netip.AddrPortFrom(probeDst, cfg.Listen.Port()), netip.AddrPortFrom(probeDst, 9)); err == nil && !ok {
+			cfg.Log.Warnf("the kernel will reset every connection the responder answers (no listening socket); install the rule: %s  or  %s  (or run with --manage-firewall)",
+				rule.NFT("tcpexpose"), rule.IPTables())
+		}
+	}
+	iface := cfg.Interface
+	if iface == "" {
+		iface = "any"
+	}
+	live, err := capture.OpenLive(iface, capture.LiveOptions{
+		Cooked:       true,
+		Filter:       tcpcraft.DstPortFilter(cfg.Listen.Addr(), cfg.Listen.Port(), 1<<16),
+		Timeout:      100 * time.Millisecond,
+		BlockTimeout: time.Millisecond,
+		BufferSize:   16 << 20,
+	})
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.live = live
+	send, err := tcpcraft.OpenRaw(0)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.send = send
+	return s, nil
+}
+
+// Serve answers segments until ctx ends.
+func (s *Server) Serve(ctx context.Context) error {
+	if s.cfg.Ready != nil {
+		s.cfg.Ready()
+	}
+	r := New(s.cfg.Params, s.cfg.Listen.Addr(), s.cfg.Listen.Port())
+	out := make([]byte, 0, 1<<16)
+	lastErr := time.Time{}
+	for ctx.Err() == nil {
+		p, err := s.live.Next()
+		if errors.Is(err, capture.ErrTimeout) {
+			continue
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			return fmt.Errorf("responder: capture: %w", err)
+		}
+		ip, _, err := capture.NetworkLayer(p.LinkType, p.Data)
+		if err != nil {
+			continue
+		}
+		s.Stats.Received.Add(1)
+		reply, _ := r.Reply(ip, out)
+		if reply == nil {
+			continue
+		}
+		if err := s.send.Send(reply); err != nil {
+			s.Stats.SendErrors.Add(1)
+			if now := time.Now(); now.Sub(lastErr) > time.Second {
+				lastErr = now
+				s.cfg.Log.WithError(err).Warn("responder: reply not sent")
+			}
+			continue
+		}
+		s.Stats.Replied.Add(1)
+	}
+	return nil
+}
+
+// Close releases the capture and the sender and removes the firewall table.
+func (s *Server) Close() error {
+	var errs []error
+	if s.live != nil {
+		errs = append(errs, s.live.Close())
+	}
+	if s.send != nil {
+		errs = append(errs, s.send.Close())
+	}
+	if s.fw != nil {
+		errs = append(errs, s.fw.Remove())
+	}
+	return errors.Join(errs...)
+}
+
+// Run opens the responder, serves until ctx ends and cleans up (the firewall table too, also
+// when ctx ends by SIGINT/SIGTERM).
+func Run(ctx context.Context, cfg Config) error {
+	s, err := Open(cfg)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	// Unblock Next when ctx ends.
+	stop := context.AfterFunc(ctx, func() { s.live.Close() })
+	defer stop()
+	s.cfg.Log.WithField("listen", cfg.Listen.String()).Info("responder: answering")
+	err = s.Serve(ctx)
+	s.cfg.Log.WithFields(logrus.Fields{"received": s.Stats.Received.Load(), "replied": s.Stats.Replied.Load()}).Info("responder: stopped")
+	return err
+}
