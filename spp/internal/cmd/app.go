@@ -65,6 +65,11 @@ little-endian, offsets big-endian. The master must be given the slave's -g.`
 		if err != nil {
 			return err
 		}
+		if cfg.Live() {
+			// Live, remote and slave runs measure until Ctrl-C or SIGTERM, which is their
+			// normal end: every pair printed by then is final (exit 0, not 130/143).
+			cliutil.MarkComplete(c.Context)
+		}
 		err = spp.Run(c.Context, cfg)
 		if errors.Is(err, spp.ErrUsage) {
 			return cliutil.Usagef("%s", trimUsage(err))

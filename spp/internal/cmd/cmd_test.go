@@ -6,6 +6,7 @@ import (
 	"os"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/probekit/probekit/shared/cliutil"
@@ -164,5 +165,24 @@ func TestDefaultsMatchOriginal(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("defaults %v, want %v", got, want)
+	}
+}
+
+// The exit-code rule (README): a file run stopped by SIGINT before its end exits 130 (its
+// output is partial); the same run without a signal exits 0.
+func TestInterruptedFileRunExitCode(t *testing.T) {
+	args := Getopt(strings.Fields("spp -a 10.71.1.1 -A 10.71.2.1 -f " + td + "spp-udpecho-ref.pcap -F " + td + "spp-udpecho-mon.pcap"))
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(&cliutil.SignalError{Signal: syscall.SIGINT})
+	app := NewApp("test")
+	var out, errb bytes.Buffer
+	app.Writer, app.ErrWriter = &out, &errb
+	if code := cliutil.Run(ctx, app, args); code != cliutil.ExitSIGINT {
+		t.Errorf("interrupted file run: exit %d, want %d (stderr %q)", code, cliutil.ExitSIGINT, errb.String())
+	}
+	app = NewApp("test")
+	app.Writer, app.ErrWriter = &out, &errb
+	if code := cliutil.Run(context.Background(), app, args); code != 0 {
+		t.Errorf("file run: exit %d (stderr %q)", code, errb.String())
 	}
 }

@@ -98,6 +98,10 @@ func (c *Config) live() bool {
 	return c.RefIface != "" || c.MonIface != "" || c.RefRemote != "" || c.MonRemote != ""
 }
 
+// Live reports whether the run measures until it is stopped (a live interface, a remote
+// slave, or the slave itself) rather than to the end of two capture files.
+func (c *Config) Live() bool { return c.live() || c.Slave != "" }
+
 // Validate checks the combination of options and fills in defaults.
 func (c *Config) Validate() error {
 	if !c.A.IsValid() || !c.B.IsValid() {
