@@ -35,6 +35,8 @@ const (
 	flagBusyPoll        = "busy-poll"
 	flagBlocking        = "blocking"
 	flagRealtime        = "realtime"
+	flagWorkers         = "workers"
+	flagStrictSize      = "strict-size"
 )
 
 // DefaultMonitor is the default monitoring address.
@@ -62,7 +64,7 @@ func NewApp(version string) *cli.App {
 		&cli.StringFlag{Name: flagKeyFile, Aliases: []string{"k"}, Usage: "HMAC key `FILE` (raw octets, or hex:… ; mode 0600; reloaded on SIGHUP): authenticated mode"},
 		&cli.BoolFlag{Name: flagAuth, Aliases: []string{"a"}, Usage: "authenticated mode (112-octet packets, HMAC-SHA-256/128); implied by --key-file"},
 		&cli.BoolFlag{Name: flagStateless, Usage: "reflect the sender's sequence number instead of per-session counters"},
-		cliutil.IntFlag(flagMaxSessions, "most learned sessions (0 = unlimited)", 65536, 0, 1<<24),
+		cliutil.IntFlag(flagMaxSessions, "most learned sessions (≤ 512 bytes each); when full, a new one replaces the least recently used", reflector.DefaultMaxSessions, 1, 1<<24),
 		&cli.DurationFlag{Name: flagIdleTimeout, Value: reflector.DefaultIdleTimeout, Usage: "expire learned sessions idle this long"},
 		&cli.BoolFlag{Name: flagProvisionedOnly, Usage: "answer only sessions provisioned through the API"},
 		&cli.BoolFlag{Name: flagRefuseDSCP, Usage: "do not apply Class of Service DSCP requests (reply with the received DSCP, RP=1)"},
@@ -78,6 +80,8 @@ func NewApp(version string) *cli.App {
 		&cli.BoolFlag{Name: flagBlocking, Usage: "wait for packets inside recvmmsg (one OS thread per listener) instead of the Go network poller"},
 		cliutil.IntFlag(flagRealtime, "serve each listener on a SCHED_FIFO thread of this `PRIORITY` (1…99; needs CAP_SYS_NICE; implies --blocking)", 0, 0, 99),
 		&cli.DurationFlag{Name: flagBusyPoll, Usage: "after each batch poll the socket without sleeping for up to `DURATION` (lower residence time, one busy CPU)"},
+		cliutil.IntFlag(flagWorkers, "`N` SO_REUSEPORT sockets per listen address, one worker each: the kernel spreads sessions over them, one CPU each", 1, 1, 64),
+		&cli.BoolFlag{Name: flagStrictSize, Usage: "never answer with more octets than the request: drop requests shorter than the reply layout (44 octets; without it such replies are limited to 1000/s per source address)"},
 	)
 	app.Action = func(c *cli.Context) error {
 		cfg, err := Config(c)
@@ -102,6 +106,7 @@ func Config(c *cli.Context) (server.Config, error) {
 		ProvisionedIdle: c.Duration(flagProvisionedIdle),
 		User:            c.String(flagUser),
 		Blocking:        c.Bool(flagBlocking),
+		Workers:         int(cliutil.Int(c, flagWorkers)),
 		Reflector: reflector.Config{
 			Stateless:       c.Bool(flagStateless),
 			ProvisionedOnly: c.Bool(flagProvisionedOnly),
@@ -114,6 +119,7 @@ func Config(c *cli.Context) (server.Config, error) {
 			Batch:           int(cliutil.Int(c, flagBatch)),
 			BusyPoll:        c.Duration(flagBusyPoll),
 			Realtime:        int(cliutil.Int(c, flagRealtime)),
+			StrictSize:      c.Bool(flagStrictSize),
 		},
 	}
 	if cfg.Reflector.Realtime > 0 {

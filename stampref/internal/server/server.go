@@ -46,6 +46,9 @@ type Config struct {
 	User string
 	// Blocking reads wait inside recvmmsg instead of the Go netpoller (udpsock.Options.Blocking).
 	Blocking bool
+	// Workers, when above 1, opens that many SO_REUSEPORT sockets per listen address, each
+	// served by its own worker: the kernel spreads sessions (by 4-tuple) over them.
+	Workers int
 	// Ready, when set, receives the bound UDP addresses and the monitor URL once serving.
 	Ready func(udp []netip.AddrPort, monitor string)
 }
@@ -98,16 +101,29 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 			opts.RecvDst = ap.Addr().IsUnspecified()
 		}
 		opts.Blocking = cfg.Blocking
-		c, err := udpsock.Listen(ctx, network, l, opts)
-		if err != nil {
-			return err
+		group := []*udpsock.Conn{}
+		if cfg.Workers > 1 {
+			g, err := udpsock.ListenGroup(ctx, network, l, cfg.Workers, opts)
+			if err != nil {
+				return err
+			}
+			group = g
+		} else {
+			c, err := udpsock.Listen(ctx, network, l, opts)
+			if err != nil {
+				return err
+			}
+			group = append(group, c)
 		}
-		defer c.Close()
-		conns = append(conns, c)
+		for _, c := range group {
+			defer c.Close()
+		}
+		c := group[0]
+		conns = append(conns, group...)
 		addrs = append(addrs, c.LocalAddr())
 		f := c.Features()
 		log.WithFields(logrus.Fields{"listen": c.LocalAddr().String(), "rx_timestamps": f.RxTimestamp,
-			"mode": rc.Mode.String(), "stateless": rc.Stateless}).Info("stampref: serving")
+			"mode": rc.Mode.String(), "stateless": rc.Stateless, "sockets": len(group)}).Info("stampref: serving")
 	}
 	// The monitoring port is bound before privileges are dropped, and is optional: a second
 	// stampref on the host (or any other owner of the port) costs the API, never the
