@@ -23,6 +23,9 @@ const (
 	flagMaxTimeout     = "max-timeout"
 	flagMaxSessions    = "max-sessions"
 	flagMaxConnections = "max-connections"
+	flagMaxConnsHost   = "max-connections-per-host"
+	flagMaxSessConn    = "max-sessions-per-connection"
+	flagHandshake      = "handshake-timeout"
 	flagCount          = "count"
 	flagStrictStop     = "strict-stop"
 	flagLight          = "light"
@@ -54,7 +57,12 @@ func NewApp(version string) *cli.App {
 		"(or, with --light, TWAMP Light packets on UDP). Without --auth-modes it offers open mode, or " +
 		"authenticated, encrypted and mixed mode when --key-file is given. " +
 		"The metrics port (--metrics) is optional: when its address is taken (a second twampd on " +
-		"the host) twampd logs a warning and keeps serving TWAMP without it."
+		"the host) twampd logs a warning and keeps serving TWAMP without it. " +
+		"Every per-client resource is bounded by default: 64 control connections, 8 per client address " +
+		"(others get a Modes 0 greeting: refused), 10 s for the greeting exchange before SERVWAIT applies, " +
+		"32 sessions per connection and 1000 in all. A requested session holds a UDP socket and a few " +
+		"kilobytes; a running one about 300 KiB of buffers plus its socket buffer, so the defaults bound " +
+		"twampd's memory to about 300 MB."
 	app.Flags = append(app.Flags,
 		&cli.StringSliceFlag{Name: flagListen, Aliases: []string{"S"}, Value: cli.NewStringSlice("[::]:862"),
 			Usage: "TCP address for TWAMP-Control (UDP with --light); repeat for several"},
@@ -66,8 +74,11 @@ func NewApp(version string) *cli.App {
 		&cli.DurationFlag{Name: flagServWait, Value: server.DefaultServWait, Usage: "close idle control connections after this long (SERVWAIT)"},
 		&cli.DurationFlag{Name: flagRefWait, Value: server.DefaultRefWait, Usage: "end test sessions without packets after this long (REFWAIT)"},
 		&cli.DurationFlag{Name: flagMaxTimeout, Value: server.DefaultMaxTimeout, Usage: "cap on the post-Stop-Sessions Timeout a client may request"},
-		cliutil.IntFlag(flagMaxSessions, "most concurrent test sessions over all clients (0 = unlimited)", 0, 0, 1<<20),
-		cliutil.IntFlag(flagMaxConnections, "most concurrent control connections (0 = unlimited)", 0, 0, 1<<20),
+		cliutil.IntFlag(flagMaxSessions, "most test sessions (requested or running) over all clients; with --light, most learned sessions (0 = unlimited)", server.DefaultMaxSessions, 0, 1<<20),
+		cliutil.IntFlag(flagMaxSessConn, "most test sessions one control connection may request (0 = unlimited)", server.DefaultMaxSessionsPerConnection, 0, 1<<20),
+		cliutil.IntFlag(flagMaxConnections, "most concurrent control connections; clients beyond are refused with a Modes 0 greeting (0 = unlimited)", server.DefaultMaxConnections, 0, 1<<20),
+		cliutil.IntFlag(flagMaxConnsHost, "most concurrent control connections from one client address (0 = unlimited)", server.DefaultMaxConnectionsPerHost, 0, 1<<20),
+		&cli.DurationFlag{Name: flagHandshake, Value: server.DefaultHandshakeTimeout, Usage: "close a control connection whose greeting exchange (Set-Up-Response) takes longer; SERVWAIT applies after it"},
 		cliutil.IntFlag(flagCount, "PBKDF2 iteration count offered in the greeting (power of 2, ≥ 1024)", server.DefaultCount, 1024, 1<<24),
 		&cli.BoolFlag{Name: flagStrictStop, Usage: "close the control connection when Stop-Sessions miscounts the sessions (RFC 5357 §3.8)"},
 		&cli.BoolFlag{Name: flagLight, Usage: "run a TWAMP Light reflector on --listen (UDP, no control connection)"},
@@ -100,26 +111,29 @@ func Config(c *cli.Context) (server.Config, error) {
 		return server.Config{}, cliutil.Usagef("--%s: %v", flagTestPorts, err)
 	}
 	cfg := server.Config{
-		Listen:           c.StringSlice(flagListen),
-		Count:            uint32(cliutil.Int(c, flagCount)),
-		ServWait:         c.Duration(flagServWait),
-		RefWait:          c.Duration(flagRefWait),
-		MaxTimeout:       c.Duration(flagMaxTimeout),
-		TestPorts:        ports,
-		MaxSessions:      int(cliutil.Int(c, flagMaxSessions)),
-		MaxConnections:   int(cliutil.Int(c, flagMaxConnections)),
-		StrictStop:       c.Bool(flagStrictStop),
-		Light:            c.Bool(flagLight),
-		MetricsAddr:      c.String(flagMetrics),
-		KernelTimestamps: !c.Bool(flagNoKernelTS),
-		Synchronized:     c.Bool(flagSynchronized),
-		BusyPoll:         c.Duration(flagBusyPoll),
-		Realtime:         int(cliutil.Int(c, flagRealtime)),
-		Blocking:         c.Bool(flagBlocking) || cliutil.Int(c, flagRealtime) > 0,
-		Logger:           cliutil.Logger(c),
+		Listen:                   c.StringSlice(flagListen),
+		Count:                    uint32(cliutil.Int(c, flagCount)),
+		ServWait:                 c.Duration(flagServWait),
+		RefWait:                  c.Duration(flagRefWait),
+		MaxTimeout:               c.Duration(flagMaxTimeout),
+		TestPorts:                ports,
+		MaxSessions:              int(cliutil.Int(c, flagMaxSessions)),
+		MaxConnections:           int(cliutil.Int(c, flagMaxConnections)),
+		MaxConnectionsPerHost:    int(cliutil.Int(c, flagMaxConnsHost)),
+		MaxSessionsPerConnection: int(cliutil.Int(c, flagMaxSessConn)),
+		HandshakeTimeout:         c.Duration(flagHandshake),
+		StrictStop:               c.Bool(flagStrictStop),
+		Light:                    c.Bool(flagLight),
+		MetricsAddr:              c.String(flagMetrics),
+		KernelTimestamps:         !c.Bool(flagNoKernelTS),
+		Synchronized:             c.Bool(flagSynchronized),
+		BusyPoll:                 c.Duration(flagBusyPoll),
+		Realtime:                 int(cliutil.Int(c, flagRealtime)),
+		Blocking:                 c.Bool(flagBlocking) || cliutil.Int(c, flagRealtime) > 0,
+		Logger:                   cliutil.Logger(c),
 	}
-	if cfg.ServWait <= 0 || cfg.RefWait <= 0 || cfg.MaxTimeout < 0 {
-		return server.Config{}, cliutil.Usagef("--%s and --%s must be positive", flagServWait, flagRefWait)
+	if cfg.ServWait <= 0 || cfg.RefWait <= 0 || cfg.MaxTimeout < 0 || cfg.HandshakeTimeout <= 0 {
+		return server.Config{}, cliutil.Usagef("--%s, --%s and --%s must be positive", flagServWait, flagRefWait, flagHandshake)
 	}
 	if cfg.MetricsToken, err = httpside.LoadToken(c.String(flagMetricsToken)); err != nil {
 		return server.Config{}, err

@@ -52,14 +52,16 @@ func TestFlagMapping(t *testing.T) {
 	cfg, code, errOut := parse(t, "-S", "127.0.0.1:8620", "-S", "[::1]:8620", "-P", "9000-9010",
 		"--servwait", "30s", "--refwait", "40s", "--max-timeout", "5s", "--max-sessions", "7",
 		"--max-connections", "3", "--count", "4096", "--strict-stop", "--metrics", "127.0.0.1:9999",
-		"--no-kernel-timestamps", "--synchronized", "--limits", limits)
+		"--no-kernel-timestamps", "--synchronized", "--limits", limits, "--max-connections-per-host", "2",
+		"--max-sessions-per-connection", "5", "--handshake-timeout", "3s")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	want := server.Config{Listen: []string{"127.0.0.1:8620", "[::1]:8620"}, Modes: twampctl.ModeUnauthenticated,
 		Count: 4096, ServWait: 30 * time.Second, RefWait: 40 * time.Second, MaxTimeout: 5 * time.Second,
 		TestPorts: server.PortRange{Lo: 9000, Hi: 9010}, MaxSessions: 7, MaxConnections: 3, StrictStop: true,
-		MetricsAddr: "127.0.0.1:9999", KernelTimestamps: false, Synchronized: true}
+		MetricsAddr: "127.0.0.1:9999", KernelTimestamps: false, Synchronized: true,
+		MaxConnectionsPerHost: 2, MaxSessionsPerConnection: 5, HandshakeTimeout: 3 * time.Second}
 	got := cfg
 	got.Logger, got.Limits = nil, nil
 	if !equalConfig(got, want) {
@@ -72,7 +74,9 @@ func TestFlagMapping(t *testing.T) {
 	cfg, code, _ = parse(t)
 	if code != 0 || len(cfg.Listen) != 1 || cfg.Listen[0] != "[::]:862" || cfg.MetricsAddr != DefaultMetrics ||
 		cfg.ServWait != server.DefaultServWait || cfg.RefWait != server.DefaultRefWait || !cfg.KernelTimestamps ||
-		cfg.Count != server.DefaultCount || cfg.Light {
+		cfg.Count != server.DefaultCount || cfg.Light || cfg.MaxConnections != server.DefaultMaxConnections ||
+		cfg.MaxConnectionsPerHost != server.DefaultMaxConnectionsPerHost || cfg.MaxSessions != server.DefaultMaxSessions ||
+		cfg.MaxSessionsPerConnection != server.DefaultMaxSessionsPerConnection || cfg.HandshakeTimeout != server.DefaultHandshakeTimeout {
 		t.Errorf("defaults: exit %d %+v", code, cfg)
 	}
 	cfg, _, _ = parse(t, "--metrics=")
@@ -97,7 +101,8 @@ func equalConfig(a, b server.Config) bool {
 		a.MaxConnections == b.MaxConnections && a.StrictStop == b.StrictStop && a.Light == b.Light &&
 		a.MetricsAddr == b.MetricsAddr && a.KernelTimestamps == b.KernelTimestamps &&
 		a.Synchronized == b.Synchronized && a.BusyPoll == b.BusyPoll && a.Realtime == b.Realtime &&
-		a.Blocking == b.Blocking
+		a.Blocking == b.Blocking && a.MaxConnectionsPerHost == b.MaxConnectionsPerHost &&
+		a.MaxSessionsPerConnection == b.MaxSessionsPerConnection && a.HandshakeTimeout == b.HandshakeTimeout
 }
 
 // Issue 10: a key file alone offers authenticated, encrypted and mixed (as owamp's twampd);
@@ -164,6 +169,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"--realtime", "100"}, ""},
 		{[]string{"--realtime", "-1"}, ""},
 		{[]string{"--refwait", "0s"}, "must be positive"},
+		{[]string{"--handshake-timeout", "0s"}, "must be positive"},
 		{[]string{"--light", "-a", "OA"}, "unauthenticated only"},
 		{[]string{"--light", "-k", kf}, ""},
 		{[]string{"--test-ports", "9-1"}, "--test-ports"},
@@ -195,7 +201,8 @@ func TestKeyFilePermissions(t *testing.T) {
 func TestHelp(t *testing.T) {
 	code, out, _ := cliutil.RunCapture(context.Background(), NewApp("test"), "--help")
 	for _, want := range []string{"open, authenticated, encrypted, mixed", "with --key-file: authenticated,encrypted,mixed",
-		"if the address is taken twampd warns and serves without it"} {
+		"if the address is taken twampd warns and serves without it", "64 control connections, 8 per client address",
+		"32 sessions per connection and 1000 in all", "(default: 1000)", "(default: 10s)"} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("--help lacks %q", want)
 		}

@@ -27,6 +27,17 @@ const (
 	DefaultCount    = 2048
 	// DefaultMaxTimeout caps the Timeout a client may ask for after Stop-Sessions.
 	DefaultMaxTimeout = 60 * time.Second
+	// DefaultHandshakeTimeout bounds Server-Greeting → Set-Up-Response → Server-Start:
+	// SERVWAIT applies only after it, so idle TCP connections cannot hold the connection
+	// slots for 15 minutes (issue 11 H2).
+	DefaultHandshakeTimeout = 10 * time.Second
+	// Resource bounds of the command line's defaults (issue 11 H1, H2). A requested
+	// session costs a UDP socket and a few kilobytes; a running one ~300 KiB of batch
+	// buffers plus its socket buffer (kernel memory): 1000 running sessions hold ~300 MB.
+	DefaultMaxConnections           = 64
+	DefaultMaxConnectionsPerHost    = 8
+	DefaultMaxSessions              = 1000
+	DefaultMaxSessionsPerConnection = 32
 	// SupportedExtensions are the extension mode bits this server implements and advertises:
 	// RFC 5938 individual session control, RFC 6038 reflect octets and symmetrical size, and
 	// RFC 7750 DSCP and ECN monitoring.
@@ -167,8 +178,18 @@ type Config struct {
 	TestPorts PortRange
 	// MaxSessions bounds concurrent test sessions over all clients (0 = unlimited).
 	MaxSessions int
-	// MaxConnections bounds concurrent control connections (0 = unlimited).
+	// MaxConnections bounds concurrent control connections (0 = unlimited); a client beyond
+	// it gets a Server-Greeting with Modes 0 (RFC 4656 §3.1: refused) and is closed.
 	MaxConnections int
+	// MaxConnectionsPerHost bounds concurrent control connections from one client address
+	// (0 = unlimited), refused the same way.
+	MaxConnectionsPerHost int
+	// MaxSessionsPerConnection bounds the sessions one control connection may hold
+	// (requested or running; 0 = unlimited); beyond it Request-TW-Session gets Accept=4.
+	MaxSessionsPerConnection int
+	// HandshakeTimeout bounds the connection setup before SERVWAIT applies
+	// (DefaultHandshakeTimeout when 0).
+	HandshakeTimeout time.Duration
 	// StrictStop closes the control connection when Stop-Sessions has the wrong count
 	// (RFC 5357 §3.8); otherwise the mismatch is logged and the sessions stopped.
 	StrictStop bool
@@ -216,6 +237,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxTimeout == 0 {
 		c.MaxTimeout = DefaultMaxTimeout
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = DefaultHandshakeTimeout
 	}
 	if c.Logger == nil {
 		l := logrus.New()

@@ -33,14 +33,16 @@ type Server struct {
 	sessions map[[16]byte]*session
 	perUser  map[string]int
 	conns    map[*controlConn]struct{}
+	perHost  map[netip.Addr]int
 	addrs    []net.Addr
 	nextPort int
 	wg       sync.WaitGroup
 
-	m       counters
-	regOnce sync.Once
-	reg     *metrics.Registry
-	side    atomic.Pointer[httpside.Stats]
+	m         counters
+	refuseLog rateLog
+	regOnce   sync.Once
+	reg       *metrics.Registry
+	side      atomic.Pointer[httpside.Stats]
 }
 
 type counters struct {
@@ -61,6 +63,7 @@ func New(cfg Config) (*Server, error) {
 		Mode:            testpkt.ModeUnauthenticated,
 		Format:          reflector.FormatTWAMP,
 		ProvisionedOnly: !cfg.Light,
+		Batch:           sessionBatchFor(cfg.Light),
 		MaxSessions:     cfg.MaxSessions,
 		Synchronized:    cfg.Synchronized,
 		IdleTimeout:     cfg.RefWait,
@@ -73,7 +76,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	return &Server{cfg: cfg, log: cfg.Logger, refl: r, sessions: map[[16]byte]*session{},
-		perUser: map[string]int{}, conns: map[*controlConn]struct{}{}}, nil
+		perUser: map[string]int{}, conns: map[*controlConn]struct{}{}, perHost: map[netip.Addr]int{}}, nil
 }
 
 // Run serves until ctx is cancelled. It returns after every connection and session ended.
@@ -191,15 +194,29 @@ func (s *Server) acceptLoop(ctx context.Context, ln net.Listener) {
 		delay = 0
 		s.m.connsTotal.Add(1)
 		c := &controlConn{s: s, nc: nc, sessions: map[[16]byte]*session{}}
+		host := addrPortOf(nc.RemoteAddr()).Addr()
 		s.mu.Lock()
-		if s.cfg.MaxConnections > 0 && len(s.conns) >= s.cfg.MaxConnections {
-			s.mu.Unlock()
+		var why string
+		switch {
+		case s.cfg.MaxConnections > 0 && len(s.conns) >= s.cfg.MaxConnections:
+			why = "--max-connections reached"
 			s.m.connsRejected.Add(1)
-			s.log.WithField("peer", nc.RemoteAddr().String()).Warn("control connection refused: --max-connections reached")
+		case s.cfg.MaxConnectionsPerHost > 0 && s.perHost[host] >= s.cfg.MaxConnectionsPerHost:
+			why = "--max-connections-per-host reached for this address"
+			s.m.connsRefusedHost.Add(1)
+		}
+		if why != "" {
+			s.mu.Unlock()
+			s.refuseLog.warn(s.log.WithField("peer", nc.RemoteAddr().String()), "control connection refused: "+why)
+			// RFC 4656 §3.1: Modes 0 tells the client it is refused (twping: "server
+			// denied access"), rather than an unexplained EOF.
+			_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
+			_ = twampctl.Refuse(nc)
 			nc.Close()
 			continue
 		}
 		s.conns[c] = struct{}{}
+		s.perHost[host]++
 		s.mu.Unlock()
 		s.wg.Add(1)
 		go func() {
@@ -207,6 +224,9 @@ func (s *Server) acceptLoop(ctx context.Context, ln net.Listener) {
 			c.serve(ctx)
 			s.mu.Lock()
 			delete(s.conns, c)
+			if s.perHost[host]--; s.perHost[host] <= 0 {
+				delete(s.perHost, host)
+			}
 			s.mu.Unlock()
 		}()
 	}
@@ -236,7 +256,8 @@ func (c *controlConn) serve(ctx context.Context) {
 	s := c.s
 	defer c.nc.Close()
 	c.log = s.log.WithField("peer", c.nc.RemoteAddr().String())
-	_ = c.nc.SetDeadline(time.Now().Add(s.cfg.ServWait))
+	// The handshake has its own short deadline; SERVWAIT applies after it (issue 11 H2).
+	_ = c.nc.SetDeadline(time.Now().Add(min(s.cfg.HandshakeTimeout, s.cfg.ServWait)))
 	ctl, err := twampctl.ServerHandshake(c.nc, twampctl.ServerConfig{
 		Modes: s.cfg.Modes | SupportedExtensions,
 		Count: s.cfg.Count,
@@ -245,7 +266,12 @@ func (c *controlConn) serve(ctx context.Context) {
 			return k, ok
 		},
 	})
+	var ne net.Error
 	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		s.m.handshakeTimeouts.Add(1)
+		s.refuseLog.warn(c.log, "control connection closed: no Set-Up-Response within --handshake-timeout")
+		return
 	case errors.Is(err, twampctl.ErrAuth):
 		s.m.authFailures.Add(1)
 		c.log.WithError(err).Warn("control connection rejected: authentication failed")
@@ -258,6 +284,7 @@ func (c *controlConn) serve(ctx context.Context) {
 		c.log.Info("client abandoned the connection (Mode 0)")
 		return
 	}
+	_ = c.nc.SetDeadline(time.Time{})
 	c.ctl, c.identity = ctl, ctl.Identity
 	c.log = c.log.WithField("mode", ctl.Mode().Security().String())
 	if c.identity != "" {
@@ -445,6 +472,9 @@ func (c *controlConn) request(ctx context.Context, rq *twampctl.RequestTWSession
 	if c.limits.MaxSessions > 0 && mine >= c.limits.MaxSessions {
 		return reject(twampctl.AcceptTemporaryResource, "per-user session limit reached")
 	}
+	if n := s.cfg.MaxSessionsPerConnection; n > 0 && len(c.sessions) >= n {
+		return reject(twampctl.AcceptTemporaryResource, "--max-sessions-per-connection reached")
+	}
 	timeout := time.Duration(float64(rq.Timeout) / (1 << 32) * float64(time.Second))
 	timeout = min(max(timeout, 0), s.cfg.MaxTimeout)
 	ss, err := s.newSession(ctx, c, rq, sender, receiver, dscp, timeout)
@@ -492,4 +522,38 @@ func (s *Server) Addrs() []net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]net.Addr(nil), s.addrs...)
+}
+
+// sessionBatchFor is the reflector batch: small for per-session sockets, the reflector's
+// default for the one TWAMP Light socket.
+func sessionBatchFor(light bool) int {
+	if light {
+		return 0
+	}
+	return sessionBatch
+}
+
+// rateLog logs at most one warning per second and counts the ones it left out, so that a
+// flood of refused connections shows in the log without filling it.
+type rateLog struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+func (r *rateLog) warn(l logrus.FieldLogger, msg string) {
+	r.mu.Lock()
+	now := time.Now()
+	if now.Sub(r.last) < time.Second {
+		r.suppressed++
+		r.mu.Unlock()
+		return
+	}
+	n := r.suppressed
+	r.last, r.suppressed = now, 0
+	r.mu.Unlock()
+	if n > 0 {
+		l = l.WithField("suppressed", n)
+	}
+	l.Warn(msg)
 }

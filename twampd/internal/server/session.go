@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/probekit/probekit/shared/reflector"
 	"github.com/probekit/probekit/shared/testpkt"
@@ -15,11 +18,23 @@ import (
 )
 
 // sessionRcvBuf absorbs ~150 ms of a 100 kpps session while the reflector goroutine is
-// descheduled on a busy host (the kernel charges ~768 octets per small datagram).
+// descheduled on a busy host (the kernel charges ~768 octets per small datagram). A session
+// gets it at Start-Sessions; before, its socket keeps the kernel's default buffer.
 const sessionRcvBuf = 64 << 20
+
+// sessionBatch is the recvmmsg/sendmmsg depth of a negotiated session's loop: 16 datagrams
+// of up to 9 KiB each way, ~300 KiB per running session (reflector.Config.Batch). Light
+// mode serves one socket for every sender and keeps the reflector's default.
+const sessionBatch = 16
 
 // session is one negotiated test session: its own UDP socket, provisioned in the shared
 // reflector's table between Start-Sessions and Stop-Sessions + Timeout.
+//
+// A requested session costs a bound socket with one-message batch state (udpsock grows it
+// on the first read), the kernel's default receive buffer and this struct: a few
+// kilobytes. Its reflector loop — the batch buffers (~300 KiB), the goroutine and the
+// large receive buffer — starts only at Start-Sessions (issue 11 H1: 1.1 MB per requested
+// session before).
 type session struct {
 	sid      [16]byte
 	owner    *controlConn
@@ -40,6 +55,10 @@ type session struct {
 	stopped  atomic.Bool
 	startAt  atomic.Int64
 	done     chan struct{}
+
+	mu      sync.Mutex // orders startSession against the end of a session never started
+	ended   bool
+	endOnce sync.Once
 }
 
 // reflect6038 is a session's RFC 6038 state: the padding octets the reflector copies back
@@ -90,6 +109,8 @@ func (s *Server) listenTest(ctx context.Context, local netip.Addr, requested uin
 	}
 	opts := s.listenOptions()
 	opts.RecvDst = local.IsUnspecified() // a bound address is the only destination
+	opts.Batch = 1                       // grown by the first ReadBatch, after Start-Sessions
+	opts.ReadBuffer = 0                  // sessionRcvBuf at Start-Sessions
 	try := func(port uint16) (*udpsock.Conn, error) {
 		return udpsock.Listen(ctx, network, netip.AddrPortFrom(local, port).String(), opts)
 	}
@@ -176,21 +197,76 @@ func (s *Server) newSession(ctx context.Context, c *controlConn, rq *twampctl.Re
 	c.log.WithField("sid", fmt.Sprintf("%x", ss.sid)).WithField("sender", ss.peer.String()).
 		WithField("reflector", ss.local.String()).WithField("requested_port", rq.ReceiverPort).
 		WithField("padding", rq.PaddingLength).WithField("dscp", dscp).Info("test session accepted")
+	// Ended before Start-Sessions (connection closed, Stop-N-Sessions, shutdown): release it
+	// here, since no reflector loop will.
+	context.AfterFunc(ss.ctx, func() {
+		ss.mu.Lock()
+		started := ss.started.Load()
+		ss.ended = true
+		ss.mu.Unlock()
+		if !started {
+			s.endSession(ss)
+		}
+	})
+	return ss, nil
+}
+
+// startSession provisions the session and starts its reflector loop.
+func (s *Server) startSession(ss *session) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.ended || ss.started.Load() {
+		return
+	}
+	if err := s.refl.Table().Provision(ss.rs, true); err != nil {
+		ss.owner.log.WithError(err).Warn("provisioning test session failed")
+		return
+	}
+	if err := setReadBuffer(ss.sock, sessionRcvBuf); err != nil {
+		ss.owner.log.WithError(err).Debug("test session: receive buffer not enlarged")
+	}
+	drain(ss.sock) // datagrams sent before Start-Sessions get no reply
+	ss.startAt.Store(time.Now().UnixNano())
+	ss.started.Store(true)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		s.serve(ss)
 	}()
-	return ss, nil
 }
 
-func (s *Server) startSession(ss *session) {
-	if err := s.refl.Table().Provision(ss.rs, true); err != nil {
-		ss.owner.log.WithError(err).Warn("provisioning test session failed")
+// setReadBuffer sets SO_RCVBUF, past rmem_max with CAP_NET_ADMIN (SO_RCVBUFFORCE).
+func setReadBuffer(c *udpsock.Conn, n int) error {
+	rc, err := c.UDPConn().SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n) != nil {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, n)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// drain discards the datagrams queued on c (bounded by the small pre-start buffer).
+func drain(c *udpsock.Conn) {
+	rc, err := c.UDPConn().SyscallConn()
+	if err != nil {
 		return
 	}
-	ss.startAt.Store(time.Now().UnixNano())
-	ss.started.Store(true)
+	var b [1]byte
+	_ = rc.Control(func(fd uintptr) {
+		for range 4096 {
+			if _, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_DONTWAIT|unix.MSG_TRUNC); err != nil {
+				return
+			}
+		}
+	})
 }
 
 // stopSession keeps reflecting for the session's Timeout, then ends it (TW-T4).
@@ -201,17 +277,35 @@ func (s *Server) stopSession(ss *session) {
 	time.AfterFunc(ss.timeout, ss.cancel)
 }
 
-// serve runs a negotiated session until it is cancelled or REFWAIT passes without packets.
+// serve runs a started session until it is cancelled or REFWAIT passes without packets.
 func (s *Server) serve(ss *session) {
-	defer func() {
+	defer s.endSession(ss)
+	err := s.refl.ServeWith(ss.ctx, ss.sock, reflector.ServeOptions{Idle: s.cfg.RefWait})
+	switch {
+	case errors.Is(err, reflector.ErrIdle):
+		s.m.refwaitExpired.Add(1)
+		ss.owner.log.WithField("sid", fmt.Sprintf("%x", ss.sid)).Info("REFWAIT expired; ending idle test session")
+	case err != nil:
+		ss.owner.log.WithField("sid", fmt.Sprintf("%x", ss.sid)).WithError(err).Warn("test session socket failed")
+	}
+}
+
+// endSession releases a session once: table entry, socket, server bookkeeping.
+func (s *Server) endSession(ss *session) {
+	ss.endOnce.Do(func() {
 		var rx, tx uint32
-		for _, si := range s.refl.Table().Snapshot() {
-			if si.Peer == ss.rs.Key.Peer.String() && si.Local == ss.rs.Key.Local.String() {
-				rx, tx = si.Received, si.Reflected
+		if ss.started.Load() {
+			for _, si := range s.refl.Table().Snapshot() {
+				if si.Peer == ss.rs.Key.Peer.String() && si.Local == ss.rs.Key.Local.String() {
+					rx, tx = si.Received, si.Reflected
+				}
 			}
 		}
 		l := ss.owner.log.WithField("sid", fmt.Sprintf("%x", ss.sid)).WithField("received", rx).
 			WithField("reflected", tx)
+		if !ss.started.Load() {
+			l = l.WithField("started", false)
+		}
 		if ss.refl.enabled {
 			l = l.WithField("octets_reflected_replies", ss.refl.copied.Load()).
 				WithField("server_octets_mismatches", ss.refl.mismatches.Load())
@@ -227,13 +321,5 @@ func (s *Server) serve(ss *session) {
 		}
 		s.mu.Unlock()
 		close(ss.done)
-	}()
-	err := s.refl.ServeWith(ss.ctx, ss.sock, reflector.ServeOptions{Idle: s.cfg.RefWait})
-	switch {
-	case errors.Is(err, reflector.ErrIdle):
-		s.m.refwaitExpired.Add(1)
-		ss.owner.log.WithField("sid", fmt.Sprintf("%x", ss.sid)).Info("REFWAIT expired; ending idle test session")
-	case err != nil:
-		ss.owner.log.WithField("sid", fmt.Sprintf("%x", ss.sid)).WithError(err).Warn("test session socket failed")
-	}
+	})
 }

@@ -1,0 +1,182 @@
+package server
+
+import (
+	"errors"
+	"io"
+	"net"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/probekit/probekit/shared/twampctl"
+)
+
+// dialFrom connects from a chosen loopback source address (127.0.0.2 …) and runs the
+// client handshake.
+func dialFrom(t *testing.T, src, addr string) (*twampctl.Conn, error) {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 10 * time.Second}
+	nc, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	return twampctl.ClientHandshake(nc, clientCfg(twampctl.ModeUnauthenticated))
+}
+
+// Issue 11 H2: a client beyond --max-connections or --max-connections-per-host is told it
+// is refused (Modes 0 greeting), not left with an EOF; other addresses are still served.
+func TestConnectionLimits(t *testing.T) {
+	ts := startServer(t, Config{Modes: twampctl.ModeUnauthenticated, MaxConnections: 3, MaxConnectionsPerHost: 2})
+	for i := range 2 {
+		if _, err := dialFrom(t, "127.0.0.2", ts.ctl); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+	}
+	_, err := dialFrom(t, "127.0.0.2", ts.ctl)
+	if !errors.Is(err, twampctl.ErrRejected) || !strings.Contains(err.Error(), "refuses service") {
+		t.Errorf("third connection from one address: %v, want a refusal", err)
+	}
+	if _, err := dialFrom(t, "127.0.0.1", ts.ctl); err != nil {
+		t.Errorf("another address: %v", err)
+	}
+	if _, err := dialFrom(t, "127.0.0.3", ts.ctl); !errors.Is(err, twampctl.ErrRejected) {
+		t.Errorf("fourth connection overall: %v, want a refusal", err)
+	}
+	waitFor(t, func() bool { return ts.m.connsRefusedHost.Load() == 1 && ts.m.connsRejected.Load() == 1 })
+}
+
+// Issue 11 H2: a connection that never answers the greeting is closed after the handshake
+// timeout, not after SERVWAIT, and frees its slot.
+func TestHandshakeTimeout(t *testing.T) {
+	ts := startServer(t, Config{Modes: twampctl.ModeUnauthenticated, MaxConnections: 1,
+		HandshakeTimeout: 200 * time.Millisecond, ServWait: time.Hour})
+	idle, err := net.Dial("tcp", ts.ctl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	// The greeting arrives, then (with no Set-Up-Response) the server closes: EOF long
+	// before SERVWAIT (an hour).
+	_ = idle.SetReadDeadline(time.Now().Add(time.Minute))
+	n, err := io.Copy(io.Discard, idle)
+	if err != nil || n != twampctl.ServerGreetingLen {
+		t.Fatalf("idle connection: read %d octets, %v; want the greeting then EOF", n, err)
+	}
+	waitFor(t, func() bool { return ts.m.handshakeTimeouts.Load() == 1 })
+	// The slot is free again, and an established connection is not cut by the handshake
+	// timeout.
+	waitFor(t, func() bool {
+		ts.mu.Lock()
+		defer ts.mu.Unlock()
+		return len(ts.conns) == 0
+	})
+	ctl, err := dial(t, ts.ctl, clientCfg(twampctl.ModeUnauthenticated))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(400 * time.Millisecond)
+	s, _ := newSender(t, ctl, 0, 0)
+	if err := ctl.StartSessions(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.exchange(t, 1); err != nil {
+		t.Errorf("established connection after the handshake timeout: %v", err)
+	}
+}
+
+// Issue 11 H1: sessions per connection and in total are bounded; a requested session costs
+// kilobytes (its reflector loop and buffers start at Start-Sessions) and is released when
+// the connection ends.
+func TestSessionLimitsAndCost(t *testing.T) {
+	const perConn, n = 300, 250
+	ts := startServer(t, Config{Modes: twampctl.ModeUnauthenticated, MaxSessionsPerConnection: perConn, MaxSessions: n + 1})
+	ctl, err := dial(t, ts.ctl, clientCfg(twampctl.ModeUnauthenticated))
+	if err != nil {
+		t.Fatal(err)
+	}
+	request := func(c *twampctl.Conn) error {
+		rq := twampctl.RequestTWSession{IPVN: 4, SenderPort: 9, Timeout: 1 << 32, TypeP: 0}
+		_, err := c.RequestSession(&rq)
+		return err
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	goBefore := runtime.NumGoroutine()
+	for i := range n {
+		if err := request(ctl); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := (int64(after.HeapInuse) - int64(before.HeapInuse)) / n
+	// Before the fix each requested session held 1.18 MB of batch buffers; the bound leaves
+	// room for the socket's batch state and bookkeeping.
+	if per > 64<<10 {
+		t.Errorf("a requested session holds %d octets of heap, want < 64 KiB", per)
+	}
+	if g := runtime.NumGoroutine() - goBefore; g > 10 {
+		t.Errorf("%d goroutines for %d requested sessions", g, n)
+	}
+	t.Logf("requested session: %d octets of heap", per)
+	// Total bound: one more fits, the next is refused with Accept=4 (temporary resource).
+	other, err := dial(t, ts.ctl, clientCfg(twampctl.ModeUnauthenticated))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := request(other); err != nil {
+		t.Fatal(err)
+	}
+	var re *twampctl.RejectError
+	if err := request(other); !errors.As(err, &re) || re.Accept != twampctl.AcceptTemporaryResource {
+		t.Errorf("request beyond --max-sessions: %v", err)
+	}
+	// Closing the connection releases its requested sessions.
+	ctl.Close()
+	waitFor(t, func() bool {
+		ts.mu.Lock()
+		defer ts.mu.Unlock()
+		return len(ts.sessions) == 1
+	})
+	// Per-connection bound.
+	ts2 := startServer(t, Config{Modes: twampctl.ModeUnauthenticated, MaxSessionsPerConnection: 2})
+	c2, err := dial(t, ts2.ctl, clientCfg(twampctl.ModeUnauthenticated))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := request(c2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := request(c2); !errors.As(err, &re) || re.Accept != twampctl.AcceptTemporaryResource {
+		t.Errorf("request beyond --max-sessions-per-connection: %v", err)
+	}
+}
+
+// Datagrams sent to a requested session before Start-Sessions get no reply; after it the
+// session reflects from sequence 0.
+func TestLazyStart(t *testing.T) {
+	ts := startServer(t, Config{Modes: twampctl.ModeUnauthenticated})
+	ctl, err := dial(t, ts.ctl, clientCfg(twampctl.ModeUnauthenticated))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := newSender(t, ctl, 0, 0)
+	s.wait = 300 * time.Millisecond
+	if _, _, err := s.exchange(t, 1); err == nil {
+		t.Error("reply before Start-Sessions")
+	}
+	if err := ctl.StartSessions(); err != nil {
+		t.Fatal(err)
+	}
+	s.wait = 0
+	rp, _, err := s.exchange(t, 7)
+	if err != nil || rp.Seq != 0 || rp.SenderSeq != 7 {
+		t.Errorf("after Start-Sessions: %+v %v", rp, err)
+	}
+}
