@@ -507,9 +507,17 @@ func (c *Client) handlePeer(m *ptp.Message, src netip.AddrPort, rx time.Time, re
 		p.uuid, p.hasUUID = m.UUID, true
 		c.byUUID[m.UUID] = p
 	}
-	if m.Has&ptp.FieldUUID != 0 && m.UUID != p.uuid {
-		c.counters.unknown.Add(1) // another client now behind this address
-		return
+	if m.Has&ptp.FieldUUID != 0 && m.UUID != p.uuid && !relayed {
+		if p.uuidListed {
+			c.counters.unknown.Add(1) // the server names another client at this address
+			return
+		}
+		// Learned from packets only (v2 list): a restarted peer on the same address.
+		if c.byUUID[p.uuid] == p {
+			delete(c.byUUID, p.uuid)
+		}
+		p.uuid = m.UUID
+		c.byUUID[m.UUID] = p
 	}
 	if m.Role == ptp.RoleClient {
 		p.version = m.Version

@@ -75,6 +75,8 @@ type candidate struct {
 type peer struct {
 	uuid    ptp.UUID
 	hasUUID bool
+	// uuidListed: the UUID came from the server's list (v3 PEERUUID), not from packets.
+	uuidListed bool
 	ext     netip.AddrPort // the server's CLIENTLIST_EXT for it
 	lan     netip.AddrPort // CLIENTLIST_INT
 	cands   []candidate

@@ -163,8 +163,11 @@ func (c *Client) list(m *ptp.Message) {
 			c.event("peer-added", p, "", fmt.Sprintf("Received new client %v from the server", e.Ext))
 		}
 		p.seen = true
-		if e.HasUUID && !p.hasUUID {
-			p.uuid, p.hasUUID = e.UUID, true
+		if e.HasUUID && (!p.hasUUID || !p.uuidListed) {
+			if p.hasUUID && p.uuid != e.UUID && c.byUUID[p.uuid] == p {
+				delete(c.byUUID, p.uuid)
+			}
+			p.uuid, p.hasUUID, p.uuidListed = e.UUID, true, true
 		}
 		if p.hasUUID {
 			c.byUUID[p.uuid] = p

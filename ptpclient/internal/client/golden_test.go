@@ -1,0 +1,120 @@
+package client
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/probekit/probekit/shared/ptp"
+)
+
+// In legacy mode the client's packets are byte-identical to the original's (vectors.json).
+func TestGoldenLegacyPackets(t *testing.T) {
+	vec := vectors(t)
+	c, tr := newTestClient(t, true)
+	// The server's beacon (s2c_beacon) carries MYTS: the reply is c2s_yourts when our server
+	// counter is at 9.
+	c.srv.seqOut = 9
+	feed(c, vec["s2c_beacon"], "192.0.2.1:23456")
+	sent := tr.take()
+	if len(sent) != 1 || !bytes.Equal(sent[0].b, vec["c2s_yourts"]) || sent[0].to.String() != "192.0.2.1:23456" {
+		t.Fatalf("reply to the server's MYTS:\n got %v\nwant %x", sent, vec["c2s_yourts"])
+	}
+	// s2c_beacon lists 203.0.113.9:50001 and 198.51.100.7:40001 (INT 10.0.1.3:40001): PTP-C3.
+	if len(c.peers) != 2 || c.public.String() != "198.51.100.7:40000" {
+		t.Fatalf("peers %d, public %v", len(c.peers), c.public)
+	}
+	if p := c.byAddr[mustAP("10.0.1.3:40001")]; p == nil || p.lan.String() != "10.0.1.3:40001" {
+		t.Errorf("CLIENTLIST_INT not attached: %+v", p)
+	}
+	// A peer's probe (c2c_beacon) is answered with c2c_yourts (its first packet to that peer).
+	feed(c, vec["c2c_beacon"], "203.0.113.9:50001")
+	sent = tr.take()
+	if len(sent) != 1 || !bytes.Equal(sent[0].b, vec["c2c_yourts"]) || sent[0].to.String() != "203.0.113.9:50001" {
+		t.Fatalf("reply to a peer's MYTS:\n got %v\nwant %x", sent, vec["c2c_yourts"])
+	}
+	// SHUTDOWN (PTP-C4) as the original sends it, with our server counter at 8.
+	c.srv.seqOut = 8
+	c.sendShutdown()
+	sent = tr.take()
+	if len(sent) != 1 || !bytes.Equal(sent[0].b, vec["c2s_shutdown"]) {
+		t.Fatalf("SHUTDOWN:\n got %v\nwant %x", sent, vec["c2s_shutdown"])
+	}
+}
+
+// A list whose CLIENTLEN does not match is ignored (PTP-C3); an unlisted sender is dropped
+// as "Unknown client"; a bad checksum is counted, not fatal (B2).
+func TestListSemanticsAndDrops(t *testing.T) {
+	vec := vectors(t)
+	c, tr := newTestClient(t, true)
+	bad := append([]byte(nil), vec["s2c_beacon"]...)
+	// CLIENTLEN value is the byte before the checksum: make it 3 and re-seal.
+	bad = bad[:len(bad)-2]
+	bad[len(bad)-1] = 3
+	bad = ptp.Seal(bad)
+	feed(c, bad, "192.0.2.1:23456")
+	if len(c.peers) != 0 {
+		t.Fatalf("list with CLIENTLEN 3 and 2 entries applied")
+	}
+	feed(c, vec["s2c_beacon"], "192.0.2.1:23456")
+	tr.take()
+	feed(c, vec["c2c_beacon"], "203.0.113.77:1")
+	if c.Counters().Unknown != 1 || len(tr.take()) != 0 {
+		t.Errorf("unlisted sender answered: %+v", c.Counters())
+	}
+	corrupt := append([]byte(nil), vec["c2c_beacon"]...)
+	corrupt[len(corrupt)-1] ^= 1
+	feed(c, corrupt, "203.0.113.9:50001")
+	if c.Counters().BadChecksum != 1 || len(c.peers) != 2 {
+		t.Errorf("bad checksum: %+v, %d peers", c.Counters(), len(c.peers))
+	}
+	// A later list without a peer removes it (the server's list is authoritative).
+	m := ptp.Message{Role: ptp.RoleServer, Version: 2, Has: ptp.FieldSequence | ptp.FieldUUID | ptp.FieldList,
+		UUID: vecUUID, Entries: []ptp.Entry{{Ext: mustAP("203.0.113.9:50001")}}}
+	b, err := m.AppendTo(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed(c, b, "192.0.2.1:23456")
+	if len(c.peers) != 1 || c.byAddr[mustAP("10.0.1.3:40001")] != nil {
+		t.Errorf("removal: %d peers", len(c.peers))
+	}
+}
+
+// Timers (PTP-C1): a server beacon every 7 s and a probe to every peer every 0.5 s, on the
+// client's own tick with synthetic times.
+func TestTimers(t *testing.T) {
+	vec := vectors(t)
+	c, tr := newTestClient(t, true)
+	feed(c, vec["s2c_beacon"], "192.0.2.1:23456")
+	tr.take()
+	t0 := time.Unix(1718000000, 0)
+	for d := time.Duration(0); d < 14*time.Second; d += tick {
+		c.onTick(t0.Add(d))
+	}
+	var beacons, probes int
+	var m ptp.Message
+	for _, s := range tr.take() {
+		if err := m.UnmarshalBinary(s.b); err != nil || m.Has&ptp.FieldMyTS == 0 {
+			t.Fatalf("unexpected packet %x", s.b)
+		}
+		if s.to.String() == "192.0.2.1:23456" {
+			beacons++
+			if m.Has&ptp.FieldPTPAddr == 0 || m.PTPAddr.String() != "10.0.1.2:40000" || m.IsV3() {
+				t.Errorf("server beacon %+v", m)
+			}
+		} else {
+			probes++
+		}
+	}
+	// 0 s and 7 s; two peers with two candidates each (the LAN address and the public one for
+	// the same-NAT peer) while punching: 28 ticks of 0.5 s.
+	if beacons != 2 {
+		t.Errorf("%d server beacons in 14 s, want 2", beacons)
+	}
+	if probes != 28*3 {
+		t.Errorf("%d probes in 14 s, want %d", probes, 28*3)
+	}
+}
+
+func mustAP(s string) netipAddrPort { return mustParseAP(s) }
