@@ -77,12 +77,12 @@ type peer struct {
 	hasUUID bool
 	// uuidListed: the UUID came from the server's list (v3 PEERUUID), not from packets.
 	uuidListed bool
-	ext     netip.AddrPort // the server's CLIENTLIST_EXT for it
-	lan     netip.AddrPort // CLIENTLIST_INT
-	cands   []candidate
-	version uint8 // CLIENTVER it sent (0: not heard yet)
-	nat     natprobe.Info
-	hasNAT  bool
+	ext        netip.AddrPort // the server's CLIENTLIST_EXT for it
+	lan        netip.AddrPort // CLIENTLIST_INT
+	cands      []candidate
+	version    uint8 // CLIENTVER it sent (0: not heard yet)
+	nat        natprobe.Info
+	hasNAT     bool
 
 	seqOut    uint32 // per-peer SEQUENCE counter (every packet sent to it)
 	probes    [ringSize]probe
