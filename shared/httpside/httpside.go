@@ -17,8 +17,9 @@
 //     loopback address, a local interface address for a wildcard one, or one of
 //     Config.Hosts): DNS-rebinding pages get 421 Misdirected Request.
 //   - Timeouts for headers, the whole request, the response and idle keep-alives; header
-//     and body size limits (413 beyond MaxBody); at most MaxConns connections at once (the
-//     rest wait in the kernel's backlog).
+//     and body size limits (413 beyond MaxBody); at most MaxConns connections at once and
+//     MaxConnsPerHost from one address (more are closed at once, so slow clients from one
+//     address cannot hold the port).
 //   - Listings are paginated with ?offset=N&limit=N (Page), limit capped.
 //
 // Use:
@@ -46,7 +47,6 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
-	"golang.org/x/net/netutil"
 
 	"github.com/probekit/probekit/shared/keyfile"
 )
@@ -59,7 +59,8 @@ const (
 	DefaultIdleTimeout       = 60 * time.Second
 	DefaultMaxHeaderBytes    = 16 << 10
 	DefaultMaxBody           = 64 << 10
-	DefaultMaxConns          = 32
+	DefaultMaxConns          = 256
+	DefaultMaxConnsPerHost   = 16
 	// MinTokenLen is the shortest token LoadToken accepts.
 	MinTokenLen = 16
 )
@@ -80,7 +81,10 @@ type Config struct {
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	MaxHeaderBytes                                            int
 	MaxBody                                                   int64
-	MaxConns                                                  int
+	// MaxConns bounds open connections, MaxConnsPerHost those from one client address; a
+	// connection beyond either is closed at once (counted as refused "conns"), so slow
+	// clients cannot queue legitimate ones behind them.
+	MaxConns, MaxConnsPerHost int
 	// Logger receives refusals (at debug level; counted in Stats) and serve errors.
 	Logger logrus.FieldLogger
 }
@@ -103,6 +107,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxConns <= 0 {
 		c.MaxConns = DefaultMaxConns
+	}
+	if c.MaxConnsPerHost <= 0 {
+		c.MaxConnsPerHost = DefaultMaxConnsPerHost
 	}
 	if c.Logger == nil {
 		l := logrus.New()
@@ -187,7 +194,8 @@ func Listen(ctx context.Context, cfg Config, h http.Handler) (*Server, error) {
 		return nil, fmt.Errorf("side port: %w", err)
 	}
 	st := &Stats{}
-	s := &Server{ln: netutil.LimitListener(ln, cfg.MaxConns), Stats: st, done: make(chan struct{})}
+	s := &Server{ln: &limitListener{Listener: ln, max: cfg.MaxConns, perHost: cfg.MaxConnsPerHost, st: st, hosts: map[netip.Addr]int{}},
+		Stats: st, done: make(chan struct{})}
 	s.hs = &http.Server{
 		Handler:           wrap(cfg, ln.Addr(), st, h),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
@@ -361,4 +369,59 @@ func Page(r *http.Request, def, max int) (offset, limit int, err error) {
 func Slice(n, offset, limit int) (start, end int) {
 	start = min(offset, n)
 	return start, min(start+limit, n)
+}
+
+// limitListener closes connections beyond its bounds as soon as they are accepted.
+type limitListener struct {
+	net.Listener
+	max, perHost int
+	st           *Stats
+
+	mu    sync.Mutex
+	n     int
+	hosts map[netip.Addr]int
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		var host netip.Addr
+		if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+			host = ta.AddrPort().Addr().Unmap()
+		}
+		l.mu.Lock()
+		if l.n >= l.max || l.hosts[host] >= l.perHost {
+			l.mu.Unlock()
+			l.st.add("conns")
+			c.Close()
+			continue
+		}
+		l.n++
+		l.hosts[host]++
+		l.mu.Unlock()
+		return &limitConn{Conn: c, l: l, host: host}, nil
+	}
+}
+
+type limitConn struct {
+	net.Conn
+	l    *limitListener
+	host netip.Addr
+	once sync.Once
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		c.l.n--
+		if c.l.hosts[c.host]--; c.l.hosts[c.host] <= 0 {
+			delete(c.l.hosts, c.host)
+		}
+		c.l.mu.Unlock()
+	})
+	return err
 }
