@@ -24,6 +24,9 @@ type BenchConfig struct {
 	// ResidenceRate and ResidenceDuration: the run whose replies give T3 − T2.
 	ResidenceRate     float64
 	ResidenceDuration time.Duration
+	// ExtraResidenceRates are further residence runs (same duration), e.g. 100 pps, where an
+	// idle CPU's wake-up dominates, next to 10 kpps.
+	ExtraResidenceRates []float64
 	// The max-rate search offers SearchStart, ×SearchFactor each step, up to SearchMax, for
 	// SearchDuration each, until loss reaches LossLimit or the generator falls behind.
 	SearchStart    float64
@@ -92,6 +95,8 @@ type TargetReport struct {
 	Search       []Result `json:"search,omitempty"`
 	// Residence is the residence-rate run; its Residence field is empty for plain echoes.
 	Residence *Result `json:"residence,omitempty"`
+	// ExtraResidence are the runs at BenchConfig.ExtraResidenceRates, in that order.
+	ExtraResidence []*Result `json:"extra_residence,omitempty"`
 }
 
 // Check is one pass/fail comparison against a target figure.
@@ -146,17 +151,20 @@ func (r Report) Passed() bool {
 
 // The reflector performance targets of issues 4 and 5.
 const (
-	MaxCPURatio        = 1.3
-	MinMaxRateRatio    = 0.95
-	MaxResidenceP50    = 5 * time.Microsecond
-	MaxResidenceP99    = 50 * time.Microsecond
-	generatorReadBuf   = 8 << 20
-	generatorWriteBuf  = 4 << 20
-	settleBetweenRuns  = 100 * time.Millisecond
-	searchRefinements  = 1
-	minSearchRate      = 1000
-	harnessWait        = time.Second
-	residenceCheckName = "residence"
+	MaxCPURatio     = 1.3
+	MinMaxRateRatio = 0.95
+	MaxResidenceP50 = 5 * time.Microsecond
+	MaxResidenceP99 = 50 * time.Microsecond
+	// MaxResidenceVsLimit is issue 10's bound on the reflector's residence p50 against a
+	// stamping limit echo's at the same rate in the same run (needs the limit's stamps).
+	MaxResidenceVsLimit = 1.5
+	generatorReadBuf    = 8 << 20
+	generatorWriteBuf   = 4 << 20
+	settleBetweenRuns   = 100 * time.Millisecond
+	searchRefinements   = 1
+	minSearchRate       = 1000
+	harnessWait         = time.Second
+	residenceCheckName  = "residence"
 )
 
 // Compare measures limit (the minimal echo) and target one after the other on the same
@@ -198,6 +206,15 @@ func Compare(ctx context.Context, limit, target *Process, cfg BenchConfig) (Repo
 		}
 		reports[i].Residence = &res
 	}
+	for _, rate := range cfg.ExtraResidenceRates {
+		for i, p := range procs {
+			res, err := RunOnce(ctx, p, Config{Rate: rate, Duration: cfg.ResidenceDuration, Size: cfg.Size, Residence: STAMPResidence})
+			if err != nil {
+				return rep, err
+			}
+			reports[i].ExtraResidence = append(reports[i].ExtraResidence, &res)
+		}
+	}
 	rep.evaluate(cfg)
 	rep.LoadAvg[1] = LoadAvg1()
 	return rep, nil
@@ -219,6 +236,20 @@ func (rep *Report) evaluate(cfg BenchConfig) {
 		rep.Checks = append(rep.Checks,
 			Check{Name: residenceCheckName + "_p50_us", Value: p50, Op: "<=", Limit: us(MaxResidenceP50), Pass: r.Residence.P50 <= MaxResidenceP50},
 			Check{Name: residenceCheckName + "_p99_us", Value: p99, Op: "<=", Limit: us(MaxResidenceP99), Pass: r.Residence.P99 <= MaxResidenceP99})
+	}
+	vsLimit := func(l, t *Result) {
+		if l == nil || t == nil || l.Residence.Count == 0 || t.Residence.Count == 0 || l.Residence.P50 <= 0 {
+			return
+		}
+		v := float64(t.Residence.P50) / float64(l.Residence.P50)
+		rep.Checks = append(rep.Checks, Check{Name: fmt.Sprintf("%s_p50_vs_limit@%.0fpps", residenceCheckName, t.Rate), Value: v,
+			Op: "<=", Limit: MaxResidenceVsLimit, Pass: v <= MaxResidenceVsLimit})
+	}
+	vsLimit(rep.Limit.Residence, rep.Target.Residence)
+	for i := range rep.Target.ExtraResidence {
+		if i < len(rep.Limit.ExtraResidence) {
+			vsLimit(rep.Limit.ExtraResidence[i], rep.Target.ExtraResidence[i])
+		}
 	}
 	for _, tr := range []TargetReport{rep.Limit, rep.Target} {
 		for _, f := range tr.Fixed {

@@ -125,6 +125,27 @@ func TestEvaluateChecks(t *testing.T) {
 	if rep.Passed() || rep.Checks[len(rep.Checks)-1].Name != "limit_fixed_rate_loss" {
 		t.Errorf("checks %+v", rep.Checks)
 	}
+	// Residence against a stamping limit echo at each rate: 1.5 × its p50 at most.
+	res := func(rate float64, p50 time.Duration) *Result {
+		return &Result{Rate: rate, Residence: Percentiles{Count: 100, P50: p50, P99: 2 * p50}}
+	}
+	rep = Report{
+		Limit: TargetReport{Name: "limit", Residence: res(10000, 20*time.Microsecond),
+			ExtraResidence: []*Result{res(100, 80*time.Microsecond)}},
+		Target: TargetReport{Name: "r", Residence: res(10000, 31*time.Microsecond),
+			ExtraResidence: []*Result{res(100, 100*time.Microsecond)}},
+	}
+	rep.evaluate(BenchConfig{LossLimit: 0.001, SkipSearch: true})
+	got := map[string]Check{}
+	for _, c := range rep.Checks {
+		got[c.Name] = c
+	}
+	if c := got["residence_p50_vs_limit@10000pps"]; c.Value != 1.55 || c.Pass {
+		t.Errorf("10 kpps: %+v", c)
+	}
+	if c := got["residence_p50_vs_limit@100pps"]; c.Value != 1.25 || !c.Pass {
+		t.Errorf("100 pps: %+v", c)
+	}
 }
 
 func TestStartCommandFailures(t *testing.T) {

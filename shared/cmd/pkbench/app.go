@@ -48,6 +48,7 @@ const (
 	flagBusyPoll    = "busy-poll"
 	flagLimitPoll   = "limit-busy-poll"
 	flagPin         = "pin"
+	flagResAlso     = "residence-also"
 )
 
 // limitRcvBuf is the limit echo's default receive buffer: the best a reflector can do is
@@ -101,6 +102,7 @@ func newApp(version string) *cli.App {
 				cliutil.IntFlag(flagRepeat, "fixed-rate runs per target (alternating; the median counts)", 1, 1, 20),
 				&cli.Float64Flag{Name: flagResRate, Value: 10000, Usage: "offered `PPS` for the residence-time run"},
 				&cli.DurationFlag{Name: flagResDuration, Value: 3 * time.Second, Usage: "`DURATION` of the residence-time run"},
+				&cli.Float64SliceFlag{Name: flagResAlso, Usage: "further residence-time runs at these `PPS` (repeatable), e.g. 100 where an idle CPU's wake-up dominates; with --limit-stamps each rate is checked against the limit echo's residence (≤ 1.5×)"},
 				&cli.Float64Flag{Name: flagSearchStart, Value: 50000, Usage: "first offered `PPS` of the max-rate search (×1.25 per step)"},
 				&cli.Float64Flag{Name: flagSearchMax, Value: 2e6, Usage: "highest offered `PPS` of the max-rate search"},
 				&cli.DurationFlag{Name: flagSearchDur, Value: time.Second, Usage: "`DURATION` of each max-rate step"},
@@ -306,7 +308,8 @@ func reflectorAction(c *cli.Context) error {
 	rep, err := loadgen.Compare(ctx, limit, target, loadgen.BenchConfig{
 		Rate: c.Float64(flagRate), Duration: c.Duration(flagDuration), Repeat: int(cliutil.Int(c, flagRepeat)),
 		ResidenceRate: c.Float64(flagResRate), ResidenceDuration: c.Duration(flagResDuration),
-		SearchStart: c.Float64(flagSearchStart), SearchMax: c.Float64(flagSearchMax), SearchDuration: c.Duration(flagSearchDur),
+		ExtraResidenceRates: c.Float64Slice(flagResAlso),
+		SearchStart:         c.Float64(flagSearchStart), SearchMax: c.Float64(flagSearchMax), SearchDuration: c.Duration(flagSearchDur),
 		SkipSearch: c.Bool(flagNoSearch), Size: int(cliutil.Int(c, flagSize)), Log: log,
 	})
 	if err != nil {
@@ -414,6 +417,16 @@ func writeReport(w io.Writer, rep loadgen.Report) {
 		}
 		fmt.Fprintf(w, "%-*s %9d %9d %8.4f %12s %14s %-10s %12s %12s\n", nw,
 			tr.Name, sent, recv, 100*loss, usf(tr.CPUPerPacket), maxRate, bound, p50, p99)
+	}
+	for i := range rep.Target.ExtraResidence {
+		for _, tr := range []loadgen.TargetReport{rep.Limit, rep.Target} {
+			if i >= len(tr.ExtraResidence) || tr.ExtraResidence[i].Residence.Count == 0 {
+				continue
+			}
+			r := tr.ExtraResidence[i]
+			fmt.Fprintf(w, "%-*s residence at %.0f pps: p50 %s µs, p99 %s µs over %d replies\n", nw, tr.Name, r.Rate,
+				usf(r.Residence.P50), usf(r.Residence.P99), r.Residence.Count)
+		}
 	}
 	for _, ch := range rep.Checks {
 		verdict := "ok"

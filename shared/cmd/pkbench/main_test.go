@@ -116,6 +116,32 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("residence at two rates vs the stamping limit", func(t *testing.T) {
+		out, errOut, code := run(t, bin, "--json", "--log-level", "warn", "reflector", "--limit-stamps",
+			"--cmd", bin+" --log-level warn echo --stamp --listen 127.0.0.1:{port}",
+			"--rate", "2000", "--duration", "200ms", "--no-search", "--residence-rate", "1000", "--residence-duration", "200ms",
+			"--residence-also", "500")
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		var rep loadgen.Report
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatal(err)
+		}
+		for _, tr := range []loadgen.TargetReport{rep.Limit, rep.Target} {
+			if len(tr.ExtraResidence) != 1 || tr.ExtraResidence[0].Rate != 500 || tr.ExtraResidence[0].Residence.Count != 100 {
+				t.Errorf("%s: extra residence %+v", tr.Name, tr.ExtraResidence)
+			}
+		}
+		names := map[string]bool{}
+		for _, c := range rep.Checks {
+			names[c.Name] = true
+		}
+		if !names["residence_p50_vs_limit@1000pps"] || !names["residence_p50_vs_limit@500pps"] {
+			t.Errorf("checks %+v", rep.Checks)
+		}
+	})
+
 	t.Run("limit stamps json", func(t *testing.T) {
 		out, errOut, code := run(t, bin, "--json", "--log-level", "warn", "reflector", "--limit-stamps",
 			"--rate", "2000", "--duration", "200ms", "--no-search", "--residence-rate", "1000", "--residence-duration", "200ms")
