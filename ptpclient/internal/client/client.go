@@ -108,6 +108,7 @@ type Client struct {
 	nat        natprobe.Result
 	natDone    bool
 	peers      []*peer
+	gone       []*peer // peers the server no longer lists
 	byUUID     map[ptp.UUID]*peer
 	byAddr     map[netip.AddrPort]*peer
 	pages      pageSet

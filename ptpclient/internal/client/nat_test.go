@@ -178,3 +178,58 @@ func TestNATPairings(t *testing.T) {
 		}
 	}
 }
+
+// With a legacy (version 2) server: lists carry no UUIDs, nothing is relayed. Cone peers still
+// find each other (UUIDs learned from their packets); symmetric peers stay unreachable and the
+// reason says why.
+func TestLegacyServer(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		a, b   natsim.Kind
+		path   ptp.Path
+		reason string
+	}{
+		{"cone-cone", natsim.FullCone, natsim.PortRestricted, ptp.PathDirect, ""},
+		{"cone-symmetric", natsim.FullCone, natsim.Symmetric, ptp.PathDirect, ""},
+		{"symmetric-symmetric", natsim.Symmetric, natsim.Symmetric, ptp.PathNone, "cannot relay"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := natsim.New(11)
+			srv := newFakeServer(t, n, srvAddr, ptp.ProtoV2)
+			stunSrv(t, n)
+			ctx, cancel := context.WithCancel(context.Background())
+			var wg sync.WaitGroup
+			stuns := func(cfg *Config) { cfg.STUN = []netip.AddrPort{stunA} }
+			a := startSim(t, ctx, &wg, n, n.NewNAT(netip.MustParseAddr("45.71.0.101"), tc.a), netip.MustParseAddrPort("10.0.1.2:20000"), stuns)
+			b := startSim(t, ctx, &wg, n, n.NewNAT(netip.MustParseAddr("45.71.0.102"), tc.b), netip.MustParseAddrPort("10.0.2.2:30000"), stuns)
+			var ra, rb *PeerReport
+			for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+				sa, sb := a.Summary(), b.Summary()
+				if len(sa.Peers) == 1 && len(sb.Peers) == 1 {
+					ra, rb = &sa.Peers[0], &sb.Peers[0]
+					if tc.path == ptp.PathDirect && ra.Path == "direct" && rb.Path == "direct" && ra.Received > 2 && rb.Received > 2 {
+						break
+					}
+				}
+			}
+			if tc.path == ptp.PathNone {
+				time.Sleep(time.Second) // past RelayAfter: still nothing may be relayed
+				sa, sb := a.Summary(), b.Summary()
+				ra, rb = &sa.Peers[0], &sb.Peers[0]
+			}
+			cancel()
+			wg.Wait()
+			if ra == nil || rb == nil {
+				t.Fatal("peers not listed")
+			}
+			for _, r := range []*PeerReport{ra, rb} {
+				if r.Path != tc.path.String() || !strings.Contains(r.Reason, tc.reason) {
+					t.Errorf("path %s reason %q, want %s %q", r.Path, r.Reason, tc.path, tc.reason)
+				}
+			}
+			if srv.relayed != 0 {
+				t.Errorf("legacy server relayed %d", srv.relayed)
+			}
+		})
+	}
+}

@@ -105,6 +105,7 @@ type peer struct {
 	everDirect bool
 	gotRelayed bool
 	seen       bool // in the latest list
+	left       bool // removed from the server's list
 }
 
 func (p *peer) stats(v via) *pathStats {

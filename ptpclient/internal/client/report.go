@@ -22,11 +22,13 @@ type RTT struct {
 
 // PeerReport is one peer's row of the summary.
 type PeerReport struct {
-	UUID     string  `json:"uuid"`
-	Address  string  `json:"address"`
-	Path     string  `json:"path"`
-	Reason   string  `json:"reason"`
-	Learned  bool    `json:"learned"`
+	UUID    string `json:"uuid"`
+	Address string `json:"address"`
+	Path    string `json:"path"`
+	Reason  string `json:"reason"`
+	Learned bool   `json:"learned"`
+	// Left is set for a peer the server stopped listing (it shut down or expired).
+	Left     bool    `json:"left,omitempty"`
 	Version  int     `json:"version"`
 	Sent     uint64  `json:"sent"`
 	Received uint64  `json:"received"`
@@ -90,12 +92,19 @@ func (c *Client) Summary() Summary {
 	}
 	s.ServerR = c.peerReport(&c.srv)
 	s.ServerR.Path = ptp.PathDirect.String()
+	s.ServerR.Version = int(c.serverVer)
 	if c.srv.rcvd == 0 {
 		s.ServerR.Path = ptp.PathNone.String()
 		s.ServerR.Reason = "no answer from the server"
 	}
 	s.Peers = make([]PeerReport, 0, len(c.peers))
 	for _, p := range c.peers {
+		s.Peers = append(s.Peers, c.peerReport(p))
+	}
+	for _, p := range c.gone {
+		if p.hasUUID && c.byUUID[p.uuid] != nil {
+			continue // back in the list
+		}
 		s.Peers = append(s.Peers, c.peerReport(p))
 	}
 	sort.SliceStable(s.Peers, func(i, j int) bool { return s.Peers[i].Address < s.Peers[j].Address })
@@ -107,7 +116,7 @@ func (c *Client) peerReport(p *peer) PeerReport {
 	r := PeerReport{Path: p.reportPath().String(), Learned: p.learned && p.path == ptp.PathDirect, Version: int(p.version),
 		Sent: st.sent, Received: st.received, Lost: st.lost, Rcvd: p.rcvd,
 		RTT:      RTT{Min: ms(st.rtt.Min()), Avg: ms(st.rtt.Mean()), P50: ms(st.rtt.Percentile(50)), P99: ms(st.rtt.Percentile(99)), Max: ms(st.rtt.Max())},
-		JitterMs: ms(st.jitter.Value()), LastRTTMs: ms(st.last)}
+		JitterMs: ms(st.jitter.Value()), LastRTTMs: ms(st.last), Left: p.left}
 	if p.hasUUID {
 		r.UUID = p.uuid.String()
 	}

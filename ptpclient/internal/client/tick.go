@@ -199,6 +199,13 @@ func (c *Client) list(m *ptp.Message) {
 			continue
 		}
 		c.event("peer-removed", p, "", fmt.Sprintf("Expiring client %v (no longer in the server's list)", p.ext))
+		if p.rcvd > 0 || p.direct.sent+p.relay.sent > 0 {
+			p.left = true
+			c.gone = append(c.gone, p) // kept for the final report
+			if len(c.gone) > 1000 {
+				c.gone = c.gone[1:]
+			}
+		}
 		for _, cand := range p.cands {
 			if c.byAddr[cand.addr] == p {
 				delete(c.byAddr, cand.addr)

@@ -6,7 +6,6 @@ package cmd
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -192,6 +191,9 @@ func Run(ctx context.Context, cfg Config, w io.Writer, format cliutil.Format, lo
 	if err != nil {
 		return err
 	}
+	if cfg.Duration == 0 {
+		cliutil.MarkComplete(ctx)
+	}
 	runCtx := ctx
 	var cancelDur context.CancelFunc = func() {}
 	if cfg.Duration > 0 {
@@ -224,13 +226,8 @@ func Run(ctx context.Context, cfg Config, w io.Writer, format cliutil.Format, lo
 		return err
 	}
 	out.summary(cl.Summary(), cl.Counters())
-	// Stopped by a signal before --duration was over: report, then exit 130/143.
-	if cfg.Duration > 0 && ctx.Err() != nil {
-		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-			return cause
-		}
-		return ctx.Err()
-	}
+	// Without --duration, q, Ctrl-C or SIGTERM is the normal end (exit 0); a signal before
+	// --duration is over exits 130/143 after the report (cliutil.Main).
 	return nil
 }
 

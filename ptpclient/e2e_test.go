@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bytes"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/probekit/probekit/ptpclient/internal/testbin"
+)
+
+func freePort(t *testing.T) int {
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// TestE2ELoopback runs the real ptpserver (with RFC 5780 from 127.0.0.2) and three ptpclients on
+// loopback addresses 127.0.0.3-5 (distinct "public" addresses, so the paths are direct).
+func TestE2ELoopback(t *testing.T) {
+	srvBin, cliBin := testbin.Build(t, "ptpserver"), testbin.Build(t, "ptpclient")
+	port := strconv.Itoa(freePort(t))
+	// The RFC 5780 sockets: 127.0.0.1:P2, 127.0.0.2:P, 127.0.0.2:P2 (a second free port).
+	other := "127.0.0.2:" + strconv.Itoa(freePort(t))
+	srv := exec.Command(srvBin, "-s", "127.0.0.1", "-p", port, "--other-address", other, "--json", "--duration", "8s")
+	var srvOut bytes.Buffer
+	srv.Stdout, srv.Stderr = &srvOut, &srvOut
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Process.Kill()
+	time.Sleep(300 * time.Millisecond)
+	var outs [3]bytes.Buffer
+	var cmds [3]*exec.Cmd
+	for i := range cmds {
+		cmds[i] = exec.Command(cliBin, "-s", "127.0.0.1", "-p", port, "--bind", "127.0.0."+strconv.Itoa(3+i)+":0", "--json", "--duration", "4s", "--hairpin")
+		cmds[i].Stdout = &outs[i]
+		cmds[i].Stderr = &outs[i]
+		if err := cmds[i].Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, c := range cmds {
+		if err := c.Wait(); err != nil {
+			t.Fatalf("client %d: %v\n%s", i, err, outs[i].String())
+		}
+	}
+	uuids := make([]string, 3)
+	sums := make([]any, 3)
+	for i := range outs {
+		s := testbin.Summary(t, outs[i].String())
+		uuids[i] = s.UUID
+		sums[i] = s
+		if s.Self.NAT.Mapping != "endpoint-independent" || s.Self.NAT.Filtering != "endpoint-independent" || s.Self.NAT.Method != "rfc5780" || s.Self.NAT.Hairpin != "yes" {
+			t.Errorf("client %d NAT %+v (loopback: no NAT, RFC 5780 via ptpserver --other-address)", i, s.Self.NAT)
+		}
+		if s.Self.Public != s.Self.Local {
+			t.Errorf("client %d public %s local %s", i, s.Self.Public, s.Self.Local)
+		}
+		if s.ServerR.Received == 0 || s.ServerR.Version != 3 {
+			t.Errorf("client %d server row %+v", i, s.ServerR)
+		}
+	}
+	for i := range outs {
+		s := testbin.Summary(t, outs[i].String())
+		for j := range uuids {
+			if i == j {
+				continue
+			}
+			r := testbin.Peer(s, uuids[j])
+			if r == nil {
+				t.Errorf("client %d does not list client %d: %+v", i, j, s.Peers)
+				continue
+			}
+			if r.Path != "direct" || r.Received < 3 || r.Lost != 0 || r.RTT.Avg <= 0 || r.RTT.Max > 50 || r.Version != 3 {
+				t.Errorf("client %d -> %d: %+v", i, j, *r)
+			}
+		}
+	}
+	if err := srv.Wait(); err != nil {
+		t.Fatalf("server: %v\n%s", err, srvOut.String())
+	}
+	// Every client said goodbye (SHUTDOWN) rather than expiring.
+	so := srvOut.String()
+	if n := strings.Count(so, `"shutdown"`) + strings.Count(so, "SHUTDOWN"); n < 3 {
+		t.Errorf("server saw %d shutdowns:\n%s", n, so)
+	}
+}
+
+// TestSIGTERM: SIGTERM sends SHUTDOWN and prints the report (PTP-C4).
+func TestSIGTERM(t *testing.T) {
+	cliBin := testbin.Build(t, "ptpclient")
+	port := freePort(t)
+	srv, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	cmd := exec.Command(cliBin, "-s", "127.0.0.1", "-p", strconv.Itoa(port), "--json", "--nostun")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2048)
+	srv.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, _, err := srv.ReadFromUDP(buf); err != nil { // the first beacon: the client is up
+		t.Fatal(err)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	var shutdown bool
+	for !shutdown {
+		n, _, err := srv.ReadFromUDP(buf)
+		if err != nil {
+			t.Fatalf("no SHUTDOWN after SIGTERM: %v\n%s", err, out.String())
+		}
+		// SHUTDOWN TLV: type 45, len 3, value 1.
+		shutdown = bytes.Contains(buf[:n], []byte{45, 3, 1})
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v\n%s", err, out.String())
+	}
+	testbin.Summary(t, out.String())
+}
