@@ -4,11 +4,12 @@
 //
 // # Using it from a test
 //
-// Each topology has a test form that skips the test (with the reason) when labs cannot be built
-// here — not root, no namespaces, iproute2/iptables/tc/ethtool (and for NAT nft/coturn) missing
-// — and removes the lab in t.Cleanup:
+// Each topology has a test form in package shared/testsupport/labtest (test-only, so this
+// package does not import "testing") that skips the test (with the reason) when labs cannot be
+// built here — not root, no namespaces, iproute2/iptables/tc/ethtool (and for NAT nft/coturn)
+// missing — and removes the lab in t.Cleanup:
 //
-//	p := netlab.Path(t, netlab.PathConfig{
+//	p := labtest.Path(t, netlab.PathConfig{
 //		Out: netlab.Impairment{Delay: 20 * time.Millisecond, Jitter: 2 * time.Millisecond},
 //		In:  netlab.Impairment{Delay: 20 * time.Millisecond, Loss: 0.01},
 //	})
@@ -16,18 +17,18 @@
 //	out, err := p.A.Exec(bin, netlab.PathB.String())                // to completion, combined output
 //	cmd := p.A.Command(ctx, bin, args...)                           // an *exec.Cmd in A's namespace
 //	err = p.A.Do(func() error { c, err = net.ListenUDP(...); return err }) // a socket in A, in-process
-//	stop := netlab.StartCapture(t, p.A, "a0", file, "udp port 8620")       // tcpdump, ns timestamps
+//	stop := labtest.StartCapture(t, p.A, "a0", file, "udp port 8620")      // tcpdump, ns timestamps
 //	stop()                                                                   // pcap complete
 //	pkts, err := netlab.ReadCapture(file)                                    // decoded packets
 //	err = p.Set(netlab.Out, netlab.Impairment{Delay: 30 * time.Millisecond}) // change while running
 //	st, err := p.Stats(netlab.Out)                                           // delayer counters
 //
-//	n := netlab.NAT(t, netlab.NATConfig{STUN: true, NATs: []netlab.NATSpec{
+//	n := labtest.NAT(t, netlab.NATConfig{STUN: true, NATs: []netlab.NATSpec{
 //		{Kind: netlab.FullCone, Clients: 2, Hairpin: true}, {Kind: netlab.Symmetric}}})
 //	n.NATs[1].Clients[0].Exec(bin, "-s", netlab.Rendezvous.String())  // client behind the symmetric NAT
 //	n.Rendezvous.Start(server)                                          // public rendezvous host
 //
-//	m := netlab.Middlebox(t, netlab.MiddleboxConfig{Mode: netlab.ModeStripOptions})
+//	m := labtest.Middlebox(t, netlab.MiddleboxConfig{Mode: netlab.ModeStripOptions})
 //	err = m.SetMode(netlab.ModeSYNProxy)                                // switch modes in one lab
 //	err = m.Client.SendSYN(src, dst, seq, win, netlab.ProbeSYNOptions()) // crafted SYN, kind 253
 //

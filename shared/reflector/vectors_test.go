@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/probekit/probekit/shared/testpkt"
-	"github.com/probekit/probekit/shared/testpkt/stampvectors"
+	"github.com/probekit/probekit/shared/testsupport/stampvectors"
 )
 
 // maskTimes zeroes T3, T2, the reflector's Error Estimate (it describes each reflector's own

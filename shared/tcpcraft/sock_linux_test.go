@@ -18,6 +18,7 @@ import (
 
 	"github.com/probekit/probekit/shared/capture"
 	"github.com/probekit/probekit/shared/netlab"
+	"github.com/probekit/probekit/shared/testsupport/labtest"
 )
 
 // inNetns runs fn on a thread in a new, empty network namespace with loopback up (skipping
@@ -188,7 +189,7 @@ func TestRawSendReceive(t *testing.T) {
 // table, and the crafted SYN reaches a kernel listener on the server, whose SYN/ACK the
 // recorder catches.
 func TestPacketSend(t *testing.T) {
-	m := netlab.Middlebox(t, netlab.MiddleboxConfig{Mode: netlab.ModeTransparent})
+	m := labtest.Middlebox(t, netlab.MiddleboxConfig{Mode: netlab.ModeTransparent})
 	var ln net.Listener
 	if err := m.Server.Do(func() (err error) { ln, err = net.Listen("tcp4", netlab.MiddleboxServer.String()+":8080"); return }); err != nil {
 		t.Fatal(err)

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"testing"
 
-	"github.com/probekit/probekit/shared/testpkt/stampvectors"
+	"github.com/probekit/probekit/shared/testsupport/stampvectors"
 )
 
 // TestB18TeapartySenderHMAC rebuilds the stamp-suite sender's authenticated requests from their

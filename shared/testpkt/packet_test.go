@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/probekit/probekit/shared/testpkt/stampvectors"
+	"github.com/probekit/probekit/shared/testsupport/stampvectors"
 	"github.com/probekit/probekit/shared/timestamp"
 )
 

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/probekit/probekit/shared/netlab"
+	"github.com/probekit/probekit/shared/testsupport/gobuild"
+	"github.com/probekit/probekit/shared/testsupport/labtest"
 	"github.com/probekit/probekit/spp/internal/engine"
 	"github.com/probekit/probekit/spp/internal/synth"
 )
@@ -31,39 +33,16 @@ var (
 	addrB = netlab.PathB.String()
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// sppBinary builds the spp command once per test binary (CGO off, as released).
+// sppBinary builds the spp command once per test binary (CGO off, as released); a build
+// failure fails the test.
 func sppBinary(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "spp-lab-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "spp")
-		cmd := exec.Command("go", "build", "-o", binPath, "github.com/probekit/probekit/spp")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
+	return gobuild.Binary(t, "../..")
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
-	}
+	gobuild.Cleanup()
 	os.Exit(code)
 }
 
@@ -430,7 +409,7 @@ func captures(t *testing.T, p *netlab.PathLab, points ...string) (files map[stri
 	hosts := map[string]*netlab.Host{"a0": p.A, "b0": p.B, "ra": p.R, "rb": p.R}
 	for _, iface := range points {
 		files[iface] = filepath.Join(dir, iface+".pcap")
-		stops = append(stops, netlab.StartCapture(t, hosts[iface], iface, files[iface], "host "+addrA+" and host "+addrB))
+		stops = append(stops, labtest.StartCapture(t, hosts[iface], iface, files[iface], "host "+addrA+" and host "+addrB))
 	}
 	return files, func() {
 		for _, s := range stops {
@@ -447,7 +426,7 @@ func captures(t *testing.T, p *netlab.PathLab, points ...string) (files map[stri
 // equal the a0/b0 file run within the frames' granularity.
 func TestLabDelayStepsLiveAndRemote(t *testing.T) {
 	needTcpdump(t)
-	p := netlab.Path(t, netlab.PathConfig{})
+	p := labtest.Path(t, netlab.PathConfig{})
 	floor := pathFloor(t, p)
 	for _, d := range []netlab.Direction{netlab.Out, netlab.In} {
 		if err := p.Set(d, netlab.Impairment{Delay: 10 * time.Millisecond}); err != nil {
@@ -594,7 +573,7 @@ func pathFloor(t *testing.T, p *netlab.PathLab) int64 {
 // packet ID (flow label, length, ports, 12 bytes of payload).
 func TestLabLossReorderingIPv4IPv6(t *testing.T) {
 	needTcpdump(t)
-	p := netlab.Path(t, netlab.PathConfig{})
+	p := labtest.Path(t, netlab.PathConfig{})
 	floor := pathFloor(t, p)
 	for _, d := range []netlab.Direction{netlab.Out, netlab.In} {
 		if err := p.Set(d, netlab.Impairment{Delay: 8 * time.Millisecond, Jitter: 3 * time.Millisecond, Reorder: true, Loss: 0.05}); err != nil {
@@ -605,8 +584,8 @@ func TestLabLossReorderingIPv4IPv6(t *testing.T) {
 	dir := t.TempDir()
 	a60, b60 := filepath.Join(dir, "a0-v6.pcap"), filepath.Join(dir, "b0-v6.pcap")
 	a6, b6 := netlab.PathA6.String(), netlab.PathB6.String()
-	stopA6 := netlab.StartCapture(t, p.A, "a0", a60, "ip6 and host "+a6+" and host "+b6)
-	stopB6 := netlab.StartCapture(t, p.B, "b0", b60, "ip6 and host "+a6+" and host "+b6)
+	stopA6 := labtest.StartCapture(t, p.A, "a0", a60, "ip6 and host "+a6+" and host "+b6)
+	stopB6 := labtest.StartCapture(t, p.B, "b0", b60, "ip6 and host "+a6+" and host "+b6)
 	udpEcho(t, p, 300, 5*time.Millisecond, 0)
 	udpEchoTo(t, p, netlab.PathB6, 300, 5*time.Millisecond, time.Millisecond)
 	stop()
@@ -642,7 +621,7 @@ func TestLabLossReorderingIPv4IPv6(t *testing.T) {
 // way: data segments OUT, ACKs IN.
 func TestLabOneWayAndTCPBulk(t *testing.T) {
 	needTcpdump(t)
-	p := netlab.Path(t, netlab.PathConfig{})
+	p := labtest.Path(t, netlab.PathConfig{})
 	floor := pathFloor(t, p)
 	for d, delay := range map[netlab.Direction]time.Duration{netlab.Out: 15 * time.Millisecond, netlab.In: 5 * time.Millisecond} {
 		if err := p.Set(d, netlab.Impairment{Delay: delay}); err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/probekit/probekit/shared/netlab"
+	"github.com/probekit/probekit/shared/testsupport/labtest"
 	"github.com/probekit/probekit/spp/internal/engine"
 	"github.com/probekit/probekit/spp/internal/synth"
 )
@@ -22,14 +23,14 @@ import (
 // without -n it finds no traffic at MON and says so.
 func TestLabNAT(t *testing.T) {
 	needTcpdump(t)
-	lab := netlab.NAT(t, netlab.NATConfig{NATs: []netlab.NATSpec{{Kind: netlab.FullCone}}})
+	lab := labtest.NAT(t, netlab.NATConfig{NATs: []netlab.NATSpec{{Kind: netlab.FullCone}}})
 	router := lab.NATs[0]
 	client := router.Clients[0]
 	srv := lab.Rendezvous
 	dir := t.TempDir()
 	ref, mon := filepath.Join(dir, "client.pcap"), filepath.Join(dir, "server.pcap")
-	stopRef := netlab.StartCapture(t, client.Host, "e0", ref, "udp port 7")
-	stopMon := netlab.StartCapture(t, srv, "e0", mon, "udp port 7")
+	stopRef := labtest.StartCapture(t, client.Host, "e0", ref, "udp port 7")
+	stopMon := labtest.StartCapture(t, srv, "e0", mon, "udp port 7")
 
 	var sc, cc *net.UDPConn
 	if err := srv.Do(func() (err error) {

@@ -15,6 +15,7 @@ import (
 	"github.com/probekit/probekit/shared/capture"
 	"github.com/probekit/probekit/shared/netlab"
 	"github.com/probekit/probekit/shared/testpkt"
+	"github.com/probekit/probekit/shared/testsupport/labtest"
 )
 
 // wirePkt is a STAMP datagram seen in the capture on the sender's interface.
@@ -86,7 +87,7 @@ func TestLabPath(t *testing.T) {
 	if testing.Short() {
 		t.Skip("lab test skipped in -short mode")
 	}
-	lab := netlab.Path(t, netlab.PathConfig{
+	lab := labtest.Path(t, netlab.PathConfig{
 		Out: netlab.Impairment{Delay: 4 * time.Millisecond, Loss: 0.04},
 		In:  netlab.Impairment{Delay: 2 * time.Millisecond, Loss: 0.03},
 	})
@@ -124,9 +125,9 @@ func labRun(t *testing.T, lab *netlab.PathLab, ref *netlab.Proc, target string) 
 	const n = 600
 	dir := t.TempDir()
 	pcapA, pcapB, pcapR := filepath.Join(dir, "a0.pcap"), filepath.Join(dir, "b0.pcap"), filepath.Join(dir, "ra.pcap")
-	stopA := netlab.StartCapture(t, lab.A, lab.A.Iface, pcapA, "udp port 8620")
-	stopB := netlab.StartCapture(t, lab.B, lab.B.Iface, pcapB, "udp port 8620")
-	stopR := netlab.StartCapture(t, lab.R, lab.R.Iface, pcapR, "udp port 8620")
+	stopA := labtest.StartCapture(t, lab.A, lab.A.Iface, pcapA, "udp port 8620")
+	stopB := labtest.StartCapture(t, lab.B, lab.B.Iface, pcapB, "udp port 8620")
+	stopR := labtest.StartCapture(t, lab.R, lab.R.Iface, pcapR, "udp port 8620")
 	time.Sleep(500 * time.Millisecond) // stampref binding, tcpdump attaching
 	so0, err := lab.Stats(netlab.Out)
 	if err != nil {

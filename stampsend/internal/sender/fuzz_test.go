@@ -9,7 +9,7 @@ import (
 
 	"github.com/probekit/probekit/shared/cliutil"
 	"github.com/probekit/probekit/shared/testpkt"
-	"github.com/probekit/probekit/shared/testpkt/stampvectors"
+	"github.com/probekit/probekit/shared/testsupport/stampvectors"
 	"github.com/probekit/probekit/shared/udpsock"
 )
 

@@ -18,6 +18,7 @@ import (
 	"github.com/probekit/probekit/shared/cliutil"
 	"github.com/probekit/probekit/shared/netlab"
 	"github.com/probekit/probekit/shared/testpkt"
+	"github.com/probekit/probekit/shared/testsupport/labtest"
 )
 
 func medianNS(v []int64) int64 {
@@ -47,7 +48,7 @@ func TestLabPathRTTAndLoss(t *testing.T) {
 		t.Skip("lab test skipped in -short mode")
 	}
 	d, c := twampd(t), twampc(t)
-	p := netlab.Path(t, netlab.PathConfig{
+	p := labtest.Path(t, netlab.PathConfig{
 		Out: netlab.Impairment{Delay: 5 * time.Millisecond, Loss: 0.03},
 		In:  netlab.Impairment{Delay: 5 * time.Millisecond},
 	})
@@ -73,8 +74,8 @@ func TestLabPathRTTAndLoss(t *testing.T) {
 func labRTTRun(t *testing.T, p *netlab.PathLab, c string) string {
 	dir := t.TempDir()
 	fileA, fileR := filepath.Join(dir, "a0.pcap"), filepath.Join(dir, "ra.pcap")
-	stopA := netlab.StartCapture(t, p.A, p.A.Iface, fileA, "udp")
-	stopR := netlab.StartCapture(t, p.R, p.R.Iface, fileR, "udp")
+	stopA := labtest.StartCapture(t, p.A, p.A.Iface, fileA, "udp")
+	stopR := labtest.StartCapture(t, p.R, p.R.Iface, fileR, "udp")
 	const count = 400
 	out, err := p.A.Exec(c, "--log-level", "warn", "--json", "-c", strconv.Itoa(count), "-i", "2msf", "-L", "1s", netlab.PathB.String())
 	if err != nil {
@@ -278,7 +279,7 @@ func TestLabDSCPRemark(t *testing.T) {
 		t.Skip("lab test skipped in -short mode")
 	}
 	d, c := twampd(t), twampc(t)
-	p := netlab.Path(t, netlab.PathConfig{})
+	p := labtest.Path(t, netlab.PathConfig{})
 	if _, err := p.R.Exec("iptables", "-t", "mangle", "-I", "FORWARD", "1", "-d", netlab.PathB.String(), "-p", "udp",
 		"-j", "DSCP", "--set-dscp", "10"); err != nil {
 		t.Skipf("iptables DSCP target unavailable: %v", err)

@@ -1,14 +1,19 @@
-package netlab
+// Package labtest is the test form of shared/netlab: it builds a lab for a test, skips the
+// test (with the reason) when labs cannot be built here, fails it on any other error, and
+// removes the lab in t.Cleanup, pass or fail. Test-only: production code uses netlab itself.
+package labtest
 
 import (
 	"errors"
 	"testing"
+
+	"github.com/probekit/probekit/shared/netlab"
 )
 
 // SkipUnlessAvailable skips the test (with the reason) when labs cannot be built here.
 func SkipUnlessAvailable(t testing.TB) {
 	t.Helper()
-	if err := Available(); err != nil {
+	if err := netlab.Available(); err != nil {
 		t.Skip(err)
 	}
 }
@@ -20,7 +25,7 @@ func build[L interface{ Close() error }](t testing.TB, what string, fn func() (L
 	SkipUnlessAvailable(t)
 	l, err := fn()
 	if err != nil {
-		if errors.Is(err, ErrUnavailable) {
+		if errors.Is(err, netlab.ErrUnavailable) {
 			t.Skip(err)
 		}
 		t.Fatalf("netlab: %s: %v", what, err)
@@ -33,32 +38,32 @@ func build[L interface{ Close() error }](t testing.TB, what string, fn func() (L
 	return l
 }
 
-// Path builds the path topology for a test (see NewPath).
-func Path(t testing.TB, cfg PathConfig) *PathLab {
+// Path builds the path topology for a test (see netlab.NewPath).
+func Path(t testing.TB, cfg netlab.PathConfig) *netlab.PathLab {
 	t.Helper()
-	return build(t, "path", func() (*PathLab, error) { return NewPath(cfg) })
+	return build(t, "path", func() (*netlab.PathLab, error) { return netlab.NewPath(cfg) })
 }
 
-// NAT builds the NAT topology for a test (see NewNAT); it skips when nft or coturn is missing.
-func NAT(t testing.TB, cfg NATConfig) *NATLab {
+// NAT builds the NAT topology for a test (see netlab.NewNAT); it skips when nft or coturn is missing.
+func NAT(t testing.TB, cfg netlab.NATConfig) *netlab.NATLab {
 	t.Helper()
-	return build(t, "nat", func() (*NATLab, error) { return NewNAT(cfg) })
+	return build(t, "nat", func() (*netlab.NATLab, error) { return netlab.NewNAT(cfg) })
 }
 
-// Middlebox builds the middlebox topology for a test (see NewMiddlebox).
-func Middlebox(t testing.TB, cfg MiddleboxConfig) *MiddleboxLab {
+// Middlebox builds the middlebox topology for a test (see netlab.NewMiddlebox).
+func Middlebox(t testing.TB, cfg netlab.MiddleboxConfig) *netlab.MiddleboxLab {
 	t.Helper()
-	return build(t, "middlebox", func() (*MiddleboxLab, error) { return NewMiddlebox(cfg) })
+	return build(t, "middlebox", func() (*netlab.MiddleboxLab, error) { return netlab.NewMiddlebox(cfg) })
 }
 
 // StartCapture runs tcpdump on iface in host's namespace into file (pcap, Ethernet link type,
 // nanosecond timestamps) with a BPF filter expression, and returns a function that stops it
 // once the capture has been flushed. The capture is also stopped in t.Cleanup. It skips the
 // test when tcpdump is not installed.
-func StartCapture(t testing.TB, h *Host, iface, file, filter string) (stop func()) {
+func StartCapture(t testing.TB, h *netlab.Host, iface, file, filter string) (stop func()) {
 	t.Helper()
 	c, err := h.StartCapture(iface, file, filter)
-	if errors.Is(err, ErrUnavailable) {
+	if errors.Is(err, netlab.ErrUnavailable) {
 		t.Skip(err)
 	}
 	if err != nil {
