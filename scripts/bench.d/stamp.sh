@@ -6,7 +6,11 @@
 #     at 10 kpps (targets p50 ≤ 5 µs, p99 ≤ 50 µs);
 #     and the same with --realtime (SCHED_FIFO thread, blocking reads) and --busy-poll (also pinned
 #     away from the generator, against a polling limit echo);
-#  3. stampsend: one session at 100 kpps for 3 s against stampref, false loss (target < 0.01 %).
+#  3. stampsend: one session at 100 kpps for 3 s against stampref, false loss (target < 0.01 %);
+#  4. issue 10: the reflector scaling with cores (pkbench scale: 1 worker, 2 SO_REUSEPORT sockets,
+#     2 workers on one socket; packets per CPU-second, target 2 × ratio ≥ 1.7, residence p50 not
+#     worse) and default residence at 100 pps and 10 kpps against the stamping limit echo in one
+#     run (target p50 ≤ 1.5 × the echo's at both rates).
 # Everything runs on 127.0.0.1 and is bounded in time.
 set -euo pipefail
 BIN=${BIN:-bin}
@@ -17,7 +21,7 @@ for t in stampref stampsend; do
 done
 
 echo "--- reflector hot path (go test -bench, shared/reflector)"
-(cd shared && go test -run '^$' -bench 'BenchmarkReflect$' -benchmem -benchtime "${BENCHTIME:-1s}" ./reflector) |
+(cd shared && go test -run '^$' -bench 'BenchmarkReflect$|BenchmarkReflectWorkers|BenchmarkServe$' -benchmem -benchtime "${BENCHTIME:-1s}" ./reflector) |
   grep -E '^Benchmark|^ok'
 
 echo
@@ -49,6 +53,18 @@ echo "    (on 2 CPUs an unpinned poller shares its CPU with the generator; this 
   --cmd "$BIN/stampref --listen 127.0.0.1:{port} --no-monitor --log-level warn --busy-poll 200us" \
   --rate 20000 --duration "${BENCH_DURATION:-5s}" --repeat 1 --no-search \
   --residence-rate 10000 --residence-duration "${BENCH_RESIDENCE:-10s}"
+
+echo
+echo "--- issue 10: default stampref residence at 10 kpps and 100 pps vs the stamping limit echo (one run)"
+"$PKBENCH" --log-level warn reflector --name stampref-default --limit-stamps \
+  --cmd "$BIN/stampref --listen 127.0.0.1:{port} --no-monitor --log-level warn" \
+  --rate 20000 --duration "${BENCH_DURATION:-5s}" --repeat 1 --no-search \
+  --residence-rate 10000 --residence-duration 3s --residence-also 100
+
+echo
+echo "--- issue 10: shared/reflector scaling (1 worker; 2 SO_REUSEPORT sockets; 2 workers on one socket)"
+"$PKBENCH" --log-level warn scale --workers 2 --flows 8 --rate 40000 --duration 3s --repeat "${BENCH_REPEAT:-3}"
+(cd shared && go test -run '^$' -bench 'BenchmarkResidence' -benchtime 300x ./reflector) | grep -E '^Benchmark|^ok'
 
 echo
 echo "--- stampsend: one session at 100 kpps for 3 s (300,000 packets)"

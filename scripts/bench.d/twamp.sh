@@ -16,6 +16,13 @@ CGO_ENABLED=0 go build -trimpath -o "$BIN/twampc" ./twampc
   --residence-duration 2s --search-duration 1s
 
 echo
+echo "--- issue 10: default twampd --light residence at 10 kpps and 100 pps vs the stamping limit echo (one run)"
+"${PKBENCH:-bin/pkbench}" --log-level warn reflector --name twampd-light-default --size 41 --limit-stamps \
+  --cmd "$BIN/twampd --light --listen 127.0.0.1:{port} --metrics= --log-level warn" \
+  --rate 20000 --duration "${BENCH_DURATION:-5s}" --repeat 1 --no-search \
+  --residence-rate 10000 --residence-duration 3s --residence-also 100
+
+echo
 echo "--- twampd --light --busy-poll 200us vs the limit echo (residence with polling instead of wake-ups)"
 "${PKBENCH:-bin/pkbench}" --log-level warn reflector --name twampd-light-busy-poll --size 41 \
   --cmd "$BIN/twampd --light --listen 127.0.0.1:{port} --metrics= --log-level warn --busy-poll 200us" \
