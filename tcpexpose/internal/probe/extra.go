@@ -209,7 +209,9 @@ func (r *runner) sackTest(ctx context.Context) (*outcome, error) {
 	left, right := c.PeerISN+1, c.RcvNxt
 	dsack := tcpcraft.SACK([2]uint32{left, right})
 	built, dgot, err := r.sendData(ctx, c, []int{100}, []byte{wire.MarkerReflect},
-		func(int, uint32, int) []tcpcraft.Option { return []tcpcraft.Option{tcpcraft.NOP(), tcpcraft.NOP(), dsack} }, false, hasReflection)
+		func(int, uint32, int) []tcpcraft.Option {
+			return []tcpcraft.Option{tcpcraft.NOP(), tcpcraft.NOP(), dsack}
+		}, false, hasReflection)
 	if err != nil {
 		return nil, err
 	}
@@ -250,7 +252,9 @@ func (r *runner) sackTest(ctx context.Context) (*outcome, error) {
 	return o, nil
 }
 
-func beU32(b []byte) uint32 { return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) }
+func beU32(b []byte) uint32 {
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
 
 func (r *runner) unseenAckTest(ctx context.Context) (*outcome, error) {
 	o := newOutcome("UnseenAck")
