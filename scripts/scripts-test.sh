@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts-test.sh: self-tests of the build scripts in throwaway repositories under a temp dir:
-# version.sh (tags, dev builds, dirty trees, valid semver) and build.sh/tools.sh (any subset of
-# tool modules, a tool dir without main.go is skipped, binaries are static and stamped).
+# version.sh (tags, dev builds, dirty trees, valid semver), build.sh/tools.sh (any subset of
+# tool modules, a tool dir without main.go is skipped, binaries are static and stamped, go's
+# stderr never read as a package name) and fuzz.sh (one retry after Go's deadline flake only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$PWD
@@ -85,6 +86,44 @@ rm twampd/main.go
 out=$(scripts/build.sh 2>&1) || { echo "$out"; fails=$((fails + 1)); }
 check "build with no mains" "$out" "build: no tool has a main package yet \(modules present: twampd spp \)"
 cd "$src"
+
+# --- fuzz.sh: one retry after Go's bare "context deadline exceeded" flake, never after a crasher
+r=$tmp/fz
+mkdir -p "$r/scripts" "$r/fz"
+cp scripts/fuzz.sh "$r/scripts/"
+printf 'go 1.26.0\n\nuse ./fz\n' >"$r/go.work"
+printf 'module example.com/fz\n\ngo 1.26.0\n' >"$r/fz/go.mod"
+printf 'package fz\n\nimport "testing"\n\nfunc FuzzX(f *testing.F) { f.Fuzz(func(t *testing.T, b []byte) {}) }\n' >"$r/fz/fz_test.go"
+# The fake go answers "go test" from a plan (one outcome per call) and passes the rest on.
+{
+  echo '#!/usr/bin/env bash'
+  echo 'if [ "$1" = test ]; then'
+  echo '  n=$(cat "$FAKE_STATE"); echo $((n + 1)) >"$FAKE_STATE"'
+  echo '  case "$(sed -n "$((n + 1))p" "$FAKE_PLAN")" in'
+  echo '    ok) printf "ok  \texample.com/fz\t10.0s\n"; exit 0 ;;'
+  echo '    flake) printf -- "--- FAIL: FuzzX (10.03s)\n    context deadline exceeded\nFAIL\nexit status 1\n"; exit 1 ;;'
+  echo '    crash) printf -- "--- FAIL: FuzzX (0.10s)\n    --- FAIL: FuzzX (0.00s)\n        panic: context deadline exceeded\n    Failing input written to testdata/fuzz/FuzzX/5825\n    To re-run:\n    go test -run=FuzzX/5825\nFAIL\n"; exit 1 ;;'
+  echo '    stderr) echo "context deadline exceeded" >&2; printf -- "--- FAIL: FuzzX (0.20s)\n    fz_test.go:9: wrong answer\nFAIL\n"; exit 1 ;;'
+  echo '  esac'
+  echo '  echo "fake go: no plan for call $((n + 1))" >&2; exit 3'
+  echo 'fi'
+  printf 'exec %q "$@"\n' "$(command -v go)"
+} >"$r/go"
+chmod +x "$r/go"
+fuzzcase() { # fuzzcase NAME "PLAN…" WANT_EXIT WANT_CALLS WANT_RETRY_LINES
+  local rc=0 out
+  printf '%s\n' $2 >"$r/plan"
+  echo 0 >"$r/state"
+  out=$(cd "$r" && GO="$r/go" FAKE_PLAN="$r/plan" FAKE_STATE="$r/state" scripts/fuzz.sh 1s 2>&1) || rc=$?
+  check "fuzz $1: exit" "$rc" "$3"
+  check "fuzz $1: go test runs" "$(cat "$r/state")" "$4"
+  check "fuzz $1: retry announced" "$(grep -c 'running it once more' <<<"$out" || true)" "$5"
+}
+fuzzcase "clean" "ok" 0 1 0
+fuzzcase "deadline flake, then clean" "flake ok" 0 2 1
+fuzzcase "deadline flake twice" "flake flake" 1 2 1
+fuzzcase "crasher (even one mentioning the deadline)" "crash ok" 1 1 0
+fuzzcase "deadline only on stderr" "stderr ok" 1 1 0
 
 if [ $fails -gt 0 ]; then echo "scripts-test: $fails FAILED"; exit 1; fi
 echo "scripts-test: all passed"
