@@ -282,7 +282,7 @@ func (c *Client) Run(ctx context.Context) error {
 		c.nat.HairpinReason = c.nat.MappingReason
 		c.mu.Unlock()
 	}
-	t := time.NewTicker(tick)
+	t := time.NewTicker(min(tick, c.cfg.ProbeInterval))
 	defer t.Stop()
 	c.onTick(time.Now())
 	var err error

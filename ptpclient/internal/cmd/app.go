@@ -40,6 +40,7 @@ const (
 	flagHairpin  = "hairpin"
 	flagBind     = "bind"
 	flagNoUI     = "no-ui"
+	flagInterval = "interval"
 )
 
 // DefaultPort is the original's port.
@@ -69,6 +70,7 @@ func NewApp(version string) *cli.App {
 		&cli.BoolFlag{Name: flagHairpin, Usage: "also test whether our NAT hairpins (sends a STUN request to our own public address)"},
 		&cli.StringFlag{Name: flagBind, Value: ":0", Usage: "local `ADDRESS:PORT` of the socket (default: any address, a free port)"},
 		&cli.BoolFlag{Name: flagNoUI, Usage: "print one line per event even on a terminal"},
+		&cli.DurationFlag{Name: flagInterval, Value: client.DefaultProbeInterval, Usage: "probe interval per peer (the original's 0.5 s; 10ms at least)"},
 	)
 	app.Action = run
 	return app
@@ -140,11 +142,14 @@ func configure(c *cli.Context, log logrus.FieldLogger) (Config, error) {
 	if len(mesh) > 64 {
 		return cfg, cliutil.Usagef("--mesh: at most 64 bytes")
 	}
+	if iv := c.Duration(flagInterval); iv < 10*time.Millisecond {
+		return cfg, cliutil.Usagef("--interval %v: at least 10ms", iv)
+	}
 	if c.Duration(flagDuration) < 0 {
 		return cfg, cliutil.Usagef("--duration must not be negative")
 	}
 	cfg.Client = client.Config{Server: srv, Bind: c.String(flagBind), Mesh: mesh, STUN: stuns, NoSTUN: c.Bool(flagNoSTUN),
-		Hairpin: c.Bool(flagHairpin), Debug: c.Bool(flagDebug), Hexdump: c.Bool(flagHexdump), Log: log}
+		Hairpin: c.Bool(flagHairpin), ProbeInterval: c.Duration(flagInterval), Debug: c.Bool(flagDebug), Hexdump: c.Bool(flagHexdump), Log: log}
 	cfg.Duration = c.Duration(flagDuration)
 	cfg.LogLines = int(cliutil.Int(c, flagLogLines))
 	cfg.UI = !c.Bool(flagNoUI) && cliutil.OutputFormat(c) == cliutil.FormatText && isTerminal(c.App.Writer)

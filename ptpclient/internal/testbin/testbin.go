@@ -5,19 +5,13 @@ package testbin
 import (
 	"bufio"
 	"encoding/json"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/probekit/probekit/ptpclient/internal/client"
-)
-
-var (
-	mu    sync.Mutex
-	built = map[string]string{}
+	"github.com/probekit/probekit/shared/testsupport/gobuild"
 )
 
 // moduleRoot is the ptpclient module directory.
@@ -26,42 +20,11 @@ func moduleRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-// Build compiles the tool ("ptpclient" or "ptpserver") once per test binary and fails the test
-// when the build fails.
+// Build compiles the tool ("ptpclient" or "ptpserver") once per test process (gobuild); a
+// build failure fails the test.
 func Build(t testing.TB, tool string) string {
 	t.Helper()
-	mu.Lock()
-	defer mu.Unlock()
-	if b, ok := built[tool]; ok {
-		return b
-	}
-	dir := filepath.Join(moduleRoot(), "..", tool)
-	out := filepath.Join(buildDir(t), tool)
-	cmd := exec.Command("go", "build", "-o", out, ".")
-	cmd.Dir = dir
-	cmd.Env = append(cmd.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building %s: %v\n%s", tool, err, b)
-	}
-	built[tool] = out
-	return out
-}
-
-var (
-	dirOnce sync.Once
-	dir     string
-)
-
-func buildDir(t testing.TB) string {
-	dirOnce.Do(func() {
-		// Not t.TempDir: the binaries are shared by every test of the package.
-		d, err := mkdtemp()
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir = d
-	})
-	return dir
+	return gobuild.Binary(t, filepath.Join(moduleRoot(), "..", tool))
 }
 
 // Summary finds the last {"type":"summary"} line of a client's JSON output.
