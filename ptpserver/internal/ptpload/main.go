@@ -195,6 +195,7 @@ func meshLoad(srv netip.AddrPort, pid, n, size, churn int, warmup, window time.D
 		c.mu.Unlock()
 	}
 	e0 := churnEvents.Load()
+	r0 := replies.Load()
 	time.Sleep(window)
 	t1, rss, hwm := proc(pid)
 	el := time.Since(w0)
@@ -215,7 +216,8 @@ func meshLoad(srv netip.AddrPort, pid, n, size, churn int, warmup, window time.D
 		n, (n+size-1)/size, size, churnEvents.Load()-e0, el.Seconds())
 	fmt.Printf("  server CPU: %.2f %% of one core (target < 10 %%)\n", cpu)
 	fmt.Printf("  server memory: RSS %.1f MB, peak RSS %.1f MB (target < 200 MB)\n", float64(rss)/1024, float64(hwm)/1024)
-	fmt.Printf("  lists received: %d in the window (%.0f/s), replies to beacons: %d\n", lists, float64(lists)/el.Seconds(), replies.Load())
+	fmt.Printf("  lists received (first pages): %d in the window (%.0f/s), replies to beacons: %d (%.0f/s)\n", lists, float64(lists)/el.Seconds(),
+		replies.Load()-r0, float64(replies.Load()-r0)/el.Seconds())
 	if minGap == time.Duration(1<<62) {
 		minGap = 0
 	}

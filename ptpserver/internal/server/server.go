@@ -132,9 +132,10 @@ type counters struct {
 	relayed, relayedBytes, relayDropped, relayLimited, joined, left, expired atomic.Uint64
 }
 
+// reachEntry is pointer-free (no time.Time) so 10,000 clients' maps cost the GC nothing to scan.
 type reachEntry struct {
 	r  ptp.Reach
-	at time.Time
+	at int64 // Unix ns
 }
 
 type client struct {
@@ -630,15 +631,18 @@ func (s *Server) report(c *client, m *ptp.Message, now time.Time) {
 		n := m.NAT
 		rep.NAT = &n
 	}
-	if len(m.Reach) > 0 && c.reach == nil {
-		c.reach = map[ptp.UUID]reachEntry{}
+	if len(m.Reach) > 0 {
+		if c.reach == nil {
+			c.reach = make(map[ptp.UUID]reachEntry, len(c.mesh.members))
+		}
+		rep.Peers = make([]PeerReport, 0, len(m.Reach))
 	}
 	for _, r := range m.Reach {
 		peer := c.mesh.byUUID[r.Peer]
 		if peer == nil || peer == c {
 			continue // not a member of this mesh (left, or another mesh): ignored
 		}
-		c.reach[r.Peer] = reachEntry{r: r, at: now}
+		c.reach[r.Peer] = reachEntry{r: r, at: now.UnixNano()}
 		pr := PeerReport{Reach: r, PeerAddr: peer.addr}
 		pr.Reason = s.reason(c, peer, r.Path)
 		rep.Peers = append(rep.Peers, pr)

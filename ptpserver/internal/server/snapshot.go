@@ -59,7 +59,7 @@ func (s *Server) Snapshot() Snapshot {
 			if peer == nil {
 				continue
 			}
-			cs.Peers = append(cs.Peers, PeerState{PeerReport: PeerReport{Reach: e.r, PeerAddr: peer.addr, Reason: s.reason(c, peer, e.r.Path)}, At: e.at})
+			cs.Peers = append(cs.Peers, PeerState{PeerReport: PeerReport{Reach: e.r, PeerAddr: peer.addr, Reason: s.reason(c, peer, e.r.Path)}, At: time.Unix(0, e.at)})
 		}
 		sort.Slice(cs.Peers, func(i, j int) bool { return cs.Peers[i].PeerAddr.Compare(cs.Peers[j].PeerAddr) < 0 })
 		out.Clients = append(out.Clients, cs)
