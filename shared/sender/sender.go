@@ -202,13 +202,8 @@ type Pipeline struct {
 
 // New checks cfg and returns a pipeline.
 func New(cfg Config) (*Pipeline, error) {
-	switch {
-	case cfg.Conn == nil || cfg.Build == nil || cfg.Decode == nil:
-		return nil, errors.New("sender: Conn, Build and Decode are required")
-	case cfg.Schedule == nil || cfg.Schedule.Interval() <= 0:
-		return nil, errors.New("sender: the schedule needs a positive interval")
-	case cfg.MaxLen <= 0:
-		return nil, errors.New("sender: MaxLen must be positive")
+	if cfg.Decode == nil {
+		return nil, errors.New("sender: Decode is required")
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
@@ -270,6 +265,14 @@ func (p *Pipeline) Departure(seq uint32) (user, kernel int64, ok bool) {
 // ErrReflectorGone when the replies stopped, the Abort error, or a socket failure; the
 // statistics are complete in every case.
 func (p *Pipeline) Run(ctx context.Context) (*Stats, error) {
+	switch cfg := &p.cfg; {
+	case cfg.Conn == nil || cfg.Build == nil:
+		return nil, errors.New("sender: Run needs Conn and Build")
+	case cfg.Schedule == nil || cfg.Schedule.Interval() <= 0:
+		return nil, errors.New("sender: the schedule needs a positive interval")
+	case cfg.MaxLen <= 0:
+		return nil, errors.New("sender: MaxLen must be positive")
+	}
 	recvDone := make(chan error, 1)
 	stopRecv := make(chan struct{})
 	go func() { recvDone <- p.receive(stopRecv) }()
@@ -591,6 +594,42 @@ func (p *Pipeline) handle(m *udpsock.Message, r *Reply) error {
 		return cfg.OnReply(r)
 	}
 	return nil
+}
+
+// Record notes packet seq as sent at t1User (kernel transmit stamp t1Kernel, zero for none),
+// without a socket: with Handle and Stats it drives the pipeline offline (tests, replays).
+// Sequence numbers count up from 0; recording seq counts seq+1 packets as sent.
+func (p *Pipeline) Record(seq uint32, t1User, t1Kernel time.Time, src timestamp.Source) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	sl := slot{seq: seq, used: true, t1: t1User.UnixNano()}
+	if !t1Kernel.IsZero() {
+		sl.t1k, sl.t1kSrc = t1Kernel.UnixNano(), src
+	}
+	p.ring[uint64(seq)%uint64(len(p.ring))] = sl
+	if n := uint64(seq) + 1; n > p.st.Sent {
+		p.st.Sent, p.issued, p.st.Last = n, n, t1User
+	}
+	if seq == 0 {
+		p.st.First = t1User
+	}
+}
+
+// Handle runs one received datagram through validation, matching and the statistics, as the
+// receiving goroutine does; Run's callers never need it.
+func (p *Pipeline) Handle(m *udpsock.Message) error {
+	var r Reply
+	return p.handle(m, &r)
+}
+
+// Stats returns a copy of the statistics so far (for the offline use with Record and Handle;
+// Run returns its own).
+func (p *Pipeline) Stats() *Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.st
+	st.Seq.SetSent(st.Sent)
+	return &st
 }
 
 func (p *Pipeline) count(c *uint64) {

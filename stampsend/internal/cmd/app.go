@@ -3,7 +3,6 @@ package cmd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -16,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/probekit/probekit/shared/cliutil"
+	pipeline "github.com/probekit/probekit/shared/sender"
 	"github.com/probekit/probekit/shared/testpkt"
 	"github.com/probekit/probekit/stampsend/internal/sender"
 )
@@ -48,7 +48,7 @@ const (
 )
 
 // ErrNoReply is returned when not a single reply came back (exit status 1, like ping).
-var ErrNoReply = errors.New("no reply received")
+var ErrNoReply = pipeline.ErrNoReply
 
 // NewApp returns the stampsend command.
 func NewApp(version string) *cli.App {
@@ -93,14 +93,10 @@ func NewApp(version string) *cli.App {
 		if err != nil {
 			return err
 		}
-		sum, err := sender.Run(c.Context, cfg, cliutil.Logger(c))
-		if err != nil {
-			return err
-		}
-		if sum.Received == 0 && sum.Sent > 0 {
-			return ErrNoReply
-		}
-		return nil
+		// The summary is printed complete before any error: no reply at all
+		// (pipeline.ErrNoReply) and replies that stopped (pipeline.ErrReflectorGone) exit 1.
+		_, err = sender.Run(c.Context, cfg, cliutil.Logger(c))
+		return err
 	}
 	return app
 }

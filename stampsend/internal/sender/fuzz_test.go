@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
-
 	"github.com/probekit/probekit/shared/cliutil"
 	"github.com/probekit/probekit/shared/testpkt"
 	"github.com/probekit/probekit/shared/testsupport/stampvectors"
@@ -30,28 +28,23 @@ func FuzzHandleReply(f *testing.F) {
 			}
 		}
 	}
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	ring := make([]slot, ringSize) // only slots 0…3 are used; reset per input
 	f.Fuzz(func(t *testing.T, b []byte, auth bool) {
 		cfg := Config{Target: target, SSID: 0x2a, Timeout: time.Hour, Format: cliutil.FormatJSON, Out: io.Discard}
-		mode := testpkt.ModeUnauthenticated
 		if auth {
-			cfg.Key, mode = []byte(stampvectors.InteropKey), testpkt.ModeAuthenticated
+			cfg.Key = []byte(stampvectors.InteropKey)
 		}
-		s := &session{cfg: cfg, log: log, mode: mode, ring: ring, b: &builder{arOffset: -1}}
-		s.acc = newAccumulator(cfg, mode, false)
+		h := newHarness(t, cfg)
 		now := time.Now()
 		for q := uint32(0); q < 4; q++ {
-			s.ring[q] = slot{seq: q, used: true, t1: now.UnixNano()}
+			h.send(q, now, time.Time{})
 		}
-		m := &udpsock.Message{Buf: b, N: len(b), Addr: target, RxTime: now.Add(time.Millisecond)}
 		for i := 0; i < 2; i++ {
-			if err := s.handle(m); err != nil {
+			m := &udpsock.Message{Addr: target, RxTime: now.Add(time.Millisecond)}
+			if err := h.recv(b, m); err != nil {
 				t.Fatal(err)
 			}
 		}
-		sum := s.acc.summary(4, time.Second)
+		sum := h.summary(time.Second)
 		if sum.Received > 4 || sum.Received+sum.Lost != 4 {
 			t.Fatalf("inconsistent summary %+v", sum)
 		}

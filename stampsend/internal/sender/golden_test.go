@@ -21,7 +21,7 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 func TestGoldenText(t *testing.T) {
 	var out bytes.Buffer
 	cfg := Config{Target: target, SSID: 7, Timeout: time.Second, Format: cliutil.FormatText, Out: &out}
-	a := newAccumulator(cfg, testpkt.ModeUnauthenticated, true)
+	h := newHarness(t, cfg)
 	base := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
 	for i, d := range []struct{ fwd, res, bwd time.Duration }{
 		{100 * time.Microsecond, 5 * time.Microsecond, 150 * time.Microsecond},
@@ -40,12 +40,13 @@ func TestGoldenText(t *testing.T) {
 			t.Fatal(err)
 		}
 		m := &udpsock.Message{Addr: target, RxTime: t4, RxSource: timestamp.SourceKernel, TTL: 64}
-		sl := slot{seq: seq, used: true, t1: t1.UnixNano(), t1k: t1.UnixNano(), t1kSrc: timestamp.SourceKernel}
-		if err := a.add(&rp, data, m, sl); err != nil {
+		h.send(seq, t1, t1)
+		if err := h.recv(data, m); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := a.printSummary(a.summary(5, 50*time.Millisecond)); err != nil {
+	h.send(4, base.Add(40*time.Millisecond), time.Time{}) // sent, never answered
+	if err := h.s.acc.printSummary(h.summary(50 * time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
 	golden := filepath.Join("testdata", "text.golden")

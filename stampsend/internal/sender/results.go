@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"github.com/probekit/probekit/shared/cliutil"
+	pipeline "github.com/probekit/probekit/shared/sender"
 	"github.com/probekit/probekit/shared/stats"
 	"github.com/probekit/probekit/shared/testpkt"
 	"github.com/probekit/probekit/shared/timestamp"
-	"github.com/probekit/probekit/shared/udpsock"
 )
 
 // Record is one reply as stampsend prints it with --json / --format csv.
@@ -94,36 +94,30 @@ type Summary struct {
 	LocationDestination string `json:"location_destination,omitempty"`
 }
 
-// accumulator turns replies into records and statistics. add runs on the receiving goroutine;
-// the counters are atomic because the sender also counts.
+// accumulator turns the pipeline's replies into records and the statistics stampsend adds to
+// the pipeline's (residence, one-way delays, TLV findings). It runs on the receiving goroutine.
 type accumulator struct {
 	cfg    Config
 	mode   testpkt.Mode
 	signer *testpkt.Signer
-	txOn   bool
 	emit   *cliutil.Emitter
 
-	mu                        sync.Mutex
-	seq                       stats.Sequence
-	rtt, res, fwd, bwd        stats.Series
-	jitter                    stats.Jitter
-	late, txKernel, rxKernel  uint64
-	badHMAC                   uint64
-	allSynced, reflSynced     bool
-	anyReply, ssidSeen, noSSI bool
-	unrecognized              map[testpkt.TLVType]bool
-	tlvProblem                string
-	locSrc, locDst            string
-	locSrcAddr, locDstAddr    netip.Addr
-	locSrcPort, locDstPort    uint16
-	ownSynced                 bool
-	err                       error
-
-	malformed, unknown, foreign, sendErrors atomic.Uint64
+	mu                     sync.Mutex
+	res, fwd, bwd          stats.Series
+	allSynced, reflSynced  bool
+	anyReply, ssidSeen     bool
+	noSSI                  atomic.Bool
+	unrecognized           map[testpkt.TLVType]bool
+	tlvProblem             string
+	locSrc, locDst         string
+	locSrcAddr, locDstAddr netip.Addr
+	locSrcPort, locDstPort uint16
+	ownSynced              bool
+	err                    error
 }
 
-func newAccumulator(cfg Config, mode testpkt.Mode, txOn bool) *accumulator {
-	a := &accumulator{cfg: cfg, mode: mode, txOn: txOn, reflSynced: true, ownSynced: cfg.Synchronized,
+func newAccumulator(cfg Config, mode testpkt.Mode) *accumulator {
+	a := &accumulator{cfg: cfg, mode: mode, reflSynced: true, ownSynced: cfg.Synchronized,
 		unrecognized: map[testpkt.TLVType]bool{}}
 	if len(cfg.Key) > 0 {
 		a.signer = testpkt.NewSigner(cfg.Key)
@@ -133,6 +127,9 @@ func newAccumulator(cfg Config, mode testpkt.Mode, txOn bool) *accumulator {
 	}
 	return a
 }
+
+// sawNoSSID notes a reply with SSID 0 (a reflector without RFC 8972, X-04).
+func (a *accumulator) sawNoSSID() { a.noSSI.Store(true) }
 
 // locationString formats an address and port from a Location TLV, "?" for an address the
 // reflector left unreported.
@@ -154,70 +151,27 @@ func textRecord(r *Record) string {
 	return b.String()
 }
 
-// complete reports whether every sent packet has been answered (or counted lost for good).
-func (a *accumulator) complete(sent uint64) bool {
+// add records one reply the pipeline validated and matched (r holds its times and RTT, rp its
+// decoded packet) and prints its line or record.
+func (a *accumulator) add(rp *testpkt.ReflectedPacket, r *pipeline.Reply) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return sent > 0 && a.seq.Received()+a.late >= sent
-}
-
-func (a *accumulator) add(rp *testpkt.ReflectedPacket, data []byte, m *udpsock.Message, sl slot) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.signer != nil && !a.signer.Verify(data) {
-		a.badHMAC++
-		return nil
-	}
 	cfg := &a.cfg
-	if rp.SSID == 0 && cfg.SSID != 0 {
-		if !a.noSSI {
-			a.noSSI = true
-		}
-		if cfg.RequireSSID {
-			return ErrNoSSID
-		}
-	} else if rp.SSID != cfg.SSID {
-		a.foreign.Add(1)
-		return nil
-	} else {
+	m, data := r.Msg, r.Data
+	if rp.SSID == cfg.SSID {
 		a.ssidSeen = true
 	}
-	r := Record{Seq: rp.SenderSeq, Bytes: len(data), From: m.Addr.String(), TTL: m.TTL, SenderTTL: rp.SenderTTL,
-		ReflectorSeq: rp.Seq, SSID: rp.SSID, RxSource: m.RxSource, T4: m.RxTime, TOS: m.TOS}
-	r.T1, r.TxSource = time.Unix(0, sl.t1), timestamp.SourceUser
-	if sl.t1k != 0 {
-		r.T1, r.TxSource = time.Unix(0, sl.t1k), sl.t1kSrc
-	}
-	r.T2, r.T3 = rp.ReceiveTime(), rp.TransmitTime()
-	raw := r.T4.Sub(r.T1)
-	r.Residence = r.T3.Sub(r.T2)
-	r.RTT = raw
-	if rp.ReceiveTimestamp != 0 && rp.Timestamp != 0 && r.Residence >= 0 && r.Residence <= raw {
-		r.RTT = raw - r.Residence
-	} else {
-		r.Residence = 0
-	}
-	r.Forward, r.Backward = r.T2.Sub(r.T1), r.T4.Sub(r.T3)
-	if raw > cfg.Timeout {
-		a.late++
-		return nil
-	}
-	if !a.seq.Add(uint64(rp.SenderSeq)) {
-		r.Duplicate = true
-	} else {
+	rec := Record{Seq: r.Seq, Bytes: len(data), From: m.Addr.String(), TTL: m.TTL, SenderTTL: rp.SenderTTL,
+		ReflectorSeq: rp.Seq, SSID: rp.SSID, RxSource: m.RxSource, T4: r.T4, TOS: m.TOS,
+		T1: r.T1, TxSource: r.TxSource, T2: rp.ReceiveTime(), T3: rp.TransmitTime(),
+		RTT: r.RTT, Residence: r.Residence, Duplicate: r.Duplicate}
+	rec.Forward, rec.Backward = rec.T2.Sub(rec.T1), rec.T4.Sub(rec.T3)
+	if !r.Duplicate {
 		a.anyReply = true
-		a.rtt.Add(r.RTT)
-		a.jitter.Add(r.RTT)
 		if rp.ReceiveTimestamp != 0 {
-			a.res.Add(r.Residence)
-			a.fwd.Add(r.Forward)
-			a.bwd.Add(r.Backward)
-		}
-		if r.TxSource >= timestamp.SourceKernel {
-			a.txKernel++
-		}
-		if r.RxSource >= timestamp.SourceKernel {
-			a.rxKernel++
+			a.res.Add(rec.Residence)
+			a.fwd.Add(rec.Forward)
+			a.bwd.Add(rec.Backward)
 		}
 		if !rp.ErrorEstimate.S() {
 			a.reflSynced = false
@@ -228,7 +182,7 @@ func (a *accumulator) add(rp *testpkt.ReflectedPacket, data []byte, m *udpsock.M
 				a.unrecognized[u] = true
 			}
 			if c := t.ClassOfService; c != nil {
-				r.CoS = fmt.Sprintf("dscp1=%d dscp2=%d ecn2=%d rp=%d", c.DSCP1, c.DSCP2, c.ECN2, c.RPD)
+				rec.CoS = fmt.Sprintf("dscp1=%d dscp2=%d ecn2=%d rp=%d", c.DSCP1, c.DSCP2, c.ECN2, c.RPD)
 			}
 			if l := t.Location; l != nil {
 				src, dst := l.Addresses()
@@ -249,11 +203,11 @@ func (a *accumulator) add(rp *testpkt.ReflectedPacket, data []byte, m *udpsock.M
 	var err error
 	switch {
 	case a.emit != nil:
-		err = a.emit.Emit(r.Seq, r.Bytes, r.From, r.TTL, int(r.SenderTTL), r.ReflectorSeq, int(r.SSID), us(r.RTT),
-			us(r.Residence), us(r.Forward), us(r.Backward), r.T1, r.T2, r.T3, r.T4, r.TxSource, r.RxSource, r.Duplicate,
-			int(r.TOS), r.CoS)
+		err = a.emit.Emit(rec.Seq, rec.Bytes, rec.From, rec.TTL, int(rec.SenderTTL), rec.ReflectorSeq, int(rec.SSID), us(rec.RTT),
+			us(rec.Residence), us(rec.Forward), us(rec.Backward), rec.T1, rec.T2, rec.T3, rec.T4, rec.TxSource, rec.RxSource, rec.Duplicate,
+			int(rec.TOS), rec.CoS)
 	case !cfg.Quiet:
-		_, err = fmt.Fprintln(cfg.Out, textRecord(&r))
+		_, err = fmt.Fprintln(cfg.Out, textRecord(&rec))
 	}
 	if err != nil && a.err == nil {
 		a.err = err
@@ -261,24 +215,26 @@ func (a *accumulator) add(rp *testpkt.ReflectedPacket, data []byte, m *udpsock.M
 	return nil
 }
 
-func (a *accumulator) summary(sent uint64, elapsed time.Duration) *Summary {
+// summary combines the pipeline's statistics with stampsend's own.
+func (a *accumulator) summary(st *pipeline.Stats, elapsed time.Duration) *Summary {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.seq.SetSent(sent)
+	sent := st.Sent
+	st.Seq.SetSent(sent)
 	s := &Summary{Type: "summary", Target: a.cfg.Target.String(), Mode: a.mode.String(), SSID: a.cfg.SSID,
-		Sent: sent, Received: a.seq.Received(), Lost: a.seq.Lost(), LossPct: 100 * a.seq.Loss(),
-		Duplicates: a.seq.Duplicates(), Reordered: a.seq.Reordered(), Late: a.late,
-		Malformed: a.malformed.Load(), BadHMAC: a.badHMAC, Unknown: a.unknown.Load(), Foreign: a.foreign.Load(),
-		SendErrors: a.sendErrors.Load(), DurationS: elapsed.Seconds(),
-		RTT: a.rtt.Summary(), JitterUS: us(a.jitter.Value()), Residence: a.res.Summary(),
+		Sent: sent, Received: st.Seq.Received(), Lost: st.Seq.Lost(), LossPct: 100 * st.Seq.Loss(),
+		Duplicates: st.Seq.Duplicates(), Reordered: st.Seq.Reordered(), Late: st.Late,
+		Malformed: st.Malformed, BadHMAC: st.BadAuth, Unknown: st.Unknown, Foreign: st.Foreign,
+		SendErrors: st.SendErrors, DurationS: elapsed.Seconds(),
+		RTT: st.RTT.Summary(), JitterUS: us(st.Jitter.Value()), Residence: a.res.Summary(),
 		Forward: a.fwd.Summary(), Backward: a.bwd.Summary(),
 		SenderSynchronized: a.ownSynced, ReflectorSynchronized: a.reflSynced && a.anyReply,
-		TxKernel: a.txKernel, RxKernel: a.rxKernel, SSIDEchoed: a.ssidSeen, TLVProblem: a.tlvProblem,
+		TxKernel: st.TxKernel, RxKernel: st.RxKernel, SSIDEchoed: a.ssidSeen, TLVProblem: a.tlvProblem,
 		LocationSource: a.locSrc, LocationDestination: a.locDst}
 	if sent == 0 {
 		s.LossPct = 0
 	}
-	s.TxSource, s.RxSource = sourceName(a.txKernel, s.Received), sourceName(a.rxKernel, s.Received)
+	s.TxSource, s.RxSource = sourceName(st.TxKernel, s.Received), sourceName(st.RxKernel, s.Received)
 	for t := range a.unrecognized {
 		s.Unrecognized = append(s.Unrecognized, int(t))
 	}
@@ -298,7 +254,7 @@ func (a *accumulator) summary(sent uint64, elapsed time.Duration) *Summary {
 	if s.Forward.Count > 0 && (s.Forward.MinUS < 0 || s.Backward.MinUS < 0) {
 		warn = append(warn, "negative one-way delays: the clocks differ by more than the path delay")
 	}
-	if a.noSSI {
+	if a.noSSI.Load() {
 		warn = append(warn, "reflector returned SSID 0: it does not implement RFC 8972 (use --require-ssid to stop)")
 	}
 	s.Warning = strings.Join(warn, "; ")

@@ -11,15 +11,14 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/probekit/probekit/shared/cliutil"
 	"github.com/probekit/probekit/shared/pace"
+	pipeline "github.com/probekit/probekit/shared/sender"
 	"github.com/probekit/probekit/shared/testpkt"
 	"github.com/probekit/probekit/shared/timestamp"
 	"github.com/probekit/probekit/shared/udpsock"
@@ -80,39 +79,25 @@ type Config struct {
 // ErrNoSSID is returned with RequireSSID when the reflector does not echo the SSID.
 var ErrNoSSID = errors.New("reflector returned SSID 0: it does not implement RFC 8972")
 
-const ringSize = 1 << 20
-
-// slot is the sender's memory of one packet.
-type slot struct {
-	seq    uint32
-	used   bool
-	t1     int64 // user-space send time (the T1 on the wire), Unix ns
-	t1k    int64 // kernel transmit timestamp, Unix ns (0 = none yet)
-	t1kSrc timestamp.Source
-}
-
+// session is stampsend's side of the Session-Sender pipeline (shared/sender): it builds the
+// packets, decodes and checks the replies (HMAC, SSID) and turns them into records.
 type session struct {
 	cfg  Config
 	log  logrus.FieldLogger
 	mode testpkt.Mode
-	conn *udpsock.Conn
 	b    *builder
+	p    *pipeline.Pipeline
+	acc  *accumulator
+	rp   testpkt.ReflectedPacket // the reply being handled (receiving goroutine)
 
-	mu    sync.Mutex
-	ring  []slot
-	txmap []uint32 // TxID mod ringSize → seq+1
-	sent  uint64
-	lastT time.Time
-
-	acc *accumulator
-
-	// Access Report retransmission state (guarded by mu; arAcked set by the receiver).
+	// Access Report retransmission state: arNext and arLeft belong to the sending goroutine,
+	// arAcked is set by the receiving one.
 	arNext  time.Time
 	arLeft  int
 	arAcked atomic.Bool
 }
 
-// wantAR reports whether the packet sent at now carries the Access Report (s.mu held).
+// wantAR reports whether the packet sent at now carries the Access Report.
 func (s *session) wantAR(now time.Time) bool {
 	if s.b.arOffset < 0 || s.arAcked.Load() || s.arLeft < 0 || now.Before(s.arNext) {
 		return false
@@ -125,22 +110,70 @@ func (s *session) wantAR(now time.Time) bool {
 	return true
 }
 
-func (s *session) onTx(id uint32, t time.Time, src timestamp.Source) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v := s.txmap[id%ringSize]
-	if v == 0 {
-		return
+func (s *session) build(b []byte, seq uint32, t1 time.Time) (int, error) {
+	return len(s.b.build(b, seq, t1, seq, s.wantAR(t1))), nil
+}
+
+// decode checks a reply's HMAC (authenticated mode) and SSID and hands its sequence number
+// and reflector times to the pipeline.
+func (s *session) decode(data []byte, r *pipeline.Reply) error {
+	s.rp.Mode = s.mode
+	if err := s.rp.UnmarshalBinary(data); err != nil {
+		return fmt.Errorf("%w: %v", pipeline.ErrMalformed, err)
 	}
-	seq := v - 1
-	sl := &s.ring[seq%ringSize]
-	if sl.used && sl.seq == seq {
-		sl.t1k, sl.t1kSrc = t.UnixNano(), src
+	if s.acc.signer != nil && !s.acc.signer.Verify(data) {
+		return pipeline.ErrAuth
 	}
+	switch ssid := s.rp.SSID; {
+	case ssid == 0 && s.cfg.SSID != 0:
+		// A reflector without RFC 8972 returns zeros: still ours, with a warning.
+		if s.cfg.RequireSSID {
+			return ErrNoSSID
+		}
+		s.acc.sawNoSSID()
+	case ssid != s.cfg.SSID:
+		return fmt.Errorf("%w: SSID %d", pipeline.ErrForeign, ssid)
+	}
+	r.Seq = s.rp.SenderSeq
+	if s.rp.ReceiveTimestamp != 0 && s.rp.Timestamp != 0 {
+		r.T2, r.T3 = s.rp.ReceiveTime(), s.rp.TransmitTime()
+	}
+	return nil
+}
+
+func (s *session) onReply(r *pipeline.Reply) error {
+	if s.b.arOffset >= 0 && len(r.Data) > s.mode.ReflectedLen() && !s.arAcked.Load() {
+		if t := testpkt.ParseReplyTLVs(r.Data, s.mode.ReflectedLen(), s.acc.signer); t.AccessReport != nil {
+			s.arAcked.Store(true)
+		}
+	}
+	return s.acc.add(&s.rp, r)
+}
+
+// newSession lays out the packets and the pipeline; conn may be nil for offline use
+// (pipeline.Record and Handle in tests).
+func newSession(cfg Config, log logrus.FieldLogger, conn *udpsock.Conn) (*session, error) {
+	s := &session{cfg: cfg, log: log, mode: testpkt.ModeUnauthenticated, arLeft: cfg.AccessReportRetries}
+	if len(cfg.Key) > 0 {
+		s.mode = testpkt.ModeAuthenticated
+	}
+	ee := timestamp.NewErrorEstimate(cfg.Synchronized, cfg.PTP, cfg.ClockError)
+	b, err := newBuilder(s.mode, cfg.SSID, ee, cfg.PTP, cfg.Key, cfg.TLVs, cfg.Size)
+	if err != nil {
+		return nil, err
+	}
+	s.b = b
+	s.acc = newAccumulator(cfg, s.mode)
+	s.p, err = pipeline.New(pipeline.Config{Conn: conn, Target: cfg.Target, TOS: cfg.DSCP<<2 | cfg.ECN&3,
+		Schedule: pace.NewSchedule(cfg.Interval, cfg.Poisson, cfg.Seed), Count: cfg.Count, Duration: cfg.Duration,
+		Timeout: cfg.Timeout, MaxLen: b.Len(), Build: s.build, Decode: s.decode, OnReply: s.onReply, Log: log})
+	return s, err
 }
 
 // Run runs one session and returns its summary (also printed to cfg.Out). Cancelling ctx
-// (SIGINT) stops sending; the summary then covers what was sent.
+// (SIGINT) stops sending; the summary then covers what was sent. The error is
+// pipeline.ErrNoReply when nothing came back and pipeline.ErrReflectorGone when the replies
+// stopped; the summary is printed complete before either.
 func Run(ctx context.Context, cfg Config, log logrus.FieldLogger) (*Summary, error) {
 	if cfg.Interval <= 0 {
 		return nil, errors.New("interval must be positive")
@@ -163,17 +196,6 @@ func Run(ctx context.Context, cfg Config, log logrus.FieldLogger) (*Summary, err
 	case cfg.AccessReportRetries < 0:
 		cfg.AccessReportRetries = 0
 	}
-	s := &session{cfg: cfg, log: log, mode: testpkt.ModeUnauthenticated, arLeft: cfg.AccessReportRetries}
-	if len(cfg.Key) > 0 {
-		s.mode = testpkt.ModeAuthenticated
-	}
-	ee := timestamp.NewErrorEstimate(cfg.Synchronized, cfg.PTP, cfg.ClockError)
-	b, err := newBuilder(s.mode, cfg.SSID, ee, cfg.PTP, cfg.Key, cfg.TLVs, cfg.Size)
-	if err != nil {
-		return nil, err
-	}
-	s.b = b
-
 	network, bind := "udp4", cfg.Source
 	if cfg.Target.Addr().Is6() && !cfg.Target.Addr().Is4In6() {
 		network = "udp6"
@@ -190,7 +212,6 @@ func Run(ctx context.Context, cfg Config, log logrus.FieldLogger) (*Summary, err
 		return nil, err
 	}
 	defer conn.Close()
-	s.conn = conn
 	tos := cfg.DSCP<<2 | cfg.ECN&3
 	if tos != 0 {
 		if err := conn.SetTOS(tos); err != nil {
@@ -202,192 +223,25 @@ func Run(ctx context.Context, cfg Config, log logrus.FieldLogger) (*Summary, err
 			return nil, fmt.Errorf("--ttl: %w", err)
 		}
 	}
+	s, err := newSession(cfg, log, conn)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Ready != nil {
 		cfg.Ready(conn.LocalAddr())
 	}
-	s.ring = make([]slot, ringSize)
-	s.txmap = make([]uint32, ringSize)
-	s.acc = newAccumulator(cfg, s.mode, conn.Features().TxTimestamps)
 	log.WithFields(logrus.Fields{"target": cfg.Target.String(), "local": conn.LocalAddr().String(),
-		"mode": s.mode.String(), "size": b.Len(), "ssid": cfg.SSID, "rx_timestamps": conn.Features().RxTimestamp,
+		"mode": s.mode.String(), "size": s.b.Len(), "ssid": cfg.SSID, "rx_timestamps": conn.Features().RxTimestamp,
 		"tx_timestamps": conn.Features().TxTimestamps}).Debug("stampsend: session")
 
-	recvDone := make(chan error, 1)
-	stopRecv := make(chan struct{})
-	go func() { recvDone <- s.receive(stopRecv) }()
-
 	start := time.Now()
-	sendErr := s.send(ctx, start)
-	lastSend := s.lastSend()
-	// Wait for outstanding replies: until everything is back, the timeout passes, the
-	// receiver fails or a second interruption.
-	deadline := time.NewTimer(max(time.Until(lastSend.Add(cfg.Timeout)), 0))
-	defer deadline.Stop()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	var recvErr error
-wait:
-	for {
-		if s.acc.complete(s.sentCount()) {
-			break
-		}
-		select {
-		case <-deadline.C:
-			break wait
-		case recvErr = <-recvDone:
-			recvDone <- recvErr
-			break wait
-		case <-tick.C:
-		}
+	st, runErr := s.p.Run(ctx)
+	if st == nil {
+		return nil, runErr
 	}
-	close(stopRecv)
-	_ = conn.SetReadDeadline(time.Now())
-	if err := <-recvDone; err != nil && recvErr == nil {
-		recvErr = err
-	}
-	sum := s.acc.summary(s.sentCount(), time.Since(start))
+	sum := s.acc.summary(st, time.Since(start))
 	if err := s.acc.printSummary(sum); err != nil {
 		return sum, err
 	}
-	if sendErr != nil {
-		return sum, sendErr
-	}
-	if recvErr != nil {
-		return sum, recvErr
-	}
-	return sum, nil
-}
-
-func (s *session) sentCount() uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.sent
-}
-
-func (s *session) lastSend() time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.lastT
-}
-
-// send paces the packets with a pace.Pacer (sleep then spin; bursts below 100 µs): the
-// packets it hands out together leave in one sendmmsg, each with its own T1.
-func (s *session) send(ctx context.Context, start time.Time) error {
-	defer pace.LockThread()()
-	cfg := &s.cfg
-	const batch = pace.DefaultMaxBatch
-	msgs := make([]udpsock.Message, batch)
-	buf := make([]byte, batch*s.b.Len())
-	for i := range msgs {
-		msgs[i] = udpsock.Message{Buf: buf[i*s.b.Len() : (i+1)*s.b.Len()], Addr: cfg.Target, TOS: cfg.DSCP<<2 | cfg.ECN&3}
-	}
-	p := pace.New(start, pace.Config{Schedule: pace.NewSchedule(cfg.Interval, cfg.Poisson, cfg.Seed),
-		Count: cfg.Count, Duration: cfg.Duration, MaxBatch: batch})
-	var seq uint64
-	for {
-		n, ok := p.Next(ctx)
-		if !ok {
-			return nil
-		}
-		s.mu.Lock()
-		for i := 0; i < n; i++ {
-			t1 := time.Now()
-			q := uint32(seq)
-			s.b.build(msgs[i].Buf, q, t1, uint32(seq), s.wantAR(t1))
-			s.ring[q%ringSize] = slot{seq: q, used: true, t1: t1.UnixNano()}
-			// The kernel numbers transmit stamps per datagram sent on the socket (OPT_ID), so
-			// the identifier is known before the send; registering it now lets a stamp that is
-			// read before WriteBatch returns find its packet.
-			s.txmap[uint32(s.sent+uint64(i))%ringSize] = q + 1
-			s.lastT = t1
-			seq++
-		}
-		s.mu.Unlock()
-		k, err := s.conn.WriteBatch(msgs[:n])
-		s.mu.Lock()
-		for i := 0; i < k; i++ {
-			q := uint32(seq) - uint32(n) + uint32(i)
-			if id := msgs[i].TxID; id != uint32(s.sent+uint64(i)) {
-				s.txmap[id%ringSize] = q + 1 // the socket's counter moved (a failed send)
-			}
-		}
-		s.sent += uint64(k)
-		s.mu.Unlock()
-		if err != nil {
-			if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOBUFS) {
-				s.log.WithError(err).Debug("stampsend: send")
-				s.acc.sendErrors.Add(uint64(n - k))
-				continue
-			}
-			return fmt.Errorf("send: %w", err)
-		}
-		if s.conn.Features().TxTimestamps {
-			_, _ = s.conn.TxTimestamps(s.onTx)
-		}
-	}
-}
-
-// receive reads replies until stop is closed.
-func (s *session) receive(stop <-chan struct{}) error {
-	msgs := make([]udpsock.Message, 64)
-	buf := make([]byte, 64*9216)
-	for i := range msgs {
-		msgs[i].Buf = buf[i*9216 : (i+1)*9216]
-	}
-	tx := s.conn.Features().TxTimestamps
-	for {
-		select {
-		case <-stop:
-			return nil
-		default:
-		}
-		_ = s.conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-		n, err := s.conn.ReadBatch(msgs)
-		if tx {
-			// Transmit stamps are queued when the packet leaves, before its reply can arrive.
-			_, _ = s.conn.TxTimestamps(s.onTx)
-		}
-		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EINTR) {
-				continue
-			}
-			if errors.Is(err, udpsock.ErrClosed) {
-				return nil
-			}
-			return fmt.Errorf("receive: %w", err)
-		}
-		for i := 0; i < n; i++ {
-			m := &msgs[i]
-			if m.Addr != s.cfg.Target && netip.AddrPortFrom(m.Addr.Addr().Unmap(), m.Addr.Port()) != s.cfg.Target {
-				s.acc.foreign.Add(1)
-				continue
-			}
-			if err := s.handle(m); err != nil {
-				return err
-			}
-		}
-	}
-}
-
-// handle matches one reply with its packet and records it.
-func (s *session) handle(m *udpsock.Message) error {
-	data := m.Buf[:m.N]
-	rp := testpkt.ReflectedPacket{Mode: s.mode}
-	if err := rp.UnmarshalBinary(data); err != nil {
-		s.acc.malformed.Add(1)
-		return nil
-	}
-	s.mu.Lock()
-	sl := s.ring[rp.SenderSeq%ringSize]
-	s.mu.Unlock()
-	if !sl.used || sl.seq != rp.SenderSeq {
-		s.acc.unknown.Add(1)
-		return nil
-	}
-	if s.b.arOffset >= 0 && len(data) > s.mode.ReflectedLen() && !s.arAcked.Load() {
-		if t := testpkt.ParseReplyTLVs(data, s.mode.ReflectedLen(), s.acc.signer); t.AccessReport != nil {
-			s.arAcked.Store(true)
-		}
-	}
-	return s.acc.add(&rp, data, m, sl)
+	return sum, runErr
 }

@@ -161,8 +161,12 @@ func reply(seq uint32, t1, t2, t3 time.Time, synced bool) []byte {
 func TestAccumulatorNumbers(t *testing.T) {
 	var out bytes.Buffer
 	cfg := Config{Target: target, SSID: 7, Timeout: 100 * time.Millisecond, Format: cliutil.FormatJSON, Out: &out}
-	a := newAccumulator(cfg, testpkt.ModeUnauthenticated, true)
+	h := newHarness(t, cfg)
 	base := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+	for seq := uint32(0); seq < 6; seq++ {
+		t1 := base.Add(time.Duration(seq) * time.Millisecond)
+		h.send(seq, t1.Add(-time.Microsecond), t1)
+	}
 	offset := 250 * time.Microsecond // reflector clock ahead
 	type pk struct {
 		seq           uint32
@@ -185,12 +189,11 @@ func TestAccumulatorNumbers(t *testing.T) {
 			t.Fatal(err)
 		}
 		m := &udpsock.Message{Addr: target, RxTime: t4, RxSource: timestamp.SourceKernel, TTL: 63}
-		sl := slot{seq: p.seq, used: true, t1: t1.Add(-time.Microsecond).UnixNano(), t1k: t1.UnixNano(), t1kSrc: timestamp.SourceKernel}
-		if err := a.add(&rp, data, m, sl); err != nil {
+		if err := h.recv(data, m); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s := a.summary(6, time.Second)
+	s := h.summary(time.Second)
 	if s.Sent != 6 || s.Received != 4 || s.Lost != 2 || s.Duplicates != 1 || s.Late != 1 || s.Reordered != 1 {
 		t.Errorf("counts %+v", s)
 	}
@@ -224,7 +227,7 @@ func TestAccumulatorNumbers(t *testing.T) {
 		t.Errorf("sources %s %s", s.TxSource, s.RxSource)
 	}
 	// Per-packet JSON lines: 5 records (the late one is not printed), the duplicate flagged.
-	if err := a.emit.Flush(); err != nil {
+	if err := h.s.acc.emit.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
@@ -246,20 +249,22 @@ func TestAccumulatorNumbers(t *testing.T) {
 // a reflector without RFC 8972 returns SSID 0; --require-ssid stops.
 func TestX04RequireSSID(t *testing.T) {
 	cfg := Config{Target: target, SSID: 7, Timeout: time.Second, Format: cliutil.FormatText, Quiet: true, RequireSSID: true}
-	a := newAccumulator(cfg, testpkt.ModeUnauthenticated, false)
+	h := newHarness(t, cfg)
 	now := time.Now()
 	rp := testpkt.ReflectedPacket{SenderSeq: 0, Timestamp: testpkt.Stamp(now, false), ReceiveTimestamp: testpkt.Stamp(now, false)}
 	data := rp.AppendTo(nil)
-	err := a.add(&rp, data, &udpsock.Message{Addr: target, RxTime: now}, slot{used: true, t1: now.UnixNano()})
+	h.send(0, now, time.Time{})
+	err := h.recv(data, &udpsock.Message{Addr: target, RxTime: now})
 	if err != ErrNoSSID {
 		t.Errorf("err %v", err)
 	}
 	cfg.RequireSSID = false
-	a = newAccumulator(cfg, testpkt.ModeUnauthenticated, false)
-	if err := a.add(&rp, data, &udpsock.Message{Addr: target, RxTime: now}, slot{used: true, t1: now.UnixNano()}); err != nil {
+	h = newHarness(t, cfg)
+	h.send(0, now, time.Time{})
+	if err := h.recv(data, &udpsock.Message{Addr: target, RxTime: now}); err != nil {
 		t.Fatal(err)
 	}
-	if s := a.summary(1, time.Second); !strings.Contains(s.Warning, "SSID 0") || s.Received != 1 {
+	if s := h.summary(time.Second); !strings.Contains(s.Warning, "SSID 0") || s.Received != 1 {
 		t.Errorf("summary %+v", s)
 	}
 }
@@ -268,8 +273,9 @@ func TestX04RequireSSID(t *testing.T) {
 // PTP format (Z=1) is measured correctly: times are decoded by the reflector's Z bit.
 func TestB21B06TWAMPLightPTPReflector(t *testing.T) {
 	cfg := Config{Target: target, SSID: 9, Timeout: time.Second, Format: cliutil.FormatText, Quiet: true}
-	a := newAccumulator(cfg, testpkt.ModeUnauthenticated, false)
+	h := newHarness(t, cfg)
 	t1 := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+	h.send(0, t1, time.Time{})
 	t2, t3, t4 := t1.Add(40*time.Microsecond), t1.Add(47*time.Microsecond), t1.Add(90*time.Microsecond)
 	rp := testpkt.ReflectedPacket{Seq: 0, Timestamp: testpkt.Stamp(t3, true), ErrorEstimate: timestamp.NewErrorEstimate(true, true, time.Microsecond),
 		ReceiveTimestamp: testpkt.Stamp(t2, true), SenderSeq: 0, SenderTimestamp: testpkt.Stamp(t1, false), SenderErrorEstimate: 1, SenderTTL: 64}
@@ -278,10 +284,10 @@ func TestB21B06TWAMPLightPTPReflector(t *testing.T) {
 	if err := dec.UnmarshalBinary(data); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.add(&dec, data, &udpsock.Message{Addr: target, RxTime: t4}, slot{used: true, t1: t1.UnixNano()}); err != nil {
+	if err := h.recv(data, &udpsock.Message{Addr: target, RxTime: t4}); err != nil {
 		t.Fatal(err)
 	}
-	s := a.summary(1, time.Second)
+	s := h.summary(time.Second)
 	if s.Received != 1 || s.RTT.MinUS != 83 || s.Residence.MinUS != 7 || s.Forward.MinUS != 40 || s.Backward.MinUS != 43 {
 		t.Errorf("summary %+v", s)
 	}
@@ -335,7 +341,7 @@ func TestT06AccessReportRetransmission(t *testing.T) {
 func TestLocationSummary(t *testing.T) {
 	var out bytes.Buffer
 	cfg := Config{Target: target, SSID: 7, Timeout: time.Second, Format: cliutil.FormatText, Out: &out, Quiet: true}
-	a := newAccumulator(cfg, testpkt.ModeUnauthenticated, false)
+	h := newHarness(t, cfg)
 	base := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
 	for i, tc := range []struct {
 		src, dst         netip.AddrPort
@@ -357,23 +363,23 @@ func TestLocationSummary(t *testing.T) {
 			t.Fatal(err)
 		}
 		m := &udpsock.Message{Addr: target, RxTime: t1.Add(300 * time.Microsecond), TTL: 64}
-		if err := a.add(&rp, data, m, slot{seq: seq, used: true, t1: t1.UnixNano()}); err != nil {
+		h.send(seq, t1, time.Time{})
+		if err := h.recv(data, m); err != nil {
 			t.Fatal(err)
 		}
-		s := a.summary(uint64(i+1), time.Second)
+		s := h.summary(time.Second)
 		if s.LocationSource != tc.wantSrc || s.LocationDestination != tc.wantDst {
 			t.Errorf("reply %d: location %q -> %q, want %q -> %q", i, s.LocationSource, s.LocationDestination, tc.wantSrc, tc.wantDst)
 		}
 	}
-	if err := a.printSummary(a.summary(3, time.Second)); err != nil {
+	if err := h.s.acc.printSummary(h.summary(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	if want := "location: the reflector saw [2001:db8::5]:41000 -> ?:862\n"; !strings.Contains(out.String(), want) {
 		t.Errorf("text summary lacks %q:\n%s", want, out.String())
 	}
 	// Without a Location TLV there is no location line.
-	b := newAccumulator(cfg, testpkt.ModeUnauthenticated, false)
-	if s := b.summary(0, time.Second); s.LocationSource != "" {
+	if s := newHarness(t, cfg).summary(time.Second); s.LocationSource != "" {
 		t.Errorf("location %q without a Location TLV", s.LocationSource)
 	}
 }
