@@ -13,7 +13,8 @@ import (
 // reg (each daemon adds its own <ns>_sessions, whose meaning differs):
 //
 //	<ns>_received_packets_total, <ns>_reflected_packets_total, <ns>_kernel_rx_timestamps_total,
-//	<ns>_dropped_packets_total{reason}, <ns>_residence_seconds
+//	<ns>_dropped_packets_total{reason}, <ns>_residence_seconds, <ns>_wakeup_seconds,
+//	<ns>_evicted_sessions_total, <ns>_expired_sessions_total
 //
 // Every value is read at scrape time from the reflector's Stats (per-worker slots summed by
 // their Load); the data path is not touched.
@@ -27,6 +28,8 @@ func Register(reg *metrics.Registry, r *reflector.Reflector) {
 			emit(reflector.DropName(i), st.Drops[i].Load())
 		}
 	})
+	reg.Counter("evicted_sessions_total", "Learned sessions evicted (least recently used) to admit a new one into a full table.", st.Evicted.Load)
+	reg.Counter("expired_sessions_total", "Learned sessions expired after the idle timeout.", st.Expired.Load)
 	bounds := reflector.ResidenceBounds()
 	sec := make([]float64, len(bounds))
 	for i, b := range bounds {
@@ -38,5 +41,12 @@ func Register(reg *metrics.Registry, r *reflector.Reflector) {
 			counts[i] = st.Residence[i].Load()
 		}
 		return counts, time.Duration(st.ResidenceSum.Load()).Seconds()
+	})
+	reg.Histogram("wakeup_seconds", "Per received batch, kernel receive stamp of its first datagram to the reflector's read returning: the wake-up part of residence time.", sec, func() ([]uint64, float64) {
+		counts := make([]uint64, len(st.Wakeup))
+		for i := range st.Wakeup {
+			counts[i] = st.Wakeup[i].Load()
+		}
+		return counts, time.Duration(st.WakeupSum.Load()).Seconds()
 	})
 }
