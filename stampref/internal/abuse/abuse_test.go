@@ -171,8 +171,13 @@ func TestMonitorAbuse(t *testing.T) {
 			t.Fatalf("POST %d: %d", i, c)
 		}
 	}
-	if created != 299 || full != posts-299 { // 300 minus the legitimate sender's learned session
-		t.Errorf("provisioned %d, refused %d; want 299 and %d", created, full, posts-299)
+	// 300 minus the legitimate sender's learned session fit at once; sessions idle for 2 s
+	// expire meanwhile and make room for a few more on a slow run.
+	if created < 299 || full == 0 || created+full != posts {
+		t.Errorf("provisioned %d, refused %d of %d; want ≥ 299 and the rest refused", created, full, posts)
+	}
+	if n := scrape(t, url)["stampref_sessions"]; n > 300 {
+		t.Errorf("table holds %v sessions, above --max-sessions 300", n)
 	}
 	// Slow connections from 127.0.0.2: headers never finished.
 	var conns []net.Conn
@@ -209,7 +214,7 @@ func TestMonitorAbuse(t *testing.T) {
 		`stampref_api_refused_requests_total{rule="content_type"}`: 1,
 		`stampref_api_refused_requests_total{rule="host"}`:         1,
 		`stampref_api_refused_requests_total{rule="conns"}`:        float64(slow - 16),
-		"stampref_provision_refused_full_total":                    float64(posts - 299),
+		"stampref_provision_refused_full_total":                    float64(full),
 	} {
 		if m[name] != want {
 			t.Errorf("%s = %v, want %v", name, m[name], want)
