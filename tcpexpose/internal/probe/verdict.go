@@ -128,7 +128,7 @@ var codeWords = map[string]map[int]string{
 	"CoalesceOpt":       {0: "segments not coalesced", 1: "segments coalesced, every option kept", 2: "segments coalesced, some options kept", 3: "segments coalesced, options dropped", 4: "segments coalesced, more options than sent"},
 	"PseudoRtx":         {0: "retransmission with different payload delivered", 1: "retransmission not ACKed", 2: "ACK advanced but the retransmission not delivered (cached original)", 3: "retransmission ACK did not advance", 4: "retransmission delivered resized", 5: "retransmission answered with RST", 6: "other"},
 	"SeqHole":           {0: "data after a sequence hole ACKed beyond it", 1: "data after a sequence hole dropped", 2: "ACK stuck at the hole", 3: "other"},
-	"AckHole":           {0: "ACK of unsent data answered normally", 1: "ACK of unsent data dropped", 2: "ACK of unsent data corrected", 3: "other"},
+	"AckHole":           {0: "ACK of unsent data answered normally", 1: "ACK of unsent data got no answer (dropped, or left un-NATed and the answer dropped)", 2: "ACK of unsent data corrected", 3: "other"},
 	"ChangeIncomingSeq": {0: "incoming sequence numbers unchanged", 1: "incoming sequence numbers rewritten"},
 	"ChangeAwnd":        {0: "window unchanged", 1: "outgoing window rewritten"},
 	"ChangeSeq":         {0: "outgoing sequence numbers unchanged", 1: "outgoing sequence numbers rewritten"},
@@ -137,7 +137,7 @@ var codeWords = map[string]map[int]string{
 	"WsConsistent":      {0: "window scale passes both ways", 1: "no reply to the SYN", 2: "SYN answered with RST", 3: "outgoing window scale changed", 4: "incoming window scale changed", 5: "SYN not reflected (re-originated)", 6: "SYN not reflected and the SYN/ACK's window scale is not the responder's: negotiated by a middlebox"},
 	"TtlReset":          {0: "TTL decreases consistently both ways", 1: "no reflection of the SYN to compare TTLs", 3: "outgoing TTL reset: SYN re-originated on the path", 4: "incoming TTL reset: replies re-originated on the path"},
 	"SackTranslated":    {0: "D-SACK block passes unchanged", 1: "segment with a D-SACK block not ACKed (dropped)", 2: "segment with a D-SACK block answered with RST", 3: "SACK option removed", 4: "SACK blocks translated with the ACK (sequence translation)", 5: "SACK blocks changed inconsistently"},
-	"UnseenAck":         {0: "ACK of unseen data reached the responder from the flow's address", 1: "ACK of unseen data dropped", 2: "ACK of unseen data answered with RST", 3: "ACK of unseen data leaked with another source (un-NATed)", 4: "ACK of unseen data answered by a middlebox"},
+	"UnseenAck":         {0: "ACK of unseen data reached the responder from the flow's address", 1: "ACK of unseen data got no answer (dropped, or left un-NATed as conntrack-INVALID and the answer dropped)", 2: "ACK of unseen data answered with RST", 3: "ACK of unseen data leaked with another source (un-NATed)", 4: "ACK of unseen data answered by a middlebox"},
 	"Ecn":               {0: "ECN negotiated, ECT(0) passes", 1: "ECN-setup SYN got no reply: ECN breaks the connection", 2: "ECN-setup SYN answered with RST", 3: "ECN negotiation stripped", 4: "ECT codepoint bleached", 5: "data marked CE", 6: "ECN negotiated but ECT data not answered"},
 }
 

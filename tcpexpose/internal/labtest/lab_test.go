@@ -1,0 +1,337 @@
+// Package labtest runs tcpexpose (responder and test binaries) through the netlab middlebox
+// lab (client — router — server) in every router mode, and checks the reported codes against
+// what tcpdump captures on the router's two interfaces show.
+package labtest
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gopacket/gopacket/layers"
+
+	"github.com/probekit/probekit/shared/netlab"
+	"github.com/probekit/probekit/shared/testsupport/gobuild"
+	"github.com/probekit/probekit/shared/testsupport/labtest"
+	"github.com/probekit/probekit/tcpexpose/internal/probe"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	gobuild.Cleanup()
+	os.Exit(code)
+}
+
+type testLine struct {
+	Type    string         `json:"type"`
+	Test    string         `json:"test"`
+	Verdict string         `json:"verdict"`
+	Results map[string]int `json:"results"`
+	Codes   map[string]int `json:"codes"`
+}
+
+// runTest runs `tcpexpose test --json` in the client namespace and returns the final codes
+// and the per-test lines.
+func runTest(t *testing.T, m *netlab.MiddleboxLab, bin string, port int, tests string) (map[string]int, []testLine) {
+	t.Helper()
+	args := []string{"test", "--json", "--log-level", "error", "--manage-firewall", "--timeout", "300ms"}
+	if tests != "" {
+		args = append(args, "--tests", tests)
+	}
+	args = append(args, fmt.Sprintf("%s:%d", netlab.MiddleboxServer, port))
+	out, err := m.Client.Exec(bin, args...)
+	var lines []testLine
+	var final map[string]int
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		if !strings.HasPrefix(l, "{") {
+			continue
+		}
+		var tl testLine
+		if err := json.Unmarshal([]byte(l), &tl); err != nil {
+			t.Fatalf("bad JSON line %q: %v", l, err)
+		}
+		if tl.Type == "result" {
+			final = tl.Results
+		} else {
+			lines = append(lines, tl)
+		}
+	}
+	if final == nil {
+		t.Fatalf("no result line (err %v):\n%s", err, out)
+	}
+	for _, l := range lines {
+		t.Logf("%-26s %v: %s", l.Test, l.Codes, l.Verdict)
+	}
+	return final, lines
+}
+
+// capFacts are what the router's captures show about the crafted segments (decoded with
+// gopacket, independently of tcpexpose's decoder).
+type capFacts struct {
+	// client side (mc) and server side (ms) of the router
+	c, s []netlab.CapturedPacket
+}
+
+func hasOpt(tcp *layers.TCP, kind layers.TCPOptionKind) bool {
+	for _, o := range tcp.Options {
+		if o.OptionType == kind {
+			return true
+		}
+	}
+	return false
+}
+
+func optMSS(tcp *layers.TCP) int {
+	for _, o := range tcp.Options {
+		if o.OptionType == layers.TCPOptionKindMSS && len(o.OptionData) == 2 {
+			return int(o.OptionData[0])<<8 | int(o.OptionData[1])
+		}
+	}
+	return -1
+}
+
+// toServer / toClient select the crafted flow's directions on one side.
+func toServer(p netlab.CapturedPacket, port uint16) bool {
+	return p.TCP != nil && p.Dst.Port() == port && p.Dst.Addr() == netlab.MiddleboxServer
+}
+
+func fromServer(p netlab.CapturedPacket, port uint16) bool {
+	return p.TCP != nil && p.Src.Port() == port && p.Src.Addr() == netlab.MiddleboxServer
+}
+
+func count(ps []netlab.CapturedPacket, f func(netlab.CapturedPacket) bool) int {
+	n := 0
+	for _, p := range ps {
+		if f(p) {
+			n++
+		}
+	}
+	return n
+}
+
+func capture(t *testing.T, m *netlab.MiddleboxLab, name string, port int, run func()) capFacts {
+	t.Helper()
+	dir := t.TempDir()
+	filter := fmt.Sprintf("tcp port %d", port)
+	stopC := labtest.StartCapture(t, m.Router, "mc", filepath.Join(dir, name+"-mc.pcap"), filter)
+	stopS := labtest.StartCapture(t, m.Router, "ms", filepath.Join(dir, name+"-ms.pcap"), filter)
+	run()
+	stopC()
+	stopS()
+	var f capFacts
+	var err error
+	if f.c, err = netlab.ReadCapture(filepath.Join(dir, name+"-mc.pcap")); err != nil {
+		t.Fatal(err)
+	}
+	if f.s, err = netlab.ReadCapture(filepath.Join(dir, name+"-ms.pcap")); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.c) == 0 {
+		t.Fatal("nothing captured on the client side of the router")
+	}
+	return f
+}
+
+// expectAll compares every key with want (keys absent from want must be 0: "no change").
+func expectAll(t *testing.T, got map[string]int, want map[string]int) {
+	t.Helper()
+	for _, k := range probe.AllKeys() {
+		w, ok := want[k]
+		if !ok {
+			w = 0
+		}
+		if got[k] != w {
+			t.Errorf("%s = %d, want %d", k, got[k], w)
+		}
+	}
+}
+
+// TestMiddleboxModes builds the lab once and runs the whole catalogue through each router
+// mode. The expected code of every affected key is derived from the router's captures.
+func TestMiddleboxModes(t *testing.T) {
+	bin := gobuild.Binary(t, "../..")
+	m := labtest.Middlebox(t, netlab.MiddleboxConfig{Mode: netlab.ModeTransparent})
+	srv := fmt.Sprintf("%s:%d", netlab.MiddleboxServer, 34343)
+	resp, err := m.Server.Start(bin, "responder", "--listen", srv, "--manage-firewall", "--log-level", "warn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Stop()
+	const port = 34343
+	cSYN := func(p netlab.CapturedPacket) bool { return toServer(p, port) && p.TCP.SYN }
+	cData := func(p netlab.CapturedPacket) bool { return toServer(p, port) && len(p.Payload) > 0 }
+
+	t.Run("transparent", func(t *testing.T) {
+		var got map[string]int
+		f := capture(t, m, "transparent", port, func() { got, _ = runTest(t, m, bin, port, "") })
+		// Ground truth: the SYNs with MP_CAPABLE reach the server with it.
+		if count(f.s, func(p netlab.CapturedPacket) bool { return cSYN(p) && hasOpt(p.TCP, 30) }) == 0 {
+			t.Fatal("capture: no SYN with kind 30 on the server side in transparent mode")
+		}
+		expectAll(t, got, nil)
+	})
+
+	t.Run("strip-unknown", func(t *testing.T) {
+		if err := m.SetMode(netlab.ModeTransparent); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.StripOptionKinds(30, 31, 32); err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]int
+		f := capture(t, m, "strip-unknown", port, func() { got, _ = runTest(t, m, bin, port, "") })
+		want := map[string]int{}
+		// SYNs left the client with kind 30 and reached the server without it: removed (3).
+		if count(f.c, func(p netlab.CapturedPacket) bool { return cSYN(p) && hasOpt(p.TCP, 30) }) > 0 &&
+			count(f.s, func(p netlab.CapturedPacket) bool { return cSYN(p) && hasOpt(p.TCP, 30) }) == 0 {
+			want["SynOpt"], want["SynOpt2"] = 3, 3
+		}
+		// Data left with MP_DATA (31) and arrived without it: MP_DATA removed (2).
+		if count(f.c, func(p netlab.CapturedPacket) bool { return cData(p) && hasOpt(p.TCP, 31) }) > 0 &&
+			count(f.s, func(p netlab.CapturedPacket) bool { return cData(p) && hasOpt(p.TCP, 31) }) == 0 {
+			want["DataOpt"] = 2
+		}
+		if len(want) != 3 {
+			t.Fatalf("captures do not show the stripping: %v", want)
+		}
+		expectAll(t, got, want)
+	})
+
+	t.Run("strip-sack-ts-ws", func(t *testing.T) {
+		if err := m.SetMode(netlab.ModeTransparent); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.StripOptionKinds(4, 8, 3); err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]int
+		f := capture(t, m, "strip-std", port, func() { got, _ = runTest(t, m, bin, port, "") })
+		want := map[string]int{}
+		if count(f.c, func(p netlab.CapturedPacket) bool { return cData(p) && hasOpt(p.TCP, layers.TCPOptionKindTimestamps) }) > 0 &&
+			count(f.s, func(p netlab.CapturedPacket) bool { return cData(p) && hasOpt(p.TCP, layers.TCPOptionKindTimestamps) }) == 0 {
+			want["DataKnownOpt"] = 2 // outgoing timestamp removed
+		}
+		if count(f.c, func(p netlab.CapturedPacket) bool { return cSYN(p) && hasOpt(p.TCP, layers.TCPOptionKindWindowScale) }) > 0 &&
+			count(f.s, func(p netlab.CapturedPacket) bool { return cSYN(p) && hasOpt(p.TCP, layers.TCPOptionKindWindowScale) }) == 0 {
+			want["WsConsistent"] = 3 // outgoing window scale removed
+		}
+		if len(want) != 2 {
+			t.Fatalf("captures do not show the stripping: %v", want)
+		}
+		expectAll(t, got, want)
+	})
+
+	t.Run("clamp-mss", func(t *testing.T) {
+		if err := m.SetMode(netlab.ModeClampMSS); err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]int
+		f := capture(t, m, "clamp", port, func() { got, _ = runTest(t, m, bin, port, "") })
+		want := map[string]int{}
+		// The 1460 SYN (syn_reflect) reaches the server with a lower MSS: lowered (3). The
+		// 512 SYNs are below the clamp and pass unchanged.
+		lowered := count(f.s, func(p netlab.CapturedPacket) bool { return cSYN(p) && len(p.Payload) > 0 && optMSS(p.TCP) == 536 })
+		if count(f.c, func(p netlab.CapturedPacket) bool { return cSYN(p) && optMSS(p.TCP) == 1460 }) > 0 && lowered > 0 {
+			want["ChangeMss"] = 3
+		}
+		if count(f.s, func(p netlab.CapturedPacket) bool { return cSYN(p) && optMSS(p.TCP) == 512 }) == 0 {
+			t.Error("capture: no MSS 512 SYN reached the server unchanged")
+		}
+		if len(want) != 1 {
+			t.Fatalf("captures do not show the clamping")
+		}
+		expectAll(t, got, want)
+	})
+
+	t.Run("nat", func(t *testing.T) {
+		if err := m.SetMode(netlab.ModeNAT); err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]int
+		f := capture(t, m, "nat", port, func() { got, _ = runTest(t, m, bin, port, "") })
+		want := map[string]int{}
+		natted := count(f.s, func(p netlab.CapturedPacket) bool { return toServer(p, port) && p.Src.Addr() == netlab.MiddleboxRouterS })
+		leaked := count(f.s, func(p netlab.CapturedPacket) bool { return toServer(p, port) && p.Src.Addr() == netlab.MiddleboxClient })
+		if natted == 0 {
+			t.Fatal("capture: nothing NATed")
+		}
+		// Out-of-window ACKs (AckHole, UnseenAck) are conntrack-INVALID and leave un-NATed
+		// (lab.md §2). The responder answers the client's real address; whether that answer
+		// reaches the client decides the codes: Linux drops it (its conntrack entry would
+		// clash with the NATed flow's), so the client sees no answer at all.
+		answered := count(f.s, func(p netlab.CapturedPacket) bool { return fromServer(p, port) && p.Dst.Addr() == netlab.MiddleboxClient })
+		delivered := count(f.c, func(p netlab.CapturedPacket) bool {
+			return fromServer(p, port) && p.TCP.Seq >= 11259375+100000 // answers to the unseen ACK carry its ack as seq
+		})
+		switch {
+		case leaked == 0:
+			t.Error("capture: no un-NATed segment on the server side")
+		case answered > 0 && delivered == 0:
+			want["UnseenAck"], want["AckHole"] = 1, 1
+		case delivered > 0:
+			want["UnseenAck"] = 3
+		}
+		t.Logf("capture: %d NATed, %d un-NATed to the server; %d answers to the real client address, %d of them delivered", natted, leaked, answered, delivered)
+		expectAll(t, got, want)
+	})
+
+	t.Run("drop-unknown-syn", func(t *testing.T) {
+		if err := m.SetMode(netlab.ModeTransparent); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.DropSYNsWithOptions(30); err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]int
+		f := capture(t, m, "drop", port, func() {
+			got, _ = runTest(t, m, bin, port, "syn,syn_opt,syn_opt2,data,incoming_seq_sopt")
+		})
+		want := map[string]int{}
+		for _, k := range probe.AllKeys() {
+			want[k] = -1
+		}
+		for _, k := range []string{"Syn", "UnexpAwnd", "UnexpAwnd4Opt", "Data", "IndAck", "ChangeSeq", "ChangeAwnd", "ChangeIncomingSeq", "Split"} {
+			want[k] = 0
+		}
+		if count(f.c, func(p netlab.CapturedPacket) bool { return cSYN(p) && hasOpt(p.TCP, 30) }) > 0 &&
+			count(f.s, func(p netlab.CapturedPacket) bool { return cSYN(p) && hasOpt(p.TCP, 30) }) == 0 {
+			want["SynOpt"], want["SynOpt2"] = 1, 1 // no reply
+		} else {
+			t.Fatal("capture: SYNs with kind 30 were not dropped")
+		}
+		// UnexpAwnd4Opt needs a SYN/ACK: not run; ChangeIncomingSeq4Opt's SYN never connects.
+		want["UnexpAwnd4Opt"] = -1
+		expectAll(t, got, want)
+	})
+
+	t.Run("seq-shift", func(t *testing.T) {
+		if err := m.SetMode(netlab.ModeTransparent); err != nil {
+			t.Fatal(err)
+		}
+		const delta = 0x01000000
+		sh, err := m.StartSeqShifter(7, delta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]int
+		f := capture(t, m, "shift", port, func() { got, _ = runTest(t, m, bin, port, "") })
+		sh.Stop()
+		want := map[string]int{}
+		// Data that left the client at seq 252002 reached the server at 252002 + delta.
+		if count(f.c, func(p netlab.CapturedPacket) bool { return cData(p) && p.TCP.Seq == 252002 }) > 0 &&
+			count(f.s, func(p netlab.CapturedPacket) bool { return cData(p) && p.TCP.Seq == 252002+delta }) > 0 &&
+			count(f.s, func(p netlab.CapturedPacket) bool { return cData(p) && p.TCP.Seq == 252002 }) == 0 {
+			want["ChangeSeq"], want["ChangeSeq4KnownOpt"], want["ChangeSeq4Opt"] = 1, 1, 1
+		} else {
+			t.Fatal("capture: sequence numbers not shifted")
+		}
+		expectAll(t, got, want)
+	})
+}
