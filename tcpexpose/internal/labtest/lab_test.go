@@ -257,7 +257,9 @@ func TestMiddleboxModes(t *testing.T) {
 		var got map[string]int
 		f := capture(t, m, "nat", port, func() { got, _ = runTest(t, m, bin, port, "") })
 		want := map[string]int{}
-		natted := count(f.s, func(p netlab.CapturedPacket) bool { return toServer(p, port) && p.Src.Addr() == netlab.MiddleboxRouterS })
+		natted := count(f.s, func(p netlab.CapturedPacket) bool {
+			return toServer(p, port) && p.Src.Addr() == netlab.MiddleboxRouterS
+		})
 		leaked := count(f.s, func(p netlab.CapturedPacket) bool { return toServer(p, port) && p.Src.Addr() == netlab.MiddleboxClient })
 		if natted == 0 {
 			t.Fatal("capture: nothing NATed")
@@ -266,7 +268,9 @@ func TestMiddleboxModes(t *testing.T) {
 		// (lab.md §2). The responder answers the client's real address; whether that answer
 		// reaches the client decides the codes: Linux drops it (its conntrack entry would
 		// clash with the NATed flow's), so the client sees no answer at all.
-		answered := count(f.s, func(p netlab.CapturedPacket) bool { return fromServer(p, port) && p.Dst.Addr() == netlab.MiddleboxClient })
+		answered := count(f.s, func(p netlab.CapturedPacket) bool {
+			return fromServer(p, port) && p.Dst.Addr() == netlab.MiddleboxClient
+		})
 		delivered := count(f.c, func(p netlab.CapturedPacket) bool {
 			return fromServer(p, port) && p.TCP.Seq >= 11259375+100000 // answers to the unseen ACK carry its ack as seq
 		})
