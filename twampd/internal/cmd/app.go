@@ -36,6 +36,8 @@ const (
 	flagBlocking       = "blocking"
 	flagRealtime       = "realtime"
 	flagBusyPoll       = "busy-poll"
+	flagStrictSize     = "strict-size"
+	flagWorkers        = "workers"
 )
 
 // DefaultMetrics is the default address of /metrics and /status.
@@ -90,6 +92,8 @@ func NewApp(version string) *cli.App {
 		&cli.BoolFlag{Name: flagBlocking, Usage: "wait for test packets inside recvmmsg (one OS thread per test socket) instead of the Go network poller"},
 		cliutil.IntFlag(flagRealtime, "serve each test socket (--light and sessions) on a SCHED_FIFO thread of this `PRIORITY` (1…99; needs CAP_SYS_NICE; implies --blocking)", 0, 0, 99),
 		&cli.DurationFlag{Name: flagBusyPoll, Usage: "after each batch poll the test socket (--light and sessions) without sleeping for up to `DURATION` (lower residence time, one busy CPU per active socket; excludes --realtime)"},
+		&cli.BoolFlag{Name: flagStrictSize, Usage: "with --light, never answer with more octets than the request: drop requests shorter than 41 octets (without it such replies are limited to 1000/s per source address)"},
+		cliutil.IntFlag(flagWorkers, "with --light, `N` SO_REUSEPORT sockets per address, one worker each: the kernel spreads sessions over them, one CPU each", 1, 1, 64),
 	)
 	app.Action = func(c *cli.Context) error {
 		cfg, err := Config(c)
@@ -130,6 +134,8 @@ func Config(c *cli.Context) (server.Config, error) {
 		BusyPoll:                 c.Duration(flagBusyPoll),
 		Realtime:                 int(cliutil.Int(c, flagRealtime)),
 		Blocking:                 c.Bool(flagBlocking) || cliutil.Int(c, flagRealtime) > 0,
+		StrictSize:               c.Bool(flagStrictSize),
+		Workers:                  int(cliutil.Int(c, flagWorkers)),
 		Logger:                   cliutil.Logger(c),
 	}
 	if cfg.ServWait <= 0 || cfg.RefWait <= 0 || cfg.MaxTimeout < 0 || cfg.HandshakeTimeout <= 0 {

@@ -215,6 +215,13 @@ type Config struct {
 	// Blocking waits for test packets inside recvmmsg instead of the Go network poller
 	// (udpsock.Options.Blocking): one OS thread per test socket.
 	Blocking bool
+	// StrictSize (--light) drops requests shorter than their reply (41 octets), so no reply
+	// amplifies a spoofed request; otherwise such replies are limited per source address
+	// (reflector.Config.StrictSize). Control-negotiated sessions are exempt.
+	StrictSize bool
+	// Workers (--light) opens that many SO_REUSEPORT sockets per address, one reflector
+	// worker each, so sessions spread over CPUs (1 when ≤ 1).
+	Workers int
 	// Logger receives logs; nil discards.
 	Logger logrus.FieldLogger
 }

@@ -69,6 +69,7 @@ func New(cfg Config) (*Server, error) {
 		IdleTimeout:     cfg.RefWait,
 		BusyPoll:        cfg.BusyPoll,
 		Realtime:        cfg.Realtime,
+		StrictSize:      cfg.StrictSize,
 		Logger:          cfg.Logger,
 	}
 	r, err := reflector.New(rcfg)
