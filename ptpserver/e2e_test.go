@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -232,4 +233,63 @@ func TestE2E(t *testing.T) {
 		summary.Stats.BadChecksum != 1 || summary.Stats.STUN != 1 {
 		t.Errorf("summary %+v", summary)
 	}
+}
+
+// TestTmux runs the binary on a real terminal (a detached tmux session): the original's
+// screen comes up, a client appears as a row, and q quits with status 0.
+func TestTmux(t *testing.T) {
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Skip("tmux not installed")
+	}
+	bin := buildBinary(t)
+	port := freePort(t)
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "tmux.sock")
+	status := filepath.Join(dir, "status")
+	tmux := func(args ...string) string {
+		out, err := exec.Command("tmux", append([]string{"-S", sock}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tmux %v: %v %s", args, err, out)
+		}
+		return string(out)
+	}
+	tmux("new-session", "-d", "-s", "ptp", "-x", "120", "-y", "30",
+		bin+" -s 127.0.0.1 -p "+strconv.Itoa(port)+" --loglines 5; echo $? > "+status+"; sleep 30")
+	defer exec.Command("tmux", "-S", sock, "kill-server").Run()
+	screen := func() string { return tmux("capture-pane", "-p", "-t", "ptp") }
+	waitScreen := func(what string) string {
+		for i := 0; i < 400; i++ {
+			if s := screen(); strings.Contains(s, what) {
+				return s
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatalf("screen never showed %q:\n%s", what, screen())
+		return ""
+	}
+	s := waitScreen("PTP Server version")
+	for _, col := range []string{"Address", "Pkts Sent", "Pkts Rcvd", "Acks Lost", "Avg RTT", "Log output", "Status"} {
+		if !strings.Contains(s, col) {
+			t.Errorf("screen lacks %q:\n%s", col, s)
+		}
+	}
+	srv := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
+	a := newLegacy(t, srv, 0xa)
+	a.beacon(timestamp.Fixed32FromTime(time.Now()))
+	row := "('127.0.0.1', " + strconv.Itoa(int(a.addr().Port())) + ")"
+	s = waitScreen(row)
+	if !strings.Contains(s, "Received packet from a new client "+row) {
+		t.Errorf("log pane lacks the join:\n%s", s)
+	}
+	tmux("send-keys", "-t", "ptp", "q")
+	for i := 0; i < 400; i++ {
+		if b, err := os.ReadFile(status); err == nil {
+			if strings.TrimSpace(string(b)) != "0" {
+				t.Fatalf("exit status %s", b)
+			}
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("q did not end ptpserver:\n%s", screen())
 }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -160,11 +159,7 @@ func resolve(ctx context.Context, host string) (netip.Addr, error) {
 	return ips[0], nil
 }
 
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
+func isTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
 }
@@ -183,11 +178,20 @@ func run(c *cli.Context) error {
 		defer cancelT()
 	}
 	format := cliutil.OutputFormat(c)
-	tui := format == cliutil.FormatText && !c.Bool(flagNoTUI) && isTerminal(c.App.Writer)
+	// cliutil wraps the app's Writer, so ask the process's stdout (in-process tests pass --no-tui
+	// or run without a terminal).
+	tui := format == cliutil.FormatText && !c.Bool(flagNoTUI) && isTerminal(os.Stdout)
 	if format == cliutil.FormatCSV {
 		return cliutil.Usagef("--%s csv is not supported by ptpserver (text or json)", cliutil.FlagFormat)
 	}
 	out := newPrinter(c.App.Writer, format == cliutil.FormatJSON)
+	cfg.Log = log
+	var obs server.Observers
+	cfg.Observer = &lateObserver{obs: &obs}
+	srv, err := server.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
 	var screen *screenUI
 	if tui {
 		screen, err = newScreenUI(nil, int(cliutil.Int(c, flagLoglines)))
@@ -197,21 +201,9 @@ func run(c *cli.Context) error {
 		// Logs go to the log pane while the screen is up.
 		log.SetOutput(screen.logWriter())
 		defer log.SetOutput(c.App.ErrWriter)
-	}
-	cfg.Log = log
-	var obs server.Observers
-	if !tui {
-		obs = append(obs, out)
-	} else {
 		obs = append(obs, screen)
-	}
-	cfg.Observer = &lateObserver{obs: &obs}
-	srv, err := server.New(ctx, cfg)
-	if err != nil {
-		if screen != nil {
-			screen.fini()
-		}
-		return err
+	} else {
+		obs = append(obs, out)
 	}
 	var finish []func()
 	for _, h := range hooks {

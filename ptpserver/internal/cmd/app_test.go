@@ -76,7 +76,7 @@ func TestPortInUse(t *testing.T) {
 	}
 	port := srv.LocalAddr().Port()
 	go srv.Run(ctx)
-	code, _, stderr := cliutil.RunCapture(context.Background(), NewApp("test"), "-s", "127.0.0.1", "-p", strconv.Itoa(int(port)), "--duration", "1s")
+	code, _, stderr := cliutil.RunCapture(context.Background(), NewApp("test"), "-s", "127.0.0.1", "-p", strconv.Itoa(int(port)), "--duration", "1s", "--no-tui")
 	if code != cliutil.ExitFailure || !strings.Contains(stderr, "listen") || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
 		t.Errorf("exit %d, stderr %q", code, stderr)
 	}
