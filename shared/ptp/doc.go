@@ -61,5 +61,11 @@
 // CLIENTLIST_EXT whatever their order (the encoder writes EXT, PEERUUID, INT, CANDIDATE*); a
 // CANDIDATE before any CLIENTLIST_EXT is the sender's own (Message.Candidates).
 //
+// What ptpserver sends a v3 client: a list round is one packet per page, each with SERVERVER=3,
+// its own SEQUENCE, the recipient's UUID, YOURADDR, LISTPAGE and CLIENTLEN; MYTS rides on page 0
+// only (answer it once). Lists are sent every 13 s and at most once per second per mesh after a
+// membership change. Every reply to a v3 client's MYTS carries ECHOSEQ. A legacy (v2) client
+// gets SERVERVER=2 and v2 TLVs only, and at most one packet of list (the entries that fit).
+//
 // Decoding into a reused Message allocates nothing: byte-slice fields alias the packet.
 package ptp
