@@ -268,8 +268,8 @@ func (p *Pipeline) Run(ctx context.Context) (*Stats, error) {
 	switch cfg := &p.cfg; {
 	case cfg.Conn == nil || cfg.Build == nil:
 		return nil, errors.New("sender: Run needs Conn and Build")
-	case cfg.Schedule == nil || cfg.Schedule.Interval() <= 0:
-		return nil, errors.New("sender: the schedule needs a positive interval")
+	case cfg.Schedule == nil || cfg.Schedule.Interval() < 0:
+		return nil, errors.New("sender: Run needs a schedule with a non-negative interval")
 	case cfg.MaxLen <= 0:
 		return nil, errors.New("sender: MaxLen must be positive")
 	}

@@ -495,6 +495,8 @@ func TestReflectMismatchCounted(t *testing.T) {
 		layout: twampctl.NewReflectLayout(twampctl.ModeUnauthenticated|twampctl.ModeReflectOctets|twampctl.ModeSymmetricalSize, 4)}
 	s.remote = netip.MustParseAddrPort("127.0.0.1:9")
 	s.prepare()
+	offline(t, s)
+	now := time.Now()
 	if want := []byte{0x12, 0x34}; !bytes.Equal(s.expect[:2], want) {
 		t.Fatalf("expected reflected octets % x do not start with the Server Octets", s.expect)
 	}
@@ -508,8 +510,10 @@ func TestReflectMismatchCounted(t *testing.T) {
 		if corrupt {
 			reply[44] ^= 1
 		}
-		s.handleReply(&udpsock.Message{Buf: reply, N: len(reply), Addr: s.remote}, &rp)
+		s.sendAt(uint32(seq), now)
+		s.handleReply(&udpsock.Message{Buf: reply, N: len(reply), Addr: s.remote, RxTime: now}, &rp)
 	}
+	s.finishOffline()
 	if s.res.ReflectMismatch != 1 || s.res.Seq.Received() != 2 {
 		t.Errorf("mismatches %d received %d, want 1 and 2", s.res.ReflectMismatch, s.res.Seq.Received())
 	}

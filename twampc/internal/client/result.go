@@ -25,6 +25,8 @@ type Result struct {
 	Seq, ReflSeq                       stats.Sequence
 	SendDuplicates, ReflectDuplicates  uint64
 	Invalid, KernelRx, KernelTx        uint64
+	// Late replies came after the loss timeout; they count as lost (RFC 4656 §4.1.1).
+	Late uint64
 	Jitter                             stats.Jitter
 	RTT, Forward, Backward, Processing stats.Series
 	FwdHopsMin, FwdHopsMax             int
@@ -84,7 +86,9 @@ func (r *Result) finish(recs []Record) {
 			r.KernelTx++
 		}
 		r.Backward.Add(back)
-		r.Processing.Add(time.Duration(p.T3 - p.T2))
+		if p.T2 != 0 {
+			r.Processing.Add(p.Processing())
+		}
 		// owamp: the largest per-packet error of each delay type (stats->maxerr).
 		r.RTTErr = max(r.RTTErr, p.Err())
 		r.SendErr = max(r.SendErr, p.SendErr())
@@ -367,6 +371,9 @@ func (r *Result) WriteTextUnit(w io.Writer, pcts []float64, u Unit) {
 	}
 	if r.Invalid > 0 {
 		fmt.Fprintf(w, "%d invalid replies discarded\n", r.Invalid)
+	}
+	if r.Late > 0 {
+		fmt.Fprintf(w, "%d replies after the loss timeout counted lost\n", r.Late)
 	}
 	if have {
 		fmt.Fprintf(w, "two-way jitter (RFC 3550) = %s %s\n", u.format(r.Jitter.Value()), u)

@@ -50,6 +50,14 @@ func replaySession(t *testing.T, sent int, replies []reply) *session {
 	t.Helper()
 	s := &session{mode: twampctl.ModeUnauthenticated, count: sent, records: make([]Record, sent), res: &Result{}}
 	s.remote = netip.MustParseAddrPort("192.0.2.1:5000")
+	offline(t, s)
+	t1 := map[uint32]time.Duration{}
+	for _, r := range replies {
+		t1[r.seq] = r.t1
+	}
+	for seq := uint32(0); seq < uint32(sent); seq++ {
+		s.sendAt(seq, base.Add(t1[seq]))
+	}
 	var rp testpkt.ReflectedPacket
 	rp.Mode = testpkt.ModeUnauthenticated
 	for _, r := range replies {
@@ -65,13 +73,7 @@ func replaySession(t *testing.T, sent int, replies []reply) *session {
 		s.ee = r.rxEE
 		s.handleReply(&udpsock.Message{Buf: b, N: len(b), Addr: s.remote, RxTime: base.Add(r.t4), TTL: int(r.ttl)}, &rp)
 	}
-	s.sent, s.res.Sent = sent, sent
-	for i := range s.records {
-		if !s.records[i].Received {
-			s.records[i].Seq = uint32(i)
-		}
-	}
-	s.res.finish(s.records[:sent])
+	s.finishOffline()
 	return s
 }
 

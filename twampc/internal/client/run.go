@@ -47,8 +47,13 @@ func addrOf(a net.Addr) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
+// ErrControlLost: the TWAMP-Control connection failed during or at the end of the test.
+var ErrControlLost = errors.New("TWAMP-Control connection lost")
+
 // Run measures as configured and writes the results; it returns them for callers (tests).
-// An interrupted run (ctx cancelled) still reports what it measured.
+// An interrupted run (ctx cancelled) still reports what it measured. The results are written
+// complete before any error: a lost control connection (ErrControlLost), a session that got
+// no reply (sender.ErrNoReply) or whose replies stopped (sender.ErrReflectorGone).
 func Run(ctx context.Context, cfg Config, out Output) ([]*Result, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -127,32 +132,61 @@ func Run(ctx context.Context, cfg Config, out Output) ([]*Result, error) {
 	}
 
 	start := time.Now().Add(cfg.StartDelay)
+	for _, s := range sessions {
+		if err := s.newPipeline(s.sock, start, cfg.LossTimeout, log); err != nil {
+			return nil, err
+		}
+	}
+	// During the test the server sends nothing on TWAMP-Control (Stop-Sessions comes from
+	// the client, RFC 5357 §3.8), so a read that returns means the connection is gone (the
+	// server died or dropped us): every session stops at once and the run fails like
+	// twping's "Test session(s) Failed", after printing what was measured.
+	var ctlErr error
+	watchDone := make(chan struct{})
+	var stopWatch atomic.Bool
+	if ctl != nil {
+		go func() {
+			defer close(watchDone)
+			var b [1]byte
+			_, err := ctl.NetConn().Read(b[:])
+			if stopWatch.Load() {
+				return
+			}
+			if err == nil {
+				err = errors.New("unexpected data from the server during the test")
+			}
+			ctlErr = fmt.Errorf("%w: %v", ErrControlLost, err)
+			for _, s := range sessions {
+				s.p.Abort(ctlErr)
+			}
+		}()
+	} else {
+		close(watchDone)
+	}
+
 	var wg sync.WaitGroup
 	errs := make([]error, len(sessions))
 	for i, s := range sessions {
-		var deadline atomic.Int64
-		wg.Add(2)
+		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := s.send(ctx, start)
-			if err != nil && !errors.Is(err, context.Canceled) {
-				errs[i] = fmt.Errorf("session %d: send: %w", i, err)
+			st, err := s.p.Run(ctx)
+			if st != nil {
+				s.collect(st)
 			}
-			deadline.Store(time.Now().Add(cfg.LossTimeout).UnixNano())
-		}()
-		go func() {
-			defer wg.Done()
-			s.receive(ctx, func() time.Time {
-				if d := deadline.Load(); d != 0 {
-					return time.Unix(0, d)
-				}
-				return time.Time{}
-			})
+			if err != nil && !errors.Is(err, ErrControlLost) {
+				errs[i] = fmt.Errorf("session %d: %w", i, err)
+			}
 		}()
 	}
 	wg.Wait()
-
 	if ctl != nil {
+		stopWatch.Store(true)
+		_ = ctl.NetConn().SetReadDeadline(time.Now()) // ends the watcher's read
+		<-watchDone
+	}
+
+	if ctl != nil && ctlErr == nil {
 		_ = ctl.NetConn().SetDeadline(time.Now().Add(cfg.ConnectTimeout))
 		stopped := false
 		if cfg.Individual && ctl.Mode()&twampctl.ModeIndividualSessionControl != 0 {
@@ -161,30 +195,25 @@ func Run(ctx context.Context, cfg Config, out Output) ([]*Result, error) {
 				sids[i] = s.sid
 			}
 			if _, err := ctl.NSessionsCommand(twampctl.CmdStopNSessions, sids); err != nil {
-				log.WithError(err).Warn("Stop-N-Sessions failed")
+				ctlErr = fmt.Errorf("%w: Stop-N-Sessions: %v", ErrControlLost, err)
 			} else {
 				stopped = true
 			}
 		}
 		// Stop-Sessions must count the sessions still in progress (RFC 5357 §3.8).
-		if !stopped {
+		if !stopped && ctlErr == nil {
 			if err := ctl.StopSessions(uint32(len(sessions)), twampctl.AcceptOK); err != nil {
-				log.WithError(err).Warn("Stop-Sessions failed")
+				ctlErr = fmt.Errorf("%w: Stop-Sessions: %v", ErrControlLost, err)
 			}
 		}
 	}
 	results := make([]*Result, len(sessions))
 	for i, s := range sessions {
-		s.drainTx(50 * time.Millisecond)
-		s.applyTx()
-		s.res.Sent, s.res.First, s.res.Last = s.sent, s.firstSent, s.lastSent
-		for j := range s.records {
-			if !s.records[j].Received {
-				s.records[j].Seq, s.records[j].T1 = uint32(j), s.sentT1[j]
-			}
-		}
-		s.res.finish(s.records[:s.sent])
 		results[i] = s.res
+	}
+	if ctlErr != nil {
+		// twping's words, after the results gathered so far.
+		errs = append([]error{fmt.Errorf("%w; Test session(s) Failed", ctlErr)}, errs...)
 	}
 	if err := write(out, &cfg, sessions); err != nil {
 		return results, err
@@ -205,8 +234,7 @@ func udpNet(tcpNet string) string {
 func newSession(i int, cfg *Config, sock *udpsock.Conn, remote netip.AddrPort, mode twampctl.Mode, pad int) *session {
 	s := &session{idx: i, sock: sock, local: sock.LocalAddr(), remote: remote, mode: mode, padding: pad,
 		dscp: cfg.DSCP, count: cfg.Count, schedule: cfg.Schedule, zeroPad: cfg.ZeroPadding, ee: clockEE(),
-		records: make([]Record, cfg.Count), sentT1: make([]int64, cfg.Count),
-		txIDs: make([]uint32, cfg.Count), txTimes: make([]int64, cfg.Count)}
+		records: make([]Record, cfg.Count)}
 	s.res = &Result{Session: i, Sender: s.local.String(), Reflector: remote.String(), DSCP: cfg.DSCP, Padding: pad}
 	_ = sock.SetTTL(255)
 	if cfg.DSCP != 0 {

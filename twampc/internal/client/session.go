@@ -5,16 +5,16 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
-	"os"
-	"syscall"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/probekit/probekit/shared/pace"
+	pipeline "github.com/probekit/probekit/shared/sender"
 	"github.com/probekit/probekit/shared/testpkt"
 	"github.com/probekit/probekit/shared/timestamp"
 	"github.com/probekit/probekit/shared/twampctl"
@@ -68,8 +68,27 @@ func (r *Record) Depart() int64 {
 	return r.T1
 }
 
-// RTT is (T4 − T1) − (T3 − T2), with T1 the best departure time.
-func (r *Record) RTT() time.Duration { return time.Duration((r.T4 - r.Depart()) - (r.T3 - r.T2)) }
+// RTT is the shared Session-Sender's round-trip time (sender.RTT): (T4 − T1) − (T3 − T2)
+// with T1 the best departure time, the residence subtracted when the reflector stamped both
+// T2 and T3 and it is plausible.
+func (r *Record) RTT() time.Duration {
+	rtt, _ := pipeline.RTT(unixTime(r.Depart()), unixTime(r.T2), unixTime(r.T3), unixTime(r.T4))
+	return rtt
+}
+
+// Processing is the reflector's residence T3 − T2 as sender.RTT takes it (0 when unusable).
+func (r *Record) Processing() time.Duration {
+	_, res := pipeline.RTT(unixTime(r.Depart()), unixTime(r.T2), unixTime(r.T3), unixTime(r.T4))
+	return res
+}
+
+// unixTime is time.Unix(0, ns), and the zero Time for 0 (a timestamp not given).
+func unixTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
 
 // session is one test session: its socket, the negotiated parameters and the results.
 type session struct {
@@ -97,14 +116,16 @@ type session struct {
 	pad          []byte // padding template shared by every packet
 	expect       []byte
 
-	sent      int
-	firstSent time.Time
-	lastSent  time.Time
-	records   []Record // written by the receiver only
-	sentT1    []int64  // written by the sender only
-	txIDs     []uint32 // sender: transmit-timestamp ID of each packet
-	txTimes   []int64  // receiver: kernel transmit time by ID
-	res       *Result
+	sent    int
+	records []Record // written by the receiving goroutine (onReply), read after the run
+	res     *Result
+
+	// The shared Session-Sender pipeline and the state its callbacks use: sp and size on the
+	// sending goroutine, rp on the receiving one.
+	p    *pipeline.Pipeline
+	sp   testpkt.SenderPacket
+	size int
+	rp   testpkt.ReflectedPacket
 }
 
 func (s *session) senderLen() int {
@@ -155,185 +176,122 @@ func (s *session) pktMode() testpkt.Mode {
 	return testpkt.ModeTWAMPAuthenticated
 }
 
-// send transmits count packets on the schedule, paced by a pace.Pacer (sleep then spin;
-// bursts below 100 µs): the packets it hands out together leave in one sendmmsg, each with
-// its own T1 and kernel transmit time.
-func (s *session) send(ctx context.Context, start time.Time) error {
-	if s.count <= 0 {
-		return nil
-	}
-	defer pace.LockThread()()
-	const batch = udpsock.DefaultBatch
-	size := s.senderLen()
-	msgs := make([]udpsock.Message, batch)
+// newPipeline sets up the session's Session-Sender pipeline on conn (nil: offline, driven
+// with Record and Handle by tests): count packets on the schedule from start, replies awaited
+// for timeout after the last one (the loss timeout).
+func (s *session) newPipeline(conn *udpsock.Conn, start time.Time, timeout time.Duration, log logrus.FieldLogger) error {
 	if s.pad == nil {
 		s.prepare()
 	}
-	pad := s.pad
-	bufs := make([]byte, batch*len(pad))
-	var sp testpkt.SenderPacket
-	sp.Mode = s.pktMode()
-	sp.ErrorEstimate = s.ee
+	s.size = s.senderLen()
+	s.sp = testpkt.SenderPacket{Mode: s.pktMode(), ErrorEstimate: s.ee}
+	s.rp.Mode = s.pktMode()
 	sched := pace.NewSchedule(s.schedule.Interval, s.schedule.Poisson, uint64(time.Now().UnixNano()))
-	p := pace.New(start, pace.Config{Schedule: sched, Count: uint64(s.count), MaxBatch: batch})
-	seq := 0
-	for {
-		k, ok := p.Next(ctx)
-		if !ok {
-			if seq < s.count {
-				return ctx.Err()
-			}
-			return nil
-		}
-		for i := 0; i < k; i++ {
-			b := bufs[i*len(pad) : (i+1)*len(pad)]
-			copy(b, pad)
-			sp.Seq = uint32(seq)
-			t1 := time.Now()
-			sp.Timestamp = testpkt.Stamp(t1, false)
-			out := s.build(b, &sp, size)
-			if s.tc != nil {
-				if err := s.tc.SealSender(out); err != nil {
-					return err
-				}
-			}
-			s.sentT1[seq] = t1.UnixNano()
-			msgs[i] = udpsock.Message{Buf: out, N: len(out), Addr: s.remote, TOS: s.dscp << 2}
-			seq++
-		}
-		sent, err := s.sock.WriteBatch(msgs[:k])
-		for j := 0; j < sent; j++ {
-			s.txIDs[seq-k+j] = msgs[j].TxID
-		}
-		if s.sent == 0 && sent > 0 {
-			s.firstSent = time.Unix(0, s.sentT1[0])
-		}
-		s.sent += sent
-		s.lastSent = time.Now()
-		if err != nil && !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, syscall.ENOBUFS) {
-			return err
-		}
-	}
+	p, err := pipeline.New(pipeline.Config{Conn: conn, Target: s.remote, TOS: s.dscp << 2, Schedule: sched,
+		Start: start, Count: uint64(s.count), Timeout: timeout, MaxLen: len(s.pad),
+		Build: s.buildPacket, Decode: s.decode, OnReply: s.onReply, Log: log})
+	s.p = p
+	return err
 }
 
-// receive reads replies until every packet came back or deadline() passes.
-func (s *session) receive(ctx context.Context, deadline func() time.Time) {
-	const batch = udpsock.DefaultBatch
-	msgs := make([]udpsock.Message, batch)
-	buf := make([]byte, batch*9217)
-	for i := range msgs {
-		msgs[i].Buf = buf[i*9217 : (i+1)*9217]
-	}
-	var rp testpkt.ReflectedPacket
-	rp.Mode = s.pktMode()
-	r := s.res
-	sinceDrain, lastDrain := 0, time.Now()
-	for r.Seq.Received() < uint64(s.count) {
-		if ctx.Err() != nil {
-			return
-		}
-		dl := deadline()
-		if !dl.IsZero() && time.Now().After(dl) {
-			return
-		}
-		// Poll in short slices so the deadline (known only once sending ends) is honoured.
-		_ = s.sock.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-		n, err := s.sock.ReadBatch(msgs)
-		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EINTR) {
-				continue
-			}
-			return
-		}
-		for i := 0; i < n; i++ {
-			m := &msgs[i]
-			s.handleReply(m, &rp)
-		}
-		// Collect transmit timestamps every few hundred replies or milliseconds rather than
-		// with a syscall per batch; the error queue holds them meanwhile.
-		sinceDrain += n
-		if now := time.Now(); sinceDrain >= 256 || now.Sub(lastDrain) > 5*time.Millisecond {
-			s.drainTx(0)
-			sinceDrain, lastDrain = 0, now
+// buildPacket writes packet seq with T1 = t1 (sending goroutine): padding template, header,
+// RFC 6038 fields, then the HMAC and encryption of the authenticated modes.
+func (s *session) buildPacket(b []byte, seq uint32, t1 time.Time) (int, error) {
+	s.sp.Seq = seq
+	s.sp.Timestamp = testpkt.Stamp(t1, false)
+	out := s.build(b, &s.sp, s.size)
+	if s.tc != nil {
+		if err := s.tc.SealSender(out); err != nil {
+			return 0, err
 		}
 	}
+	return len(out), nil
 }
 
-// drainTx collects kernel transmit timestamps from the error queue (waiting up to wait).
-func (s *session) drainTx(wait time.Duration) {
-	fn := func(id uint32, t time.Time, _ timestamp.Source) {
-		if int(id) < len(s.txTimes) {
-			s.txTimes[id] = t.UnixNano()
-		}
-	}
-	if wait > 0 {
-		_, _ = s.sock.WaitTxTimestamps(wait, fn)
-		return
-	}
-	_, _ = s.sock.TxTimestamps(fn)
-}
-
-// applyTx attaches the kernel transmit times to the records (after sender and receiver ended).
-func (s *session) applyTx() {
-	for seq := 0; seq < s.sent; seq++ {
-		if id := s.txIDs[seq]; int(id) < len(s.txTimes) && s.txTimes[id] != 0 {
-			s.records[seq].T1Kernel = s.txTimes[id]
-		}
-	}
-}
-
-func (s *session) handleReply(m *udpsock.Message, rp *testpkt.ReflectedPacket) {
-	r := s.res
-	if m.Truncated || unmap(m.Addr) != s.remote {
-		r.Invalid++
-		return
-	}
-	data := m.Buf[:m.N]
+// decode authenticates and decrypts a reply (authenticated and encrypted modes: a reply that
+// does not open under the session keys is another session's or forged) and hands its sequence
+// number and reflector times to the pipeline. TWAMP has no SSID: the session is the socket,
+// its peer address and port (checked by the pipeline) and, in the secure modes, the keys.
+func (s *session) decode(data []byte, r *pipeline.Reply) error {
 	if s.rtc != nil {
 		if err := s.rtc.OpenReflector(data); err != nil {
-			r.Invalid++
-			return
+			return fmt.Errorf("%w: %v", pipeline.ErrAuth, err)
 		}
 	}
-	if err := rp.UnmarshalBinary(data); err != nil {
-		r.Invalid++
-		return
+	if err := s.rp.UnmarshalBinary(data); err != nil {
+		return fmt.Errorf("%w: %v", pipeline.ErrMalformed, err)
 	}
-	if !r.ReflSeq.Add(uint64(rp.Seq)) {
-		r.ReflectDuplicates++
-		return
+	r.Seq = s.rp.SenderSeq
+	if s.rp.ReceiveTimestamp != 0 && s.rp.Timestamp != 0 {
+		r.T2, r.T3 = s.rp.ReceiveTime(), s.rp.TransmitTime()
 	}
-	seq := rp.SenderSeq
-	if !r.Seq.Add(uint64(seq)) || int(seq) >= len(s.records) {
-		r.SendDuplicates++
-		return
+	return nil
+}
+
+// onReply records a reply the pipeline validated and matched. Reflect duplicates (one
+// reflector sequence number twice: the reverse path duplicated the reply) are told from send
+// duplicates (one sender sequence number answered twice: the forward path duplicated the
+// packet) as twping does.
+func (s *session) onReply(r *pipeline.Reply) error {
+	res := s.res
+	d := res.ReflSeq.Duplicates()
+	res.ReflSeq.Add(uint64(s.rp.Seq))
+	if res.ReflSeq.Duplicates() > d {
+		res.ReflectDuplicates++
+		return nil
 	}
-	rec := &s.records[seq]
-	rec.Seq, rec.ReflectorSeq, rec.Received = seq, rp.Seq, true
-	rec.T1 = rp.SenderTime().UnixNano()
-	rec.T2 = rp.ReceiveTime().UnixNano()
-	rec.T3 = rp.TransmitTime().UnixNano()
-	rec.T4 = m.RxTime.UnixNano()
-	rec.SenderTTL = rp.SenderTTL
-	rec.senderEE, rec.reflEE, rec.rxEE = rp.SenderErrorEstimate, rp.ErrorEstimate, s.ee
+	if r.Duplicate {
+		res.SendDuplicates++
+		return nil
+	}
+	if int(r.Seq) >= len(s.records) {
+		return nil // the pipeline only passes sequence numbers it sent (< count)
+	}
+	rec := &s.records[r.Seq]
+	rec.Seq, rec.ReflectorSeq, rec.Received = r.Seq, s.rp.Seq, true
+	rec.T1 = r.T1User.UnixNano()
+	if !r.T1Kernel.IsZero() {
+		rec.T1Kernel = r.T1Kernel.UnixNano()
+	}
+	if !r.T2.IsZero() {
+		rec.T2, rec.T3 = r.T2.UnixNano(), r.T3.UnixNano()
+	}
+	rec.T4 = r.T4.UnixNano()
+	rec.SenderTTL = s.rp.SenderTTL
+	rec.senderEE, rec.reflEE, rec.rxEE = s.rp.SenderErrorEstimate, s.rp.ErrorEstimate, s.ee
 	if s.expect != nil {
-		if got := s.layout.Reflected(data); got == nil || !bytes.Equal(got, s.expect) {
-			r.ReflectMismatch++
+		if got := s.layout.Reflected(r.Data); got == nil || !bytes.Equal(got, s.expect) {
+			res.ReflectMismatch++
 		}
 	}
+	m := r.Msg
 	rec.RevTOS = m.TOS
 	if s.monitor {
-		if v, ok := testpkt.SenderDSCPECN(data, rp.Mode); ok {
+		if v, ok := testpkt.SenderDSCPECN(r.Data, s.rp.Mode); ok {
 			rec.FwdTOS = v
 		}
 	}
 	if m.TTL > 0 && m.TTL < 256 {
 		rec.TTL = uint8(m.TTL)
 	}
-	r.Jitter.Add(rec.RTT())
-	if m.RxSource == timestamp.SourceKernel || m.RxSource == timestamp.SourceHardware {
-		r.KernelRx++
+	return nil
+}
+
+// collect copies the pipeline's statistics into the result and fills the records of the
+// packets that got no reply with their departure times (after the run).
+func (s *session) collect(st *pipeline.Stats) {
+	s.sent = int(st.Sent)
+	res := s.res
+	res.Sent, res.First, res.Last = s.sent, st.First, st.Last
+	res.Seq, res.Jitter = st.Seq, st.Jitter
+	res.Invalid, res.Late, res.KernelRx = st.Invalid(), st.Late, st.RxKernel
+	for j := range s.records[:s.sent] {
+		if rec := &s.records[j]; !rec.Received {
+			rec.Seq = uint32(j)
+			rec.T1, rec.T1Kernel, _ = s.p.Departure(uint32(j))
+		}
 	}
+	res.finish(s.records[:s.sent])
 }
 
 func unmap(a netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(a.Addr().Unmap(), a.Port()) }

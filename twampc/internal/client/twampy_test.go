@@ -21,9 +21,18 @@ func TestTwampyReplies(t *testing.T) {
 	remote := netip.MustParseAddrPort("127.0.0.1:20862")
 	s := &session{remote: remote, mode: twampctl.ModeUnauthenticated, count: 10,
 		records: make([]Record, 10), res: &Result{}}
+	offline(t, s)
 	var rp testpkt.ReflectedPacket
 	want := map[uint32]time.Duration{}
 	for _, pk := range pkts {
+		if pk.UDP != nil && pk.Dst == remote {
+			// The request as captured: its T1 is the sender's departure.
+			var sp testpkt.SenderPacket
+			if err := sp.UnmarshalBinary(pk.Payload); err != nil {
+				t.Fatal(err)
+			}
+			s.sendAt(sp.Seq, sp.Time())
+		}
 		if pk.UDP == nil || pk.Src != remote {
 			continue
 		}
@@ -38,6 +47,7 @@ func TestTwampyReplies(t *testing.T) {
 		m := udpsock.Message{Buf: append([]byte(nil), pk.Payload...), N: len(pk.Payload), Addr: pk.Src, RxTime: pk.Time}
 		s.handleReply(&m, &rp)
 	}
+	s.finishOffline()
 	if got := s.res.Seq.Received(); got != 10 || s.res.Invalid != 0 {
 		t.Fatalf("received %d, invalid %d; want 10, 0", got, s.res.Invalid)
 	}
@@ -53,7 +63,7 @@ func TestTwampyReplies(t *testing.T) {
 	// A reply from another address is not counted.
 	m := udpsock.Message{Buf: make([]byte, 41), N: 41, Addr: netip.MustParseAddrPort("127.0.0.1:9")}
 	s.handleReply(&m, &rp)
-	if s.res.Invalid != 1 {
+	if s.finishOffline(); s.res.Invalid != 1 {
 		t.Error("reply from a foreign address accepted")
 	}
 }
