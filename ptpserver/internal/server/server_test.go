@@ -306,7 +306,7 @@ func TestReports(t *testing.T) {
 	if len(last.Peers) != 1 || last.Peers[0].Peer != uuidN(2) || last.Peers[0].PeerAddr != q.addr || last.NAT == nil {
 		t.Fatalf("report %+v", last)
 	}
-	if want := "both NATs map per destination (ours address-and-port-dependent, peer's address-and-port-dependent): relayed"; last.Peers[0].Reason != want {
+	if want := "both NATs map per destination (ours address-and-port-dependent, the peer's address-and-port-dependent): neither side can learn the port the other uses towards it: relayed"; last.Peers[0].Reason != want {
 		t.Errorf("reason %q", last.Peers[0].Reason)
 	}
 	snap := r.srv.Snapshot()
@@ -326,9 +326,11 @@ func TestReason(t *testing.T) {
 	}{
 		{ptp.PathDirect, eim, apdm, ""},
 		{ptp.PathLAN, nil, nil, "same public address: reached on its LAN address (CLIENTLIST_INT)"},
+		// The example wording.
 		{ptp.PathRelay, eim, apdm, "peer's NAT maps per destination (address-and-port-dependent) and ours filters per address and port: relayed"},
 		{ptp.PathRelay, apdm, eim, "our NAT maps per destination (address-and-port-dependent) and the peer's filters per address and port: relayed"},
-		{ptp.PathNone, nil, eim, "no direct packet answered (NAT behaviour not known for both ends): no path"},
+		{ptp.PathNone, nil, eim, "our NAT behaviour is unknown (no STUN answer): no path"},
+		{ptp.PathHairpin, eim, eim, "same public address: reached through the NAT's hairpin"},
 	}
 	for _, c := range cases {
 		if got := Reason(c.path, c.self, c.peer); got != c.want {
