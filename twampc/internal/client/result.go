@@ -22,11 +22,11 @@ type Result struct {
 	First     time.Time
 	Last      time.Time
 
-	Seq, ReflSeq                       stats.Sequence
-	SendDuplicates, ReflectDuplicates  uint64
-	Invalid, KernelRx, KernelTx        uint64
+	Seq, ReflSeq                      stats.Sequence
+	SendDuplicates, ReflectDuplicates uint64
+	Invalid, KernelRx, KernelTx       uint64
 	// Late replies came after the loss timeout; they count as lost (RFC 4656 §4.1.1).
-	Late uint64
+	Late                               uint64
 	Jitter                             stats.Jitter
 	RTT, Forward, Backward, Processing stats.Series
 	FwdHopsMin, FwdHopsMax             int
