@@ -177,14 +177,14 @@ func (s *Store) Clients(ctx context.Context, mesh string) ([]Client, error) {
 	return out, rows.Err()
 }
 
-// Events returns the mesh's membership events in [from, to), oldest first, at most limit.
+// Events returns the mesh's membership events in [from, to], oldest first, at most limit (the newest).
 func (s *Store) Events(ctx context.Context, mesh string, from, to time.Time, limit int) ([]Event, error) {
 	if limit <= 0 {
 		limit = 1000
 	}
 	// The newest `limit` events of the range, returned oldest first.
 	rows, err := s.r.QueryContext(ctx, `SELECT ts, uuid, kind, addr, detail FROM (
-		SELECT id, ts, uuid, kind, addr, detail FROM events WHERE mesh = ? AND ts >= ? AND ts < ?
+		SELECT id, ts, uuid, kind, addr, detail FROM events WHERE mesh = ? AND ts >= ? AND ts <= ?
 		ORDER BY ts DESC, id DESC LIMIT ?) ORDER BY ts, id`, mesh, from.UnixMilli(), to.UnixMilli(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: events: %w", err)
@@ -255,7 +255,7 @@ func ResolutionFor(span time.Duration) time.Duration {
 	return coarseRes * time.Second
 }
 
-// History returns the pair's summaries over [from, to) at ResolutionFor(to-from), including the
+// History returns the pair's summaries of the buckets starting in [from, to] at ResolutionFor(to-from), including the
 // bucket still being filled.
 func (s *Store) History(ctx context.Context, mesh, src, dst string, from, to time.Time) ([]Point, error) {
 	res := int64(ResolutionFor(to.Sub(from)) / time.Second)
@@ -267,7 +267,7 @@ func (s *Store) History(ctx context.Context, mesh, src, dst string, from, to tim
 	if err != nil {
 		return nil, fmt.Errorf("store: history: %w", err)
 	}
-	lo, hi := from.Unix()/res*res, to.Unix()
+	lo, hi := from.Unix()/res*res, to.Unix()+1 // a bucket starting at `to` holds reports of `to`
 	buckets := map[int64]*agg{}
 	var order []int64
 	get := func(b int64) *agg {
