@@ -72,7 +72,8 @@ type Emitter struct {
 
 // NewEmitter returns an Emitter writing records with the given columns to w.
 func NewEmitter(w io.Writer, format Format, columns ...string) *Emitter {
-	e := &Emitter{format: format, columns: columns, w: bufio.NewWriter(w)}
+	// Through OutputWriter: a second signal's exit waits for the record being written.
+	e := &Emitter{format: format, columns: columns, w: bufio.NewWriter(OutputWriter(w))}
 	if format == FormatCSV {
 		e.csv = csv.NewWriter(&e.csvBuf)
 		e.row = make([]string, len(columns))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 )
 
 // Main runs app with args (os.Args) under a SignalContext and returns the exit code:
@@ -37,7 +38,12 @@ func Main(app *cli.App, args []string) int {
 	if os.Getenv(LintEnv) == "1" {
 		return lintMain(app)
 	}
-	app.Writer = OutputWriter(writerOrStdout(app.Writer))
+	if w := writerOrStdout(app.Writer); !isTerminal(w) {
+		// Pipes and files (what scripts parse) get whole lines even on a second signal. A
+		// terminal keeps its *os.File, which tools check to decide on a TUI; the Emitter
+		// locks its own writes in any case.
+		app.Writer = OutputWriter(w)
+	}
 	ctx, cancel := SignalContext(context.Background())
 	defer cancel()
 	return Run(ctx, app, args)
@@ -57,6 +63,16 @@ func lintMain(app *cli.App) int {
 	}
 	fmt.Fprintf(writerOrStdout(app.Writer), "%s: cli lint ok\n", app.Name)
 	return ExitOK
+}
+
+// isTerminal reports whether w is a file on a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 func writerOrStdout(w io.Writer) io.Writer {

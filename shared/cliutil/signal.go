@@ -43,8 +43,10 @@ var outputMu sync.Mutex
 // stopped reading a full pipe must not keep the process alive).
 const exitWait = 2 * time.Second
 
-// OutputWriter wraps w so that each Write completes before a second signal's exit (Main
-// wraps the app's Writer with it). Write w whole lines per call: the Emitter does.
+// OutputWriter wraps w so that each Write completes before a second signal's exit. Main wraps
+// the app's Writer with it unless that is a terminal (tools check c.App.Writer for an *os.File
+// on a terminal before starting a TUI); every Emitter writes through it. Write whole lines
+// per call: the Emitter does.
 func OutputWriter(w io.Writer) io.Writer {
 	if _, ok := w.(*outputWriter); ok {
 		return w
