@@ -39,7 +39,8 @@ type Server struct {
 	wg       sync.WaitGroup
 
 	m         counters
-	refuseLog rateLog
+	refuseLog rateLog // refused and timed-out control connections
+	rejectLog rateLog // rejected Request-TW-Session messages
 	regOnce   sync.Once
 	reg       *metrics.Registry
 	side      atomic.Pointer[httpside.Stats]
@@ -423,7 +424,7 @@ func (c *controlConn) request(ctx context.Context, rq *twampctl.RequestTWSession
 	s := c.s
 	reject := func(a twampctl.Accept, why string) twampctl.AcceptSession {
 		s.m.sessionsRejected.Add(1)
-		c.log.WithField("reason", why).WithField("accept", a.String()).Warn("Request-TW-Session rejected")
+		s.rejectLog.warn(c.log.WithField("reason", why).WithField("accept", a.String()), "Request-TW-Session rejected")
 		return twampctl.AcceptSession{Accept: a}
 	}
 	if rq.ConfSender != 0 || rq.ConfReceiver != 0 || rq.ScheduleSlots != 0 || rq.Packets != 0 {
