@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -84,6 +85,7 @@ func (e *buildError) Error() string { return e.err.Error() + ": " + e.out }
 type daemon struct {
 	ctl, metrics string
 	light        string
+	proc         *os.Process
 }
 
 // startTwampd runs twampd with args and returns its bound addresses from its JSON log.
@@ -102,7 +104,7 @@ func startTwampd(t testing.TB, args ...string) daemon {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	var d daemon
+	d := daemon{proc: cmd.Process}
 	sc := bufio.NewScanner(stderr)
 	deadline := time.AfterFunc(10*time.Second, func() { _ = cmd.Process.Kill() })
 	defer deadline.Stop()
@@ -243,6 +245,9 @@ func TestE2EIndividual(t *testing.T) {
 // proxy relays UDP between the sender and a TWAMP Light reflector, dropping, duplicating
 // and delaying sender packets by sequence number: the injected ground truth.
 type proxy struct {
+	// forge is sent to the client, from the relay's (the reflector's) address, just before
+	// the first reply: spoofed replies.
+	forge  [][]byte
 	conn   *net.UDPConn
 	target *net.UDPAddr
 	drop   map[uint32]bool
@@ -280,6 +285,10 @@ func (p *proxy) run(ctx context.Context) {
 		pkt := append([]byte(nil), b[:n]...)
 		if from.Port == p.target.Port && from.IP.Equal(p.target.IP) {
 			if client != nil {
+				for _, f := range p.forge {
+					_, _ = p.conn.WriteToUDP(f, client)
+				}
+				p.forge = nil
 				_, _ = p.conn.WriteToUDP(pkt, client)
 			}
 			continue
@@ -611,4 +620,71 @@ func TestWriteTextUnits(t *testing.T) {
 	if _, err := ParseUnit("h"); err == nil {
 		t.Error("unit h accepted")
 	}
+}
+
+// issue 11 H6: a spoofed open-mode reply (from the reflector's address and port) with sender
+// sequence number 0xFFFFFFFF, and one naming a packet never sent, are counted invalid; they
+// change neither loss nor reordering, and every genuine reply counts.
+func TestE2EForgedReplyIgnored(t *testing.T) {
+	forged := func(seq uint32) []byte {
+		rp := testpkt.ReflectedPacket{Seq: 7, SenderSeq: seq, Timestamp: 1 << 62, ReceiveTimestamp: 1 << 62}
+		return rp.AppendTo(nil)[:testpkt.TWAMPReflectedLen]
+	}
+	pc := lightRelay(t, &proxy{forge: [][]byte{forged(0xFFFFFFFF), forged(5000)}})
+	var buf bytes.Buffer
+	res, err := Run(context.Background(), Config{Target: pc.LocalAddr().String(), Light: true, Count: 100,
+		Schedule: Schedule{Interval: time.Millisecond}, Padding: -1, LossTimeout: time.Second, Logger: quiet()},
+		Output{W: &buf, Format: cliutil.FormatText})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res[0]
+	if r.Seq.Received() != 100 || r.Seq.Lost() != 0 || r.Seq.Reordered() != 0 || r.Seq.Stale() != 0 || r.Invalid != 2 ||
+		r.RTT.Count() != 100 || r.ReflectDuplicates != 0 {
+		t.Errorf("received %d lost %d reordered %d stale %d invalid %d rtt %d reflect dups %d", r.Seq.Received(), r.Seq.Lost(),
+			r.Seq.Reordered(), r.Seq.Stale(), r.Invalid, r.RTT.Count(), r.ReflectDuplicates)
+	}
+	out := buf.String()
+	if !strings.Contains(out, "100 sent, 0 lost (0.000%)") || !strings.Contains(out, "2 invalid replies discarded") || strings.Contains(out, "4294967") {
+		t.Errorf("summary:\n%s", out)
+	}
+}
+
+// issue 11 H7: twampd killed mid-run. The lost TWAMP-Control connection ends every session at
+// once; the results gathered so far are written complete and the run fails with twping's
+// "Test session(s) Failed".
+func TestE2EServerKilled(t *testing.T) {
+	d := startTwampd(t, "-S", "127.0.0.1:0")
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	log.AddHook(&onMessage{msg: "test sessions started", fn: func() {
+		time.AfterFunc(300*time.Millisecond, func() { _ = d.proc.Kill() })
+	}})
+	var buf bytes.Buffer
+	_, err := Run(context.Background(), Config{Target: d.ctl, Count: 1000, Schedule: Schedule{Interval: 10 * time.Millisecond},
+		Padding: -1, LossTimeout: time.Second, Logger: log}, Output{W: &buf, Format: cliutil.FormatText})
+	if !errors.Is(err, ErrControlLost) || !strings.Contains(err.Error(), "Test session(s) Failed") {
+		t.Fatalf("err %v, want the lost control connection", err)
+	}
+	out := buf.String()
+	if !strings.Contains(out, "--- twampc statistics") || !strings.Contains(out, "round-trip time") ||
+		strings.Contains(out, "1000 sent") {
+		t.Errorf("results after the server died:\n%s", out)
+	}
+}
+
+// onMessage is a logrus hook that runs fn once when a record with msg is logged.
+type onMessage struct {
+	msg  string
+	fn   func()
+	once sync.Once
+}
+
+func (h *onMessage) Levels() []logrus.Level { return logrus.AllLevels }
+
+func (h *onMessage) Fire(e *logrus.Entry) error {
+	if e.Message == h.msg {
+		h.once.Do(h.fn)
+	}
+	return nil
 }
