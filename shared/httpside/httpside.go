@@ -81,7 +81,8 @@ type Config struct {
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	MaxHeaderBytes                                            int
 	MaxBody                                                   int64
-	// MaxConns bounds open connections, MaxConnsPerHost those from one client address; a
+	// MaxConns bounds open connections, MaxConnsPerHost those from one client address (an
+	// IPv6 client's /64); a
 	// connection beyond either is closed at once (counted as refused "conns"), so slow
 	// clients cannot queue legitimate ones behind them.
 	MaxConns, MaxConnsPerHost int
@@ -391,6 +392,9 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		var host netip.Addr
 		if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 			host = ta.AddrPort().Addr().Unmap()
+			if host.Is6() { // one subscriber's /64 is one client
+				host = netip.PrefixFrom(host, 64).Masked().Addr()
+			}
 		}
 		l.mu.Lock()
 		if l.n >= l.max || l.hosts[host] >= l.perHost {

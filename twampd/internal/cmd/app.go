@@ -79,7 +79,7 @@ func NewApp(version string) *cli.App {
 		cliutil.IntFlag(flagMaxSessions, "most test sessions (requested or running) over all clients; with --light, most learned sessions (0 = unlimited)", server.DefaultMaxSessions, 0, 1<<20),
 		cliutil.IntFlag(flagMaxSessConn, "most test sessions one control connection may request (0 = unlimited)", server.DefaultMaxSessionsPerConnection, 0, 1<<20),
 		cliutil.IntFlag(flagMaxConnections, "most concurrent control connections; clients beyond are refused with a Modes 0 greeting (0 = unlimited)", server.DefaultMaxConnections, 0, 1<<20),
-		cliutil.IntFlag(flagMaxConnsHost, "most concurrent control connections from one client address (0 = unlimited)", server.DefaultMaxConnectionsPerHost, 0, 1<<20),
+		cliutil.IntFlag(flagMaxConnsHost, "most concurrent control connections from one client address (IPv6: one /64; 0 = unlimited)", server.DefaultMaxConnectionsPerHost, 0, 1<<20),
 		&cli.DurationFlag{Name: flagHandshake, Value: server.DefaultHandshakeTimeout, Usage: "close a control connection whose greeting exchange (Set-Up-Response) takes longer; SERVWAIT applies after it"},
 		cliutil.IntFlag(flagCount, "PBKDF2 iteration count offered in the greeting (power of 2, ≥ 1024)", server.DefaultCount, 1024, 1<<24),
 		&cli.BoolFlag{Name: flagStrictStop, Usage: "close the control connection when Stop-Sessions miscounts the sessions (RFC 5357 §3.8)"},

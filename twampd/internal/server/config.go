@@ -181,8 +181,8 @@ type Config struct {
 	// MaxConnections bounds concurrent control connections (0 = unlimited); a client beyond
 	// it gets a Server-Greeting with Modes 0 (RFC 4656 §3.1: refused) and is closed.
 	MaxConnections int
-	// MaxConnectionsPerHost bounds concurrent control connections from one client address
-	// (0 = unlimited), refused the same way.
+	// MaxConnectionsPerHost bounds concurrent control connections from one client address,
+	// an IPv6 client's /64 (0 = unlimited), refused the same way.
 	MaxConnectionsPerHost int
 	// MaxSessionsPerConnection bounds the sessions one control connection may hold
 	// (requested or running; 0 = unlimited); beyond it Request-TW-Session gets Accept=4.

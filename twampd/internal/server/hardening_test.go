@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"runtime"
 	"strings"
 	"testing"
@@ -178,5 +179,14 @@ func TestLazyStart(t *testing.T) {
 	rp, _, err := s.exchange(t, 7)
 	if err != nil || rp.Seq != 0 || rp.SenderSeq != 7 {
 		t.Errorf("after Start-Sessions: %+v %v", rp, err)
+	}
+}
+
+func TestHostKey(t *testing.T) {
+	for in, want := range map[string]string{"192.0.2.7": "192.0.2.7", "::ffff:192.0.2.7": "192.0.2.7",
+		"2001:db8:1:2:aaaa::1": "2001:db8:1:2::", "2001:db8:1:2:bbbb::9": "2001:db8:1:2::", "::1": "::"} {
+		if got := hostKey(netip.MustParseAddr(in)); got.String() != want {
+			t.Errorf("hostKey(%s) = %s, want %s", in, got, want)
+		}
 	}
 }

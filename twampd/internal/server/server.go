@@ -196,7 +196,7 @@ func (s *Server) acceptLoop(ctx context.Context, ln net.Listener) {
 		delay = 0
 		s.m.connsTotal.Add(1)
 		c := &controlConn{s: s, nc: nc, sessions: map[[16]byte]*session{}}
-		host := addrPortOf(nc.RemoteAddr()).Addr()
+		host := hostKey(addrPortOf(nc.RemoteAddr()).Addr())
 		s.mu.Lock()
 		var why string
 		switch {
@@ -558,4 +558,13 @@ func (r *rateLog) warn(l logrus.FieldLogger, msg string) {
 		l = l.WithField("suppressed", n)
 	}
 	l.Warn(msg)
+}
+
+// hostKey is the unit --max-connections-per-host counts: the IPv4 address, or the /64 of an
+// IPv6 address (one subscriber's prefix, where every address is the same attacker's).
+func hostKey(a netip.Addr) netip.Addr {
+	if a.Is6() && !a.Is4In6() {
+		return netip.PrefixFrom(a, 64).Masked().Addr()
+	}
+	return a.Unmap()
 }
