@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"io"
 	"math"
 	"net/netip"
 	"os"
@@ -197,5 +198,23 @@ func TestParseFormat(t *testing.T) {
 	}
 	if _, err := ParseFormat("yaml"); !errors.Is(err, ErrUnknownFormat) {
 		t.Errorf("yaml: %v", err)
+	}
+}
+
+// An Emitter over a writer that already contains an OutputWriter (a tee of the app's Writer)
+// nests two of them: writes must not deadlock.
+func TestEmitterNestedOutputWriter(t *testing.T) {
+	var a, b bytes.Buffer
+	e := NewEmitter(io.MultiWriter(OutputWriter(&a), &b), FormatJSON, "seq")
+	e.AutoFlush = true
+	done := make(chan error, 1)
+	go func() { done <- e.Emit(1) }()
+	select {
+	case err := <-done:
+		if err != nil || a.String() != "{\"seq\":1}\n" || b.String() != a.String() {
+			t.Errorf("err %v, outputs %q %q", err, a.String(), b.String())
+		}
+	case <-time.After(30 * time.Second): // hang guard
+		t.Fatal("Emit deadlocked on nested OutputWriters")
 	}
 }

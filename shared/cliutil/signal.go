@@ -35,9 +35,14 @@ func SignalContext(parent context.Context) (context.Context, context.CancelFunc)
 	return signalContext(parent, os.Stderr, os.Exit)
 }
 
-// outputMu serialises writes to the process's result output (OutputWriter) with the hard
-// exit of a second signal.
-var outputMu sync.Mutex
+// Writes through OutputWriter count themselves in flight; a second signal's exit first stops
+// new writes (exiting) and then waits for the ones in flight. Counting instead of a mutex
+// keeps nested OutputWriters (e.g. an Emitter over an io.MultiWriter of the app's Writer)
+// free of deadlocks.
+var (
+	inflight atomic.Int64
+	exiting  atomic.Bool
+)
 
 // exitWait bounds how long a second signal waits for an in-flight write (a reader that
 // stopped reading a full pipe must not keep the process alive).
@@ -57,22 +62,28 @@ func OutputWriter(w io.Writer) io.Writer {
 type outputWriter struct{ w io.Writer }
 
 func (o *outputWriter) Write(b []byte) (int, error) {
-	outputMu.Lock()
-	defer outputMu.Unlock()
+	for {
+		inflight.Add(1)
+		if !exiting.Load() {
+			break
+		}
+		// The process is exiting: this write must not start (it could be cut short).
+		inflight.Add(-1)
+		time.Sleep(time.Millisecond)
+	}
+	defer inflight.Add(-1)
 	return o.w.Write(b)
 }
 
-// holdOutput takes the output lock (the process is about to exit), waiting at most d for a
-// write in progress; release gives it back (only reached when exit did not exit: tests).
+// holdOutput stops new writes (the process is about to exit) and waits at most d for those in
+// flight; release lets writes go on (only reached when exit did not exit: tests).
 func holdOutput(d time.Duration) (release func()) {
+	exiting.Store(true)
 	deadline := time.Now().Add(d)
-	for !outputMu.TryLock() {
-		if time.Now().After(deadline) {
-			return func() {}
-		}
+	for inflight.Load() > 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	return outputMu.Unlock
+	return func() { exiting.Store(false) }
 }
 
 func signalContext(parent context.Context, stderr io.Writer, exit func(int)) (context.Context, context.CancelFunc) {
