@@ -289,9 +289,8 @@ type ServerConfig struct {
 
 // Refuse tells a client the server will not serve it, as RFC 4656 §3.1 provides: a
 // Server-Greeting with Modes 0 ("the server does not wish to communicate"), after which the
-// caller closes nc. Clients report this as a refusal (ClientHandshake: ErrRejected; owamp's
-// twping: "server denied access") instead of an unexplained EOF. The caller sets a write
-// deadline on nc.
+// caller closes nc. A client can then report a refusal (ClientHandshake: ErrRejected, "it
+// refuses service") instead of an unexplained EOF. The caller sets a write deadline on nc.
 func Refuse(nc net.Conn) error {
 	var g ServerGreeting
 	randomBytes(g.Challenge[:])

@@ -210,8 +210,8 @@ func (s *Server) acceptLoop(ctx context.Context, ln net.Listener) {
 		if why != "" {
 			s.mu.Unlock()
 			s.refuseLog.warn(s.log.WithField("peer", nc.RemoteAddr().String()), "control connection refused: "+why)
-			// RFC 4656 §3.1: Modes 0 tells the client it is refused (twping: "server
-			// denied access"), rather than an unexplained EOF.
+			// RFC 4656 §3.1: Modes 0 tells the client it is refused, rather than an
+			// unexplained EOF.
 			_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
 			_ = twampctl.Refuse(nc)
 			nc.Close()
