@@ -55,7 +55,8 @@ func NewApp(version string) *cli.App {
 		"size, the received TTL copied and kernel receive timestamps as T2. A localhost HTTP API lists " +
 		"sessions and counters (GET /sessions, /stats, Prometheus /metrics) and provisions sessions " +
 		"(POST /sessions, DELETE /sessions/ID; these need the --monitor-token-file token and " +
-		"Content-Type: application/json, so without a token file the API is read-only). --key-file alone selects authenticated mode. The monitoring " +
+		"Content-Type: application/json, so without a token file the API is read-only; provisioned sessions " +
+		"count against --max-sessions and expire after --provisioned-idle-timeout without packets). --key-file alone selects authenticated mode. The monitoring " +
 		"port is optional: when its address is taken (a second stampref on the host) stampref logs a " +
 		"warning and keeps reflecting without it. SIGHUP reloads the key file; SIGTERM stops cleanly."
 	app.Flags = append(app.Flags,
