@@ -225,3 +225,50 @@ func TestPage(t *testing.T) {
 		t.Errorf("Slice past end = %d %d", s, e)
 	}
 }
+
+// A client that sends its headers and then stalls in the body is cut off by ReadTimeout
+// (issue 11 H9: bodies read with no timeout held 300 connections), and a body over MaxBody
+// is refused, on a real listener.
+func TestSlowAndLargeBodies(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv, err := Listen(ctx, Config{Addr: "127.0.0.1:0", Token: tok, ReadTimeout: 300 * time.Millisecond, MaxBody: 1000}, echo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /x HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{", tok)
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	b, _ := io.ReadAll(c) // the server answers (or not) and closes
+	if strings.Contains(string(b), "POST 100") {
+		t.Errorf("stalled body was read whole: %q", b)
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+srv.Addr().String()+"/x", strings.NewReader(strings.Repeat("x", 1001)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("1001-octet body: %d", resp.StatusCode)
+	}
+	// Chunked (no Content-Length): MaxBytesReader stops the handler's read.
+	req, _ = http.NewRequest(http.MethodPost, "http://"+srv.Addr().String()+"/x", io.MultiReader(strings.NewReader(strings.Repeat("y", 2000))))
+	req.ContentLength = -1
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("2000-octet chunked body: %d", resp.StatusCode)
+	}
+}
