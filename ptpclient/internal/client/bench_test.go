@@ -19,7 +19,7 @@ func hotPath(t testing.TB) (func(), *peer) {
 	peerAddr := netip.MustParseAddrPort("203.0.113.9:50001")
 	puuid, _ := ptp.ParseUUID("11111111222222223333333344444444")
 	c.mu.Lock()
-	p := &peer{uuid: puuid, hasUUID: true, ext: peerAddr, version: 3, path: ptp.PathDirect, active: peerAddr, lastDirect: time.Now()}
+	p := &peer{uuid: puuid, hasUUID: true, ext: peerAddr, version: 3, path: ptp.PathDirect, active: peerAddr, lastDirect: time.Now(), probes: make([]probe, 64)}
 	p.addCandidate(peerAddr, candPublic)
 	c.peers = append(c.peers, p)
 	c.byUUID[puuid] = p
@@ -38,7 +38,7 @@ func hotPath(t testing.TB) (func(), *peer) {
 		c.mu.Lock()
 		s := p.seqOut
 		c.probe(p, peerAddr, viaDirect, true, now)
-		myts := p.probes[s%ringSize].myts
+		myts := p.slot(s).myts
 		c.mu.Unlock()
 		reply.Sequence, reply.YourTS, reply.EchoSeq = seq, myts, s
 		rb, _ := reply.AppendTo(rbuf[:0])

@@ -89,6 +89,9 @@ type Event struct {
 // Counters are the client's packet counters.
 type Counters struct {
 	Received, Sent, BadChecksum, Malformed, Unknown, STUN, SendErrors uint64
+	// KernelTx and UserTx count RTT samples whose send time is the kernel's transmit stamp or,
+	// when none came, the user-space clock read just before the send.
+	KernelTx, UserTx uint64
 }
 
 // Client is a running mesh client.
@@ -123,6 +126,7 @@ type Client struct {
 
 	counters struct {
 		received, sent, badChecksum, malformed, unknown, stun, sendErrors atomic.Uint64
+		kernelTx, userTx                                                  atomic.Uint64
 	}
 }
 
@@ -177,6 +181,7 @@ func New(cfg Config) (*Client, error) {
 		c.uuid[6] = c.uuid[6]&0x0f | 0x40 // a version-4 UUID
 		c.uuid[8] = c.uuid[8]&0x3f | 0x80
 	}
+	c.srv.probes = make([]probe, ringFor(cfg.LossTimeout, cfg.ServerInterval))
 	c.srv.active = c.server
 	c.srv.path = ptp.PathDirect
 	c.srv.ext = c.server
@@ -200,7 +205,8 @@ func (c *Client) LocalAddr() netip.AddrPort {
 func (c *Client) Counters() Counters {
 	return Counters{Received: c.counters.received.Load(), Sent: c.counters.sent.Load(),
 		BadChecksum: c.counters.badChecksum.Load(), Malformed: c.counters.malformed.Load(),
-		Unknown: c.counters.unknown.Load(), STUN: c.counters.stun.Load(), SendErrors: c.counters.sendErrors.Load()}
+		Unknown: c.counters.unknown.Load(), STUN: c.counters.stun.Load(), SendErrors: c.counters.sendErrors.Load(),
+		KernelTx: c.counters.kernelTx.Load(), UserTx: c.counters.userTx.Load()}
 }
 
 // Open opens the socket (when the Config has no Transport) and finds the PTPADDR address. Run
@@ -627,7 +633,7 @@ func (c *Client) confirmDirect(p *peer, a netip.AddrPort, rx time.Time) {
 func (c *Client) ack(p *peer, m *ptp.Message, rx time.Time, v via) bool {
 	var pr *probe
 	if m.Has&ptp.FieldEchoSeq != 0 {
-		s := &p.probes[m.EchoSeq%ringSize]
+		s := p.slot(m.EchoSeq)
 		if s.state != probeFree && s.seq == m.EchoSeq && s.myts == m.YourTS {
 			pr = s
 		}
@@ -665,6 +671,9 @@ func (c *Client) complete(p *peer, pr *probe) {
 	t0 := pr.tx
 	if t0.IsZero() {
 		t0 = pr.sent
+		c.counters.userTx.Add(1)
+	} else {
+		c.counters.kernelTx.Add(1)
 	}
 	rtt := pr.rx.Sub(t0)
 	if rtt < 0 {
@@ -676,7 +685,7 @@ func (c *Client) complete(p *peer, pr *probe) {
 	st.last = rtt
 	pr.state = probeDone
 	if p != &c.srv && c.cfg.Debug {
-		c.log.Debugf("ACK from client %v; RTT %.6fs", p.active, rtt.Seconds())
+		c.log.Debugf("ACK from client %v; RTT %.6fs (seq %d, rtt_ns %d)", p.active, rtt.Seconds(), pr.seq, rtt.Nanoseconds())
 	}
 }
 
@@ -707,7 +716,7 @@ func (c *Client) onTxStamp(id uint32, t time.Time) {
 		return
 	}
 	e.valid = false
-	pr := &e.p.probes[e.seq%ringSize]
+	pr := e.p.slot(e.seq)
 	if pr.seq != e.seq || pr.state == probeFree {
 		return
 	}
@@ -806,7 +815,7 @@ func (c *Client) probe(p *peer, to netip.AddrPort, v via, counted bool, now time
 			m.NAT = ni
 		}
 	}
-	pr := &p.probes[seq%ringSize]
+	pr := p.slot(seq)
 	if pr.state == probePending && pr.counted {
 		// Overwritten before its timeout (never with the default timers): count it lost.
 		p.stats(pr.via).lost++

@@ -10,9 +10,17 @@ import (
 	"github.com/probekit/probekit/shared/timestamp"
 )
 
-// ringSize is how many outstanding probes a peer remembers (64 × 0.5 s = 32 s, far above the
-// loss timeout).
-const ringSize = 64
+// ringFor returns how many packets' probe slots a peer keeps: every packet to a peer (probes
+// and replies) takes a SEQUENCE, so twice the probes sent within the loss timeout, plus slack,
+// rounded up to a power of two (64 with the original's 0.5 s and a 3 s timeout).
+func ringFor(lossTimeout, interval time.Duration) int {
+	n := 2*int(lossTimeout/interval) + 16
+	r := 64
+	for r < n {
+		r *= 2
+	}
+	return r
+}
 
 // via says how a probe was sent.
 type via uint8
@@ -84,8 +92,8 @@ type peer struct {
 	nat        natprobe.Info
 	hasNAT     bool
 
-	seqOut    uint32 // per-peer SEQUENCE counter (every packet sent to it)
-	probes    [ringSize]probe
+	seqOut    uint32  // per-peer SEQUENCE counter (every packet sent to it)
+	probes    []probe // ring indexed by SEQUENCE % len
 	direct    pathStats
 	relay     pathStats
 	rcvd      uint64 // every valid packet from it (the original's rcvd)
@@ -107,6 +115,8 @@ type peer struct {
 	seen       bool // in the latest list
 	left       bool // removed from the server's list
 }
+
+func (p *peer) slot(seq uint32) *probe { return &p.probes[seq%uint32(len(p.probes))] }
 
 func (p *peer) stats(v via) *pathStats {
 	if v == viaRelay {

@@ -69,6 +69,11 @@ type Summary struct {
 	Self    SelfReport   `json:"self"`
 	ServerR PeerReport   `json:"server_path"`
 	Peers   []PeerReport `json:"peers"`
+	// Timestamps says where the RTT samples' send times came from.
+	Timestamps struct {
+		KernelTx uint64 `json:"kernel_tx"`
+		UserTx   uint64 `json:"user_tx"`
+	} `json:"timestamps"`
 }
 
 func ms(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
@@ -90,6 +95,7 @@ func (c *Client) Summary() Summary {
 	if !c.natDone && !c.cfg.NoSTUN {
 		s.Self.NAT.MappingReason = "STUN discovery still running"
 	}
+	s.Timestamps.KernelTx, s.Timestamps.UserTx = c.counters.kernelTx.Load(), c.counters.userTx.Load()
 	s.ServerR = c.peerReport(&c.srv)
 	s.ServerR.Path = ptp.PathDirect.String()
 	s.ServerR.Version = int(c.serverVer)

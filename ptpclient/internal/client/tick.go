@@ -18,6 +18,10 @@ func (c *Client) onTick(now time.Time) {
 	}
 	if !now.Before(c.nextBeacon) {
 		c.nextBeacon = now.Add(c.cfg.ServerInterval)
+		if c.srv.rcvd == 0 {
+			// Not registered yet: a lost first beacon would otherwise cost a whole interval.
+			c.nextBeacon = now.Add(min(time.Second, c.cfg.ServerInterval))
+		}
 		c.probe(&c.srv, c.server, viaDirect, true, now)
 	}
 	c.expire(&c.srv, now)
@@ -72,7 +76,11 @@ func (c *Client) tickPeer(p *peer, now time.Time) {
 	if now.Before(p.nextProbe) {
 		return
 	}
-	p.nextProbe = now.Add(c.cfg.ProbeInterval)
+	// On a schedule, not "now + interval": ticks come late and would stretch the interval.
+	p.nextProbe = p.nextProbe.Add(c.cfg.ProbeInterval)
+	if p.nextProbe.Before(now) {
+		p.nextProbe = now.Add(c.cfg.ProbeInterval)
+	}
 	switch {
 	case p.path != ptp.PathNone && p.path != ptp.PathRelay:
 		c.probe(p, p.active, viaDirect, true, now)
@@ -158,7 +166,7 @@ func (c *Client) list(m *ptp.Message) {
 			}
 		}
 		if p == nil {
-			p = &peer{ext: e.Ext, firstSeen: time.Now()}
+			p = &peer{ext: e.Ext, firstSeen: time.Now(), probes: make([]probe, ringFor(c.cfg.LossTimeout, c.cfg.ProbeInterval))}
 			c.peers = append(c.peers, p)
 			c.event("peer-added", p, "", fmt.Sprintf("Received new client %v from the server", e.Ext))
 		}
