@@ -19,7 +19,8 @@
 // ("stampref_"); counters end in _total; durations are in seconds and sizes in bytes (the
 // name says which: _seconds, _bytes); HELP is one sentence starting with a capital letter
 // and ending with a period. Process metrics (process_resident_memory_bytes, open fds, CPU)
-// come with every registry so an operator sees what an attack costs.
+// and the Go runtime's (goroutines, go_memstats_heap_inuse_bytes) come with every registry so an
+// operator sees what an attack costs.
 package metrics
 
 import (
@@ -43,11 +44,11 @@ type Registry struct {
 }
 
 // New returns a registry whose metric names start with namespace + "_" and which already
-// holds the process collector (process_* metrics of this process).
+// holds the process and Go runtime collectors (process_*, go_* metrics of this process).
 func New(namespace string) *Registry {
 	checkName(namespace)
 	r := &Registry{ns: namespace, reg: prometheus.NewRegistry()}
-	r.reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	r.reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
 	return r
 }
 

@@ -42,6 +42,8 @@ func TestExposition(t *testing.T) {
 		`probe_residence_seconds_bucket{le="+Inf"} 7` + "\n",
 		"probe_residence_seconds_sum 0.5\nprobe_residence_seconds_count 7\n",
 		"process_resident_memory_bytes ",
+		"go_memstats_heap_inuse_bytes ",
+		"go_goroutines ",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in\n%s", want, out)

@@ -31,6 +31,10 @@ import (
 // requests alone held 1.1 GB.
 const rssBound = 80 << 20
 
+// heapBound is the Go heap in use under the same attack: 96 requested sessions at ~21 KB
+// each and the runtime's own (~2 MB). Before the fix the 96 held 113 MB of batch buffers.
+const heapBound = 24 << 20
+
 func long() bool { return os.Getenv("PROBEKIT_ABUSE_LONG") != "" }
 
 // TestMain removes the binary gobuild built (a failed build fails every test that needs it).
@@ -235,6 +239,14 @@ func TestControlAbuse(t *testing.T) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	// RSS does not show Go memory that was allocated but never touched (the 1.1 MB of batch
+	// buffers per requested session before the fix were mostly untouched zero pages): the
+	// heap in use does.
+	heap := m["go_memstats_heap_inuse_bytes"]
+	t.Logf("Go heap in use during the attack: %.1f MB (bound %d MB)", heap/(1<<20), heapBound>>20)
+	if heap <= 0 || heap > heapBound {
+		t.Errorf("go_memstats_heap_inuse_bytes = %v, want (0, %d]", heap, heapBound)
 	}
 	for name, want := range map[string]float64{
 		"twampd_handshake_timeouts_total":                   8,
