@@ -183,6 +183,11 @@ func Run(ctx context.Context, cfg Config, w io.Writer, format cliutil.Format, lo
 		if err != nil {
 			log.WithError(err).Warn("terminal UI unavailable; printing lines")
 			u = nil
+		} else if l, ok := log.(*logrus.Logger); ok {
+			// Log records go to the log pane while the screen is up (stderr would tear it).
+			old := l.Out
+			l.SetOutput(u.LogWriter())
+			defer l.SetOutput(old)
 		}
 	}
 	cfg.Client.Events = func(e client.Event) {

@@ -1,11 +1,12 @@
-// Package ui is ptpclient's terminal interface: the original's urwid layout (reference §6) in
-// tcell — header, a table of the server and every peer, a log pane and a status pane — plus the
-// columns Path, Loss %, RTT avg and Jitter.
+// Package ui is ptpclient's terminal interface: the original's urwid layout (reference §6, drawn
+// by shared/ptp/ptpui) — header, a table of the server and every peer, a log pane and a status
+// pane — plus the columns Path, Loss %, RTT avg and Jitter.
 package ui
 
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/netip"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/gdamore/tcell/v2"
 
 	"github.com/probekit/probekit/ptpclient/internal/client"
+	"github.com/probekit/probekit/shared/ptp/ptpui"
 )
 
 // Config configures the UI.
@@ -26,23 +28,12 @@ type Config struct {
 	Screen tcell.Screen
 }
 
-// UI is the terminal interface.
+// UI is the terminal interface: shared/ptp/ptpui (the layout ptpserver uses too) filled with
+// the client's rows and status.
 type UI struct {
-	cfg    Config
-	s      tcell.Screen
-	mu     sync.Mutex
-	lines  []string
-	closed bool
+	u    *ptpui.UI
+	once sync.Once
 }
-
-// Styles of the original (urwid palette).
-var (
-	styleHeader = tcell.StyleDefault.Foreground(tcell.ColorYellow).Background(tcell.ColorDarkBlue)
-	styleTitle  = tcell.StyleDefault.Foreground(tcell.ColorLightGreen).Background(tcell.ColorDarkBlue)
-	styleServer = tcell.StyleDefault.Foreground(tcell.ColorLightGray)
-	styleClient = tcell.StyleDefault.Foreground(tcell.ColorYellow)
-	stylePane   = tcell.StyleDefault
-)
 
 // New opens the terminal (or cfg.Screen).
 func New(cfg Config) (*UI, error) {
@@ -56,62 +47,47 @@ func New(cfg Config) (*UI, error) {
 			return nil, err
 		}
 	}
-	if err := s.Init(); err != nil {
+	cols := make([]ptpui.Column, len(columns))
+	for i, c := range columns {
+		cols[i] = ptpui.Column{Title: c.title, Weight: c.weight}
+	}
+	u, err := ptpui.New(s, fmt.Sprintf("PTP Client version %s (protocol version 3)", cfg.Version), cols, cfg.LogLines)
+	if err != nil {
 		return nil, err
 	}
-	return &UI{cfg: cfg, s: s}, nil
+	return &UI{u: u}, nil
 }
 
 // Log appends a line to the log pane.
-func (u *UI) Log(line string) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.lines = append(u.lines, line)
-	if len(u.lines) > 1000 {
-		u.lines = append(u.lines[:0], u.lines[len(u.lines)-u.cfg.LogLines:]...)
-	}
-}
+func (u *UI) Log(line string) { u.u.Log(line) }
 
-// Run draws snapshot() twice a second until ctx ends; q, Q and Ctrl-C call quit.
+// LogWriter is an io.Writer for the logger while the screen is up.
+func (u *UI) LogWriter() io.Writer { return u.u.LogWriter() }
+
+// Logs returns the log pane's lines.
+func (u *UI) Logs() []string { return u.u.Logs() }
+
+// Run redraws from snapshot() twice a second until ctx ends; q, Q and Ctrl-C call quit.
 func (u *UI) Run(ctx context.Context, quit func(), snapshot func() client.Summary) {
-	events := make(chan tcell.Event, 16)
-	stop := make(chan struct{})
-	go u.s.ChannelEvents(events, stop)
-	defer close(stop)
-	t := time.NewTicker(500 * time.Millisecond)
-	defer t.Stop()
-	u.Draw(snapshot())
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ev := <-events:
-			switch ev := ev.(type) {
-			case *tcell.EventKey:
-				u.Log(fmt.Sprintf("inkey=%s", ev.Name()))
-				if ev.Key() == tcell.KeyCtrlC || (ev.Key() == tcell.KeyRune && (ev.Rune() == 'q' || ev.Rune() == 'Q')) {
-					quit()
-					return
-				}
-			case *tcell.EventResize:
-				u.s.Sync()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			u.Draw(snapshot())
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
 			}
-			u.Draw(snapshot())
-		case <-t.C:
-			u.Draw(snapshot())
 		}
-	}
+	}()
+	u.u.Run(ctx, quit)
 }
 
 // Close restores the terminal.
-func (u *UI) Close() {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if !u.closed {
-		u.closed = true
-		u.s.Fini()
-	}
-}
+func (u *UI) Close() { u.once.Do(u.u.Fini) }
 
 // tuple renders an address as the original did (a Python tuple repr).
 func tuple(a string) string {
@@ -146,82 +122,27 @@ func Row(r client.PeerReport) []string {
 	}
 }
 
-// Draw renders one frame.
+// Draw renders one frame: the server's row above the peers', and the status pane.
 func (u *UI) Draw(s client.Summary) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.closed {
-		return
+	srv := s.ServerR
+	srv.Address = s.Server
+	rows := []ptpui.Row{{Cells: Row(srv), Server: true}}
+	for _, p := range s.Peers {
+		rows = append(rows, ptpui.Row{Cells: Row(p)})
 	}
-	scr := u.s
-	scr.Clear()
-	w, h := scr.Size()
-	fill(scr, 0, 0, w, styleHeader)
-	put(scr, 0, 0, w, fmt.Sprintf("PTP Client version %s (protocol version 3)", u.cfg.Version), styleHeader)
-	// Column widths by weight.
-	total := 0
-	for _, c := range columns {
-		total += c.weight
-	}
-	xs := make([]int, len(columns)+1)
-	for i, c := range columns {
-		xs[i+1] = xs[i] + w*c.weight/total
-	}
-	xs[len(columns)] = w
-	fill(scr, 0, 1, w, styleTitle)
-	for i, c := range columns {
-		put(scr, xs[i], 1, xs[i+1]-xs[i]-1, c.title, styleTitle)
-	}
-	footer := u.cfg.LogLines + 2
-	y := 2
-	rows := []client.PeerReport{s.ServerR}
-	rows[0].Address = s.Server
-	rows = append(rows, s.Peers...)
-	for i, r := range rows {
-		if y >= h-footer {
-			break
-		}
-		st := styleClient
-		if i == 0 {
-			st = styleServer
-		}
-		for j, cell := range Row(r) {
-			put(scr, xs[j], y, xs[j+1]-xs[j]-1, cell, st)
-		}
-		y++
-	}
-	// Footer: log (weight 4) and status (weight 2).
-	fy := h - footer
-	if fy < y {
-		fy = y
-	}
-	lw := w * 4 / 6
-	put(scr, 0, fy, lw-1, "Log output", styleTitle)
-	put(scr, lw, fy, w-lw, "Status", styleTitle)
-	lines := u.lines
-	if len(lines) > u.cfg.LogLines {
-		lines = lines[len(lines)-u.cfg.LogLines:]
-	}
-	for i, l := range lines {
-		put(scr, 0, fy+1+i, lw-1, l, stylePane)
-	}
+	u.u.SetRows(rows)
 	pub := s.Self.Public
 	if pub == "" {
 		pub = "unknown"
 	}
-	status := []string{
+	u.u.SetStatus([]string{
 		"Address: " + pub,
 		"Local: " + s.Self.Local,
 		"NAT type: " + natLabel(s.Self.NAT),
 		"NAT address: " + pub,
 		"Hairpin: " + s.Self.NAT.Hairpin,
-	}
-	for i, l := range status {
-		if fy+1+i < h {
-			put(scr, lw, fy+1+i, w-lw, l, stylePane)
-		}
-	}
-	scr.Show()
+	})
+	u.u.Draw()
 }
 
 func natLabel(n client.NATReport) string {
@@ -237,23 +158,6 @@ func natLabel(n client.NATReport) string {
 		return "?"
 	}
 	return fmt.Sprintf("mapping %s, filtering %s", short(n.Mapping), short(n.Filtering))
-}
-
-func fill(s tcell.Screen, x, y, w int, st tcell.Style) {
-	for i := 0; i < w; i++ {
-		s.SetContent(x+i, y, ' ', nil, st)
-	}
-}
-
-func put(s tcell.Screen, x, y, w int, text string, st tcell.Style) {
-	i := 0
-	for _, r := range text {
-		if i >= w {
-			break
-		}
-		s.SetContent(x+i, y, r, nil, st)
-		i++
-	}
 }
 
 // Contents returns the text of a simulation screen, one string per row (for tests).
