@@ -14,6 +14,11 @@
 // when the kernel gives none), T4 the kernel receive timestamp of the reply, and T2/T3 the
 // reflector's receive and transmit timestamps. T1 is taken from the sender's own memory,
 // never from the copy in the reply.
+//
+// Exit status: Run's errors say whether the reflector answered (ErrNoReply, ErrReflectorGone;
+// tools exit 1 after printing their results), and the first valid reply calls
+// cliutil.MarkComplete, so a Ctrl-C after replies came back ends the tool like a finished run
+// (exit 0, as ping) while one before any reply exits 130.
 package sender
 
 import (
@@ -30,6 +35,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/probekit/probekit/shared/cliutil"
 	"github.com/probekit/probekit/shared/pace"
 	"github.com/probekit/probekit/shared/stats"
 	"github.com/probekit/probekit/shared/timestamp"
@@ -195,6 +201,10 @@ type Pipeline struct {
 	issued  uint64 // packets handed to sendmmsg (sent, or being sent)
 	refused atomic.Int64
 
+	// runCtx is Run's context: the first valid reply marks the run complete for cliutil (a
+	// signal after replies came back ends it as a finished run, like ping).
+	runCtx    context.Context
+	marked    bool
 	abort     chan struct{}
 	abortOnce sync.Once
 	abortErr  error
@@ -273,6 +283,7 @@ func (p *Pipeline) Run(ctx context.Context) (*Stats, error) {
 	case cfg.MaxLen <= 0:
 		return nil, errors.New("sender: MaxLen must be positive")
 	}
+	p.runCtx = ctx
 	recvDone := make(chan error, 1)
 	stopRecv := make(chan struct{})
 	go func() { recvDone <- p.receive(stopRecv) }()
@@ -580,6 +591,10 @@ func (p *Pipeline) handle(m *udpsock.Message, r *Reply) error {
 		r.Duplicate = true
 	} else {
 		p.maxAck = max(p.maxAck, int64(r.Seq))
+		if !p.marked && p.runCtx != nil {
+			p.marked = true
+			cliutil.MarkComplete(p.runCtx)
+		}
 		st.RTT.Add(r.RTT)
 		st.Jitter.Add(r.RTT)
 		if r.TxSource >= timestamp.SourceKernel {

@@ -62,7 +62,12 @@ func NewApp(version string) *cli.App {
 		"Error Estimates say the clocks are not synchronised. RTT = (T4-T1) - (T3-T2) with kernel transmit and " +
 		"receive timestamps where available. --json prints one JSON object per reply and a JSON summary; " +
 		"--format csv prints a table (summary on stderr). TLVs are chosen with --tlv NAME[:OPT=V,...]: " +
-		strings.Join(sender.TLVNames, ", ") + "."
+		strings.Join(sender.TLVNames, ", ") + ". " +
+		"Replies are validated against what was sent (source address and port, SSID, HMAC, a sequence number " +
+		"actually sent); others are counted as discarded and never change loss, RTT or reordering. " +
+		"The exit status is 1, after the summary, when no reply came back or the reflector stopped answering " +
+		"(no reply to the last packets for longer than --timeout, or port unreachable); Ctrl-C after replies " +
+		"came back exits 0 like ping."
 	app.Flags = append(app.Flags,
 		cliutil.IntFlag(flagCount, "stop after `N` packets (0 = until --duration or Ctrl-C)", 0, 0, math.MaxInt64, "c"),
 		&cli.DurationFlag{Name: flagDuration, Aliases: []string{"w"}, Usage: "stop sending after `DURATION`"},

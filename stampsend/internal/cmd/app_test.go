@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,5 +104,18 @@ func TestDecimalFlags(t *testing.T) {
 	}
 	if errs := cliutil.Lint(NewApp("test")); len(errs) > 0 {
 		t.Error(errs)
+	}
+}
+
+// The man page documents the exit status: cliutil's rule plus stampsend's own cases.
+func TestManPageExitStatus(t *testing.T) {
+	page, err := cliutil.ManPage(NewApp("test"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{".SH EXIT STATUS", "130, 143", "reflector stopped answering", "no reply came back", "exits 0 like ping"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("man page lacks %q", want)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -408,5 +409,113 @@ func TestDSCPECN(t *testing.T) {
 		if r.CoS != "dscp1=46 dscp2=8 ecn2=0 rp=1" || r.TOS != 8<<2 {
 			t.Errorf("refused: seq %d: cos %q tos %#x", r.Seq, r.CoS, r.TOS)
 		}
+	}
+}
+
+// startSender runs stampsend with args and returns it with a scanner over its stdout lines.
+func startSender(t *testing.T, args ...string) (*exec.Cmd, *bufio.Scanner, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(bins.stampsend, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	return cmd, bufio.NewScanner(stdout), &stderr
+}
+
+// readAll reads stdout to EOF and returns it, calling at once the n-th line was read.
+func readAll(t *testing.T, sc *bufio.Scanner, n int, at func()) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	replies := 0
+	for sc.Scan() {
+		out.Write(sc.Bytes())
+		out.WriteByte('\n')
+		if replies++; replies == n {
+			at()
+		}
+	}
+	return out.Bytes()
+}
+
+func exitCode(err error) int {
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
+
+// issue 11 H7: the reflector killed mid-run. stampsend prints its complete summary of what
+// came back and exits 1 naming the dead reflector.
+func TestReflectorKilled(t *testing.T) {
+	port, err := loadgen.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(int(port))
+	refl := exec.Command(bins.stampref, "--listen", addr, "--no-monitor", "--log-format", "json")
+	stderr, err := refl.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := refl.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = refl.Process.Kill()
+		_ = refl.Wait()
+	})
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() && !strings.Contains(sc.Text(), "stampref: serving") {
+	}
+	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+
+	cmd, out, errOut := startSender(t, "--json", "-c", "400", "-i", "5ms", "-W", "200ms", addr)
+	lines := readAll(t, out, 20, func() { _ = refl.Process.Kill() })
+	err = cmd.Wait()
+	recs, sum := parseJSONLines(t, lines)
+	if code := exitCode(err); code != 1 || !strings.Contains(errOut.String(), "reflector stopped answering") {
+		t.Errorf("exit %d, stderr %q; want 1 and the dead reflector named", code, errOut.String())
+	}
+	if sum.Sent != 400 || sum.Received < 20 || sum.Received >= 400 || sum.Received != uint64(len(recs)) || sum.Lost != 400-sum.Received {
+		t.Errorf("summary %+v with %d reply lines", sum, len(recs))
+	}
+}
+
+// issue 11: Ctrl-C after replies came back ends like a finished run (summary, exit 0), as
+// ping does; with no reply at all it exits 1.
+func TestInterruptAfterReplies(t *testing.T) {
+	addr := startReflector(t)
+	cmd, out, _ := startSender(t, "--json", "-i", "5ms", addr)
+	lines := readAll(t, out, 5, func() { _ = cmd.Process.Signal(os.Interrupt) })
+	err := cmd.Wait()
+	recs, sum := parseJSONLines(t, lines)
+	if code := exitCode(err); code != 0 || sum.Received < 5 || sum.Received != sum.Sent || len(recs) != int(sum.Received) {
+		t.Errorf("exit %d, summary %+v", code, sum)
+	}
+
+	// Nothing listens on this port: no reply, then Ctrl-C.
+	port, err := loadgen.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, out, _ = startSender(t, "--json", "-i", "5ms", "-W", "100ms", "127.0.0.1:"+strconv.Itoa(int(port)))
+	time.AfterFunc(200*time.Millisecond, func() { _ = cmd.Process.Signal(os.Interrupt) })
+	lines = readAll(t, out, -1, nil)
+	err = cmd.Wait()
+	if _, sum := parseJSONLines(t, lines); exitCode(err) != 1 || sum.Received != 0 || sum.Sent == 0 {
+		t.Errorf("no reply: exit %d, summary %+v", exitCode(err), sum)
 	}
 }

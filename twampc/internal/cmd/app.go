@@ -16,6 +16,16 @@ import (
 func NewApp(version string) *cli.App {
 	app := cliutil.NewApp("twampc", "TWAMP client and session-sender (twping-compatible flags; TWAMP Light)", version)
 	app.UsageText = "twampc [flags] HOST[:PORT]"
+	app.Description = "twampc sets up TWAMP test sessions with a server over TWAMP-Control (RFC 5357; --light sends " +
+		"TWAMP Light test packets without it), sends the test packets and prints twping's summary: loss, duplicates, " +
+		"round-trip, send and reflect times with their error bounds, reflector processing time, jitter and hops. " +
+		"RTT = (T4-T1) - (T3-T2) with kernel transmit and receive timestamps where available. Replies are " +
+		"validated against what was sent (source address and port, the session keys in authenticated and " +
+		"encrypted modes, a sequence number actually sent); others are counted as invalid and never change loss, " +
+		"RTT or reordering. The exit status is 1, after the results, when a session got no reply, when its " +
+		"replies stopped (no reply to the last packets for longer than --loss-timeout), or when the TWAMP-Control " +
+		"connection was lost during the test (\"Test session(s) Failed\", as twping); Ctrl-C after replies came " +
+		"back exits 0 like ping."
 	app.Flags = append(app.Flags,
 		cliutil.IntFlag("count", "packets per session", 100, 1, 1<<30, "c"),
 		&cli.StringFlag{Name: "interval", Aliases: []string{"i"}, Value: "0.1e",

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -123,5 +124,18 @@ func TestUsageErrors(t *testing.T) {
 func TestLint(t *testing.T) {
 	if errs := cliutil.Lint(NewApp("test")); len(errs) > 0 {
 		t.Error(errs)
+	}
+}
+
+// The man page documents the exit status: cliutil's rule plus twampc's own cases.
+func TestManPageExitStatus(t *testing.T) {
+	page, err := cliutil.ManPage(NewApp("test"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{".SH EXIT STATUS", "130, 143", "Test session(s) Failed", "got no reply", "exits 0 like ping"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("man page lacks %q", want)
+		}
 	}
 }
