@@ -433,22 +433,31 @@ func (s *Server) handle(b []byte, rx *udpsock.Message, now time.Time) {
 	if c == nil {
 		c = &client{addr: from, uuid: m.UUID, version: m.Version, joined: now, tokens: float64(s.cfg.RelayBurst), tokensAt: now}
 		s.clients[from] = c
-		s.join(c, s.meshFor(meshName), now, &s.revs)
+		// A v3 client announces CLIENTVER=3 with v2 TLVs only until it has seen SERVERVER=3
+		// (PTP-W5), then re-registers with its MESH: it joins with that beacon instead of
+		// flashing through the default mesh. Legacy clients join at once, as in the original.
+		if !v3 || m.Has&ptp.FieldMesh != 0 {
+			s.join(c, s.meshFor(meshName), now, &s.revs)
+		}
 		s.log.WithFields(logrus.Fields{"client": from, "uuid": m.UUID, "mesh": string(meshName), "version": m.Version}).Info("Received packet from a new client")
-	} else if m.Has&ptp.FieldPTPAddr != 0 && c.mesh.name != string(meshName) {
-		// A beacon naming another mesh moves the client.
-		s.leave(c, "moved", now, &s.revs)
+	} else if m.Has&ptp.FieldPTPAddr != 0 && (c.mesh == nil || c.mesh.name != string(meshName)) {
+		// A beacon naming another mesh moves the client (or a waiting v3 client joins).
+		if c.mesh != nil {
+			s.leave(c, "moved", now, &s.revs)
+		}
 		s.join(c, s.meshFor(meshName), now, &s.revs)
 	}
 	c.lastSeen = now
 	c.rcvd++
 	c.local = rx.Dst
 	if c.uuid != m.UUID {
-		if c.mesh.byUUID[c.uuid] == c {
+		if c.mesh != nil && c.mesh.byUUID[c.uuid] == c {
 			delete(c.mesh.byUUID, c.uuid)
 		}
 		c.uuid = m.UUID
-		c.mesh.byUUID[c.uuid] = c
+		if c.mesh != nil {
+			c.mesh.byUUID[c.uuid] = c
+		}
 	}
 	c.version = m.Version
 	if m.Has&ptp.FieldRelayTo != 0 {
@@ -501,7 +510,10 @@ func (s *Server) meshFor(name []byte) *mesh {
 }
 
 func (s *Server) info(c *client, now time.Time) ClientInfo {
-	ci := ClientInfo{Time: now, UUID: c.uuid, Addr: c.addr, Mesh: c.mesh.name, Version: c.version, PTPAddr: c.ptpAddr}
+	ci := ClientInfo{Time: now, UUID: c.uuid, Addr: c.addr, Version: c.version, PTPAddr: c.ptpAddr}
+	if c.mesh != nil {
+		ci.Mesh = c.mesh.name
+	}
 	if c.ncand > 0 {
 		ci.Candidates = append([]netip.AddrPort(nil), c.cands[:c.ncand]...)
 	}
@@ -548,6 +560,9 @@ func (s *Server) leave(c *client, reason string, now time.Time, evs *[]event) {
 
 func (s *Server) remove(c *client, reason string, now time.Time, evs *[]event) {
 	delete(s.clients, c.addr)
+	if c.mesh == nil {
+		return // a v3 client that never joined a mesh
+	}
 	s.leave(c, reason, now, evs)
 	if reason == "expired" {
 		s.c.expired.Add(1)
@@ -600,7 +615,10 @@ func (s *Server) send(q *outQueue, b []byte, c *client) {
 
 // relay forwards b (RELAYTO rewritten in place into RELAYFROM) to a v3 peer of c's mesh.
 func (s *Server) relay(c *client, b []byte, to ptp.UUID, now time.Time) {
-	peer := c.mesh.byUUID[to]
+	var peer *client
+	if c.mesh != nil {
+		peer = c.mesh.byUUID[to]
+	}
 	if peer == nil || peer == c || peer.version < ptp.ProtoV3 || s.cfg.RelayRate < 0 {
 		s.c.relayDropped.Add(1)
 		c.relayDrops++
@@ -630,6 +648,9 @@ func (s *Server) report(c *client, m *ptp.Message, now time.Time) {
 		c.nat, c.hasNAT = m.NAT, true
 		n := m.NAT
 		rep.NAT = &n
+	}
+	if c.mesh == nil {
+		return // reports count once the client is a member
 	}
 	if len(m.Reach) > 0 {
 		if c.reach == nil {

@@ -180,7 +180,11 @@ func TestPaging(t *testing.T) {
 		}
 		u := uuidN(byte(i))
 		u[0] = byte(i >> 8)
-		c.send(t, r.addr, beacon(ver, 0, u, fmt.Sprintf("10.0.%d.%d:1", i/200, i%200+1), "", vectorTime))
+		b := beacon(ver, 0, u, fmt.Sprintf("10.0.%d.%d:1", i/200, i%200+1), "", vectorTime)
+		c.send(t, r.addr, b)
+		if ver == 3 {
+			c.send(t, r.addr, b) // a v3 client joins the default mesh with its re-registration
+		}
 		conns = append(conns, c)
 	}
 	waitFor(t, "300 clients", func() bool { return len(r.srv.Snapshot().Clients) == 300 })
@@ -478,6 +482,11 @@ func FuzzReceive(f *testing.F) {
 		deliver(s, "198.51.100.3:1000", pkt)
 		s.tick()
 		n := 0
+		for _, c := range s.clients {
+			if c.mesh == nil {
+				n++ // waiting for its v3 re-registration
+			}
+		}
 		for _, ms := range s.meshes {
 			for i, c := range ms.members {
 				if c.idx != i || c.mesh != ms || s.clients[c.addr] != c {
@@ -503,4 +512,30 @@ func (s *Server) idle() bool {
 		}
 	}
 	return true
+}
+
+// TestV3JoinWaitsForMesh: a v3 client's first beacon (CLIENTVER=3, v2 TLVs only, as PTP-W5
+// makes a client do before it knows the server's version) is answered with SERVERVER=3 but
+// joins no mesh; its re-registration with MESH joins that mesh, with one join event.
+func TestV3JoinWaitsForMesh(t *testing.T) {
+	r := newRig(t, nil)
+	d := r.net.listen("198.51.100.9:1000")
+	leg := r.net.listen("198.51.100.8:1000")
+	leg.send(t, r.addr, beacon(2, 0, uuidN(8), "10.0.0.8:1", "", vectorTime))
+	leg.recvMsg(t)
+	d.send(t, r.addr, beacon(3, 0, uuidN(9), "10.0.0.9:1", "", vectorTime))
+	rep, _ := d.recvMsg(t)
+	if rep.Role != ptp.RoleServer || rep.Version != 3 || rep.Has&ptp.FieldYourTS == 0 {
+		t.Fatalf("reply %+v", rep)
+	}
+	if n := len(r.srv.Snapshot().Clients); n != 1 {
+		t.Fatalf("%d members before the re-registration", n)
+	}
+	d.send(t, r.addr, beacon(3, 1, uuidN(9), "10.0.0.9:1", "lab", vectorTime))
+	waitFor(t, "join", func() bool { return len(r.srv.Snapshot().Clients) == 2 })
+	r.obs.mu.Lock()
+	defer r.obs.mu.Unlock()
+	if len(r.obs.joined) != 2 || r.obs.joined[1].Mesh != "lab" || len(r.obs.left) != 0 {
+		t.Fatalf("joined %+v left %v", r.obs.joined, r.obs.left)
+	}
 }

@@ -46,6 +46,9 @@ func (s *Server) Snapshot() Snapshot {
 	now := s.cfg.Now()
 	out := Snapshot{Time: now, Local: s.local, Clients: make([]ClientState, 0, len(s.clients))}
 	for _, c := range s.clients {
+		if c.mesh == nil {
+			continue // a v3 client not yet in a mesh
+		}
 		cs := ClientState{
 			ClientInfo: s.info(c, now), Joined: c.joined, LastSeen: c.lastSeen, Received: c.rcvd, Sent: c.sent,
 			Acked: c.acked, Lost: c.lost, RTTLast: c.rttLast, RTTMin: c.rttMin, RTTMax: c.rttMax,
