@@ -38,7 +38,7 @@ func NewApp(version string) *cli.App {
 		&cli.StringFlag{Name: "identity", Aliases: []string{"u"}, Usage: "KeyID for modes A, E, M"},
 		&cli.StringFlag{Name: "key-file", Aliases: []string{"k"}, Usage: "owamp pfstore key `FILE` holding the identity's pass-phrase"},
 		cliutil.IntFlag("sessions", "test sessions in parallel over one control connection", 1, 1, 1024),
-		&cli.StringFlag{Name: "test-ports", Aliases: []string{"P"}, Usage: "local UDP port range `LO-HI` for the senders"},
+		cliutil.PortRangeFlag("test-ports", "local UDP port range `LO-HI` (or one port) for the senders", "P"),
 		&cli.DurationFlag{Name: "start-delay", Aliases: []string{"z"}, Usage: "delay before the first packet (Start Time)"},
 		&cli.BoolFlag{Name: "zero-addresses", Aliases: []string{"Z"}, Usage: "send zero Sender/Receiver addresses (NAT)"},
 		&cli.BoolFlag{Name: "ipv4", Aliases: []string{"4"}, Usage: "use IPv4 only"},
@@ -65,20 +65,6 @@ func NewApp(version string) *cli.App {
 		return err
 	}
 	return app
-}
-
-// ParseTestPorts parses --test-ports: LO-HI, or a single port.
-func ParseTestPorts(p string) (lo, hi uint16, err error) {
-	los, his, found := strings.Cut(p, "-")
-	if !found {
-		his = los
-	}
-	l, err1 := cliutil.ParsePort(los, false)
-	h, err2 := cliutil.ParsePort(his, false)
-	if err1 != nil || err2 != nil || h < l {
-		return 0, 0, cliutil.Usagef("--test-ports: want LO-HI, got %q", p)
-	}
-	return l, h, nil
 }
 
 // Config validates the command line and returns the client configuration and where and how
@@ -126,11 +112,8 @@ func Config(c *cli.Context) (client.Config, client.Output, error) {
 	case c.Bool("ipv6"):
 		cfg.Network = "tcp6"
 	}
-	if p := c.String("test-ports"); p != "" {
-		if cfg.TestPortLo, cfg.TestPortHi, err = ParseTestPorts(p); err != nil {
-			return cfg, out, err
-		}
-	}
+	pr := cliutil.PortRangeOf(c, "test-ports")
+	cfg.TestPortLo, cfg.TestPortHi = pr.Lo, pr.Hi
 	for _, f := range strings.Split(c.String("percentiles"), ",") {
 		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
 		if err != nil || v < 0 || v > 100 {
