@@ -67,8 +67,9 @@ type upnpClient interface {
 	GetExternalIPAddressCtx(ctx context.Context) (string, error)
 }
 
-type upnp2 struct{ *internetgateway2.WANIPConnection2 }
-
+type upnp2 struct {
+	*internetgateway2.WANIPConnection2
+}
 
 func (u *upnpProto) discover(ctx context.Context) (string, error) {
 	// Each search waits for SSDP answers; run the three at once.
@@ -313,4 +314,3 @@ func (p *pcpProto) del(ctx context.Context) error {
 	}
 	return nil
 }
-
