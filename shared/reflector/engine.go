@@ -248,7 +248,9 @@ func (w *Worker) Reflect(p *Packet, out []byte) ([]byte, uint8, bool) {
 		s.mu.Unlock()
 	} else {
 		seq = req.Seq // B-11
-		tc.rx, tc.tx = uint32(st.Received.Load()), uint32(st.Reflected.Load()+1)
+		if hasTLVs {  // Direct Measurement without a session: the reflector's totals
+			tc.rx, tc.tx = uint32(st.Received.Load()), uint32(st.Reflected.Load()+1)
+		}
 	}
 	var tos uint8
 	if s != nil && s.DSCP > 0 {
