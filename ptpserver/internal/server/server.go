@@ -326,6 +326,7 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 func (s *Server) readLoop() error {
+	fails := 0
 	for {
 		n, err := s.tr.ReadBatch(s.rmsgs)
 		if err != nil {
@@ -336,11 +337,17 @@ func (s *Server) readLoop() error {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			// ICMP errors surface as ECONNREFUSED on some reads; they must not stop the loop.
+			// ICMP errors surface as ECONNREFUSED on some reads; they must not stop the loop,
+			// and an error that repeats must not spin a CPU either.
 			s.log.WithError(err).Debug("read error")
+			if fails++; fails > 10 {
+				time.Sleep(10 * time.Millisecond)
+			}
 			if n == 0 {
 				continue
 			}
+		} else {
+			fails = 0
 		}
 		s.handleBatch(s.rmsgs[:n])
 	}

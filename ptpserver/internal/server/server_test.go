@@ -2,10 +2,12 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -537,5 +539,42 @@ func TestV3JoinWaitsForMesh(t *testing.T) {
 	defer r.obs.mu.Unlock()
 	if len(r.obs.joined) != 2 || r.obs.joined[1].Mesh != "lab" || len(r.obs.left) != 0 {
 		t.Fatalf("joined %+v left %v", r.obs.joined, r.obs.left)
+	}
+}
+
+// flaky returns read errors (as ICMP port-unreachable does on Linux) before delegating.
+type flaky struct {
+	Transport
+	errs int
+}
+
+func (f *flaky) ReadBatch(m []udpsock.Message) (int, error) {
+	if f.errs > 0 {
+		f.errs--
+		return 0, syscall.ECONNREFUSED
+	}
+	return f.Transport.ReadBatch(m)
+}
+
+// TestReadErrorsDoNotStop: read errors are logged and the loop goes on.
+func TestReadErrorsDoNotStop(t *testing.T) {
+	n := newMemNet()
+	srvAddr := netip.MustParseAddrPort("192.0.2.1:23456")
+	tr := &flaky{Transport: PacketConn(n.listen(srvAddr.String())), errs: 25}
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := New(ctx, Config{Transport: tr, NoSTUN: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	c := n.listen("198.51.100.1:1000")
+	c.send(t, srvAddr, beacon(2, 0, uuidN(1), "10.0.0.1:1", "", vectorTime))
+	if m, _ := c.recvMsg(t); m.Role != ptp.RoleServer {
+		t.Fatalf("%+v", m)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
