@@ -110,7 +110,7 @@ func Config(c *cli.Context) (server.Config, error) {
 	if c.NArg() > 0 {
 		return server.Config{}, cliutil.Usagef("unexpected argument %q", c.Args().First())
 	}
-	ports, err := server.ParsePortRange(c.String(flagTestPorts))
+	ports, err := cliutil.ParsePortRange(c.String(flagTestPorts))
 	if err != nil {
 		return server.Config{}, cliutil.Usagef("--%s: %v", flagTestPorts, err)
 	}

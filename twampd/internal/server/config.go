@@ -14,6 +14,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/probekit/probekit/shared/cliutil"
 	"github.com/probekit/probekit/shared/httpside"
 	"github.com/probekit/probekit/shared/reflector"
 	"github.com/probekit/probekit/shared/twampctl"
@@ -45,33 +46,9 @@ const (
 		twampctl.ModeSymmetricalSize | twampctl.ModeDSCPECN
 )
 
-// PortRange is an inclusive UDP port range for test sessions; zero means "kernel chooses".
-type PortRange struct{ Lo, Hi uint16 }
-
-// ParsePortRange parses "lo-hi" or a single port; "" and "0" mean no range.
-func ParsePortRange(s string) (PortRange, error) {
-	if s == "" || s == "0" {
-		return PortRange{}, nil
-	}
-	lo, hi, found := strings.Cut(s, "-")
-	if !found {
-		hi = lo
-	}
-	l, err1 := strconv.ParseUint(lo, 10, 16)
-	h, err2 := strconv.ParseUint(hi, 10, 16)
-	if err1 != nil || err2 != nil || l == 0 || h < l {
-		return PortRange{}, fmt.Errorf("bad port range %q (want lo-hi, 1 ≤ lo ≤ hi ≤ 65535)", s)
-	}
-	return PortRange{uint16(l), uint16(h)}, nil
-}
-
-// Size is the number of ports in the range.
-func (r PortRange) Size() int {
-	if r.Lo == 0 {
-		return 0
-	}
-	return int(r.Hi) - int(r.Lo) + 1
-}
+// PortRange is the UDP port range for test sessions (cliutil.PortRange, parsed by
+// cliutil.ParsePortRange like every tool's --test-ports); zero means "kernel chooses".
+type PortRange = cliutil.PortRange
 
 // Limits bound what one identity (or unauthenticated clients) may use.
 type Limits struct {

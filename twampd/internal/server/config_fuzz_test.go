@@ -6,13 +6,16 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/probekit/probekit/shared/cliutil"
 )
 
-// FuzzParsePortRange: ParsePortRange never panics; a rejected range comes back zero; an
-// accepted one is either "no range" or 1 ≤ Lo ≤ Hi, and its "lo-hi" form parses back to it.
+// FuzzParsePortRange: cliutil.ParsePortRange, which parses twampd's --test-ports, never
+// panics; a rejected range comes back zero; an accepted one is either "no range" or
+// 1 ≤ Lo ≤ Hi, and its "lo-hi" form parses back to it.
 func FuzzParsePortRange(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
-		r, err := ParsePortRange(s)
+		r, err := cliutil.ParsePortRange(s)
 		if err != nil {
 			if r != (PortRange{}) {
 				t.Fatalf("ParsePortRange(%q) failed (%v) but returned %+v", s, err, r)
@@ -20,7 +23,7 @@ func FuzzParsePortRange(f *testing.F) {
 			return
 		}
 		if r == (PortRange{}) {
-			if s != "" && s != "0" {
+			if trimmed := strings.TrimSpace(s); trimmed != "" && trimmed != "0" {
 				t.Fatalf("ParsePortRange(%q) = no range", s)
 			}
 			return
@@ -29,7 +32,7 @@ func FuzzParsePortRange(f *testing.F) {
 			t.Fatalf("ParsePortRange(%q) = %+v (size %d)", s, r, r.Size())
 		}
 		canon := fmt.Sprintf("%d-%d", r.Lo, r.Hi)
-		if r2, err := ParsePortRange(canon); err != nil || r2 != r {
+		if r2, err := cliutil.ParsePortRange(canon); err != nil || r2 != r {
 			t.Fatalf("ParsePortRange(%q) = %+v, round trip via %q = %+v, %v", s, r, canon, r2, err)
 		}
 	})
