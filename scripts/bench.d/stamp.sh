@@ -21,7 +21,7 @@ for t in stampref stampsend; do
 done
 
 echo "--- reflector hot path (go test -bench, shared/reflector)"
-(cd shared && go test -run '^$' -bench 'BenchmarkReflect$|BenchmarkReflectWorkers|BenchmarkServe$' -benchmem -benchtime "${BENCHTIME:-1s}" ./reflector) |
+(cd shared && go test -run '^$' -bench 'BenchmarkReflect$|BenchmarkReflectWorkers|BenchmarkServe$|BenchmarkServeWorkers' -benchmem -benchtime "${BENCHTIME:-1s}" ./reflector) |
   grep -E '^Benchmark|^ok'
 
 echo
