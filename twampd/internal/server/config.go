@@ -155,8 +155,10 @@ type Config struct {
 	TestPorts PortRange
 	// MaxSessions bounds concurrent test sessions over all clients (0 = unlimited).
 	MaxSessions int
-	// MaxConnections bounds concurrent control connections (0 = unlimited); a client beyond
-	// it gets a Server-Greeting with Modes 0 (RFC 4656 §3.1: refused) and is closed.
+	// MaxConnections bounds concurrent control connections (0 = unlimited). When it is
+	// reached, the oldest connection without sessions open longer than HandshakeTimeout is
+	// closed for the newcomer; if there is none, the newcomer gets a Server-Greeting with
+	// Modes 0 (RFC 4656 §3.1: refused) and is closed.
 	MaxConnections int
 	// MaxConnectionsPerHost bounds concurrent control connections from one client address,
 	// an IPv6 client's /64 (0 = unlimited), refused the same way.

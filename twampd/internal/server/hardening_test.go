@@ -190,3 +190,40 @@ func TestHostKey(t *testing.T) {
 		}
 	}
 }
+
+// Issue 11 H2: when every connection slot is held by clients that requested nothing for
+// longer than the handshake timeout, a newcomer takes the oldest one's slot; connections
+// holding sessions are never evicted.
+func TestIdleConnectionEviction(t *testing.T) {
+	ts := startServer(t, Config{Modes: twampctl.ModeUnauthenticated, MaxConnections: 2, HandshakeTimeout: 200 * time.Millisecond})
+	busy, err := dialFrom(t, "127.0.0.2", ts.ctl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := busy.RequestSession(&twampctl.RequestTWSession{IPVN: 4, SenderPort: 9}); err != nil {
+		t.Fatal(err)
+	}
+	idle, err := dialFrom(t, "127.0.0.3", ts.ctl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Young idle connections are not evicted: a newcomer is refused.
+	if _, err := dialFrom(t, "127.0.0.4", ts.ctl); !errors.Is(err, twampctl.ErrRejected) {
+		t.Fatalf("newcomer with young idle connections: %v, want a refusal", err)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if _, err := dialFrom(t, "127.0.0.1", ts.ctl); err != nil {
+		t.Fatalf("newcomer with an old idle connection: %v", err)
+	}
+	_ = idle.NetConn().SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, err := idle.NetConn().Read(make([]byte, 1)); err == nil {
+		t.Error("the idle connection was not closed")
+	}
+	// The connection holding a session still works.
+	if _, err := busy.RequestSession(&twampctl.RequestTWSession{IPVN: 4, SenderPort: 9}); err != nil {
+		t.Errorf("connection with a session after the eviction: %v", err)
+	}
+	if ts.m.connsEvicted.Load() != 1 {
+		t.Errorf("evicted %d", ts.m.connsEvicted.Load())
+	}
+}

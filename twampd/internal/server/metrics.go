@@ -130,6 +130,7 @@ func (s *Server) counters() map[string]uint64 {
 		"stop_sessions_mismatch_total":         s.m.stopMismatch.Load(),
 		"handshake_timeouts_total":             s.m.handshakeTimeouts.Load(),
 		"control_connections_refused_per_host": s.m.connsRefusedHost.Load(),
+		"control_connections_evicted":          s.m.connsEvicted.Load(),
 		"packets_received_total":               s.refl.Stats.Received.Load(),
 		"packets_reflected_total":              s.refl.Stats.Reflected.Load(),
 		"packets_kernel_rx_timestamp":          s.refl.Stats.RxKernel.Load(),
@@ -147,6 +148,7 @@ func (s *Server) counterMetrics() []struct {
 	}{
 		{"control_connections_total", "TWAMP-Control connections accepted by the kernel.", &s.m.connsTotal},
 		{"control_connections_rejected_total", "Control connections refused (Modes 0 greeting) because --max-connections was reached.", &s.m.connsRejected},
+		{"control_connections_evicted_total", "Control connections without sessions closed to make room for a newcomer at --max-connections.", &s.m.connsEvicted},
 		{"control_connections_refused_per_host_total", "Control connections refused because their address had --max-connections-per-host open.", &s.m.connsRefusedHost},
 		{"handshake_timeouts_total", "Control connections closed because the greeting exchange outlasted --handshake-timeout.", &s.m.handshakeTimeouts},
 		{"auth_failures_total", "Control connections whose identity or token failed authentication.", &s.m.authFailures},

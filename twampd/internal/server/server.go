@@ -48,6 +48,7 @@ type Server struct {
 
 type counters struct {
 	connsTotal, connsRejected, connsRefusedHost, authFailures atomic.Uint64
+	connsEvicted                                              atomic.Uint64
 	protocolErrors, handshakeTimeouts                         atomic.Uint64
 	sessionsTotal, sessionsRejected, refwaitExpired           atomic.Uint64
 	stopMismatch, servwaitExpired                             atomic.Uint64
@@ -195,17 +196,17 @@ func (s *Server) acceptLoop(ctx context.Context, ln net.Listener) {
 		}
 		delay = 0
 		s.m.connsTotal.Add(1)
-		c := &controlConn{s: s, nc: nc, sessions: map[[16]byte]*session{}}
+		c := &controlConn{s: s, nc: nc, sessions: map[[16]byte]*session{}, since: time.Now()}
 		host := hostKey(addrPortOf(nc.RemoteAddr()).Addr())
 		s.mu.Lock()
 		var why string
 		switch {
-		case s.cfg.MaxConnections > 0 && len(s.conns) >= s.cfg.MaxConnections:
-			why = "--max-connections reached"
-			s.m.connsRejected.Add(1)
 		case s.cfg.MaxConnectionsPerHost > 0 && s.perHost[host] >= s.cfg.MaxConnectionsPerHost:
 			why = "--max-connections-per-host reached for this address"
 			s.m.connsRefusedHost.Add(1)
+		case s.cfg.MaxConnections > 0 && len(s.conns) >= s.cfg.MaxConnections && !s.evictIdleLocked(c.since):
+			why = "--max-connections reached"
+			s.m.connsRejected.Add(1)
 		}
 		if why != "" {
 			s.mu.Unlock()
@@ -244,6 +245,8 @@ type controlConn struct {
 	limits   Limits
 	sessions map[[16]byte]*session
 	order    [][16]byte
+	since    time.Time    // accepted
+	held     atomic.Int32 // sessions requested or running, not yet ended
 }
 
 func addrPortOf(a net.Addr) netip.AddrPort {
@@ -484,6 +487,7 @@ func (c *controlConn) request(ctx context.Context, rq *twampctl.RequestTWSession
 		return reject(twampctl.AcceptTemporaryResource, err.Error())
 	}
 	c.sessions[ss.sid] = ss
+	c.held.Add(1)
 	c.order = append(c.order, ss.sid)
 	as := twampctl.AcceptSession{Accept: twampctl.AcceptOK, Port: ss.local.Port(), SID: ss.sid}
 	if mode&twampctl.ModeReflectOctets != 0 {
@@ -567,4 +571,27 @@ func hostKey(a netip.Addr) netip.Addr {
 		return netip.PrefixFrom(a, 64).Masked().Addr()
 	}
 	return a.Unmap()
+}
+
+// evictIdleLocked makes room for a newcomer when every control connection slot is taken: it
+// closes the oldest connection that holds no session and has been open longer than the
+// handshake timeout (a client that connected and requested nothing since), so idle
+// connections cannot lock real clients out until SERVWAIT. It reports whether it closed
+// one; s.mu is held.
+func (s *Server) evictIdleLocked(now time.Time) bool {
+	var victim *controlConn
+	for c := range s.conns {
+		if c.held.Load() == 0 && now.Sub(c.since) > s.cfg.HandshakeTimeout && (victim == nil || c.since.Before(victim.since)) {
+			victim = c
+		}
+	}
+	if victim == nil {
+		return false
+	}
+	s.m.connsEvicted.Add(1)
+	s.refuseLog.warn(s.log.WithField("peer", victim.nc.RemoteAddr().String()).WithField("open_for", now.Sub(victim.since).Round(time.Millisecond).String()),
+		"control connection without sessions closed to make room (--max-connections reached)")
+	victim.nc.Close()
+	delete(s.conns, victim) // its slot is free now; its goroutine's own delete is a no-op
+	return true
 }

@@ -311,6 +311,7 @@ func (s *Server) endSession(ss *session) {
 				WithField("server_octets_mismatches", ss.refl.mismatches.Load())
 		}
 		l.Info("test session ended")
+		ss.owner.held.Add(-1)
 		s.refl.Table().Remove(ss.rs.Key)
 		ss.sock.Close()
 		s.mu.Lock()
