@@ -742,8 +742,12 @@ func (s *Server) beaconTo(ms *mesh, r *client, ts timestamp.Fixed32, now time.Ti
 		if o == r {
 			continue
 		}
+		// The original decodes 18-byte addresses wrongly (B9): legacy clients get IPv4 only.
+		if !v3 && !o.addr.Addr().Is4() {
+			continue
+		}
 		e := ptp.Entry{Ext: o.addr}
-		if o.ptpAddr.IsValid() && o.addr.Addr() == r.addr.Addr() {
+		if o.ptpAddr.IsValid() && o.addr.Addr() == r.addr.Addr() && (v3 || o.ptpAddr.Addr().Unmap().Is4()) {
 			e.Int = o.ptpAddr
 		}
 		if v3 {

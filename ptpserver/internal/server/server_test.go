@@ -578,3 +578,31 @@ func TestReadErrorsDoNotStop(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestIPv6: a v3 client on IPv6 is listed to v3 clients with an 18-byte address; a legacy
+// client (whose original decoder breaks on 18-byte addresses, B9) is not told about it.
+func TestIPv6(t *testing.T) {
+	r := newRig(t, nil)
+	v6 := r.net.listen("[2001:db8::9]:1000")
+	v4 := r.net.listen("198.51.100.1:1000")
+	leg := r.net.listen("198.51.100.2:1000")
+	v6.send(t, r.addr, beacon(3, 0, uuidN(1), "[fd00::9]:1000", "", vectorTime))
+	v6.send(t, r.addr, beacon(3, 1, uuidN(1), "[fd00::9]:1000", "", vectorTime))
+	v4.send(t, r.addr, beacon(3, 0, uuidN(2), "10.0.0.1:1000", "", vectorTime))
+	v4.send(t, r.addr, beacon(3, 1, uuidN(2), "10.0.0.1:1000", "", vectorTime))
+	leg.send(t, r.addr, beacon(2, 0, uuidN(3), "10.0.0.2:1000", "", vectorTime))
+	waitFor(t, "3 clients", func() bool { return len(r.srv.Snapshot().Clients) == 3 })
+	r.clock.Add(2 * time.Second)
+	l := v4.recvListN(t, 2)
+	if l.Entries[0].Ext != v6.addr && l.Entries[1].Ext != v6.addr {
+		t.Fatalf("v3 list lacks the IPv6 client: %+v", l.Entries)
+	}
+	l = v6.recvListN(t, 2)
+	if l.YourAddr != v6.addr {
+		t.Fatalf("YOURADDR %v", l.YourAddr)
+	}
+	ll := leg.recvListN(t, 1)
+	if ll.Entries[0].Ext != v4.addr || ll.IsV3() {
+		t.Fatalf("legacy list %+v", ll.Entries)
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/pion/stun/v3"
+
+	"github.com/probekit/probekit/shared/ptp"
 )
 
 // TestSTUNOtherAddress: on a real loopback socket the server answers STUN Binding on its own
@@ -71,5 +73,71 @@ func TestSTUNOtherAddress(t *testing.T) {
 	}
 	if srv.Stats().STUN != 3 {
 		t.Errorf("stun counter %d", srv.Stats().STUN)
+	}
+}
+
+// TestDualStack: a server bound to [::] serves an IPv4 client (seen unmapped, 6-byte
+// addresses) and an IPv6 client on one socket and lists them to each other; replies leave
+// from the address each client sent to.
+func TestDualStack(t *testing.T) {
+	probe, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	probe.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv, err := New(ctx, Config{Addr: netip.MustParseAddrPort("[::]:0"), NoSTUN: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	port := srv.LocalAddr().Port()
+	type cl struct {
+		c   *net.UDPConn
+		srv netip.AddrPort
+	}
+	mk := func(network string, ip net.IP, srvIP string) cl {
+		c, err := net.ListenUDP(network, &net.UDPAddr{IP: ip})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return cl{c, netip.AddrPortFrom(netip.MustParseAddr(srvIP), port)}
+	}
+	a := mk("udp4", net.IPv4(127, 0, 0, 1), "127.0.0.1")
+	b := mk("udp6", net.IPv6loopback, "::1")
+	addrOf := func(x cl) netip.AddrPort { return x.c.LocalAddr().(*net.UDPAddr).AddrPort() }
+	for i, x := range []cl{a, b} {
+		pkt := beacon(3, 0, uuidN(byte(i+1)), addrOf(x).String(), "dual", vectorTime)
+		if _, err := x.c.WriteToUDPAddrPort(pkt, x.srv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, x := range []cl{a, b} {
+		other := addrOf([]cl{a, b}[1-i])
+		for {
+			buf := make([]byte, 2048)
+			x.c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			n, from, err := x.c.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				t.Fatalf("client %d: %v", i, err)
+			}
+			if netip.AddrPortFrom(from.Addr().Unmap(), from.Port()) != x.srv {
+				t.Fatalf("client %d: answer from %v, want %v", i, from, x.srv)
+			}
+			var m ptp.Message
+			if err := m.UnmarshalBinary(buf[:n]); err != nil {
+				t.Fatal(err)
+			}
+			if m.Has&ptp.FieldList != 0 && len(m.Entries) == 1 {
+				if m.Entries[0].Ext != other || m.YourAddr != addrOf(x) {
+					t.Fatalf("client %d: list %+v, want %v", i, m.Entries[0], other)
+				}
+				break
+			}
+		}
 	}
 }
