@@ -197,10 +197,11 @@ type Server struct {
 	c          counters
 
 	// reader state (reader goroutine only)
-	rmsgs []udpsock.Message
-	rm    ptp.Message
-	rout  outQueue
-	revs  []event
+	stunDst netip.Addr
+	rmsgs   []udpsock.Message
+	rm      ptp.Message
+	rout    outQueue
+	revs    []event
 	// timer state (timer goroutine only)
 	tout outQueue
 	tevs []event
@@ -260,8 +261,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		primary := s.local
 		st, err := natprobe.NewServer(ctx, natprobe.ServerConfig{
 			Primary: primary, Other: cfg.OtherAddress, Listen: cfg.Listen, Software: "probekit ptpserver", Log: s.log,
+			// Called synchronously from Handle in the reader goroutine: stunDst is the address
+			// the request came to, so a wildcard socket answers from it.
 			Send: func(b []byte, to netip.AddrPort) error {
-				_, err := s.tr.WriteBatch([]udpsock.Message{{Buf: b, N: len(b), Addr: to}})
+				_, err := s.tr.WriteBatch([]udpsock.Message{{Buf: b, N: len(b), Addr: to, Dst: s.stunDst}})
 				return err
 			},
 		})
@@ -375,6 +378,7 @@ func (s *Server) handleBatch(msgs []udpsock.Message) {
 		s.c.stun.Add(1)
 		if s.stun != nil {
 			m := &msgs[i]
+			s.stunDst = m.Dst
 			s.stun.Handle(m.Buf[:m.N], m.Addr)
 		}
 	}

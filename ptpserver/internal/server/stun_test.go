@@ -87,7 +87,7 @@ func TestDualStack(t *testing.T) {
 	probe.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	srv, err := New(ctx, Config{Addr: netip.MustParseAddrPort("[::]:0"), NoSTUN: true})
+	srv, err := New(ctx, Config{Addr: netip.MustParseAddrPort("[::]:0")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,6 +138,29 @@ func TestDualStack(t *testing.T) {
 				}
 				break
 			}
+		}
+		// STUN on the wildcard socket answers from the address the request went to.
+		req := stun.MustBuild(stun.TransactionID, stun.BindingRequest)
+		x.c.WriteToUDPAddrPort(req.Raw, x.srv)
+		for {
+			buf := make([]byte, 2048)
+			x.c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			n, from, err := x.c.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				t.Fatalf("client %d STUN: %v", i, err)
+			}
+			if !stun.IsMessage(buf[:n]) {
+				continue
+			}
+			if netip.AddrPortFrom(from.Addr().Unmap(), from.Port()) != x.srv {
+				t.Fatalf("client %d: STUN answer from %v, want %v", i, from, x.srv)
+			}
+			var xa stun.XORMappedAddress
+			res := &stun.Message{Raw: buf[:n]}
+			if err := res.Decode(); err != nil || xa.GetFrom(res) != nil || xa.Port != int(addrOf(x).Port()) {
+				t.Fatalf("client %d: STUN %v %v", i, res, err)
+			}
+			break
 		}
 	}
 }
