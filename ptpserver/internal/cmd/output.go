@@ -241,9 +241,9 @@ func (p *printer) summary(s server.Snapshot) error {
 	defer p.mu.Unlock()
 	fmt.Fprintf(p.w, "--- ptpserver %v: %d clients\n", s.Local, len(s.Clients))
 	tw := tabwriter.NewWriter(p.w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "Address\tMesh\tVer\tPkts Sent\tPkts Rcvd\tAcks Lost\tAvg RTT\t")
+	fmt.Fprintln(tw, "Address\tMesh\tVer\tPkts Sent\tPkts Rcvd\tAcks Lost\tAvg RTT")
 	for _, c := range s.Clients {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%f\t\n", pyAddr(c.Addr), meshName(c.Mesh), c.Version, c.Sent, c.Received, c.Lost, c.RTTAvg.Seconds())
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%f\n", pyAddr(c.Addr), meshName(c.Mesh), c.Version, c.Sent, c.Received, c.Lost, c.RTTAvg.Seconds())
 	}
 	tw.Flush()
 	for _, c := range s.Clients {
