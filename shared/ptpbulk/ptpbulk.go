@@ -1,0 +1,66 @@
+// Package ptpbulk moves a file between two PtP peers over whatever path the mesh found
+// (direct or relayed): the receiver drives a sliding window of block requests with selective
+// re-requests, an RTT-based retransmission timeout (RFC 6298) and AIMD congestion control; the
+// sender serves what is asked, paced to an optional rate. The receiver writes to a temporary
+// file, keeps a resumable record of the blocks it has, verifies SHA-256 and renames the file
+// into place. Frames are PtP v3 bulk TLVs (shared/ptp/bulk.go).
+package ptpbulk
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Path carries bulk frames between the two peers: one frame per datagram, in any order, with
+// any loss. Recv returns the next frame addressed to this transfer (the caller demultiplexes)
+// and an error once ctx ends or the path is closed.
+type Path interface {
+	Send(frame []byte) error
+	Recv(ctx context.Context) ([]byte, error)
+}
+
+// BlockSize is the data per block: the original's PTP_BLOB_SIZE.
+const BlockSize = 1024
+
+// Errors callers branch on.
+var (
+	ErrRefused  = errors.New("ptpbulk: receiver refused the transfer")
+	ErrMismatch = errors.New("ptpbulk: SHA-256 of the received file differs from the offer")
+	ErrTimeout  = errors.New("ptpbulk: peer silent for too long")
+	ErrCanceled = errors.New("ptpbulk: transfer cancelled by the peer")
+)
+
+// Progress is a snapshot during a transfer.
+type Progress struct {
+	Role        string        `json:"role"` // "send" or "receive"
+	Name        string        `json:"name"`
+	Size        int64         `json:"size"`
+	Done        int64         `json:"done"` // bytes the receiver holds (resumed ones included)
+	Elapsed     time.Duration `json:"-"`
+	GoodputBps  float64       `json:"goodput_bps"` // new file bytes per second since the start
+	Retransmits int64         `json:"retransmits"` // blocks asked or sent again
+	RTT         time.Duration `json:"-"`
+	Window      int           `json:"window,omitempty"` // receiver's request window in blocks
+}
+
+// Report is the outcome of a transfer.
+type Report struct {
+	Role        string        `json:"role"`
+	Name        string        `json:"name"`
+	File        string        `json:"file,omitempty"` // where the receiver put it
+	Size        int64         `json:"size"`
+	SHA256      string        `json:"sha256"`
+	Resumed     int64         `json:"resumed_bytes"` // already held from an earlier attempt
+	Moved       int64         `json:"moved_bytes"`   // file bytes carried in this run (first copies)
+	Duplicates  int64         `json:"duplicate_blocks"`
+	Retransmits int64         `json:"retransmits"`
+	Timeouts    int64         `json:"timeouts"`
+	Duration    time.Duration `json:"-"`
+	GoodputBps  float64       `json:"goodput_bps"` // Moved / Duration
+	RTTMin      time.Duration `json:"-"`
+	RTTAvg      time.Duration `json:"-"` // smoothed RTT at the end
+	MaxWindow   int           `json:"max_window,omitempty"`
+	SentBytes   int64         `json:"sent_bytes,omitempty"` // sender: block bytes sent, repeats included
+	OK          bool          `json:"ok"`
+}
