@@ -606,3 +606,42 @@ func TestIPv6(t *testing.T) {
 		t.Fatalf("legacy list %+v", ll.Entries)
 	}
 }
+
+// TestAckLoss: a list not answered within AckTimeout counts as lost (not while in flight), an
+// answered one as acked with its RTT on the server's clock.
+func TestAckLoss(t *testing.T) {
+	r := newRig(t, nil)
+	a := r.net.listen("198.51.100.1:1000")
+	a.send(t, r.addr, beacon(2, 0, uuidN(1), "10.0.0.1:1", "", vectorTime))
+	first, _ := a.recvList(t)
+	state := func() ClientState {
+		for _, c := range r.srv.Snapshot().Clients {
+			if c.Addr == a.addr {
+				return c
+			}
+		}
+		t.Fatal("client gone")
+		return ClientState{}
+	}
+	r.clock.Add(4 * time.Second)
+	time.Sleep(20 * time.Millisecond)
+	if s := state(); s.Lost != 0 || s.Sent != 1 {
+		t.Fatalf("in flight counted: %+v", s)
+	}
+	r.clock.Add(2 * time.Second) // 6 s > AckTimeout
+	waitFor(t, "loss", func() bool { return state().Lost == 1 })
+	a.send(t, r.addr, beacon(2, 1, uuidN(1), "10.0.0.1:1", "", vectorTime)) // keep alive
+	r.clock.Add(8 * time.Second)                                            // 14 s: the periodic round
+	var second *ptp.Message
+	for second == nil || second.MyTS == first.MyTS {
+		second, _ = a.recvList(t)
+	}
+	r.clock.Add(3 * time.Millisecond)
+	ack := &ptp.Message{Role: ptp.RoleClient, Version: 2, Has: ptp.FieldSequence | ptp.FieldUUID | ptp.FieldYourTS, UUID: uuidN(1), YourTS: second.MyTS}
+	b, _ := ack.AppendTo(nil)
+	a.send(t, r.addr, b)
+	waitFor(t, "ack", func() bool { return state().Acked == 1 })
+	if s := state(); s.Lost != 1 || s.Sent != 2 || s.RTTLast != 3*time.Millisecond || s.RTTAvg != 3*time.Millisecond {
+		t.Fatalf("%+v", s)
+	}
+}
