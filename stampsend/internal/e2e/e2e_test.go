@@ -16,11 +16,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/probekit/probekit/shared/loadgen"
+	"github.com/probekit/probekit/shared/sender/sendertest"
 )
 
 var bins struct{ stampref, stampsend string }
@@ -154,6 +156,10 @@ func parseJSONLines(t *testing.T, out []byte) ([]record, record) {
 			t.Fatalf("bad JSON line %q: %v", line, err)
 		}
 		if r.Type == "summary" {
+			// The summary every active sender shares (shared/sender/summary.schema.json).
+			if err := sendertest.ValidateSummary(line); err != nil {
+				t.Errorf("summary does not match the sender summary schema: %v\n%s", err, line)
+			}
 			sum = r
 		} else {
 			recs = append(recs, r)
@@ -511,11 +517,41 @@ func TestInterruptAfterReplies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd, out, _ = startSender(t, "--json", "-i", "5ms", "-W", "100ms", "127.0.0.1:"+strconv.Itoa(int(port)))
-	time.AfterFunc(200*time.Millisecond, func() { _ = cmd.Process.Signal(os.Interrupt) })
-	lines = readAll(t, out, -1, nil)
+	// The signal goes once the session's debug line shows the handler is installed.
+	cmd = exec.Command(bins.stampsend, "--json", "--log-level", "debug", "-i", "5ms", "-W", "100ms", "127.0.0.1:"+strconv.Itoa(int(port)))
+	cmd.Stderr = &onOutput{match: "stampsend: session", fn: func() {
+		time.AfterFunc(50*time.Millisecond, func() { _ = cmd.Process.Signal(os.Interrupt) })
+	}}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines = readAll(t, bufio.NewScanner(stdout), -1, nil)
 	err = cmd.Wait()
 	if _, sum := parseJSONLines(t, lines); exitCode(err) != 1 || sum.Received != 0 || sum.Sent == 0 {
 		t.Errorf("no reply: exit %d, summary %+v", exitCode(err), sum)
 	}
+}
+
+// onOutput is a writer that calls fn once when what was written so far contains match.
+type onOutput struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	match string
+	fn    func()
+	done  bool
+}
+
+func (w *onOutput) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if !w.done && strings.Contains(w.buf.String(), w.match) {
+		w.done = true
+		w.fn()
+	}
+	return len(p), nil
 }

@@ -47,20 +47,13 @@ var recordColumns = []string{"seq", "bytes", "from", "ttl", "sender_ttl", "refle
 
 func us(d time.Duration) float64 { return float64(d) / 1e3 }
 
-// Summary is the end-of-session report (the last JSON line with --json).
+// Summary is the end-of-session report (the last JSON line with --json): the summary every
+// active sender shares (shared/sender/summary.schema.json) and stampsend's own fields.
 type Summary struct {
-	Type       string  `json:"type"`
-	Target     string  `json:"target"`
+	pipeline.Summary
 	Mode       string  `json:"mode"`
 	SSID       uint16  `json:"ssid"`
 	Size       int     `json:"size"`
-	Sent       uint64  `json:"sent"`
-	Received   uint64  `json:"received"`
-	Lost       uint64  `json:"lost"`
-	LossPct    float64 `json:"loss_pct"`
-	Duplicates uint64  `json:"duplicates"`
-	Reordered  uint64  `json:"reordered"`
-	Late       uint64  `json:"late"`
 	Malformed  uint64  `json:"malformed"`
 	BadHMAC    uint64  `json:"bad_hmac"`
 	Unknown    uint64  `json:"unknown"`
@@ -113,6 +106,7 @@ type accumulator struct {
 	locSrcAddr, locDstAddr netip.Addr
 	locSrcPort, locDstPort uint16
 	ownSynced              bool
+	size                   int // of every test packet
 	err                    error
 }
 
@@ -219,21 +213,14 @@ func (a *accumulator) add(rp *testpkt.ReflectedPacket, r *pipeline.Reply) error 
 func (a *accumulator) summary(st *pipeline.Stats, elapsed time.Duration) *Summary {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	sent := st.Sent
-	st.Seq.SetSent(sent)
-	s := &Summary{Type: "summary", Target: a.cfg.Target.String(), Mode: a.mode.String(), SSID: a.cfg.SSID,
-		Sent: sent, Received: st.Seq.Received(), Lost: st.Seq.Lost(), LossPct: 100 * st.Seq.Loss(),
-		Duplicates: st.Seq.Duplicates(), Reordered: st.Seq.Reordered(), Late: st.Late,
-		Malformed: st.Malformed, BadHMAC: st.BadAuth, Unknown: st.Unknown, Foreign: st.Foreign,
+	s := &Summary{Summary: st.Summary("stampsend", a.cfg.Target.String()), Mode: a.mode.String(), SSID: a.cfg.SSID,
+		Size: a.size, Malformed: st.Malformed, BadHMAC: st.BadAuth, Unknown: st.Unknown, Foreign: st.Foreign,
 		SendErrors: st.SendErrors, DurationS: elapsed.Seconds(),
 		RTT: st.RTT.Summary(), JitterUS: us(st.Jitter.Value()), Residence: a.res.Summary(),
 		Forward: a.fwd.Summary(), Backward: a.bwd.Summary(),
 		SenderSynchronized: a.ownSynced, ReflectorSynchronized: a.reflSynced && a.anyReply,
 		TxKernel: st.TxKernel, RxKernel: st.RxKernel, SSIDEchoed: a.ssidSeen, TLVProblem: a.tlvProblem,
 		LocationSource: a.locSrc, LocationDestination: a.locDst}
-	if sent == 0 {
-		s.LossPct = 0
-	}
 	s.TxSource, s.RxSource = sourceName(st.TxKernel, s.Received), sourceName(st.RxKernel, s.Received)
 	for t := range a.unrecognized {
 		s.Unrecognized = append(s.Unrecognized, int(t))

@@ -164,6 +164,7 @@ func newSession(cfg Config, log logrus.FieldLogger, conn *udpsock.Conn) (*sessio
 	}
 	s.b = b
 	s.acc = newAccumulator(cfg, s.mode)
+	s.acc.size = b.Len()
 	s.p, err = pipeline.New(pipeline.Config{Conn: conn, Target: cfg.Target, TOS: cfg.DSCP<<2 | cfg.ECN&3,
 		Schedule: pace.NewSchedule(cfg.Interval, cfg.Poisson, cfg.Seed), Count: cfg.Count, Duration: cfg.Duration,
 		Timeout: cfg.Timeout, MaxLen: b.Len(), Build: s.build, Decode: s.decode, OnReply: s.onReply, Log: log})

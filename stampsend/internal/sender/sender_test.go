@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/probekit/probekit/shared/cliutil"
+	"github.com/probekit/probekit/shared/sender/sendertest"
 	"github.com/probekit/probekit/shared/testpkt"
 	"github.com/probekit/probekit/shared/timestamp"
 	"github.com/probekit/probekit/shared/udpsock"
@@ -194,6 +195,15 @@ func TestAccumulatorNumbers(t *testing.T) {
 		}
 	}
 	s := h.summary(time.Second)
+	if b, err := json.Marshal(s); err != nil {
+		t.Fatal(err)
+	} else if err := sendertest.ValidateSummary(b); err != nil || s.Tool != "stampsend" || s.Invalid != 0 {
+		t.Errorf("JSON summary: %v\n%s", err, b)
+	}
+	// The shared part: RTT in ms and the RFC 3550 jitter, as the µs figures below.
+	if r := s.RTTms; r == nil || r.Count != 4 || r.Min != 0.3 || r.Max != 0.35 || r.Avg != 0.32 || r.P50 != 0.3 {
+		t.Errorf("rtt_ms %+v", r)
+	}
 	if s.Sent != 6 || s.Received != 4 || s.Lost != 2 || s.Duplicates != 1 || s.Late != 1 || s.Reordered != 1 {
 		t.Errorf("counts %+v", s)
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
@@ -24,6 +25,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/probekit/probekit/shared/cliutil"
+	"github.com/probekit/probekit/shared/sender/sendertest"
 	"github.com/probekit/probekit/shared/testpkt"
 	"github.com/probekit/probekit/shared/timestamp"
 	"github.com/probekit/probekit/shared/twampctl"
@@ -380,6 +382,16 @@ func TestE2ELightInjected(t *testing.T) {
 	}
 	if lost != 4 || sum.Loss.Lost != 4 || sum.SendDuplicates != 2 || sum.Loss.LossPct != 4 {
 		t.Errorf("lost lines %d, summary %+v", lost, sum.Loss)
+	}
+	// The summary every active sender shares (shared/sender/summary.schema.json), with the
+	// same figures at the top level as stampsend prints them.
+	if err := sendertest.ValidateSummary([]byte(lines[100])); err != nil {
+		t.Errorf("summary does not match the sender summary schema: %v\n%s", err, lines[100])
+	}
+	if sum.Tool != "twampc" || sum.Sent != 100 || sum.Received != 96 || sum.Lost != 4 || sum.LossPct != 4 || sum.Duplicates != 2 ||
+		sum.Reordered != 1 || sum.Invalid != 0 || sum.RTTms == nil || sum.RTTms.Count != 96 || math.Abs(sum.RTTms.Min*1e3-sum.RTT.MinUS) > 1e-6 ||
+		sum.Target != sum.Reflector {
+		t.Errorf("shared summary %+v rtt_ms %+v", sum.Summary, sum.RTTms)
 	}
 }
 

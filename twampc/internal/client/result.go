@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	pipeline "github.com/probekit/probekit/shared/sender"
 	"github.com/probekit/probekit/shared/stats"
 )
 
@@ -132,9 +133,11 @@ type DelaySummary struct {
 	ErrUS float64 `json:"err_us,omitempty"`
 }
 
-// Summary is a session's JSON summary.
+// Summary is a session's JSON summary: the summary every active sender shares
+// (shared/sender/summary.schema.json; target is the reflector) and twampc's own fields, among
+// them loss, the full RFC 4737 sequence statistics.
 type Summary struct {
-	Type               string                `json:"type"`
+	pipeline.Summary
 	Session            int                   `json:"session"`
 	SID                string                `json:"sid"`
 	Mode               string                `json:"mode"`
@@ -144,11 +147,9 @@ type Summary struct {
 	Padding            int                   `json:"padding"`
 	First              time.Time             `json:"first"`
 	Last               time.Time             `json:"last"`
-	Sent               int                   `json:"sent"`
 	Loss               stats.SequenceSummary `json:"loss"`
 	SendDuplicates     uint64                `json:"send_duplicates"`
 	ReflectDuplicates  uint64                `json:"reflect_duplicates"`
-	Invalid            uint64                `json:"invalid"`
 	RTT                DelaySummary          `json:"rtt"`
 	Forward            DelaySummary          `json:"send"`
 	Backward           DelaySummary          `json:"reflect"`
@@ -196,11 +197,12 @@ func (r *Result) Summary(pcts []float64) Summary {
 			PaddingOctets: r.ReflectPadding, Mismatches: r.ReflectMismatch}
 	}
 	return Summary{
+		Summary: pipeline.NewSummary("twampc", r.Reflector, uint64(r.Sent), &r.Seq, r.Late, r.Invalid, &r.RTT, &r.Jitter),
 		RFC6038: rs,
-		Type:    "summary", Session: r.Session, SID: fmt.Sprintf("%x", r.SID), Mode: r.Mode,
+		Session: r.Session, SID: fmt.Sprintf("%x", r.SID), Mode: r.Mode,
 		Sender: r.Sender, Reflector: r.Reflector, DSCP: r.DSCP, Padding: r.Padding,
-		First: r.First, Last: r.Last, Sent: r.Sent, Loss: r.Seq.Summary(),
-		SendDuplicates: r.SendDuplicates, ReflectDuplicates: r.ReflectDuplicates, Invalid: r.Invalid,
+		First: r.First, Last: r.Last, Loss: r.Seq.Summary(),
+		SendDuplicates: r.SendDuplicates, ReflectDuplicates: r.ReflectDuplicates,
 		RTT: delaySummary(&r.RTT, pcts, r.RTTErr), Forward: delaySummary(&r.Forward, pcts, r.SendErr),
 		Backward: delaySummary(&r.Backward, pcts, r.ReflectErr), Processing: delaySummary(&r.Processing, pcts, 0),
 		JitterUS: r.Jitter.Nanos() / 1e3, ClockSynchronized: r.Synchronized(), KernelRxTimestamp: r.KernelRx, KernelTxTimestamp: r.KernelTx,
