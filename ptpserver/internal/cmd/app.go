@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
@@ -34,6 +35,8 @@ const (
 	flagBeaconInterval = "beacon-interval"
 	flagExpiry         = "expiry"
 	flagNoTUI          = "no-tui"
+	flagReports        = "reports"
+	flagSummaryEvery   = "summary-every"
 )
 
 // Hooks lets other packages of this module (store, web page, metrics) take part in a run
@@ -85,6 +88,8 @@ func NewApp(version string) *cli.App {
 		&cli.DurationFlag{Name: flagBeaconInterval, Value: server.DefaultBeaconInterval, Usage: "period of the list sent to every client"},
 		&cli.DurationFlag{Name: flagExpiry, Value: server.DefaultExpiry, Usage: "drop a client after this long without a packet"},
 		&cli.BoolFlag{Name: flagNoTUI, Usage: "print lines even when stdout is a terminal"},
+		&cli.BoolFlag{Name: flagReports, Usage: "with --json, also print every reachability report a v3 client sends (type \"report\"; one line per client beacon)"},
+		&cli.DurationFlag{Name: flagSummaryEvery, Usage: "also print the per-client summary every `D` while running (default: at the end only)"},
 	)
 	app.Flags = append(app.Flags, extraFlags...)
 	app.Action = run
@@ -137,8 +142,8 @@ func Config(c *cli.Context) (server.Config, error) {
 		}
 		cfg.OtherAddress = other
 	}
-	if c.Duration(flagDuration) < 0 {
-		return cfg, cliutil.Usagef("--%s must not be negative", flagDuration)
+	if c.Duration(flagDuration) < 0 || c.Duration(flagSummaryEvery) < 0 {
+		return cfg, cliutil.Usagef("--%s and --%s must not be negative", flagDuration, flagSummaryEvery)
 	}
 	return cfg, nil
 }
@@ -185,6 +190,7 @@ func run(c *cli.Context) error {
 		return cliutil.Usagef("--%s csv is not supported by ptpserver (text or json)", cliutil.FlagFormat)
 	}
 	out := newPrinter(c.App.Writer, format == cliutil.FormatJSON)
+	out.reports = c.Bool(flagReports)
 	cfg.Log = log
 	var obs server.Observers
 	cfg.Observer = &lateObserver{obs: &obs}
@@ -224,6 +230,20 @@ func run(c *cli.Context) error {
 	log.WithFields(logrus.Fields{"address": srv.LocalAddr(), "stun": !cfg.NoSTUN, "other_address": cfg.OtherAddress}).Info("PTP Server listening")
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Run(ctx) }()
+	if d := c.Duration(flagSummaryEvery); d > 0 && screen == nil {
+		go func() {
+			t := time.NewTicker(d)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					out.summary(srv.Snapshot())
+				}
+			}
+		}()
+	}
 	if screen != nil {
 		screen.run(ctx, cancel, srv, cfg)
 		cancel()

@@ -17,9 +17,10 @@ import (
 
 // printer writes events and the final summary as lines or JSON lines.
 type printer struct {
-	mu   sync.Mutex
-	w    io.Writer
-	json bool
+	mu      sync.Mutex
+	w       io.Writer
+	json    bool
+	reports bool // print report events (JSON only)
 }
 
 func newPrinter(w io.Writer, js bool) *printer { return &printer{w: w, json: js} }
@@ -164,9 +165,10 @@ func (p *printer) Left(c server.ClientInfo, reason string) {
 	p.line("%s leave %s uuid %s mesh %s (%s)", c.Time.UTC().Format(time.RFC3339), pyAddr(c.Addr), c.UUID, meshName(c.Mesh), reason)
 }
 
-// Reported implements server.Observer: JSON lines only (a line per report would flood text).
+// Reported implements server.Observer: JSON lines with --reports only (a line per v3 client
+// beacon: 1,400 lines/s for 10,000 clients).
 func (p *printer) Reported(r server.Report) {
-	if !p.json {
+	if !p.json || !p.reports {
 		return
 	}
 	e := eventOf("report", r.Client)

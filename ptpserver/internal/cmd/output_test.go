@@ -110,3 +110,21 @@ func TestEvents(t *testing.T) {
 		t.Errorf("json %s", out.String())
 	}
 }
+
+// TestReports: report lines only with --json --reports.
+func TestReports(t *testing.T) {
+	rep := server.Report{Client: server.ClientInfo{Addr: netip.MustParseAddrPort("198.51.100.7:40000"), Version: 3, Mesh: "lab"},
+		Peers: []server.PeerReport{{Reach: ptp.Reach{Path: ptp.PathDirect, Sent: 10, Received: 10}}}}
+	for _, c := range []struct {
+		js, reports bool
+		want        string
+	}{{false, true, ""}, {true, false, ""}, {true, true, `"type":"report"`}} {
+		var out bytes.Buffer
+		p := newPrinter(&out, c.js)
+		p.reports = c.reports
+		p.Reported(rep)
+		if (c.want == "") != (out.Len() == 0) || !strings.Contains(out.String(), c.want) {
+			t.Errorf("json %v reports %v: %q", c.js, c.reports, out.String())
+		}
+	}
+}
