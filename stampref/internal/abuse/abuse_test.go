@@ -213,12 +213,16 @@ func TestMonitorAbuse(t *testing.T) {
 		`stampref_api_refused_requests_total{rule="token"}`:        1,
 		`stampref_api_refused_requests_total{rule="content_type"}`: 1,
 		`stampref_api_refused_requests_total{rule="host"}`:         1,
-		`stampref_api_refused_requests_total{rule="conns"}`:        float64(slow - 16),
 		"stampref_provision_refused_full_total":                    float64(full),
 	} {
 		if m[name] != want {
 			t.Errorf("%s = %v, want %v", name, m[name], want)
 		}
+	}
+	// The per-address cap (16) closed most of the slow connections at once (a few more may
+	// have got in as the header timeout freed slots on a slow run).
+	if n := m[`stampref_api_refused_requests_total{rule="conns"}`]; n < 1 || n > float64(slow-16) {
+		t.Errorf("slow connections refused by the cap: %v, want 1…%d", n, slow-16)
 	}
 	// Provisioned sessions expire (idle 2 s here) and the expiry is logged.
 	d.WaitMsg(30*time.Second, "API-provisioned sessions expired")

@@ -156,7 +156,7 @@ type Config struct {
 	// MaxSessions bounds concurrent test sessions over all clients (0 = unlimited).
 	MaxSessions int
 	// MaxConnections bounds concurrent control connections (0 = unlimited). When it is
-	// reached, the oldest connection without sessions open longer than HandshakeTimeout is
+	// reached, the oldest connection without sessions open longer than EvictIdleAfter is
 	// closed for the newcomer; if there is none, the newcomer gets a Server-Greeting with
 	// Modes 0 (RFC 4656 §3.1: refused) and is closed.
 	MaxConnections int
@@ -169,6 +169,9 @@ type Config struct {
 	// HandshakeTimeout bounds the connection setup before SERVWAIT applies
 	// (DefaultHandshakeTimeout when 0).
 	HandshakeTimeout time.Duration
+	// EvictIdleAfter is how long a control connection must have held no session before
+	// it may be closed for a newcomer at MaxConnections (HandshakeTimeout when 0).
+	EvictIdleAfter time.Duration
 	// StrictStop closes the control connection when Stop-Sessions has the wrong count
 	// (RFC 5357 §3.8); otherwise the mismatch is logged and the sessions stopped.
 	StrictStop bool
@@ -226,6 +229,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.HandshakeTimeout <= 0 {
 		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if c.EvictIdleAfter <= 0 {
+		c.EvictIdleAfter = c.HandshakeTimeout
 	}
 	if c.Logger == nil {
 		l := logrus.New()

@@ -53,7 +53,7 @@ func TestConnectionLimits(t *testing.T) {
 // timeout, not after SERVWAIT, and frees its slot.
 func TestHandshakeTimeout(t *testing.T) {
 	ts := startServer(t, Config{Modes: twampctl.ModeUnauthenticated, MaxConnections: 1,
-		HandshakeTimeout: 200 * time.Millisecond, ServWait: time.Hour})
+		HandshakeTimeout: 2 * time.Second, ServWait: time.Hour})
 	idle, err := net.Dial("tcp", ts.ctl)
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +78,7 @@ func TestHandshakeTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(400 * time.Millisecond)
+	time.Sleep(2200 * time.Millisecond) // past the handshake timeout
 	s, _ := newSender(t, ctl, 0, 0)
 	if err := ctl.StartSessions(); err != nil {
 		t.Fatal(err)
@@ -193,9 +193,19 @@ func TestHostKey(t *testing.T) {
 
 // Issue 11 H2: when every connection slot is held by clients that requested nothing for
 // longer than the handshake timeout, a newcomer takes the oldest one's slot; connections
-// holding sessions are never evicted.
+// holding sessions are never evicted, nor idle ones younger than the handshake timeout.
 func TestIdleConnectionEviction(t *testing.T) {
-	ts := startServer(t, Config{Modes: twampctl.ModeUnauthenticated, MaxConnections: 2, HandshakeTimeout: 200 * time.Millisecond})
+	// Young: evictable only after an hour, nothing is old enough.
+	young := startServer(t, Config{Modes: twampctl.ModeUnauthenticated, MaxConnections: 1, EvictIdleAfter: time.Hour})
+	if _, err := dialFrom(t, "127.0.0.3", young.ctl); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dialFrom(t, "127.0.0.4", young.ctl); !errors.Is(err, twampctl.ErrRejected) {
+		t.Fatalf("newcomer with a young idle connection: %v, want a refusal", err)
+	}
+	// Old: evictable after 1 ms, the idle connection is old by the time a newcomer arrives
+	// (50 ms later); the one holding a session is not evicted.
+	ts := startServer(t, Config{Modes: twampctl.ModeUnauthenticated, MaxConnections: 2, EvictIdleAfter: time.Millisecond})
 	busy, err := dialFrom(t, "127.0.0.2", ts.ctl)
 	if err != nil {
 		t.Fatal(err)
@@ -207,11 +217,7 @@ func TestIdleConnectionEviction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Young idle connections are not evicted: a newcomer is refused.
-	if _, err := dialFrom(t, "127.0.0.4", ts.ctl); !errors.Is(err, twampctl.ErrRejected) {
-		t.Fatalf("newcomer with young idle connections: %v, want a refusal", err)
-	}
-	time.Sleep(400 * time.Millisecond)
+	time.Sleep(50 * time.Millisecond)
 	if _, err := dialFrom(t, "127.0.0.1", ts.ctl); err != nil {
 		t.Fatalf("newcomer with an old idle connection: %v", err)
 	}
@@ -219,11 +225,10 @@ func TestIdleConnectionEviction(t *testing.T) {
 	if _, err := idle.NetConn().Read(make([]byte, 1)); err == nil {
 		t.Error("the idle connection was not closed")
 	}
-	// The connection holding a session still works.
 	if _, err := busy.RequestSession(&twampctl.RequestTWSession{IPVN: 4, SenderPort: 9}); err != nil {
 		t.Errorf("connection with a session after the eviction: %v", err)
 	}
-	if ts.m.connsEvicted.Load() != 1 {
-		t.Errorf("evicted %d", ts.m.connsEvicted.Load())
+	if ts.m.connsEvicted.Load() != 1 || young.m.connsEvicted.Load() != 0 {
+		t.Errorf("evicted %d and %d", ts.m.connsEvicted.Load(), young.m.connsEvicted.Load())
 	}
 }

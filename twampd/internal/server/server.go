@@ -574,14 +574,14 @@ func hostKey(a netip.Addr) netip.Addr {
 }
 
 // evictIdleLocked makes room for a newcomer when every control connection slot is taken: it
-// closes the oldest connection that holds no session and has been open longer than the
-// handshake timeout (a client that connected and requested nothing since), so idle
+// closes the oldest connection that holds no session and has been open longer than
+// EvictIdleAfter (the handshake timeout: a client that connected and requested nothing since), so idle
 // connections cannot lock real clients out until SERVWAIT. It reports whether it closed
 // one; s.mu is held.
 func (s *Server) evictIdleLocked(now time.Time) bool {
 	var victim *controlConn
 	for c := range s.conns {
-		if c.held.Load() == 0 && now.Sub(c.since) > s.cfg.HandshakeTimeout && (victim == nil || c.since.Before(victim.since)) {
+		if c.held.Load() == 0 && now.Sub(c.since) > s.cfg.EvictIdleAfter && (victim == nil || c.since.Before(victim.since)) {
 			victim = c
 		}
 	}
