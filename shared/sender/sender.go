@@ -73,6 +73,14 @@ const (
 	pollEvery = 50 * time.Millisecond
 )
 
+// SocketOptions are the socket options of a Session-Sender's test socket: kernel transmit
+// and receive timestamps (unless noKernel), received TTL and TOS, and buffers large enough
+// for bursts of replies at the highest rates the pacer offers.
+func SocketOptions(noKernel bool) udpsock.Options {
+	return udpsock.Options{RxTimestamps: !noKernel, TxTimestamps: !noKernel, RecvTTL: true, RecvTOS: true,
+		Batch: udpsock.DefaultBatch, ReadBuffer: 16 << 20, WriteBuffer: 4 << 20}
+}
+
 // Reply is one reply as the pipeline hands it to Config.OnReply (valid for that call only).
 type Reply struct {
 	// Msg is the datagram as received (address, TTL, TOS, RxTime); Data its payload.

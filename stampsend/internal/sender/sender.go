@@ -204,8 +204,7 @@ func Run(ctx context.Context, cfg Config, log logrus.FieldLogger) (*Summary, err
 	if bind == "" {
 		bind = ":0"
 	}
-	opts := udpsock.Options{RxTimestamps: !cfg.NoKernelTimestamps, TxTimestamps: !cfg.NoKernelTimestamps,
-		RecvTTL: true, RecvTOS: true, Batch: 64, ReadBuffer: 16 << 20, WriteBuffer: 4 << 20}
+	opts := pipeline.SocketOptions(cfg.NoKernelTimestamps)
 	rctx, rcancel := context.WithCancel(context.Background())
 	defer rcancel()
 	conn, err := udpsock.Listen(rctx, network, bind, opts)

@@ -302,7 +302,7 @@ func listenTest(ctx context.Context, local netip.Addr, lo, hi uint16, used map[u
 	if local.Is6() {
 		network = "udp6"
 	}
-	opts := udpsock.Options{RxTimestamps: true, TxTimestamps: true, RecvTTL: true, RecvTOS: true, ReadBuffer: 64 << 20, WriteBuffer: 4 << 20}
+	opts := pipeline.SocketOptions(false)
 	if lo == 0 {
 		return udpsock.Listen(ctx, network, netip.AddrPortFrom(local, 0).String(), opts)
 	}
