@@ -31,8 +31,10 @@ const (
 	DefaultCoalesce       = time.Second // at most one membership beacon per mesh per second
 	DefaultTick           = 200 * time.Millisecond
 	DefaultAckTimeout     = 5 * time.Second
-	DefaultRelayRate      = 200 // relayed packets per second per client
-	DefaultRelayBurst     = 400
+	// Relaying: 1,000 packets/s per client (2 probes/s to 250 peers plus a bulk transfer of
+	// about 1.4 MB/s) with a burst of 2,000.
+	DefaultRelayRate  = 1000
+	DefaultRelayBurst = 2000
 	// Version is the protocol version the server speaks.
 	Version = ptp.ProtoV3
 	batch   = 64
@@ -57,8 +59,8 @@ type Config struct {
 	Coalesce       time.Duration // minimum gap between membership beacons of one mesh (1 s)
 	Tick           time.Duration // timer resolution (200 ms)
 	AckTimeout     time.Duration // a beacon not answered within this is lost (5 s)
-	RelayRate      float64       // relayed packets/s per client (200); negative disables relaying
-	RelayBurst     int           // token bucket size (400)
+	RelayRate      float64       // relayed packets/s per client (1000); negative disables relaying
+	RelayBurst     int           // token bucket size (2000)
 
 	// NoSTUN stops answering STUN Binding requests on the server's port.
 	NoSTUN bool
@@ -294,6 +296,15 @@ func (s *Server) Stats() Stats {
 		Relayed: c.relayed.Load(), RelayedBytes: c.relayedBytes.Load(), RelayDropped: c.relayDropped.Load(),
 		RelayLimited: c.relayLimited.Load(), Joined: c.joined.Load(), Left: c.left.Load(), Expired: c.expired.Load(),
 	}
+}
+
+// Run opens the server described by cfg and serves until ctx ends (New, then Server.Run).
+func Run(ctx context.Context, cfg Config) error {
+	s, err := New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return s.Run(ctx)
 }
 
 // Run serves until ctx ends or the socket fails; it closes the socket on return. Nothing a
