@@ -232,7 +232,7 @@ func TestPage(t *testing.T) {
 func TestSlowAndLargeBodies(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	srv, err := Listen(ctx, Config{Addr: "127.0.0.1:0", Token: tok, ReadTimeout: 300 * time.Millisecond, MaxBody: 1000}, echo)
+	srv, err := Listen(ctx, Config{Addr: "127.0.0.1:0", Token: tok, ReadTimeout: 2 * time.Second, MaxBody: 1000}, echo)
 	if err != nil {
 		t.Fatal(err)
 	}
