@@ -127,7 +127,7 @@ func TestListen(t *testing.T) {
 	// Slow clients from one address: each holds a connection without finishing its
 	// headers; the per-address cap closes the rest at once and another address is served
 	// at once.
-	srv, err := Listen(ctx, Config{Addr: "127.0.0.1:0", MaxConns: 6, MaxConnsPerHost: 4, ReadHeaderTimeout: 300 * time.Millisecond}, echo)
+	srv, err := Listen(ctx, Config{Addr: "127.0.0.1:0", MaxConns: 6, MaxConnsPerHost: 4, ReadHeaderTimeout: time.Second}, echo)
 	if err != nil {
 		t.Fatal(err)
 	}
