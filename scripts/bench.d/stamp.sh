@@ -59,7 +59,7 @@ echo "--- issue 10: default stampref residence at 10 kpps and 100 pps vs the sta
 "$PKBENCH" --log-level warn reflector --name stampref-default --limit-stamps \
   --cmd "$BIN/stampref --listen 127.0.0.1:{port} --no-monitor --log-level warn" \
   --rate 20000 --duration "${BENCH_DURATION:-5s}" --repeat 1 --no-search \
-  --residence-rate 10000 --residence-duration 3s --residence-also 100
+  --residence-rate 10000 --residence-duration 6s --residence-also 100 --residence-slices 6
 
 echo
 echo "--- issue 10: shared/reflector scaling (1 worker; 2 SO_REUSEPORT sockets; 2 workers on one socket)"

@@ -20,7 +20,7 @@ echo "--- issue 10: default twampd --light residence at 10 kpps and 100 pps vs t
 "${PKBENCH:-bin/pkbench}" --log-level warn reflector --name twampd-light-default --size 41 --limit-stamps \
   --cmd "$BIN/twampd --light --listen 127.0.0.1:{port} --metrics= --log-level warn" \
   --rate 20000 --duration "${BENCH_DURATION:-5s}" --repeat 1 --no-search \
-  --residence-rate 10000 --residence-duration 3s --residence-also 100
+  --residence-rate 10000 --residence-duration 6s --residence-also 100 --residence-slices 6
 
 echo
 echo "--- twampd --light --busy-poll 200us vs the limit echo (residence with polling instead of wake-ups)"

@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -27,6 +28,10 @@ type BenchConfig struct {
 	// ExtraResidenceRates are further residence runs (same duration), e.g. 100 pps, where an
 	// idle CPU's wake-up dominates, next to 10 kpps.
 	ExtraResidenceRates []float64
+	// ResidenceSlices splits each residence run into this many alternating slices per target
+	// (limit, target, limit, …), so drift in the machine's load hits both alike; the slice
+	// with the median p50 represents the target (1 when 0: one run each).
+	ResidenceSlices int
 	// The max-rate search offers SearchStart, ×SearchFactor each step, up to SearchMax, for
 	// SearchDuration each, until loss reaches LossLimit or the generator falls behind.
 	SearchStart    float64
@@ -199,20 +204,38 @@ func Compare(ctx context.Context, limit, target *Process, cfg BenchConfig) (Repo
 			return rep, err
 		}
 	}
-	for i, p := range procs {
-		res, err := RunOnce(ctx, p, Config{Rate: cfg.ResidenceRate, Duration: cfg.ResidenceDuration, Size: cfg.Size, Residence: STAMPResidence})
+	residence := func(rate float64) ([]*Result, error) {
+		n := max(cfg.ResidenceSlices, 1)
+		slices := make([][]Result, len(procs))
+		for range n {
+			for i, p := range procs {
+				res, err := RunOnce(ctx, p, Config{Rate: rate, Duration: cfg.ResidenceDuration / time.Duration(n), Size: cfg.Size, Residence: STAMPResidence})
+				if err != nil {
+					return nil, err
+				}
+				slices[i] = append(slices[i], res)
+			}
+		}
+		out := make([]*Result, len(procs))
+		for i := range procs {
+			out[i] = medianResidence(slices[i])
+		}
+		return out, nil
+	}
+	res, err := residence(cfg.ResidenceRate)
+	if err != nil {
+		return rep, err
+	}
+	for i := range procs {
+		reports[i].Residence = res[i]
+	}
+	for _, rate := range cfg.ExtraResidenceRates {
+		res, err := residence(rate)
 		if err != nil {
 			return rep, err
 		}
-		reports[i].Residence = &res
-	}
-	for _, rate := range cfg.ExtraResidenceRates {
-		for i, p := range procs {
-			res, err := RunOnce(ctx, p, Config{Rate: rate, Duration: cfg.ResidenceDuration, Size: cfg.Size, Residence: STAMPResidence})
-			if err != nil {
-				return rep, err
-			}
-			reports[i].ExtraResidence = append(reports[i].ExtraResidence, &res)
+		for i := range procs {
+			reports[i].ExtraResidence = append(reports[i].ExtraResidence, res[i])
 		}
 	}
 	rep.evaluate(cfg)
@@ -381,6 +404,17 @@ func RunOnce(ctx context.Context, p *Process, cfg Config) (Result, error) {
 		return res, fmt.Errorf("loadgen: %s exited during the run: %v: %s", p.Name, p.err, p.out.String())
 	}
 	return res, nil
+}
+
+// medianResidence returns the run whose residence p50 is the median of rs.
+func medianResidence(rs []Result) *Result {
+	idx := make([]int, len(rs))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(rs[a].Residence.P50, rs[b].Residence.P50) })
+	r := rs[idx[len(idx)/2]]
+	return &r
 }
 
 func medianCPU(rs []Result) time.Duration {

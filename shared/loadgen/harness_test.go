@@ -148,6 +148,16 @@ func TestEvaluateChecks(t *testing.T) {
 	}
 }
 
+func TestMedianResidence(t *testing.T) {
+	rs := []Result{{Rate: 1, Residence: Percentiles{P50: 30}}, {Rate: 2, Residence: Percentiles{P50: 10}}, {Rate: 3, Residence: Percentiles{P50: 20}}}
+	if r := medianResidence(rs); r.Rate != 3 {
+		t.Errorf("median slice %+v", r)
+	}
+	if r := medianResidence(rs[:1]); r.Rate != 1 {
+		t.Errorf("single slice %+v", r)
+	}
+}
+
 func TestStartCommandFailures(t *testing.T) {
 	_, err := StartCommand(context.Background(), "quitter", "echo bye; exit 3 # {port}", nil)
 	if err == nil || !strings.Contains(err.Error(), "exited before answering") || !strings.Contains(err.Error(), "bye") {

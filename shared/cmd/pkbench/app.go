@@ -49,6 +49,7 @@ const (
 	flagLimitPoll   = "limit-busy-poll"
 	flagPin         = "pin"
 	flagResAlso     = "residence-also"
+	flagResSlices   = "residence-slices"
 )
 
 // limitRcvBuf is the limit echo's default receive buffer: the best a reflector can do is
@@ -102,6 +103,7 @@ func newApp(version string) *cli.App {
 				cliutil.IntFlag(flagRepeat, "fixed-rate runs per target (alternating; the median counts)", 1, 1, 20),
 				&cli.Float64Flag{Name: flagResRate, Value: 10000, Usage: "offered `PPS` for the residence-time run"},
 				&cli.DurationFlag{Name: flagResDuration, Value: 3 * time.Second, Usage: "`DURATION` of the residence-time run"},
+				cliutil.IntFlag(flagResSlices, "split each residence-time run into `N` slices alternating between the limit echo and the reflector (load drift hits both alike; the median slice counts)", 1, 1, 100),
 				&cli.Float64SliceFlag{Name: flagResAlso, Usage: "further residence-time runs at these `PPS` (repeatable), e.g. 100 where an idle CPU's wake-up dominates; with --limit-stamps each rate is checked against the limit echo's residence (≤ 1.5×)"},
 				&cli.Float64Flag{Name: flagSearchStart, Value: 50000, Usage: "first offered `PPS` of the max-rate search (×1.25 per step)"},
 				&cli.Float64Flag{Name: flagSearchMax, Value: 2e6, Usage: "highest offered `PPS` of the max-rate search"},
@@ -308,8 +310,8 @@ func reflectorAction(c *cli.Context) error {
 	rep, err := loadgen.Compare(ctx, limit, target, loadgen.BenchConfig{
 		Rate: c.Float64(flagRate), Duration: c.Duration(flagDuration), Repeat: int(cliutil.Int(c, flagRepeat)),
 		ResidenceRate: c.Float64(flagResRate), ResidenceDuration: c.Duration(flagResDuration),
-		ExtraResidenceRates: c.Float64Slice(flagResAlso),
-		SearchStart:         c.Float64(flagSearchStart), SearchMax: c.Float64(flagSearchMax), SearchDuration: c.Duration(flagSearchDur),
+		ExtraResidenceRates: c.Float64Slice(flagResAlso), ResidenceSlices: int(cliutil.Int(c, flagResSlices)),
+		SearchStart: c.Float64(flagSearchStart), SearchMax: c.Float64(flagSearchMax), SearchDuration: c.Duration(flagSearchDur),
 		SkipSearch: c.Bool(flagNoSearch), Size: int(cliutil.Int(c, flagSize)), Log: log,
 	})
 	if err != nil {

@@ -120,7 +120,7 @@ func TestEndToEnd(t *testing.T) {
 		out, errOut, code := run(t, bin, "--json", "--log-level", "warn", "reflector", "--limit-stamps",
 			"--cmd", bin+" --log-level warn echo --stamp --listen 127.0.0.1:{port}",
 			"--rate", "2000", "--duration", "200ms", "--no-search", "--residence-rate", "1000", "--residence-duration", "200ms",
-			"--residence-also", "500")
+			"--residence-also", "500", "--residence-slices", "2")
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, errOut)
 		}
@@ -129,7 +129,10 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, tr := range []loadgen.TargetReport{rep.Limit, rep.Target} {
-			if len(tr.ExtraResidence) != 1 || tr.ExtraResidence[0].Rate != 500 || tr.ExtraResidence[0].Residence.Count != 100 {
+			// Two 100 ms slices per rate: the median one (of two, the second in p50 order)
+			// represents the target.
+			if len(tr.ExtraResidence) != 1 || tr.ExtraResidence[0].Rate != 500 || tr.ExtraResidence[0].Residence.Count != 50 ||
+				tr.Residence == nil || tr.Residence.Residence.Count != 100 {
 				t.Errorf("%s: extra residence %+v", tr.Name, tr.ExtraResidence)
 			}
 		}
