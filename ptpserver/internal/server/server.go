@@ -641,7 +641,7 @@ func (s *Server) relay(c *client, b []byte, to ptp.UUID, now time.Time) {
 	if c.mesh != nil {
 		peer = c.mesh.byUUID[to]
 	}
-	if peer == nil || peer == c || peer.version < ptp.ProtoV3 || s.cfg.RelayRate < 0 {
+	if peer == nil || peer == c || peer.version < ptp.ProtoV3 || s.cfg.RelayRate < 0 || len(b) > ptp.MaxPacket {
 		s.c.relayDropped.Add(1)
 		c.relayDrops++
 		return
