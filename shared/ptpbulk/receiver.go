@@ -74,9 +74,9 @@ type receiver struct {
 	rttvar   time.Duration
 	rto      time.Duration
 	rttMin   time.Duration
-	rackTime time.Time // request time of the newest request whose block arrived
+	rackTime time.Time     // request time of the newest request whose block arrived
 	reoMult  time.Duration // reordering window in quarters of SRTT, raised by spurious re-requests
-	recovery time.Time // losses of requests made before this are one event
+	recovery time.Time     // losses of requests made before this are one event
 	f        *os.File
 	tmp      string
 	state    string
@@ -116,6 +116,9 @@ func Receive(ctx context.Context, p Path, cfg RecvConfig) (Report, error) {
 			return r.rep, fmt.Errorf("%w: no offer in %s", ErrTimeout, cfg.Idle)
 		case b, ok := <-frames:
 			if !ok {
+				if ctx.Err() != nil {
+					return r.rep, ctx.Err()
+				}
 				return r.rep, errors.New("ptpbulk: path closed")
 			}
 			if parseFrame(b, &fr) != nil || fr.offer == nil {
@@ -284,8 +287,12 @@ func (r *receiver) run(ctx context.Context, frames <-chan []byte) (Report, error
 			return finish(ctx.Err())
 		case b, ok := <-frames:
 			t.Stop()
-			if !ok {
+			if !ok { // the pump stops when ctx ends, so this may be a cancellation
 				r.saveState()
+				if ctx.Err() != nil {
+					sendDone(r.p, r.offer.ID, ptp.BulkCancelled, "receiver stopped")
+					return finish(ctx.Err())
+				}
 				return finish(errors.New("ptpbulk: path closed"))
 			}
 			// Take everything queued before deciding what to ask next.

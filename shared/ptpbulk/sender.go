@@ -190,6 +190,10 @@ func Send(ctx context.Context, p Path, cfg SendConfig) (Report, error) {
 			return finish(ctx.Err())
 		case b, ok := <-frames:
 			if !ok {
+				if ctx.Err() != nil {
+					sendDone(p, cfg.ID, ptp.BulkCancelled, "sender stopped")
+					return finish(ctx.Err())
+				}
 				return finish(fmt.Errorf("ptpbulk: path closed"))
 			}
 			if err := handle(b); err != nil {
