@@ -51,13 +51,17 @@ type testReflector struct {
 	once      sync.Once
 }
 
-func newTestReflector(t *testing.T) *testReflector {
+// newTestReflector starts a reflector configured by set (before it serves).
+func newTestReflector(t *testing.T, set func(r *testReflector)) *testReflector {
 	t.Helper()
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := &testReflector{conn: c}
+	if set != nil {
+		set(r)
+	}
 	t.Cleanup(func() { c.Close() })
 	go r.serve()
 	return r
@@ -152,8 +156,7 @@ func newPipeline(t *testing.T, target netip.AddrPort, count uint64, interval tim
 }
 
 func TestPipelineAllAnswered(t *testing.T) {
-	refl := newTestReflector(t)
-	refl.residence = 2 * time.Millisecond
+	refl := newTestReflector(t, func(r *testReflector) { r.residence = 2 * time.Millisecond })
 	var mu sync.Mutex
 	var replies []Reply
 	p := newPipeline(t, refl.addr(), 50, time.Millisecond, func(r *Reply) error {
@@ -189,20 +192,21 @@ func TestPipelineAllAnswered(t *testing.T) {
 // session's SSID, garbage, another source) are counted invalid and change neither loss, RTT
 // nor reordering; the genuine replies all count.
 func TestPipelineForgedRepliesIgnored(t *testing.T) {
-	refl := newTestReflector(t)
 	other, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	refl.before = func(to netip.AddrPort) {
-		// Spoofed (from the reflector's own address and port, as an off-path attacker
-		// forging the source would appear).
-		for _, b := range [][]byte{reply(0xFFFFFFFF, testSSID), reply(1000, testSSID), reply(0, testSSID+1), {1, 2, 3}} {
-			_, _ = refl.conn.WriteToUDPAddrPort(b, to)
+	refl := newTestReflector(t, func(r *testReflector) {
+		r.before = func(to netip.AddrPort) {
+			// Spoofed (from the reflector's own address and port, as an off-path attacker
+			// forging the source would appear).
+			for _, b := range [][]byte{reply(0xFFFFFFFF, testSSID), reply(1000, testSSID), reply(0, testSSID+1), {1, 2, 3}} {
+				_, _ = r.conn.WriteToUDPAddrPort(b, to)
+			}
+			_, _ = other.WriteToUDPAddrPort(reply(0, testSSID), to)
 		}
-		_, _ = other.WriteToUDPAddrPort(reply(0, testSSID), to)
-	}
+	})
 	const n = 20
 	p := newPipeline(t, refl.addr(), n, time.Millisecond, nil)
 	st, err := p.Run(context.Background())
@@ -222,8 +226,7 @@ func TestPipelineForgedRepliesIgnored(t *testing.T) {
 }
 
 func TestPipelineNoReply(t *testing.T) {
-	refl := newTestReflector(t)
-	refl.answer = func(uint32) bool { return false }
+	refl := newTestReflector(t, func(r *testReflector) { r.answer = func(uint32) bool { return false } })
 	p := newPipeline(t, refl.addr(), 3, time.Millisecond, nil)
 	p.cfg.Timeout = 100 * time.Millisecond
 	st, err := p.Run(context.Background())
@@ -235,8 +238,7 @@ func TestPipelineNoReply(t *testing.T) {
 // Replies that stop for good (a dead reflector) end in ErrReflectorGone with the statistics
 // of what came back before; a lossy but live path does not.
 func TestPipelineReflectorGone(t *testing.T) {
-	refl := newTestReflector(t)
-	refl.answer = func(seq uint32) bool { return seq < 5 }
+	refl := newTestReflector(t, func(r *testReflector) { r.answer = func(seq uint32) bool { return seq < 5 } })
 	p := newPipeline(t, refl.addr(), 25, 10*time.Millisecond, nil)
 	p.cfg.Timeout = 150 * time.Millisecond // 20 unanswered × 10 ms by the schedule exceed it
 	st, err := p.Run(context.Background())
@@ -247,8 +249,7 @@ func TestPipelineReflectorGone(t *testing.T) {
 	if !strings.Contains(err.Error(), "the last 20 packets") {
 		t.Errorf("message: %v", err)
 	}
-	refl2 := newTestReflector(t)
-	refl2.answer = func(seq uint32) bool { return seq%2 == 0 || seq == 39 }
+	refl2 := newTestReflector(t, func(r *testReflector) { r.answer = func(seq uint32) bool { return seq%2 == 0 || seq == 39 } })
 	p = newPipeline(t, refl2.addr(), 40, 5*time.Millisecond, nil)
 	p.cfg.Timeout = 50 * time.Millisecond
 	if st, err := p.Run(context.Background()); err != nil || st.Received() != 21 {
@@ -258,7 +259,7 @@ func TestPipelineReflectorGone(t *testing.T) {
 
 // Abort (a lost control connection) ends the run at once with what was gathered.
 func TestPipelineAbort(t *testing.T) {
-	refl := newTestReflector(t)
+	refl := newTestReflector(t, nil)
 	gone := errors.New("control connection lost")
 	var p *Pipeline
 	p = newPipeline(t, refl.addr(), 0, 10*time.Millisecond, func(r *Reply) error {
@@ -275,7 +276,7 @@ func TestPipelineAbort(t *testing.T) {
 
 // Cancelling the context (Ctrl-C) stops sending but still waits for the outstanding replies.
 func TestPipelineInterrupted(t *testing.T) {
-	refl := newTestReflector(t)
+	refl := newTestReflector(t, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	p := newPipeline(t, refl.addr(), 0, 5*time.Millisecond, func(r *Reply) error {
 		if r.Seq == 3 {
