@@ -38,6 +38,7 @@ func hotPath(t testing.TB) (func(), *peer) {
 		c.mu.Lock()
 		s := p.seqOut
 		c.probe(p, peerAddr, viaDirect, true, now)
+		c.flush()
 		myts := p.slot(s).myts
 		c.mu.Unlock()
 		reply.Sequence, reply.YourTS, reply.EchoSeq = seq, myts, s
@@ -48,6 +49,9 @@ func hotPath(t testing.TB) (func(), *peer) {
 		pb, _ := probe.AppendTo(pbuf[:0])
 		d.Buf, d.N = pb, len(pb)
 		c.handle(&in, &d)
+		c.mu.Lock()
+		c.flush()
+		c.mu.Unlock()
 		seq += 2
 	}, p
 }

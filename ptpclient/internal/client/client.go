@@ -121,6 +121,9 @@ type Client struct {
 	txRing     [1024]txEntry
 	txm        ptp.Message
 	txBuf      []byte
+	out        []udpsock.Message // send batch
+	outMeta    []outMeta
+	txFn       func(uint32, time.Time)
 	started    time.Time
 	shutdown   bool
 
@@ -128,6 +131,11 @@ type Client struct {
 		received, sent, badChecksum, malformed, unknown, stun, sendErrors atomic.Uint64
 		kernelTx, userTx                                                  atomic.Uint64
 	}
+}
+
+type outMeta struct {
+	p   *peer
+	seq uint32
 }
 
 type txEntry struct {
@@ -182,6 +190,12 @@ func New(cfg Config) (*Client, error) {
 		c.uuid[8] = c.uuid[8]&0x3f | 0x80
 	}
 	c.srv.probes = make([]probe, ringFor(cfg.LossTimeout, cfg.ServerInterval))
+	c.out = make([]udpsock.Message, 0, 64)
+	c.outMeta = make([]outMeta, 0, 64)
+	for i := 0; i < cap(c.out); i++ {
+		c.out[:cap(c.out)][i].Buf = make([]byte, 0, ptp.MaxPacket)
+	}
+	c.txFn = c.onTxStamp
 	c.srv.active = c.server
 	c.srv.path = ptp.PathDirect
 	c.srv.ext = c.server
@@ -271,13 +285,8 @@ func (c *Client) Run(ctx context.Context) error {
 	c.event("start", nil, "", fmt.Sprintf("client %s on %v, server %v", c.uuid, c.local, c.server))
 	var wg sync.WaitGroup
 	readErr := make(chan error, 1)
-	done := make(chan struct{})
 	wg.Add(1)
 	go func() { defer wg.Done(); readErr <- c.readLoop() }()
-	if c.tr.TxStamps() {
-		wg.Add(1)
-		go func() { defer wg.Done(); c.txLoop(done) }()
-	}
 	if !c.cfg.NoSTUN {
 		wg.Add(1)
 		go func() { defer wg.Done(); c.discover(ctx) }()
@@ -304,7 +313,6 @@ loop:
 		}
 	}
 	c.sendShutdown()
-	close(done)
 	// Give the socket a moment to flush the SHUTDOWN, then close it to end the reader.
 	c.tr.Close()
 	wg.Wait()
@@ -398,6 +406,9 @@ func (c *Client) readLoop() error {
 		for i := 0; i < n; i++ {
 			c.handle(&m, &msgs[i])
 		}
+		c.mu.Lock()
+		c.flush() // the replies of this batch in one sendmmsg
+		c.mu.Unlock()
 	}
 }
 
@@ -659,6 +670,9 @@ func (c *Client) ack(p *peer, m *ptp.Message, rx time.Time, v via) bool {
 		st.received++
 	}
 	if pr.tx.IsZero() && c.tr.TxStamps() {
+		c.drainTx() // the stamp is normally queued by now (it left an RTT ago)
+	}
+	if pr.tx.IsZero() && c.tr.TxStamps() {
 		pr.state = probeAnswered // the kernel's send time is still on its way
 		return true
 	}
@@ -689,28 +703,17 @@ func (c *Client) complete(p *peer, pr *probe) {
 	}
 }
 
-// txLoop collects kernel send times of probes.
-func (c *Client) txLoop(done <-chan struct{}) {
-	for {
-		select {
-		case <-done:
-			return
-		default:
-		}
-		err := c.tr.WaitTxTimestamps(100*time.Millisecond, c.onTxStamp)
-		if err != nil {
-			select {
-			case <-done:
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
+// drainTx reads the kernel send times that are ready (c.mu held).
+func (c *Client) drainTx() {
+	if c.tr.TxStamps() {
+		if err := c.tr.TxTimestamps(c.txFn); err != nil {
+			c.log.WithError(err).Debug("transmit timestamps")
 		}
 	}
 }
 
+// onTxStamp records a probe's kernel send time (c.mu held).
 func (c *Client) onTxStamp(id uint32, t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	e := &c.txRing[id%uint32(len(c.txRing))]
 	if !e.valid || e.id != id {
 		return
@@ -726,21 +729,62 @@ func (c *Client) onTxStamp(id uint32, t time.Time) {
 	}
 }
 
-// send writes a packet (c.mu held).
-func (c *Client) send(b []byte, to netip.AddrPort) (uint32, error) {
+// queue adds a packet to the send batch (c.mu held); flush sends the batch. p and seq name the
+// probe whose kernel send time to record (p nil for other packets).
+func (c *Client) queue(b []byte, to netip.AddrPort, p *peer, seq uint32) {
 	if c.cfg.Debug {
 		c.log.Debugf("sending %d bytes to %v", len(b), to)
 		if c.cfg.Hexdump {
 			c.log.Debugf("%x", b)
 		}
 	}
-	id, err := c.tr.WriteTo(b, to)
-	if err != nil {
-		c.counters.sendErrors.Add(1)
-		return 0, err
+	if len(c.out) == cap(c.out) {
+		c.flush()
 	}
-	c.counters.sent.Add(1)
-	return id, nil
+	i := len(c.out)
+	c.out = c.out[:i+1]
+	c.outMeta = c.outMeta[:i+1]
+	m := &c.out[i]
+	m.Buf = append(m.Buf[:0], b...)
+	m.N, m.Addr, m.TxID = len(b), to, 0
+	c.outMeta[i] = outMeta{p: p, seq: seq}
+}
+
+// flush sends the queued packets with one sendmmsg (c.mu held). A message the kernel refuses
+// is skipped (counted), the others still go.
+func (c *Client) flush() {
+	for start := 0; start < len(c.out); {
+		n, err := c.tr.WriteBatch(c.out[start:])
+		c.counters.sent.Add(uint64(n))
+		if c.tr.TxStamps() {
+			for i := start; i < start+n; i++ {
+				if mt := c.outMeta[i]; mt.p != nil {
+					id := c.out[i].TxID
+					c.txRing[id%uint32(len(c.txRing))] = txEntry{id: id, p: mt.p, seq: mt.seq, valid: true}
+				}
+			}
+		}
+		if err == nil {
+			break
+		}
+		bad := start + n
+		if bad >= len(c.out) {
+			break
+		}
+		c.counters.sendErrors.Add(1)
+		c.log.WithError(err).WithField("to", c.out[bad].Addr).Debug("send")
+		if mt := c.outMeta[bad]; mt.p != nil {
+			// A probe that never left is not in flight.
+			if pr := mt.p.slot(mt.seq); pr.seq == mt.seq && pr.state == probePending {
+				pr.state = probeFree
+				if pr.counted {
+					mt.p.stats(pr.via).sent--
+				}
+			}
+		}
+		start = bad + 1
+	}
+	c.out, c.outMeta = c.out[:0], c.outMeta[:0]
 }
 
 // base starts a client message to a peer speaking version v (c.mu held).
@@ -794,8 +838,8 @@ func (c *Client) finishSend(m *ptp.Message, to netip.AddrPort) error {
 		return err
 	}
 	c.txBuf = b
-	_, err = c.send(b, to)
-	return err
+	c.queue(b, to, nil, 0)
+	return nil
 }
 
 // probe sends one MYTS to p at addr (or via the relay) and remembers it.
@@ -830,15 +874,8 @@ func (c *Client) probe(p *peer, to netip.AddrPort, v via, counted bool, now time
 		return
 	}
 	c.txBuf = b
-	id, err := c.send(b, to)
-	if err != nil {
-		pr.state = probeFree
-		return
-	}
+	c.queue(b, to, p, seq)
 	if counted {
 		p.stats(v).sent++
-	}
-	if c.tr.TxStamps() {
-		c.txRing[id%uint32(len(c.txRing))] = txEntry{id: id, p: p, seq: seq, valid: true}
 	}
 }

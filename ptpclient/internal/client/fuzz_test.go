@@ -36,6 +36,9 @@ func FuzzHandle(f *testing.F) {
 		var m ptp.Message
 		d := udpsock.Message{Buf: b, N: len(b), Addr: netip.MustParseAddrPort(from), RxTime: time.Now()}
 		c.handle(&m, &d)
+		c.mu.Lock()
+		c.flush()
+		c.mu.Unlock()
 		c.onTick(time.Now())
 		_ = c.Summary()
 		tr.take()

@@ -46,13 +46,16 @@ func (t *memTransport) WriteTo(b []byte, to netip.AddrPort) (uint32, error) {
 	}
 	return 0, nil
 }
-func (t *memTransport) LocalAddr() netip.AddrPort { return t.local }
-func (t *memTransport) TxStamps() bool            { return false }
-func (t *memTransport) Close() error              { t.once.Do(func() { close(t.closed) }); return nil }
-func (t *memTransport) WaitTxTimestamps(d time.Duration, _ func(uint32, time.Time)) error {
-	time.Sleep(d)
-	return nil
+func (t *memTransport) WriteBatch(msgs []udpsock.Message) (int, error) {
+	for i := range msgs {
+		t.WriteTo(msgs[i].Buf[:msgs[i].N], msgs[i].Addr)
+	}
+	return len(msgs), nil
 }
+func (t *memTransport) LocalAddr() netip.AddrPort                  { return t.local }
+func (t *memTransport) TxStamps() bool                             { return false }
+func (t *memTransport) Close() error                               { t.once.Do(func() { close(t.closed) }); return nil }
+func (t *memTransport) TxTimestamps(func(uint32, time.Time)) error { return nil }
 
 func (t *memTransport) take() []sentPkt {
 	t.mu.Lock()
@@ -103,6 +106,9 @@ func feed(c *Client, b []byte, from string) {
 	var m ptp.Message
 	d := udpsock.Message{Buf: b, N: len(b), Addr: netip.MustParseAddrPort(from), RxTime: time.Now()}
 	c.handle(&m, &d)
+	c.mu.Lock()
+	c.flush()
+	c.mu.Unlock()
 }
 
 type netipAddrPort = netip.AddrPort

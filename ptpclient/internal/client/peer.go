@@ -109,6 +109,7 @@ type peer struct {
 	punchStart time.Time
 	nextProbe  time.Time
 	nextPunch  time.Time
+	nextExpire time.Time
 	learned    bool
 	everDirect bool
 	gotRelayed bool

@@ -2,6 +2,7 @@ package client
 
 import (
 	"fmt"
+	mrand "math/rand/v2"
 	"net/netip"
 	"time"
 
@@ -16,6 +17,8 @@ func (c *Client) onTick(now time.Time) {
 	if c.shutdown {
 		return
 	}
+	defer c.flush()
+	c.drainTx()
 	if !now.Before(c.nextBeacon) {
 		c.nextBeacon = now.Add(c.cfg.ServerInterval)
 		if c.srv.rcvd == 0 {
@@ -33,6 +36,9 @@ func (c *Client) onTick(now time.Time) {
 		c.sendReach(now)
 	}
 }
+
+// expireEvery is how often a peer's outstanding probes are checked for the loss timeout.
+const expireEvery = 200 * time.Millisecond
 
 // beaconFields adds the registration TLVs to a server beacon (c.mu held).
 func (c *Client) beaconFields(m *ptp.Message) {
@@ -52,7 +58,12 @@ func (c *Client) beaconFields(m *ptp.Message) {
 }
 
 func (c *Client) tickPeer(p *peer, now time.Time) {
-	c.expire(p, now)
+	if !now.Before(p.nextExpire) {
+		// Loss timeouts need no finer grain than this; scanning every ring on every tick
+		// was the largest user-space cost with hundreds of peers.
+		p.nextExpire = now.Add(expireEvery)
+		c.expire(p, now)
+	}
 	if p.punchStart.IsZero() {
 		p.punchStart = now
 	}
@@ -166,7 +177,12 @@ func (c *Client) list(m *ptp.Message) {
 			}
 		}
 		if p == nil {
-			p = &peer{ext: e.Ext, firstSeen: time.Now(), probes: make([]probe, ringFor(c.cfg.LossTimeout, c.cfg.ProbeInterval))}
+			now := time.Now()
+			p = &peer{ext: e.Ext, firstSeen: now, probes: make([]probe, ringFor(c.cfg.LossTimeout, c.cfg.ProbeInterval))}
+			// Spread the peers. probes over the interval (the first within one interval):
+			// a burst of hundreds of replies would overflow socket buffers.
+			p.nextProbe = now.Add(time.Duration(mrand.Int64N(int64(c.cfg.ProbeInterval))))
+			p.punchStart = now
 			c.peers = append(c.peers, p)
 			c.event("peer-added", p, "", fmt.Sprintf("Received new client %v from the server", e.Ext))
 		}
@@ -332,5 +348,6 @@ func (c *Client) sendShutdown() {
 		c.log.WithError(err).Warn("sending SHUTDOWN")
 		return
 	}
+	c.flush()
 	c.event("shutdown", nil, "", "sent SHUTDOWN to the server")
 }

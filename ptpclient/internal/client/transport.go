@@ -19,33 +19,43 @@ type Transport interface {
 	ReadBatch(msgs []udpsock.Message) (int, error)
 	// WriteTo sends b to addr and returns the transmit-timestamp id when TxStamps is true.
 	WriteTo(b []byte, addr netip.AddrPort) (txID uint32, err error)
+	// WriteBatch sends msgs[i].Buf[:N] to msgs[i].Addr (setting TxID) and returns how many went.
+	WriteBatch(msgs []udpsock.Message) (int, error)
 	// LocalAddr is the bound address.
 	LocalAddr() netip.AddrPort
 	// TxStamps reports whether WaitTxTimestamps delivers kernel send times.
 	TxStamps() bool
-	// WaitTxTimestamps waits up to timeout and calls fn for each send time that is ready.
-	WaitTxTimestamps(timeout time.Duration, fn func(id uint32, t time.Time)) error
+	// TxTimestamps calls fn for each kernel send time that is ready, without blocking.
+	TxTimestamps(fn func(id uint32, t time.Time)) error
 	Close() error
 }
 
 // UDPTransport is a kernel UDP socket with receive and transmit timestamps.
 type UDPTransport struct {
-	c  *udpsock.Conn
-	tx bool
-	wm udpsock.Message
+	c       *udpsock.Conn
+	tx      bool
+	wm      udpsock.Message
+	cb      func(uint32, time.Time)
+	adapter func(uint32, time.Time, timestamp.Source)
 }
 
 // NewUDPTransport opens the socket on network ("udp" dual stack, "udp4", "udp6") and addr.
 func NewUDPTransport(ctx context.Context, network, addr string) (*UDPTransport, error) {
-	c, err := udpsock.Listen(ctx, network, addr, udpsock.Options{RxTimestamps: true, TxTimestamps: true, Batch: 32})
+	// Large buffers: a mesh of hundreds of peers answers in bursts, and the transmit stamps
+	// queue on the same socket's error queue, which counts against the receive buffer.
+	opts := udpsock.Options{RxTimestamps: true, TxTimestamps: true, Batch: 64, ReadBuffer: 4 << 20, WriteBuffer: 1 << 20, Blocking: true}
+	c, err := udpsock.Listen(ctx, network, addr, opts)
 	if err != nil {
 		// Some kernels refuse SO_TIMESTAMPING; fall back to receive stamps only.
-		c, err = udpsock.Listen(ctx, network, addr, udpsock.Options{RxTimestamps: true, Batch: 32})
+		opts.TxTimestamps = false
+		c, err = udpsock.Listen(ctx, network, addr, opts)
 		if err != nil {
 			return nil, err
 		}
 	}
-	return &UDPTransport{c: c, tx: c.Features().TxTimestamps}, nil
+	t := &UDPTransport{c: c, tx: c.Features().TxTimestamps}
+	t.adapter = func(id uint32, ts time.Time, _ timestamp.Source) { t.cb(id, ts) }
+	return t, nil
 }
 
 // Conn exposes the udpsock connection.
@@ -64,8 +74,13 @@ func (t *UDPTransport) LocalAddr() netip.AddrPort { return t.c.LocalAddr() }
 func (t *UDPTransport) TxStamps() bool            { return t.tx }
 func (t *UDPTransport) Close() error              { return t.c.Close() }
 
-func (t *UDPTransport) WaitTxTimestamps(timeout time.Duration, fn func(id uint32, t time.Time)) error {
-	_, err := t.c.WaitTxTimestamps(timeout, func(id uint32, ts time.Time, _ timestamp.Source) { fn(id, ts) })
+// WriteBatch sends with one sendmmsg.
+func (t *UDPTransport) WriteBatch(msgs []udpsock.Message) (int, error) { return t.c.WriteBatch(msgs) }
+
+// TxTimestamps drains the error queue (one recvmmsg per 32 stamps). Not concurrent with itself.
+func (t *UDPTransport) TxTimestamps(fn func(id uint32, t time.Time)) error {
+	t.cb = fn
+	_, err := t.c.TxTimestamps(t.adapter)
 	return err
 }
 
@@ -108,9 +123,20 @@ func (t PacketConnTransport) LocalAddr() netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-func (t PacketConnTransport) TxStamps() bool { return false }
-func (t PacketConnTransport) Close() error   { return t.C.Close() }
-func (t PacketConnTransport) WaitTxTimestamps(timeout time.Duration, _ func(uint32, time.Time)) error {
-	time.Sleep(timeout)
-	return nil
+func (t PacketConnTransport) WriteBatch(msgs []udpsock.Message) (int, error) {
+	for i := range msgs {
+		m := &msgs[i]
+		n := m.N
+		if n == 0 {
+			n = len(m.Buf)
+		}
+		if _, err := t.WriteTo(m.Buf[:n], m.Addr); err != nil {
+			return i, err
+		}
+	}
+	return len(msgs), nil
 }
+
+func (t PacketConnTransport) TxStamps() bool                                  { return false }
+func (t PacketConnTransport) Close() error                                    { return t.C.Close() }
+func (t PacketConnTransport) TxTimestamps(func(id uint32, t time.Time)) error { return nil }

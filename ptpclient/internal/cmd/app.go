@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,6 +42,7 @@ const (
 	flagBind     = "bind"
 	flagNoUI     = "no-ui"
 	flagInterval = "interval"
+	flagCPUProf  = "cpuprofile"
 )
 
 // DefaultPort is the original's port.
@@ -70,6 +72,7 @@ func NewApp(version string) *cli.App {
 		&cli.BoolFlag{Name: flagHairpin, Usage: "also test whether our NAT hairpins (sends a STUN request to our own public address)"},
 		&cli.StringFlag{Name: flagBind, Value: ":0", Usage: "local `ADDRESS:PORT` of the socket (default: any address, a free port)"},
 		&cli.BoolFlag{Name: flagNoUI, Usage: "print one line per event even on a terminal"},
+		&cli.StringFlag{Name: flagCPUProf, Hidden: true, Usage: "write a CPU profile to `FILE` (benchmarks)"},
 		&cli.DurationFlag{Name: flagInterval, Value: client.DefaultProbeInterval, Usage: "probe interval per peer (the original's 0.5 s; 10ms at least)"},
 	)
 	app.Action = run
@@ -169,6 +172,17 @@ func run(c *cli.Context) error {
 	cfg, err := configure(c, log)
 	if err != nil {
 		return err
+	}
+	if f := c.String(flagCPUProf); f != "" {
+		w, err := os.Create(f)
+		if err != nil {
+			return err
+		}
+		defer w.Close()
+		if err := pprof.StartCPUProfile(w); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	return Run(c.Context, cfg, c.App.Writer, cliutil.OutputFormat(c), log)
 }
