@@ -24,10 +24,14 @@ STUN_BINDING=000100002112a442b7e7a701bc34d686fa87dfae
 echo "### ptpserver -s 127.0.0.1 -p $port --no-tui"
 "$BIN/ptpserver" -s 127.0.0.1 -p "$port" --no-tui --log-level warn >"$out" &
 pid=$!
-sleep 0.5
 exec 3<>"/dev/udp/127.0.0.1/$port" 4<>"/dev/udp/127.0.0.1/$port"
 echo "### client A and client B send their first beacon (protocol v2)"
-pkt "$A" >&3
+# A repeats its beacon until the server answers (it may still be starting).
+for i in $(seq 50); do
+  pkt "$A" >&3
+  if read -r -t 0.2 -N 1 _ <&3; then break; fi
+  [ "$i" -lt 50 ] || { echo "ptpserver does not answer" >&2; exit 1; }
+done
 pkt "$B" >&4
 sleep 1.5
 echo "### client A asks for its public address (STUN Binding on the same port)"
