@@ -39,9 +39,11 @@ const (
 	flagSummaryEvery   = "summary-every"
 )
 
-// Hooks lets other packages of this module (store, web page, metrics) take part in a run
-// without editing this file's logic: each is called with the running server before it serves
-// and may return an Observer and a function called at the end.
+// Hook lets other packages of this module (store, web page, metrics) take part in a run
+// without editing this file's logic: each is called with the server after its socket is open
+// and before it serves, and may return an Observer (membership events and reports) and a
+// function called after the server stopped. An error ends the run (return nil and log a
+// warning for optional side ports: a daemon never dies for them).
 type Hook func(c *cli.Context, srv *server.Server, log logrus.FieldLogger) (server.Observer, func(), error)
 
 var (
@@ -50,7 +52,8 @@ var (
 )
 var extraFlags []cli.Flag
 
-// Register adds a hook and its flags (call from an init function before NewApp).
+// Register adds a hook and its flags. Call it before NewApp, from main (main imports this
+// package and the hook's; the hook's package must not import this one).
 func Register(h Hook, flags ...cli.Flag) {
 	hooks = append(hooks, h)
 	extraFlags = append(extraFlags, flags...)
