@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gdamore/tcell/v2"
+	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
 	"github.com/probekit/probekit/ptpserver/internal/server"
@@ -140,4 +142,36 @@ func TestScreen(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("q did not quit")
 	}
+}
+
+// TestHook: a registered hook gets its flag, the running server, and its finish call.
+func TestHook(t *testing.T) {
+	oldHooks, oldFlags := hooks, extraFlags
+	defer func() { hooks, extraFlags = oldHooks, oldFlags }()
+	var gotFlag string
+	var gotAddr netip.AddrPort
+	finished := false
+	Register(func(c *cli.Context, srv *server.Server, _ logrus.FieldLogger) (server.Observer, func(), error) {
+		gotFlag, gotAddr = c.String("store"), srv.LocalAddr()
+		return server.ObserverFuncs{}, func() { finished = true }, nil
+	}, &cli.StringFlag{Name: "store", Usage: "test `PATH`"})
+	code, _, stderr := cliutil.RunCapture(context.Background(), NewApp("test"), "-s", "127.0.0.1", "-p", "0", "--store", "x.db", "--duration", "200ms", "--no-tui")
+	_ = code
+	if gotFlag != "" || finished {
+		// -p 0 is refused (port 1-65535): nothing ran.
+		t.Fatalf("hook ran on a usage error: %q", stderr)
+	}
+	code, _, stderr = cliutil.RunCapture(context.Background(), NewApp("test"), "-s", "127.0.0.1", "-p", strconv.Itoa(freeUDPPort(t)), "--store", "x.db", "--duration", "200ms", "--no-tui")
+	if code != 0 || gotFlag != "x.db" || !gotAddr.IsValid() || !finished {
+		t.Fatalf("exit %d flag %q addr %v finished %v: %s", code, gotFlag, gotAddr, finished, stderr)
+	}
+}
+
+func freeUDPPort(t *testing.T) int {
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
 }
