@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/probekit/probekit/shared/ptp"
 	"github.com/probekit/probekit/shared/timestamp"
 	"github.com/probekit/probekit/shared/udpsock"
@@ -643,5 +645,26 @@ func TestAckLoss(t *testing.T) {
 	waitFor(t, "ack", func() bool { return state().Acked == 1 })
 	if s := state(); s.Lost != 1 || s.Sent != 2 || s.RTTLast != 3*time.Millisecond || s.RTTAvg != 3*time.Millisecond {
 		t.Fatalf("%+v", s)
+	}
+}
+
+// TestDebugHexdump: --debug logs every packet received and sent, --hexdump adds the bytes sent.
+func TestDebugHexdump(t *testing.T) {
+	var buf bytes.Buffer
+	log := logrus.New()
+	log.SetOutput(&buf)
+	log.SetLevel(logrus.DebugLevel)
+	s, err := New(nil, Config{Transport: &discard{}, NoSTUN: true, Now: func() time.Time { return vectorTime }, Debug: true, Hexdump: true, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vec := vectors(t)
+	deliver(s, "198.51.100.7:40000", vec["c2s_register_first"])
+	out := buf.String()
+	// The reply to the vector's MYTS, SEQUENCE 1: s2c_yourts with its SEQUENCE 101 -> 1.
+	want := strings.Replace(hex.EncodeToString(vec["s2c_yourts"]), "0306"+"00000065", "0306"+"00000001", 1)
+	want = want[:len(want)-4] // checksum differs with the sequence
+	if !strings.Contains(out, "packet received") || !strings.Contains(out, "packet sent") || !strings.Contains(out, want) {
+		t.Errorf("debug log lacks the packets (want hex prefix %s):\n%s", want, out)
 	}
 }
