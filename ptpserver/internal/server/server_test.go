@@ -502,7 +502,6 @@ func FuzzReceive(f *testing.F) {
 		if n != len(s.clients) {
 			t.Fatalf("%d members, %d clients", n, len(s.clients))
 		}
-		_ = strings.TrimSpace
 	})
 }
 
