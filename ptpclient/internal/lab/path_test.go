@@ -35,7 +35,11 @@ func TestPathRTTAndLoss(t *testing.T) {
 		Out: netlab.Impairment{Delay: 5 * time.Millisecond, Loss: 0.1},
 		In:  netlab.Impairment{Delay: 5 * time.Millisecond},
 	})
-	srv, err := p.B.Start(srvBin, "-s", netlab.PathB.String(), "-p", "23456", "--json", "--no-tui")
+	srvArgs := []string{"-s", netlab.PathB.String(), "-p", "23456", "--json", "--no-tui"}
+	if os.Getenv("PTP_LAB_DEBUG") != "" {
+		srvArgs = append(srvArgs, "-d", "--log-level", "debug")
+	}
+	srv, err := p.B.Start(srvBin, srvArgs...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +48,7 @@ func TestPathRTTAndLoss(t *testing.T) {
 	// the socket's sleepers (the transmit stamp is queued between the stamp and the wire) costs
 	// µs that vary by run; counting checks hold in every run.
 	for run := 1; run <= 3; run++ {
-		timingOK := pathRun(t, p, cliBin, run)
+		timingOK := pathRun(t, p, cliBin, run, srv.Output)
 		if t.Failed() || timingOK {
 			return
 		}
@@ -54,7 +58,7 @@ func TestPathRTTAndLoss(t *testing.T) {
 
 // pathRun runs client B (on B, with the server) and client A once and compares A's report with
 // the captures; it reports whether the median RTT was within 10 µs.
-func pathRun(t *testing.T, p *netlab.PathLab, cliBin string, run int) bool {
+func pathRun(t *testing.T, p *netlab.PathLab, cliBin string, run int, srvOut func() string) bool {
 	file := filepath.Join(t.TempDir(), "a0.pcap")
 	stop := labtest.StartCapture(t, p.A, "a0", file, "udp")
 	fileR := filepath.Join(t.TempDir(), "ra.pcap")
@@ -129,9 +133,13 @@ func pathRun(t *testing.T, p *netlab.PathLab, cliBin string, run int) bool {
 		}
 	}
 	if shutdown.IsZero() || len(answered) < 100 {
+		if os.Getenv("PTP_LAB_DEBUG") != "" {
+			os.WriteFile("/tmp/ptp-lab-server.out", []byte(srvOut()), 0o644)
+		}
 		t.Fatalf("capture: %d probes, %d answered, shutdown %v\n%s", len(sent), len(answered), shutdown, a.Output())
 	}
-	// The client counts loss from its first answered probe on (punching before does not count).
+	// The client counts loss for probes sent once the path answered, i.e. after the first reply
+	// arrived (punching before does not count).
 	var first time.Time
 	var rtts []time.Duration
 	for s, tr := range answered {
@@ -141,8 +149,9 @@ func pathRun(t *testing.T, p *netlab.PathLab, cliBin string, run int) bool {
 			continue
 		}
 		rtts = append(rtts, tr.Sub(tc))
-		if first.IsZero() || ts.Before(first) {
-			first = ts
+		_ = ts
+		if first.IsZero() || tr.Before(first) {
+			first = tr
 		}
 	}
 	var lost, ambiguous int
