@@ -129,3 +129,43 @@ func TestSIGTERM(t *testing.T) {
 	}
 	testbin.Summary(t, out.String())
 }
+
+// TestE2EIPv6: server and two clients on ::1 (18-byte address TLVs, B9): both list each other
+// and measure (same public address: the LAN path).
+func TestE2EIPv6(t *testing.T) {
+	if c, err := net.ListenPacket("udp6", "[::1]:0"); err != nil {
+		t.Skip("no IPv6 loopback:", err)
+	} else {
+		c.Close()
+	}
+	srvBin, cliBin := testbin.Build(t, "ptpserver"), testbin.Build(t, "ptpclient")
+	port := strconv.Itoa(freePort(t))
+	srv := exec.Command(srvBin, "-s", "::1", "-p", port, "--json", "--duration", "6s")
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Process.Kill()
+	time.Sleep(300 * time.Millisecond)
+	var outs [2]bytes.Buffer
+	var cmds [2]*exec.Cmd
+	for i := range cmds {
+		cmds[i] = exec.Command(cliBin, "-s", "::1", "-p", port, "--bind", "[::1]:0", "--json", "--duration", "3s")
+		cmds[i].Stdout, cmds[i].Stderr = &outs[i], &outs[i]
+		if err := cmds[i].Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, c := range cmds {
+		if err := c.Wait(); err != nil {
+			t.Fatalf("client %d: %v\n%s", i, err, outs[i].String())
+		}
+	}
+	a, b := testbin.Summary(t, outs[0].String()), testbin.Summary(t, outs[1].String())
+	ra, rb := testbin.Peer(a, b.UUID), testbin.Peer(b, a.UUID)
+	if ra == nil || rb == nil || ra.Address != b.Self.Local || rb.Address != a.Self.Local || ra.Received == 0 || rb.Received == 0 {
+		t.Fatalf("IPv6 mesh: %+v / %+v", a.Peers, b.Peers)
+	}
+	if !strings.HasPrefix(a.Self.Public, "[::1]:") {
+		t.Errorf("public address %q", a.Self.Public)
+	}
+}
