@@ -68,11 +68,11 @@ func BenchmarkIngest(b *testing.B) {
 	}
 }
 
-// monthFixture builds (once per machine, in the temp directory) a store holding a month of
+// MonthFixture builds (once per machine, in the temp directory) a store holding a month of
 // reports of a 50-peer mesh: every client reports its 49 peers once a minute (2.16 million
 // report rows, 106 million peer entries), with the summaries and newest entries to match. It
 // is written by SQL for speed rather than through the ingest path.
-func monthFixture(b *testing.B) (string, time.Time) {
+func MonthFixture(b *testing.B) (string, time.Time) {
 	end := t0
 	path := filepath.Join(os.TempDir(), fmt.Sprintf("ptpstore-bench-month-v%d.db", SchemaVersion))
 	if _, err := os.Stat(path); err == nil {
@@ -173,7 +173,7 @@ func latencyMetrics(b *testing.B, lat []time.Duration) {
 
 // BenchmarkMatrix50 is the matrix query of a 50-peer mesh with a month of data.
 func BenchmarkMatrix50(b *testing.B) {
-	path, end := monthFixture(b)
+	path, end := MonthFixture(b)
 	s := openTest(b, path, &clock{t: end}, Options{})
 	defer s.Close()
 	ctx := context.Background()
@@ -192,7 +192,7 @@ func BenchmarkMatrix50(b *testing.B) {
 
 // BenchmarkHistoryMonth is one pair's history over the month (hourly points).
 func BenchmarkHistoryMonth(b *testing.B) {
-	path, end := monthFixture(b)
+	path, end := MonthFixture(b)
 	s := openTest(b, path, &clock{t: end}, Options{})
 	defer s.Close()
 	ctx := context.Background()

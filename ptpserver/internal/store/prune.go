@@ -116,6 +116,8 @@ func (s *Store) Prune(ctx context.Context) error {
 	}
 	s.amu.Lock()
 	defer s.amu.Unlock()
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
 	for rep, pairs := range old {
 		for _, p := range pairs {
 			delete(s.latest[rep], p)
@@ -125,8 +127,13 @@ func (s *Store) Prune(ctx context.Context) error {
 			delete(s.open, p)
 		}
 		if len(s.latest[rep]) == 0 {
+			k := s.repKeys[rep]
 			delete(s.latest, rep)
-			delete(s.reporters, s.repKeys[rep])
+			delete(s.meshReps[k.mesh], rep)
+			if len(s.meshReps[k.mesh]) == 0 {
+				delete(s.meshReps, k.mesh)
+			}
+			delete(s.reporters, k)
 			delete(s.repKeys, rep)
 		}
 	}

@@ -66,43 +66,17 @@ func (s *Store) Matrix(ctx context.Context, mesh string) (Matrix, error) {
 		}
 	}
 	rows.Close()
-	reasons := map[int64]string{}
-	err = queryEach(ctx, s.r, "SELECT id, text FROM reasons", nil, func(sc func(...any) error) error {
-		var id int64
-		var t string
-		err := sc(&id, &t)
-		reasons[id] = t
-		return err
-	})
-	if err != nil {
-		return m, fmt.Errorf("store: matrix: %w", err)
-	}
-	pairs := map[int64]pairKey{}
-	err = queryEach(ctx, s.r, "SELECT id, src, dst FROM pairs WHERE mesh = ?", []any{mesh}, func(sc func(...any) error) error {
-		var id int64
-		var k pairKey
-		err := sc(&id, &k.src, &k.dst)
-		pairs[id] = k
-		return err
-	})
-	if err != nil {
-		return m, fmt.Errorf("store: matrix: %w", err)
-	}
+	// The cells come from the newest entries the store keeps in memory (committed ones).
 	seen := map[string]bool{}
-	err = queryEach(ctx, s.r, `SELECT l.ts, l.entries FROM reporters r JOIN latest l ON l.reporter = r.id
-		WHERE r.mesh = ?`, []any{mesh}, func(sc func(...any) error) error {
-		var base int64
-		var blob []byte
-		if err := sc(&base, &blob); err != nil {
-			return err
-		}
-		return decodeEntries(blob, base, func(e *entry) {
-			k, ok := pairs[e.pair]
-			if !ok || (known > 0 && (!online[k.src] || !online[k.dst])) {
-				return
+	s.lmu.RLock()
+	for rep := range s.meshReps[mesh] {
+		for _, e := range s.latest[rep] {
+			k := s.pairIDs[e.pair]
+			if known > 0 && (!online[k.src] || !online[k.dst]) {
+				continue
 			}
 			m.Cells = append(m.Cells, Cell{From: k.src, To: k.dst, Time: time.UnixMilli(e.ts).UTC(), Path: e.path,
-				Reason: reasons[e.reason], Sent: e.sent, Received: e.received, Lost: e.lost,
+				Reason: s.reasonText[e.reason], Sent: e.sent, Received: e.received, Lost: e.lost,
 				LossPct: LossPct(e.sent, e.lost), RTTMin: e.rttMin, RTTAvg: e.rttAvg, RTTP50: e.rttP50,
 				RTTP99: e.rttP99, RTTMax: e.rttMax, Jitter: e.jitter})
 			if known == 0 {
@@ -113,11 +87,9 @@ func (s *Store) Matrix(ctx context.Context, mesh string) (Matrix, error) {
 					}
 				}
 			}
-		})
-	})
-	if err != nil {
-		return m, fmt.Errorf("store: matrix: %w", err)
+		}
 	}
+	s.lmu.RUnlock()
 	sort.Slice(m.Cells, func(i, j int) bool {
 		a, b := &m.Cells[i], &m.Cells[j]
 		return a.From < b.From || a.From == b.From && a.To < b.To
@@ -353,8 +325,8 @@ func (s *Store) Totals(ctx context.Context, since time.Time) (Totals, error) {
 		return t, fmt.Errorf("store: totals: %w", err)
 	}
 	cut := since.UnixMilli()
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
+	s.lmu.RLock()
+	defer s.lmu.RUnlock()
 	for _, m := range s.latest {
 		for _, e := range m {
 			if e.ts >= cut {

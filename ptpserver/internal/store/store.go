@@ -189,17 +189,23 @@ type Store struct {
 
 	wmu       sync.Mutex // writer state below; one flush at a time
 	reporters map[repKey]int64
-	repKeys   map[int64]repKey
 	pairs     map[pairKey]int64
-	pairIDs   map[int64]pairKey
 	pairRep   map[int64]int64 // pair → reporter
 	reasons   map[string]int64
-	latest    map[int64]map[int64]entry // reporter → pair → newest entry
-	nextID    int64
-	lastTS    int64 // unix ms of the newest committed report
-	fineW     int64 // every fine bucket before this (unix s) is written
-	hourW     int64 // every coarse bucket before this is rolled up
-	lastPrune time.Time
+
+	// The newest committed entry of every pair, for the matrix without SQL: changed by the
+	// flush goroutine under lmu, read by queries under lmu.RLock.
+	lmu        sync.RWMutex
+	latest     map[int64]map[int64]entry // reporter → pair → newest entry
+	meshReps   map[string]map[int64]bool // mesh → reporters with entries
+	repKeys    map[int64]repKey
+	pairIDs    map[int64]pairKey
+	reasonText map[int64]string
+	nextID     int64
+	lastTS     int64 // unix ms of the newest committed report
+	fineW      int64 // every fine bucket before this (unix s) is written
+	hourW      int64 // every coarse bucket before this is rolled up
+	lastPrune  time.Time
 
 	amu     sync.Mutex // open fine buckets, read by History
 	open    map[int64]*agg
@@ -234,6 +240,7 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 	s := &Store{opt: opt, log: opt.Log, reporters: map[repKey]int64{}, repKeys: map[int64]repKey{},
 		pairs: map[pairKey]int64{}, pairIDs: map[int64]pairKey{}, pairRep: map[int64]int64{},
 		reasons: map[string]int64{"": 0}, latest: map[int64]map[int64]entry{}, open: map[int64]*agg{},
+		meshReps: map[string]map[int64]bool{}, reasonText: map[int64]string{0: ""},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	const pragmas = "_pragma=busy_timeout(10000)&_pragma=foreign_keys(0)&_pragma=cache_size(-65536)"
 	var err error
@@ -323,7 +330,7 @@ func (s *Store) load(ctx context.Context) error {
 		if err := sc(&id, &t); err != nil {
 			return err
 		}
-		s.reasons[t] = id
+		s.reasons[t], s.reasonText[id] = id, t
 		return nil
 	})
 	if err != nil {
@@ -337,6 +344,11 @@ func (s *Store) load(ctx context.Context) error {
 		}
 		m := map[int64]entry{}
 		s.latest[rep] = m
+		mesh := s.repKeys[rep].mesh
+		if s.meshReps[mesh] == nil {
+			s.meshReps[mesh] = map[int64]bool{}
+		}
+		s.meshReps[mesh][rep] = true
 		return decodeEntries(blob, ts, func(e *entry) { m[e.pair] = *e })
 	})
 	if err != nil {
@@ -410,8 +422,13 @@ type querier interface {
 // firstIDAtOrAfter finds the first report id with ts ≥ tsMS by binary search over ids (ts never
 // decreases with id), so no index on ts is needed. It returns max(id)+1 when there is none.
 func (s *Store) firstIDAtOrAfter(ctx context.Context, q querier, tsMS int64) (int64, error) {
+	// Two queries: SQLite answers a lone min() or max() of the key from the B-tree's edge,
+	// but scans the whole table for both in one SELECT (12 s for a month of reports).
 	var lo, hi sql.NullInt64
-	if err := q.QueryRowContext(ctx, "SELECT min(id), max(id) FROM reports").Scan(&lo, &hi); err != nil {
+	if err := q.QueryRowContext(ctx, "SELECT min(id) FROM reports").Scan(&lo); err != nil {
+		return 0, err
+	}
+	if err := q.QueryRowContext(ctx, "SELECT max(id) FROM reports").Scan(&hi); err != nil {
 		return 0, err
 	}
 	if !lo.Valid {
@@ -572,24 +589,16 @@ func (s *Store) write(ctx context.Context, reps []Report, evs []Event, cls []Cli
 	var newReps []repKey
 	var newPairs []pairKey
 	var newReasons []string
-	type saved struct {
-		e   entry
-		had bool
-	}
-	oldLatest := map[int64]saved{} // pair → entry before this flush
+	// The newest entries of this flush, applied to s.latest once committed.
+	ov := map[int64]entry{}
+	ovRep := map[int64]int64{}
 	defer func() {
 		if err == nil {
 			return
 		}
 		tx.Rollback()
-		for p, o := range oldLatest {
-			m := s.latest[s.pairRep[p]]
-			if o.had {
-				m[p] = o.e
-			} else if m != nil {
-				delete(m, p)
-			}
-		}
+		s.lmu.Lock()
+		defer s.lmu.Unlock()
 		for _, k := range newPairs {
 			delete(s.pairRep, s.pairs[k])
 			delete(s.pairIDs, s.pairs[k])
@@ -625,8 +634,10 @@ func (s *Store) write(ctx context.Context, reps []Report, evs []Event, cls []Cli
 				if rid, err = res.LastInsertId(); err != nil {
 					return fmt.Errorf("store: reporter: %w", err)
 				}
-				s.reporters[rk], s.repKeys[rid] = rid, rk
-				s.latest[rid] = map[int64]entry{}
+				s.reporters[rk] = rid
+				s.lmu.Lock()
+				s.repKeys[rid] = rk
+				s.lmu.Unlock()
 				newReps = append(newReps, rk)
 			}
 			pk := pairKey{r.Mesh, r.From, r.To}
@@ -639,7 +650,10 @@ func (s *Store) write(ctx context.Context, reps []Report, evs []Event, cls []Cli
 				if pid, err = res.LastInsertId(); err != nil {
 					return fmt.Errorf("store: pair: %w", err)
 				}
-				s.pairs[pk], s.pairIDs[pid], s.pairRep[pid] = pid, pk, rid
+				s.pairs[pk], s.pairRep[pid] = pid, rid
+				s.lmu.Lock()
+				s.pairIDs[pid] = pk
+				s.lmu.Unlock()
 				newPairs = append(newPairs, pk)
 			}
 			reason, ok := s.reasons[r.Reason]
@@ -652,6 +666,9 @@ func (s *Store) write(ctx context.Context, reps []Report, evs []Event, cls []Cli
 					return fmt.Errorf("store: reason: %w", err)
 				}
 				s.reasons[r.Reason] = reason
+				s.lmu.Lock()
+				s.reasonText[reason] = r.Reason
+				s.lmu.Unlock()
 				newReasons = append(newReasons, r.Reason)
 			}
 			e := entry{pair: pid, reason: reason, path: r.Path, sent: r.Sent, received: r.Received, lost: r.Lost,
@@ -660,10 +677,10 @@ func (s *Store) write(ctx context.Context, reps []Report, evs []Event, cls []Cli
 			// the written summaries (a report there would miss its bucket after a crash).
 			e.ts = max(t.UnixMilli(), lastTS, s.fineW*1000)
 			lastTS = e.ts
-			lm := s.latest[rid]
-			p, had := lm[pid]
-			if _, ok := oldLatest[pid]; !ok {
-				oldLatest[pid] = saved{p, had}
+			// Only this goroutine changes s.latest, so reading it unlocked is safe.
+			p, had := ov[pid]
+			if !had {
+				p, had = s.latest[rid][pid]
 			}
 			if had && e.sent >= p.sent {
 				e.dSent = int64(e.sent - p.sent)
@@ -672,7 +689,7 @@ func (s *Store) write(ctx context.Context, reps []Report, evs []Event, cls []Cli
 				e.dSent, e.dLost = int64(e.sent), int64(e.lost)
 			}
 			e.dLost = min(e.dLost, e.dSent)
-			lm[pid] = e
+			ov[pid], ovRep[pid] = e, rid
 			gk := [2]int64{rid, e.ts / 1000 / fineRes}
 			g := byKey[gk]
 			if g == nil {
@@ -708,7 +725,16 @@ func (s *Store) write(ctx context.Context, reps []Report, evs []Event, cls []Cli
 		}
 		defer up.Close()
 		for rep := range touched {
-			base, b := s.encodeLatest(rep, blob[:0])
+			merged := make(map[int64]entry, len(s.latest[rep])+1)
+			for k, e := range s.latest[rep] {
+				merged[k] = e
+			}
+			for k, e := range ov {
+				if ovRep[k] == rep {
+					merged[k] = e
+				}
+			}
+			base, b := encodeEntries(merged, blob[:0])
 			blob = b
 			if _, err := up.ExecContext(ctx, rep, base, blob); err != nil {
 				return fmt.Errorf("store: latest: %w", err)
@@ -769,6 +795,24 @@ func (s *Store) write(ctx context.Context, reps []Report, evs []Event, cls []Cli
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	s.nextID, s.lastTS, s.fineW, s.hourW = nextID, lastTS, fineW, hourW
+	if len(ov) > 0 {
+		s.lmu.Lock()
+		for k, e := range ov {
+			rep := ovRep[k]
+			m := s.latest[rep]
+			if m == nil {
+				m = map[int64]entry{}
+				s.latest[rep] = m
+				mesh := s.repKeys[rep].mesh
+				if s.meshReps[mesh] == nil {
+					s.meshReps[mesh] = map[int64]bool{}
+				}
+				s.meshReps[mesh][rep] = true
+			}
+			m[k] = e
+		}
+		s.lmu.Unlock()
+	}
 	for _, g := range groups {
 		for i := range g.entries {
 			s.addFine(&g.entries[i])
@@ -776,11 +820,6 @@ func (s *Store) write(ctx context.Context, reps []Report, evs []Event, cls []Cli
 	}
 	s.nReports.Add(uint64(entries))
 	return nil
-}
-
-// encodeLatest packs a reporter's newest entries, relative to the oldest.
-func (s *Store) encodeLatest(rep int64, b []byte) (int64, []byte) {
-	return encodeEntries(s.latest[rep], b)
 }
 
 func encodeEntries(m map[int64]entry, b []byte) (int64, []byte) {

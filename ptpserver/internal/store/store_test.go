@@ -383,3 +383,53 @@ func TestMemoryStore(t *testing.T) {
 		t.Fatalf("%+v %v", m, err)
 	}
 }
+
+// Queries run while the flush goroutine commits (go test -race checks the locking).
+func TestConcurrentQueries(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "s.db"), Options{FlushInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := s.Matrix(ctx, "m"); err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := s.Totals(ctx, time.Now().Add(-time.Hour)); err != nil {
+					t.Error(err)
+					return
+				}
+				s.History(ctx, "m", "a", "b", time.Now().Add(-time.Hour), time.Now())
+			}
+		}()
+	}
+	for i := 0; i < 300; i++ {
+		s.AddReport(rep(time.Now(), "a", fmt.Sprint("p", i%7), uint32(i), 0, 100))
+		s.AddReport(rep(time.Now(), fmt.Sprint("q", i%5), "b", uint32(i), 0, 100))
+		if i%50 == 0 {
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.Matrix(ctx, "m")
+	if err != nil || len(m.Cells) != 12 {
+		t.Fatalf("%d cells, %v", len(m.Cells), err)
+	}
+}
