@@ -215,6 +215,7 @@ type Pipeline struct {
 	marked    bool
 	abort     chan struct{}
 	abortOnce sync.Once
+	offline   Reply // Handle's, so that it allocates nothing either
 	abortErr  error
 }
 
@@ -639,10 +640,9 @@ func (p *Pipeline) Record(seq uint32, t1User, t1Kernel time.Time, src timestamp.
 }
 
 // Handle runs one received datagram through validation, matching and the statistics, as the
-// receiving goroutine does; Run's callers never need it.
+// receiving goroutine does; Run's callers never need it. Call it from one goroutine at a time.
 func (p *Pipeline) Handle(m *udpsock.Message) error {
-	var r Reply
-	return p.handle(m, &r)
+	return p.handle(m, &p.offline)
 }
 
 // Stats returns a copy of the statistics so far (for the offline use with Record and Handle;

@@ -155,7 +155,7 @@ func (a *accumulator) add(rp *testpkt.ReflectedPacket, r *pipeline.Reply) error 
 	if rp.SSID == cfg.SSID {
 		a.ssidSeen = true
 	}
-	rec := Record{Seq: r.Seq, Bytes: len(data), From: m.Addr.String(), TTL: m.TTL, SenderTTL: rp.SenderTTL,
+	rec := Record{Seq: r.Seq, Bytes: len(data), TTL: m.TTL, SenderTTL: rp.SenderTTL,
 		ReflectorSeq: rp.Seq, SSID: rp.SSID, RxSource: m.RxSource, T4: r.T4, TOS: m.TOS,
 		T1: r.T1, TxSource: r.TxSource, T2: rp.ReceiveTime(), T3: rp.TransmitTime(),
 		RTT: r.RTT, Residence: r.Residence, Duplicate: r.Duplicate}
@@ -195,6 +195,9 @@ func (a *accumulator) add(rp *testpkt.ReflectedPacket, r *pipeline.Reply) error 
 		}
 	}
 	var err error
+	if a.emit != nil || !cfg.Quiet {
+		rec.From = m.Addr.String() // formatting allocates: only for output
+	}
 	switch {
 	case a.emit != nil:
 		err = a.emit.Emit(rec.Seq, rec.Bytes, rec.From, rec.TTL, int(rec.SenderTTL), rec.ReflectorSeq, int(rec.SSID), us(rec.RTT),
