@@ -77,7 +77,7 @@ func NewApp(version string) *cli.App {
 		&cli.DurationFlag{Name: flagServWait, Value: server.DefaultServWait, Usage: "close idle control connections after this long (SERVWAIT)"},
 		&cli.DurationFlag{Name: flagRefWait, Value: server.DefaultRefWait, Usage: "end test sessions without packets after this long (REFWAIT)"},
 		&cli.DurationFlag{Name: flagMaxTimeout, Value: server.DefaultMaxTimeout, Usage: "cap on the post-Stop-Sessions Timeout a client may request"},
-		cliutil.IntFlag(flagMaxSessions, "most test sessions (requested or running) over all clients; with --light, most learned sessions (0 = unlimited)", server.DefaultMaxSessions, 0, 1<<20),
+		cliutil.IntFlag(flagMaxSessions, "most test sessions (requested or running) over all clients (0 = unlimited); with --light, most learned sessions (0 = the reflector's bound of 65536)", server.DefaultMaxSessions, 0, 1<<20),
 		cliutil.IntFlag(flagMaxSessConn, "most test sessions one control connection may request (0 = unlimited)", server.DefaultMaxSessionsPerConnection, 0, 1<<20),
 		cliutil.IntFlag(flagMaxConnections, "most concurrent control connections; clients beyond are refused with a Modes 0 greeting (0 = unlimited)", server.DefaultMaxConnections, 0, 1<<20),
 		cliutil.IntFlag(flagMaxConnsHost, "most concurrent control connections from one client address (IPv6: one /64; 0 = unlimited)", server.DefaultMaxConnectionsPerHost, 0, 1<<20),
