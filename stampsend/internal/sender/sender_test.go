@@ -393,3 +393,41 @@ func TestLocationSummary(t *testing.T) {
 		t.Errorf("location %q without a Location TLV", s.LocationSource)
 	}
 }
+
+// issue 11 H6: a spoofed reply (right address, right SSID) naming sender sequence number
+// 0xFFFFFFFF, or one never sent, is counted as unknown and changes neither loss, RTT nor
+// reordering; the genuine replies around it all count.
+func TestForgedReplyIgnored(t *testing.T) {
+	var out bytes.Buffer
+	h := newHarness(t, Config{Target: target, SSID: 7, Timeout: time.Second, Format: cliutil.FormatText, Out: &out, Quiet: true})
+	base := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+	for seq := uint32(0); seq < 200; seq++ {
+		t1 := base.Add(time.Duration(seq) * time.Millisecond)
+		h.send(seq, t1, t1)
+		if seq == 100 {
+			for _, forged := range []uint32{0xFFFFFFFF, 150, 5000} {
+				if err := h.recv(reply(forged, t1, t1, t1, false), &udpsock.Message{Addr: target, RxTime: t1}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if seq%2 == 0 { // every other packet answered
+			if err := h.recv(reply(seq, t1, t1.Add(50*time.Microsecond), t1.Add(55*time.Microsecond), false),
+				&udpsock.Message{Addr: target, RxTime: t1.Add(100 * time.Microsecond)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	s := h.summary(time.Second)
+	if s.Sent != 200 || s.Received != 100 || s.Lost != 100 || s.LossPct != 50 || s.Reordered != 0 || s.Unknown != 3 ||
+		s.Invalid != 3 || s.RTT.Count != 100 || s.RTT.MaxUS != 95 {
+		t.Errorf("summary %+v", s)
+	}
+	if err := h.s.acc.printSummary(s); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "200 packets transmitted, 100 received, 50.00% packet loss, 0 duplicates, 0 reordered") ||
+		!strings.Contains(out.String(), "3 unknown sequence") {
+		t.Errorf("text:\n%s", out.String())
+	}
+}
