@@ -661,4 +661,8 @@ func (p *Pipeline) count(c *uint64) {
 	p.mu.Unlock()
 }
 
-func unmap(a netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(a.Addr().Unmap(), a.Port()) }
+// unmap normalises a peer address for comparison: IPv4-mapped IPv6 as IPv4 (dual-stack
+// sockets), without the IPv6 zone (a link-local target given without one).
+func unmap(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap().WithZone(""), a.Port())
+}
