@@ -128,7 +128,8 @@ type Config struct {
 	Target netip.AddrPort
 	// TOS is the DSCP/ECN byte of the test packets.
 	TOS uint8
-	// Schedule, Start, Count and Duration drive the pace.Pacer (Count 0: until Duration or ctx).
+	// Schedule, Start, Count and Duration drive the pace.Pacer (Count 0: until Duration or ctx;
+	// Start zero: when Run is called).
 	Schedule *pace.Schedule
 	Start    time.Time
 	Count    uint64
@@ -235,9 +236,6 @@ func New(cfg Config) (*Pipeline, error) {
 		l.SetOutput(io.Discard)
 		cfg.Log = l
 	}
-	if cfg.Start.IsZero() {
-		cfg.Start = time.Now()
-	}
 	n := uint64(MaxRing)
 	if cfg.Count > 0 && cfg.Count < n {
 		n = cfg.Count
@@ -293,6 +291,9 @@ func (p *Pipeline) Run(ctx context.Context) (*Stats, error) {
 		return nil, errors.New("sender: MaxLen must be positive")
 	}
 	p.runCtx = ctx
+	if p.cfg.Start.IsZero() {
+		p.cfg.Start = time.Now()
+	}
 	recvDone := make(chan error, 1)
 	stopRecv := make(chan struct{})
 	go func() { recvDone <- p.receive(stopRecv) }()
