@@ -2,7 +2,8 @@
 # scripts-test.sh: self-tests of the build scripts in throwaway repositories under a temp dir:
 # version.sh (tags, dev builds, dirty trees, valid semver), build.sh/tools.sh (any subset of
 # tool modules, a tool dir without main.go is skipped, binaries are static and stamped, go's
-# stderr never read as a package name) and fuzz.sh (one retry after Go's deadline flake only).
+# stderr never read as a package name), fuzz.sh (one retry after Go's deadline flake only) and
+# cli-lint.sh (a tool with an octal-parsing flag fails).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$PWD
@@ -124,6 +125,39 @@ fuzzcase "deadline flake, then clean" "flake ok" 0 2 1
 fuzzcase "deadline flake twice" "flake flake" 1 2 1
 fuzzcase "crasher (even one mentioning the deadline)" "crash ok" 1 1 0
 fuzzcase "deadline only on stderr" "stderr ok" 1 1 0
+
+# --- cli-lint.sh: every tool's real app through PROBEKIT_LINT_CLI=1 (cliutil from this tree)
+r=$tmp/lint
+mkdir -p "$r/scripts" "$r/twampd" "$r/spp"
+cp scripts/tools.sh scripts/cli-lint.sh "$r/scripts/"
+printf 'go 1.26.0\n\nuse (\n\t./spp\n\t./twampd\n\t%s\n)\n' "$src/shared" >"$r/go.work"
+for t in twampd spp; do
+  printf 'module github.com/probekit/probekit/%s\n\ngo 1.26.0\n\nrequire github.com/probekit/probekit/shared v0.0.0\n\nreplace github.com/probekit/probekit/shared => %s\n' $t "$src/shared" >"$r/$t/go.mod"
+done
+cat >"$r/twampd/main.go" <<'EOF'
+package main
+
+import (
+	"os"
+
+	"github.com/probekit/probekit/shared/cliutil"
+)
+
+func main() {
+	app := cliutil.NewApp("twampd", "test daemon", "1")
+	app.Flags = append(app.Flags, cliutil.IntFlag("count", "count", 1, 1, 9))
+	os.Exit(cliutil.Main(app, os.Args))
+}
+EOF
+sed -e 's/twampd/spp/g' -e 's/cliutil.IntFlag("count", "count", 1, 1, 9)/\&cli.Uint64Flag{Name: "count"}/' \
+  -e 's|^import (|import (\n\t"github.com/urfave/cli/v2"|' "$r/twampd/main.go" >"$r/spp/main.go"
+rc=0
+out=$(cd "$r" && scripts/cli-lint.sh 2>&1) || rc=$?
+[ "$rc" = 1 ] || echo "$out"
+check "cli-lint: a tool with an octal-parsing flag fails" "$rc" "1"
+check "cli-lint: clean tool passes" "$(grep -c '^cli-lint: twampd ok$' <<<"$out")" "1"
+check "cli-lint: names the flag" "$(grep -c 'spp: cli lint: spp: --count parses base 0' <<<"$out")" "1"
+check "cli-lint: summary" "$(tail -1 <<<"$out")" "cli-lint: FAILED: spp"
 
 if [ $fails -gt 0 ]; then echo "scripts-test: $fails FAILED"; exit 1; fi
 echo "scripts-test: all passed"
