@@ -20,8 +20,10 @@ type Path interface {
 	Recv(ctx context.Context) ([]byte, error)
 }
 
-// BlockSize is the data per block: the original's PTP_BLOB_SIZE.
-const BlockSize = 1024
+// BlockSize is the data per block: five full BULK_CHUNK TLVs, so a block's frame (1,289
+// bytes) fits one PtP packet (1,400) with the sender's header TLVs and a RELAYTO. (The
+// original's PTP_BLOB_SIZE of 1,024 was never used; bigger blocks mean fewer packets.)
+const BlockSize = 5 * 253
 
 // Errors callers branch on.
 var (
