@@ -336,3 +336,12 @@ func (s *Store) Totals(ctx context.Context, since time.Time) (Totals, error) {
 	}
 	return t, nil
 }
+
+// ReportCount is the number of stored peer reports.
+func (s *Store) ReportCount(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.r.QueryRowContext(ctx, "SELECT coalesce(sum(n), 0) FROM reports").Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: count: %w", err)
+	}
+	return n, nil
+}
