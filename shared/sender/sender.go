@@ -29,7 +29,6 @@ import (
 	"net/netip"
 	"os"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -54,8 +53,7 @@ var (
 	ErrAuth = errors.New("reply failed authentication")
 	// ErrNoReply: packets were sent and not one valid reply came back.
 	ErrNoReply = errors.New("no reply received")
-	// ErrReflectorGone: replies came back and then stopped (see Config.DeadAfter), or the
-	// target's host said nothing listens there any more (ICMP port unreachable).
+	// ErrReflectorGone: replies came back and then stopped (see Config.DeadAfter).
 	ErrReflectorGone = errors.New("reflector stopped answering")
 )
 
@@ -171,7 +169,7 @@ type Stats struct {
 	// Foreign (address/port or session identity), BadAuth, Unknown (a sequence number not
 	// sent, or no longer remembered).
 	Late, Malformed, Foreign, BadAuth, Unknown uint64
-	// SendErrors counts packets the kernel refused (ENOBUFS, ICMP unreachable).
+	// SendErrors counts packets the kernel refused (ENOBUFS, an ICMP error it reported).
 	SendErrors uint64
 	// TxKernel and RxKernel count first arrivals whose T1 / T4 came from the kernel.
 	TxKernel, RxKernel uint64
@@ -202,13 +200,12 @@ type Pipeline struct {
 	cfg Config
 	log logrus.FieldLogger
 
-	mu      sync.Mutex // ring, txmap, st (shared by the sending and receiving goroutines)
-	ring    []slot
-	txmap   []uint32 // transmit-stamp ID mod len → seq+1
-	st      Stats
-	maxAck  int64  // highest sequence number answered in time, -1 for none
-	issued  uint64 // packets handed to sendmmsg (sent, or being sent)
-	refused atomic.Int64
+	mu     sync.Mutex // ring, txmap, st (shared by the sending and receiving goroutines)
+	ring   []slot
+	txmap  []uint32 // transmit-stamp ID mod len → seq+1
+	st     Stats
+	maxAck int64  // highest sequence number answered in time, -1 for none
+	issued uint64 // packets handed to sendmmsg (sent, or being sent)
 
 	// runCtx is Run's context: the first valid reply marks the run complete for cliutil (a
 	// signal after replies came back ends it as a finished run, like ping).
@@ -356,8 +353,8 @@ wait:
 }
 
 // verdict says whether the reflector answered: nothing back is ErrNoReply; replies that
-// stopped (DeadAfter unanswered packets in a row at the end, spanning more than Timeout) or an
-// ICMP port unreachable after the last reply is ErrReflectorGone.
+// stopped (DeadAfter unanswered packets in a row at the end, spanning more than Timeout by the
+// schedule) is ErrReflectorGone.
 func (p *Pipeline) verdict(st *Stats, maxAck int64) error {
 	if st.Sent == 0 {
 		return nil
@@ -368,11 +365,6 @@ func (p *Pipeline) verdict(st *Stats, maxAck int64) error {
 	trailing := int64(st.Sent) - 1 - maxAck
 	if p.cfg.DeadAfter < 0 || trailing <= 0 {
 		return nil
-	}
-	next, _, sentNext := p.Departure(uint32(maxAck + 1))
-	if r := p.refused.Load(); sentNext && r > next {
-		return fmt.Errorf("%w: %s answered up to seq %d, then port unreachable (%d packets unanswered)",
-			ErrReflectorGone, p.cfg.Target, maxAck, trailing)
 	}
 	// By the schedule, not the clock: a stalled sender that left in a burst must not look
 	// like a short outage.
@@ -455,9 +447,6 @@ func (p *Pipeline) send(ctx context.Context) error {
 		p.mu.Unlock()
 		if err != nil {
 			if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOBUFS) {
-				if errors.Is(err, syscall.ECONNREFUSED) {
-					p.refused.Store(time.Now().UnixNano())
-				}
 				p.log.WithError(err).Debug("sender: send")
 				continue
 			}
@@ -532,10 +521,7 @@ func (p *Pipeline) receive(stop <-chan struct{}) error {
 		}
 		if err != nil {
 			switch {
-			case errors.Is(err, syscall.ECONNREFUSED):
-				p.refused.Store(time.Now().UnixNano())
-				continue
-			case errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, syscall.EINTR):
+			case errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, syscall.EINTR):
 				continue
 			case errors.Is(err, udpsock.ErrClosed):
 				return nil

@@ -66,7 +66,7 @@ func NewApp(version string) *cli.App {
 		"Replies are validated against what was sent (source address and port, SSID, HMAC, a sequence number " +
 		"actually sent); others are counted as discarded and never change loss, RTT or reordering. " +
 		"The exit status is 1, after the summary, when no reply came back or the reflector stopped answering " +
-		"(no reply to the last packets for longer than --timeout, or port unreachable); Ctrl-C after replies " +
+		"(no reply to the last packets for longer than --timeout); Ctrl-C after replies " +
 		"came back exits 0 like ping."
 	app.Flags = append(app.Flags,
 		cliutil.IntFlag(flagCount, "stop after `N` packets (0 = until --duration or Ctrl-C)", 0, 0, math.MaxInt64, "c"),
