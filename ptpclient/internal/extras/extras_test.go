@@ -125,7 +125,11 @@ type lockedWriter struct {
 	mu *sync.Mutex
 }
 
-func (l *lockedWriter) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.w.Write(p) }
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
 
 func TestParseRate(t *testing.T) {
 	for in, want := range map[string]float64{"500000": 5e5, "500k": 5e5, "12.5M": 12.5e6, "80Mbit": 10e6, "1Gbit": 125e6, "2kB": 2000} {
