@@ -48,3 +48,46 @@ for rate in 60000 120000; do
   "$BIN/ptpload" -mode relay -server "127.0.0.1:$port" -pid "$pid" -pairs 4 -rate "$rate" -warmup 2s -window 5s
   stop_server
 done
+
+# Client part (ptpclient, issue 12):
+#  4. go test -bench: one probe/reply cycle through the client (probe out, reply in with its RTT,
+#     the peer's probe in, our reply out): allocations per cycle must be 0;
+#  5. a client with 250 peers at 2 probes/s each (peerfarm: 250 simulated v3 peers in one
+#     process, each probing the client and answering its probes), against bin/ptpserver on
+#     127.0.0.1: client CPU (utime+stime from /proc over PTP_CLIENT_WINDOW, default 20 s, after
+#     a 15 s warm-up; target < 5 % of one core) and its report (paths, loss).
+CGO_ENABLED=0 go build -C ptpclient -trimpath -o "$(cd "$BIN" && pwd)/ptpclient" .
+CGO_ENABLED=0 go build -C ptpclient -trimpath -o "$(cd "$BIN" && pwd)/peerfarm" ./internal/peerfarm
+echo
+echo "--- ptpclient probe/reply path (go test -bench)"
+(cd ptpclient && go test -run '^$' -bench 'BenchmarkProbeReplyPath' -benchmem -benchtime "${BENCHTIME:-1s}" ./internal/client) | grep -E '^Benchmark'
+echo
+cwin=${PTP_CLIENT_WINDOW:-20}
+echo "--- ptpclient with 250 peers at 2 probes/s each (window ${cwin} s)"
+echo "    peerfarm -peers 250 -mesh bench; ptpclient --mesh bench --nostun --json --duration $((cwin + 20))s"
+start_server
+out=$(mktemp)
+"$BIN/peerfarm" -server "127.0.0.1:$port" -peers 250 -mesh bench -duration "$((cwin + 25))s" >"$out.farm" &
+fpid=$!
+sleep 1
+"$BIN/ptpclient" -s 127.0.0.1 -p "$port" --mesh bench --nostun --json --log-level warn --duration "$((cwin + 20))s" >"$out" &
+cpid=$!
+sleep 15
+read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$cpid/stat")
+sleep "$cwin"
+read -r u2 s2 < <(awk '{print $14, $15}' "/proc/$cpid/stat")
+hz=$(getconf CLK_TCK)
+wait "$cpid" || true
+wait "$fpid" || true
+stop_server
+awk -v t=$((u2 - u1 + s2 - s1)) -v hz="$hz" -v w="$cwin" \
+  'BEGIN { printf "    ptpclient CPU: %.2f %% of one core (%d ticks at %d Hz over %d s; target < 5 %%)\n", 100 * t / hz / w, t, hz, w }'
+tail -1 "$out" | python3 -c '
+import collections, json, sys
+d = json.loads(sys.stdin.read())
+ps = d["peers"]
+print("    peers %d, paths %s, probes sent %d, answered %d, lost %d, send times from kernel %d / user %d" % (
+    len(ps), dict(collections.Counter(p["path"] for p in ps)), sum(p["sent"] for p in ps),
+    sum(p["received"] for p in ps), sum(p["lost"] for p in ps), d["timestamps"]["kernel_tx"], d["timestamps"]["user_tx"]))'
+sed 's/^/    /' "$out.farm"
+rm -f "$out" "$out.farm"
