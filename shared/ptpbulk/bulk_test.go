@@ -387,3 +387,19 @@ func FuzzParseFrame(f *testing.F) {
 		}
 	})
 }
+
+// TestSmallFiles: empty, one-byte and exactly-one-block files.
+func TestSmallFiles(t *testing.T) {
+	for _, size := range []int{0, 1, BlockSize, BlockSize + 1} {
+		src, dst := t.TempDir(), t.TempDir()
+		file, data := randomFile(t, src, size)
+		s, r, _, _ := pair(uint64(size)+10, 0, 0, 0)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		srep, rrep, serr, rerr := transfer(t, ctx, s, r, file, dst, SendConfig{}, RecvConfig{})
+		cancel()
+		if serr != nil || rerr != nil || !srep.OK || !rrep.OK {
+			t.Fatalf("%d bytes: send %v, receive %v", size, serr, rerr)
+		}
+		checkFile(t, filepath.Join(dst, "payload.bin"), data)
+	}
+}

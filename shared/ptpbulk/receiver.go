@@ -358,19 +358,26 @@ func (r *receiver) run(ctx context.Context, frames <-chan []byte) (Report, error
 	return rep, err
 }
 
-// linger tells the sender the outcome, and again whenever it still sends (its copy of our
-// DONE may be lost), for up to two seconds of its silence.
+// linger tells the sender the outcome three times (0, 100 and 300 ms: the sender, having
+// served every block, sends nothing more that would prompt us), and again whenever it still
+// sends, until it has been silent for a second.
 func (r *receiver) linger(ctx context.Context, frames <-chan []byte, status uint8, text string) {
 	sendDone(r.p, r.offer.ID, status, text)
-	t := time.NewTimer(2 * time.Second)
-	defer t.Stop()
-	last := time.Now()
+	quiet := time.NewTimer(time.Second)
+	defer quiet.Stop()
+	repeat := time.NewTicker(100 * time.Millisecond)
+	defer repeat.Stop()
+	repeats, last := 0, time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-quiet.C:
 			return
+		case <-repeat.C:
+			if repeats++; repeats == 1 || repeats == 3 {
+				sendDone(r.p, r.offer.ID, status, text)
+			}
 		case _, ok := <-frames:
 			if !ok {
 				return
@@ -379,7 +386,7 @@ func (r *receiver) linger(ctx context.Context, frames <-chan []byte, status uint
 				sendDone(r.p, r.offer.ID, status, text)
 				last = time.Now()
 			}
-			t.Reset(2 * time.Second)
+			quiet.Reset(time.Second)
 		}
 	}
 }
