@@ -90,6 +90,13 @@ func (m *master) emit(p engine.Pair) {
 	default:
 		m.buf = format.AppendText(m.buf[:0], m.n, p, m.opts)
 	}
+	// Whole lines per write to stdout: flush before a line that does not fit, so the buffer
+	// never splits one (a second Ctrl-C exits after the write in flight, cliutil.OutputWriter).
+	if len(m.buf) > m.w.Available() && m.w.Buffered() > 0 {
+		if err := m.w.Flush(); err != nil && m.writeEr == nil {
+			m.writeEr = err
+		}
+	}
 	if _, err := m.w.Write(m.buf); err != nil && m.writeEr == nil {
 		m.writeEr = err
 	}
