@@ -33,7 +33,7 @@ type node struct {
 // (APDM/APDF, MASQUERADE --random-fully), one on the public segment. Expected paths:
 // same NAT lan; cone↔cone and cone↔symmetric direct (the side facing the symmetric NAT learns
 // the address); port-restricted↔symmetric and symmetric↔symmetric relayed; every client
-// reports the NAT its router implements (RFC 5780 against coturn).
+// reports the NAT its router implements (RFC 5780 against coturn) and whether it hairpins.
 func TestNATMesh(t *testing.T) {
 	labtest.SkipUnlessAvailable(t)
 	srvBin, cliBin := testbin.Build(t, "ptpserver"), testbin.Build(t, "ptpclient")
@@ -63,7 +63,7 @@ func TestNATMesh(t *testing.T) {
 	stun := netip.AddrPortFrom(netlab.STUNAddr1, netlab.STUNPort).String()
 	for _, nd := range nodes {
 		nd.proc, err = nd.host.Start(cliBin, "-s", netlab.Rendezvous.String(), "-p", strconv.Itoa(srvPort), "--bind", nd.bind,
-			"--stun", stun, "--json", "--duration", "14s")
+			"--stun", stun, "--hairpin", "--json", "--duration", "14s")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -80,7 +80,13 @@ func TestNATMesh(t *testing.T) {
 		"symmetric":      {"address-and-port-dependent", "address-and-port-dependent"},
 		"public":         {"endpoint-independent", "endpoint-independent"},
 	}
+	// Hairpin: only the full-cone router is configured to hairpin (the public host reaches its own
+	// address locally).
+	wantHairpin := map[string]string{"fullcone": "yes", "portrestricted": "no", "symmetric": "no", "public": "yes"}
 	for _, nd := range nodes {
+		if h := nd.sum.Self.NAT.Hairpin; h != wantHairpin[nd.kind] {
+			t.Errorf("%s (%s) reports hairpin %s (%s), want %s", nd.name, nd.kind, h, nd.sum.Self.NAT.HairpinReason, wantHairpin[nd.kind])
+		}
 		got := [2]string{nd.sum.Self.NAT.Mapping, nd.sum.Self.NAT.Filtering}
 		if got != wantNAT[nd.kind] || nd.sum.Self.NAT.Method != "rfc5780" {
 			t.Errorf("%s (%s) reports NAT %+v, want %v", nd.name, nd.kind, nd.sum.Self.NAT, wantNAT[nd.kind])
