@@ -251,7 +251,9 @@ func (c *Client) Open(ctx context.Context) error {
 			ip = routeSource(c.server)
 		}
 	}
+	c.mu.Lock()
 	c.local = netip.AddrPortFrom(ip, la.Port())
+	c.mu.Unlock()
 	c.prober = natprobe.NewProber(func(b []byte, to netip.AddrPort) error {
 		c.mu.Lock()
 		defer c.mu.Unlock()
