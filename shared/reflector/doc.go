@@ -20,8 +20,8 @@
 // Several workers serve one socket (Config.Workers, ServeOptions.Workers) or one
 // SO_REUSEPORT socket each (udpsock.ListenGroup with Run).
 //
-// Limits a remote sender cannot lift (issue 11): learned sessions are bounded (MaxSessions,
-// DefaultMaxSessions = 65536, each at most SessionBytes = 512 bytes of heap, so 32 MiB); a
+// Limits a remote sender cannot lift (issue 11): sessions, learned and provisioned together, are
+// bounded (MaxSessions, DefaultMaxSessions = 65536, each at most SessionBytes = 512 bytes of heap, so 32 MiB); a
 // full table evicts its least recently used learned session for a newcomer (Stats.Evicted),
 // so flooding it locks nobody out, and a new session needs a token of its source prefix
 // (IPv4 /24, IPv6 /64; 100 per second, bursts of 1000 by default; DropRateLimited). The

@@ -207,3 +207,69 @@ func TestSessionBytes(t *testing.T) {
 		t.Errorf("%.0f bytes per session, documented bound SessionBytes = %d", per, SessionBytes)
 	}
 }
+
+// Provisioned sessions count against MaxSessions with the learned ones: learned plus
+// provisioned never exceed the limit; a learned newcomer evicts the least recently used
+// learned session but never a provisioned one; Provision into a full table is refused (it
+// never evicts a sender that is measuring).
+func TestProvisionedCountAgainstMax(t *testing.T) {
+	const max = 3
+	tab := NewTable(max)
+	now := t2Time
+	key := func(port uint16) SessionKey {
+		return SessionKey{Peer: netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), port), Local: local}
+	}
+	learn := func(port uint16) bool {
+		now = now.Add(time.Millisecond)
+		k := key(port)
+		_, _, ok := tab.learn(&k, FormatSTAMP, testpkt.ModeUnauthenticated, now)
+		return ok
+	}
+	has := func(port uint16) bool {
+		k := key(port)
+		sh := tab.shard(&k)
+		sh.mu.Lock()
+		defer sh.mu.Unlock()
+		_, ok := sh.m[k]
+		return ok
+	}
+	check := func(step string, total, learned int) {
+		t.Helper()
+		if tab.Len() != total || tab.Learned() != learned {
+			t.Fatalf("%s: %d sessions (%d learned), want %d (%d learned)", step, tab.Len(), tab.Learned(), total, learned)
+		}
+	}
+	for p := uint16(101); p <= 102; p++ {
+		if err := tab.Provision(&Session{Key: key(p)}, false); err != nil {
+			t.Fatalf("provision %d: %v", p, err)
+		}
+	}
+	if !learn(1) {
+		t.Fatal("learn into the last free place refused")
+	}
+	check("two provisioned, one learned", 3, 1)
+	if !learn(2) || has(1) || !has(101) || !has(102) {
+		t.Errorf("learn in a full table: port 1 kept %v, provisioned kept %v %v", has(1), has(101), has(102))
+	}
+	check("learned newcomer evicted the learned one", 3, 1)
+	if err := tab.Provision(&Session{Key: key(103)}, false); err != ErrTableFull || !has(2) {
+		t.Errorf("provision into a full table: %v (learned session kept %v), want ErrTableFull", err, has(2))
+	}
+	// Re-provisioning an existing key, or turning a learned session into a provisioned one,
+	// needs no room.
+	if err := tab.Provision(&Session{Key: key(101)}, true); err != nil {
+		t.Errorf("replace in a full table: %v", err)
+	}
+	if err := tab.Provision(&Session{Key: key(2)}, false); err != nil {
+		t.Errorf("provision the learned key: %v", err)
+	}
+	check("all provisioned", 3, 0)
+	if learn(5) {
+		t.Error("a learned session got into a table full of provisioned ones")
+	}
+	check("after refusals", 3, 0)
+	if !tab.Remove(key(101)) || !learn(6) {
+		t.Error("no room after removing a provisioned session")
+	}
+	check("after removal", 3, 1)
+}

@@ -28,9 +28,10 @@ type Config struct {
 	Stateless bool
 	// ProvisionedOnly drops packets of sessions that were not provisioned.
 	ProvisionedOnly bool
-	// MaxSessions limits learned sessions (DefaultMaxSessions when ≤ 0; there is no
-	// unlimited table). When it is full, a new session takes the place of the least recently
-	// used learned one (Stats.Evicted), so a flood of new sessions cannot lock newcomers out.
+	// MaxSessions limits the sessions, learned and provisioned together (DefaultMaxSessions
+	// when ≤ 0; there is no unlimited table). When it is full, a new session takes the place
+	// of the least recently used learned one (Stats.Evicted), so a flood of new sessions
+	// cannot lock newcomers out.
 	MaxSessions int
 	// SessionRate and SessionBurst bound how many new learned sessions one source prefix
 	// (IPv4 /24, IPv6 /64) may open: SessionRate per second on average, SessionBurst at once

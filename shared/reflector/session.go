@@ -137,7 +137,8 @@ type SessionInfo struct {
 	LastSeen    time.Time `json:"last_seen,omitzero"`
 }
 
-// ErrTableFull is returned by Provision when MaxSessions sessions exist.
+// ErrTableFull is returned by Provision when the table holds its limit of sessions and none
+// of them is a learned one that could make room.
 var ErrTableFull = errors.New("reflector: session table full")
 
 // ErrExists is returned by Provision for a key that is already provisioned.
@@ -161,7 +162,8 @@ type Table struct {
 	seed    uint64
 	shards  [numShards]shard
 	max     int
-	dynamic atomic.Int64 // learned sessions
+	dynamic atomic.Int64 // learned sessions (reserved before insertion)
+	prov    atomic.Int64 // provisioned sessions
 	total   atomic.Int64
 }
 
@@ -173,9 +175,11 @@ const DefaultMaxSessions = 65536
 // table's maps; TestSessionBytes measures it).
 const SessionBytes = 512
 
-// NewTable returns an empty table limited to max learned sessions (DefaultMaxSessions when
-// max ≤ 0). Provisioned sessions do not count against the limit. When it is full, a new
-// session replaces the least recently used learned one.
+// NewTable returns an empty table limited to max sessions, learned and provisioned together
+// (DefaultMaxSessions when max ≤ 0), so provisioning cannot raise the memory bound. When it
+// is full, a new learned session replaces the least recently used learned one (a table full
+// of provisioned sessions refuses it); Provision refuses a new key with ErrTableFull, so the
+// operator's provisioning never evicts a sender that is measuring.
 func NewTable(max int) *Table {
 	if max <= 0 {
 		max = DefaultMaxSessions
@@ -187,7 +191,7 @@ func NewTable(max int) *Table {
 	return t
 }
 
-// Max returns the learned-session limit.
+// Max returns the session limit (learned plus provisioned).
 func (t *Table) Max() int { return t.max }
 
 func (t *Table) shard(k *SessionKey) *shard {
@@ -252,7 +256,7 @@ func (t *Table) lookup(k *SessionKey, now int64) *Session {
 // when there was none to evict.
 func (t *Table) learn(k *SessionKey, format Format, mode testpkt.Mode, now time.Time) (s *Session, evicted, ok bool) {
 	ns := now.UnixNano()
-	if t.dynamic.Add(1) > int64(t.max) {
+	if t.dynamic.Add(1)+t.prov.Load() > int64(t.max) {
 		if !t.evictLRU() {
 			t.dynamic.Add(-1)
 			return nil, false, false
@@ -307,21 +311,29 @@ func (t *Table) evictLRU() bool {
 }
 
 // Provision adds (or replaces, when replace is set) an operator-provisioned session. The
-// Session's state starts fresh; its sequence counter starts at 0 (B-12).
+// Session's state starts fresh; its sequence counter starts at 0 (B-12). A new key is
+// refused with ErrTableFull when the table holds Max sessions, learned and provisioned.
 func (t *Table) Provision(s *Session, replace bool) error {
 	sh := t.shard(&s.Key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if old, ok := sh.m[s.Key]; ok {
+	old, ok := sh.m[s.Key]
+	if !ok && t.prov.Load()+t.dynamic.Load() >= int64(t.max) {
+		return ErrTableFull
+	}
+	if ok {
 		if old.Provisioned && !replace {
 			return ErrExists
 		}
 		if !old.Provisioned {
 			sh.unlink(old)
 			t.dynamic.Add(-1)
+		} else {
+			t.prov.Add(-1)
 		}
 		t.total.Add(-1)
 	}
+	t.prov.Add(1)
 	s.Provisioned = true
 	s.created = time.Now()
 	s.prev, s.next = nil, nil
@@ -343,6 +355,8 @@ func (t *Table) Remove(k SessionKey) bool {
 		if !s.Provisioned {
 			sh.unlink(s)
 			t.dynamic.Add(-1)
+		} else {
+			t.prov.Add(-1)
 		}
 		delete(sh.m, k)
 		t.total.Add(-1)

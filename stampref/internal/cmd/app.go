@@ -65,7 +65,7 @@ func NewApp(version string) *cli.App {
 		&cli.StringFlag{Name: flagKeyFile, Aliases: []string{"k"}, Usage: "HMAC key `FILE` (raw octets, or hex:… ; mode 0600; reloaded on SIGHUP): authenticated mode"},
 		&cli.BoolFlag{Name: flagAuth, Aliases: []string{"a"}, Usage: "authenticated mode (112-octet packets, HMAC-SHA-256/128); implied by --key-file"},
 		&cli.BoolFlag{Name: flagStateless, Usage: "reflect the sender's sequence number instead of per-session counters"},
-		cliutil.IntFlag(flagMaxSessions, "most learned sessions (≤ 512 bytes each); when full, a new one replaces the least recently used", reflector.DefaultMaxSessions, 1, 1<<24),
+		cliutil.IntFlag(flagMaxSessions, "most sessions, learned and provisioned together (≤ 512 bytes each); when full, a new learned one replaces the least recently used learned one", reflector.DefaultMaxSessions, 1, 1<<24),
 		&cli.DurationFlag{Name: flagIdleTimeout, Value: reflector.DefaultIdleTimeout, Usage: "expire learned sessions idle this long"},
 		&cli.BoolFlag{Name: flagProvisionedOnly, Usage: "answer only sessions provisioned through the API"},
 		&cli.BoolFlag{Name: flagRefuseDSCP, Usage: "do not apply Class of Service DSCP requests (reply with the received DSCP, RP=1)"},

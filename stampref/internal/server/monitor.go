@@ -30,14 +30,13 @@ import (
 //	GET    /metrics         Prometheus text exposition format
 //
 // "local" may be omitted when stampref has one listener; "key" (raw or "hex:…", as in key
-// files) gives the session its own HMAC key. Provisioned sessions count against
-// MaxSessions and are removed after ProvisionedIdle without a packet.
+// files) gives the session its own HMAC key. Provisioned sessions count against the
+// reflector's MaxSessions with the learned ones and are removed after ProvisionedIdle
+// without a packet.
 type Monitor struct {
 	R       *reflector.Reflector
 	Listen  []netip.AddrPort
 	Started time.Time
-	// MaxSessions bounds the table (learned plus provisioned) for POST (0 = unlimited).
-	MaxSessions int
 	// ProvisionedIdle removes API-provisioned sessions this long after creation or their
 	// last packet (0 = never; ExpireProvisioned does the work).
 	ProvisionedIdle time.Duration
@@ -200,12 +199,13 @@ func (m *Monitor) postSession(w http.ResponseWriter, req *http.Request) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.MaxSessions > 0 && m.R.Table().Len() >= m.MaxSessions {
+	// The table bounds learned and provisioned sessions together (--max-sessions); a full
+	// table refuses the POST rather than evict a sender that is measuring.
+	if err := m.R.Table().Provision(s, false); errors.Is(err, reflector.ErrTableFull) {
 		m.refusedFull.Add(1)
-		httpError(w, http.StatusInsufficientStorage, fmt.Errorf("%w: --max-sessions %d reached (learned and provisioned)", reflector.ErrTableFull, m.MaxSessions))
+		httpError(w, http.StatusInsufficientStorage, fmt.Errorf("%w: --max-sessions %d reached (learned and provisioned)", err, m.R.Table().Max()))
 		return
-	}
-	if err := m.R.Table().Provision(s, false); err != nil {
+	} else if err != nil {
 		httpError(w, http.StatusConflict, err)
 		return
 	}

@@ -84,7 +84,7 @@ func TestProvisionedLimitsAndExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &Monitor{R: r, Listen: []netip.AddrPort{listen}, Started: time.Now(), MaxSessions: 3, ProvisionedIdle: time.Minute}
+	m := &Monitor{R: r, Listen: []netip.AddrPort{listen}, Started: time.Now(), ProvisionedIdle: time.Minute}
 	h := m.Handler()
 	postN := func(i int) int {
 		req := httptest.NewRequest(http.MethodPost, "/sessions", strings.NewReader(fmt.Sprintf(`{"peer": "192.0.2.1:%d", "ssid": 1}`, 1000+i)))
@@ -132,5 +132,54 @@ func TestProvisionedLimitsAndExpiry(t *testing.T) {
 	h.ServeHTTP(w, httptest.NewRequest(http.MethodDelete, "/sessions/1@192.0.2.1:1009@127.0.0.1:8620", nil))
 	if w.Code != http.StatusNoContent || m.Provisioned() != 0 {
 		t.Errorf("DELETE: %d, provisioned %d", w.Code, m.Provisioned())
+	}
+}
+
+// Provisioned and learned sessions share --max-sessions: learned sessions cannot grow the
+// table past the limit beside provisioned ones (they evict only each other), and a POST into
+// a full table answers 507 without evicting a measuring sender.
+func TestProvisionedAndLearnedShareMax(t *testing.T) {
+	listen := netip.MustParseAddrPort("127.0.0.1:8620")
+	r, err := reflector.New(reflector.Config{Mode: testpkt.ModeUnauthenticated, MaxSessions: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &Monitor{R: r, Listen: []netip.AddrPort{listen}, Started: time.Now(), ProvisionedIdle: time.Minute}
+	h := m.Handler()
+	w := r.NewWorker()
+	now := time.Now()
+	learn := func(port uint16) bool {
+		now = now.Add(time.Millisecond)
+		sp := testpkt.SenderPacket{Mode: testpkt.ModeUnauthenticated, Seq: 1, Timestamp: testpkt.Stamp(now, false)}
+		p := &reflector.Packet{Data: sp.AppendTo(nil), Peer: netip.AddrPortFrom(netip.MustParseAddr("192.0.2.9"), port),
+			Local: listen, Listener: listen, RxTime: now}
+		_, _, ok := w.Reflect(p, make([]byte, 0, 2048))
+		return ok
+	}
+	post := func(port int) int {
+		req := httptest.NewRequest(http.MethodPost, "/sessions", strings.NewReader(fmt.Sprintf(`{"peer": "192.0.2.1:%d", "ssid": 1}`, port)))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for i := range 2 {
+		if c := post(1000 + i); c != http.StatusCreated {
+			t.Fatalf("POST %d: %d", i, c)
+		}
+	}
+	// Before the fix the learned sessions had a limit of their own: 2 + 3 here.
+	for p := uint16(1); p <= 3; p++ {
+		if !learn(p) {
+			t.Fatalf("learned session %d refused", p)
+		}
+		if n := r.Table().Len(); n != 3 {
+			t.Fatalf("after learning %d: %d sessions, want the limit 3", p, n)
+		}
+	}
+	if r.Table().Learned() != 1 || r.Stats.Evicted.Load() != 2 {
+		t.Errorf("%d learned, %d evicted; want 1 learned beside 2 provisioned, 2 evicted", r.Table().Learned(), r.Stats.Evicted.Load())
+	}
+	if c := post(2000); c != http.StatusInsufficientStorage || m.refusedFull.Load() != 1 || r.Table().Learned() != 1 {
+		t.Errorf("POST into a full table: %d, refused %d, learned %d", c, m.refusedFull.Load(), r.Table().Learned())
 	}
 }

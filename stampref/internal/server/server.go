@@ -132,7 +132,7 @@ func Run(ctx context.Context, cfg Config, log *logrus.Logger) error {
 	var mon *Monitor
 	var side *httpside.Server
 	if cfg.Monitor != "" {
-		mon = &Monitor{R: r, Listen: addrs, Started: time.Now(), MaxSessions: rc.MaxSessions, ProvisionedIdle: cfg.ProvisionedIdle}
+		mon = &Monitor{R: r, Listen: addrs, Started: time.Now(), ProvisionedIdle: cfg.ProvisionedIdle}
 		side, err = httpside.Listen(ctx, httpside.Config{Addr: cfg.Monitor, Token: cfg.MonitorToken, Logger: log}, mon.Handler())
 		if err != nil {
 			log.WithError(err).WithField("addr", cfg.Monitor).
