@@ -338,4 +338,137 @@ func TestMiddleboxModes(t *testing.T) {
 		}
 		expectAll(t, got, want)
 	})
+
+	t.Run("synproxy", func(t *testing.T) {
+		if err := m.SetMode(netlab.ModeSYNProxy); err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]int
+		f := capture(t, m, "synproxy", port, func() { got, _ = runTest(t, m, bin, port, "") })
+		want := map[string]int{}
+		synAcksC := func(pred func(*layers.TCP) bool) int {
+			return count(f.c, func(p netlab.CapturedPacket) bool {
+				return fromServer(p, port) && p.TCP.SYN && p.TCP.ACK && pred(p.TCP)
+			})
+		}
+		all := synAcksC(func(*layers.TCP) bool { return true })
+		// The client's SYN/ACKs come from the router: window 0, cookie ISN, no kind-30 echo.
+		if all > 0 && synAcksC(func(x *layers.TCP) bool { return x.Window == 0 }) == all {
+			want["UnexpAwnd"], want["UnexpAwnd4Opt"] = 1, 1
+		}
+		if synAcksC(func(x *layers.TCP) bool { return hasOpt(x, 30) }) == 0 &&
+			count(f.s, func(p netlab.CapturedPacket) bool { return cSYN(p) && hasOpt(p.TCP, 30) }) == 0 {
+			want["SynOpt"], want["SynOpt2"] = 3, 3
+		}
+		// The server's SYN/ACKs carry its ISN, the client's do not: incoming seq translated.
+		if count(f.s, func(p netlab.CapturedPacket) bool { return fromServer(p, port) && p.TCP.SYN && p.TCP.Seq == 0xabcdef }) > 0 &&
+			synAcksC(func(x *layers.TCP) bool { return x.Seq == 0xabcdef }) == 0 {
+			want["ChangeIncomingSeq"], want["ChangeIncomingSeq4Opt"] = 1, 1
+		}
+		// SYN data never reaches the server (the SYN is re-originated without it), and the
+		// client's SYN/ACKs carry the router's window scale 7.
+		if count(f.s, func(p netlab.CapturedPacket) bool { return cSYN(p) && len(p.Payload) > 0 }) == 0 {
+			want["ChangeMss"], want["TtlReset"] = 7, 1
+			if synAcksC(func(x *layers.TCP) bool { return hasOpt(x, layers.TCPOptionKindWindowScale) }) > 0 {
+				want["WsConsistent"] = 6
+			}
+		}
+		if synAcksC(func(x *layers.TCP) bool { return x.ECE }) == 0 {
+			want["Ecn"] = 3
+		}
+		// Strict conntrack drops INVALID segments: those ACKing data the server never sent
+		// (AckHole) leave the client and never reach the server.
+		beyond := func(p netlab.CapturedPacket) bool {
+			return toServer(p, port) && len(p.Payload) > 0 && p.TCP.ACK && p.TCP.Ack > 11259375+600
+		}
+		if count(f.c, beyond) > 0 && count(f.s, beyond) == 0 {
+			want["AckHole"] = 1
+		}
+		if len(want) < 11 {
+			t.Errorf("captures do not show the SYN proxy: %v", want)
+		}
+		for k, w := range want {
+			if got[k] != w {
+				t.Errorf("%s = %d, want %d (from the captures)", k, got[k], w)
+			}
+		}
+		// Other keys: no change, or not run where data sent right after the handshake was
+		// dropped before the router's server connection existed (the SYNPROXY race, tcpexpose.md
+		// §4), or dropped as conntrack-INVALID (the D-SACK and unseen-ACK segments).
+		for _, k := range probe.AllKeys() {
+			if _, ok := want[k]; ok {
+				continue
+			}
+			v := got[k]
+			switch {
+			case v == 0 || v == -1:
+			case (k == "SackTranslated" || k == "UnseenAck") && v == 1:
+			default:
+				t.Errorf("%s = %d: a change the captures do not explain", k, v)
+			}
+		}
+	})
+
+	t.Run("proxy", func(t *testing.T) {
+		if err := m.SetMode(netlab.ModeProxy); err != nil {
+			t.Fatal(err)
+		}
+		r80, err := m.Server.Start(bin, "responder", "--listen", fmt.Sprintf("%s:80", netlab.MiddleboxServer), "--manage-firewall", "--log-level", "warn")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r80.Stop()
+		const web = 80
+		var got map[string]int
+		f := capture(t, m, "proxy", web, func() { got, _ = runTest(t, m, bin, web, "") })
+		want := map[string]int{}
+		// Every connection reaching the server comes from the router itself: re-originated.
+		srvSYN := func(p netlab.CapturedPacket) bool { return toServer(p, web) && p.TCP.SYN }
+		fromRouter := count(f.s, func(p netlab.CapturedPacket) bool { return srvSYN(p) && p.Src.Addr() == netlab.MiddleboxRouterS })
+		if fromRouter == 0 || fromRouter != count(f.s, srvSYN) {
+			t.Fatalf("capture: server-side SYNs not all from the router (%d of %d)", fromRouter, count(f.s, srvSYN))
+		}
+		if count(f.s, func(p netlab.CapturedPacket) bool { return srvSYN(p) && hasOpt(p.TCP, 30) }) == 0 {
+			want["SynOpt"], want["SynOpt2"] = 3, 3
+		}
+		if count(f.c, func(p netlab.CapturedPacket) bool { return fromServer(p, web) && p.TCP.SYN && p.TCP.Window == 32768 }) == 0 {
+			want["UnexpAwnd"], want["UnexpAwnd4Opt"] = 1, 1
+		}
+		// The client's data (ISN 252001) never reaches the server with its sequence numbers,
+		// and the server's ISN never reaches the client.
+		if count(f.s, func(p netlab.CapturedPacket) bool {
+			return toServer(p, web) && len(p.Payload) > 0 && p.TCP.Seq == 252002
+		}) == 0 {
+			want["ChangeSeq"], want["ChangeSeq4KnownOpt"], want["ChangeSeq4Opt"] = 1, 1, 1
+		}
+		if count(f.c, func(p netlab.CapturedPacket) bool { return fromServer(p, web) && p.TCP.SYN && p.TCP.Seq == 0xabcdef }) == 0 {
+			want["ChangeIncomingSeq"], want["ChangeIncomingSeq4Opt"] = 1, 1
+		}
+		// The router ACKs the client's data with pure ACKs before the reflection comes back.
+		if count(f.c, func(p netlab.CapturedPacket) bool {
+			return fromServer(p, web) && !p.TCP.SYN && p.TCP.ACK && len(p.Payload) == 0
+		}) > 0 {
+			want["IndAck"], want["IndAck4KnownOpt"], want["IndAck4Opt"] = 1, 1, 1
+		}
+		if count(f.s, func(p netlab.CapturedPacket) bool { return srvSYN(p) && len(p.Payload) > 0 }) == 0 {
+			want["ChangeMss"], want["TtlReset"] = 7, 1
+		}
+		if len(want) < 14 {
+			t.Errorf("captures do not show the proxy: %v", want)
+		}
+		for k, w := range want {
+			if got[k] != w {
+				t.Errorf("%s = %d, want %d (from the captures)", k, got[k], w)
+			}
+		}
+		// The data-path keys of a terminating proxy (splitting, coalescing, caching,
+		// option loss) depend on how the relay writes its socket; they are logged, not asserted.
+		var rest []string
+		for _, k := range probe.AllKeys() {
+			if _, ok := want[k]; !ok {
+				rest = append(rest, fmt.Sprintf("%s %d", k, got[k]))
+			}
+		}
+		t.Logf("not asserted (relay-dependent): %s", strings.Join(rest, " "))
+	})
 }
