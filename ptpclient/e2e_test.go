@@ -2,7 +2,10 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -167,5 +170,30 @@ func TestE2EIPv6(t *testing.T) {
 	}
 	if !strings.HasPrefix(a.Self.Public, "[::1]:") {
 		t.Errorf("public address %q", a.Self.Public)
+	}
+}
+
+// TestNoRoute: a server address without a route is one clear line and exit 1 (run in an empty
+// network namespace, which has no routes at all).
+func TestNoRoute(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a network namespace")
+	}
+	ipBin, err := exec.LookPath("ip")
+	if err != nil {
+		t.Skip("iproute2 not installed")
+	}
+	cliBin := testbin.Build(t, "ptpclient")
+	ns := fmt.Sprintf("pkptpc-noroute-%d", os.Getpid())
+	if out, err := exec.Command(ipBin, "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Skipf("ip netns add: %v %s", err, out)
+	}
+	defer exec.Command(ipBin, "netns", "del", ns).Run()
+	cmd := exec.Command(ipBin, "netns", "exec", ns, cliBin, "-s", "192.0.2.1", "--duration", "1s")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "no route to server 192.0.2.1:23456") ||
+		strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
+		t.Errorf("exit %v, output %q; want exit 1 and one line", err, out)
 	}
 }

@@ -231,6 +231,12 @@ func (c *Client) Open(ctx context.Context) error {
 	}
 	tr := c.cfg.Transport
 	if tr == nil {
+		// No route to the server is a setup error, not something to retry for ever.
+		if probe, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(c.server)); err != nil {
+			return fmt.Errorf("no route to server %v: %w", c.server, err)
+		} else {
+			probe.Close()
+		}
 		network := c.cfg.Network
 		// Not bound to ctx: the socket must outlive the run long enough to send SHUTDOWN.
 		t, err := NewUDPTransport(context.Background(), network, c.cfg.Bind)
