@@ -98,6 +98,8 @@ func randomFile(t testing.TB, dir string, size int) (string, []byte) {
 	return p, b
 }
 
+var nextID atomic.Uint32
+
 type result struct {
 	rep Report
 	err error
@@ -105,7 +107,7 @@ type result struct {
 
 func transfer(t *testing.T, ctx context.Context, s, r end, file, dir string, scfg SendConfig, rcfg RecvConfig) (Report, Report, error, error) {
 	t.Helper()
-	scfg.File, scfg.ID = file, 0x5eed
+	scfg.File, scfg.ID = file, nextID.Add(1) // a new id per transfer, as a real sender picks
 	rcfg.Dir = dir
 	rc := make(chan result, 1)
 	go func() { rep, err := Receive(ctx, r, rcfg); rc <- result{rep, err} }()

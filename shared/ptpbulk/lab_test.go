@@ -82,7 +82,7 @@ func labTransfer(t *testing.T, a, b *udpPath, size int, scfg SendConfig) (Report
 	file, data := randomFile(t, src, size)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	scfg.File, scfg.ID = file, 0x1ab
+	scfg.File, scfg.ID = file, nextID.Add(1)
 	rc := make(chan result, 1)
 	go func() { rep, err := Receive(ctx, b, RecvConfig{Dir: dst}); rc <- result{rep, err} }()
 	srep, serr := Send(ctx, a, scfg)
@@ -118,6 +118,9 @@ func TestLabLossReordering(t *testing.T) {
 // TestLabRateVsTCP: on a path limited to 100 Mbit/s (tbf) each way, the bulk transfer's
 // goodput is at least 80 % of what TCP (socat) moves on the same path in the same run.
 func TestLabRateVsTCP(t *testing.T) {
+	if raceEnabled || testing.Short() {
+		t.Skip("a throughput comparison: not under -race or -short")
+	}
 	if _, err := exec.LookPath("socat"); err != nil {
 		t.Skip("socat not installed (Debian package socat)")
 	}
@@ -127,25 +130,33 @@ func TestLabRateVsTCP(t *testing.T) {
 	const size = 20 << 20
 	src := t.TempDir()
 	file, _ := randomFile(t, src, size)
-	// TCP: socat in B discards, socat in A sends the file; timed from A's start to its exit
-	// (A's socat exits once B has acknowledged everything: shut-down after the last byte).
-	port := 5001
-	srv, err := p.B.Start("socat", "-u", fmt.Sprintf("TCP-LISTEN:%d,reuseaddr", port), "OPEN:/dev/null")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
-	time.Sleep(300 * time.Millisecond)
-	start := time.Now()
-	if out, err := p.A.Exec("socat", "-u", "FILE:"+file, fmt.Sprintf("TCP:%s:%d,linger=30", netlab.PathB, port)); err != nil {
-		t.Fatalf("socat: %v %s", err, out)
-	}
-	<-srv.Done() // the listener exits when the connection closes
-	tcp := float64(size) / time.Since(start).Seconds()
 	a, b := labPaths(t, p)
-	_, rrep := labTransfer(t, a, b, size, SendConfig{})
-	t.Logf("TCP (socat) %.1f Mbit/s; bulk %.1f Mbit/s (%.0f %%); %s", tcp*8/1e6, rrep.GoodputBps*8/1e6, 100*rrep.GoodputBps/tcp, Summary(rrep))
-	if rrep.GoodputBps < 0.8*tcp {
-		t.Fatalf("bulk goodput %.1f Mbit/s below 80 %% of TCP's %.1f Mbit/s", rrep.GoodputBps*8/1e6, tcp*8/1e6)
+	// Best of two runs each, alternating, so a burst of load on the shared machine during one
+	// run does not decide the comparison.
+	var tcp, bulk float64
+	var best Report
+	for i := 0; i < 2; i++ {
+		// TCP: socat in B discards, socat in A sends the file; timed from A's start until B's
+		// socat has seen the end of the stream and exited.
+		port := 5001 + i
+		srv, err := p.B.Start("socat", "-u", fmt.Sprintf("TCP-LISTEN:%d,reuseaddr", port), "OPEN:/dev/null")
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		start := time.Now()
+		if out, err := p.A.Exec("socat", "-u", "FILE:"+file, fmt.Sprintf("TCP:%s:%d", netlab.PathB, port)); err != nil {
+			t.Fatalf("socat: %v %s", err, out)
+		}
+		<-srv.Done()
+		tcp = max(tcp, float64(size)/time.Since(start).Seconds())
+		_, rrep := labTransfer(t, a, b, size, SendConfig{})
+		if rrep.GoodputBps > bulk {
+			bulk, best = rrep.GoodputBps, rrep
+		}
+	}
+	t.Logf("TCP (socat) %.1f Mbit/s; bulk %.1f Mbit/s (%.0f %%); %s", tcp*8/1e6, bulk*8/1e6, 100*bulk/tcp, Summary(best))
+	if bulk < 0.8*tcp {
+		t.Fatalf("bulk goodput %.1f Mbit/s below 80 %% of TCP's %.1f Mbit/s", bulk*8/1e6, tcp*8/1e6)
 	}
 }

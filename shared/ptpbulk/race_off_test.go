@@ -1,0 +1,5 @@
+//go:build !race
+
+package ptpbulk
+
+const raceEnabled = false
