@@ -272,3 +272,66 @@ func TestSlowAndLargeBodies(t *testing.T) {
 		t.Errorf("2000-octet chunked body: %d", resp.StatusCode)
 	}
 }
+
+// The idle keep-alive timeout closes a connection that finished a request and sent nothing
+// more; the write timeout ends a response the client does not read. Both are set far below
+// the other timeouts (a minute) and the 30 s hang guard, so the test fails if either is not
+// applied.
+func TestIdleAndWriteTimeouts(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	writeErr := make(chan error, 1)
+	h := http.NewServeMux()
+	h.Handle("/x", echo)
+	h.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) {
+		chunk := make([]byte, 64<<10)
+		for range 1 << 14 { // 1 GiB at most: far more than the socket buffers hold
+			if _, err := w.Write(chunk); err != nil {
+				writeErr <- err
+				return
+			}
+		}
+		writeErr <- nil
+	})
+	srv, err := Listen(ctx, Config{Addr: "127.0.0.1:0", ReadHeaderTimeout: time.Minute, ReadTimeout: time.Minute,
+		WriteTimeout: 300 * time.Millisecond, IdleTimeout: 300 * time.Millisecond}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Idle: one request answered on a keep-alive connection, then silence.
+	c, err := net.Dial("tcp", srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET /x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Close {
+		t.Fatalf("keep-alive request: %d, close %v", resp.StatusCode, resp.Close)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if n, err := br.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("idle keep-alive connection: read %d, %v; want the server to close it (EOF)", n, err)
+	}
+	// Write: the client asks for a large response and never reads it.
+	c2, err := net.Dial("tcp", srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	fmt.Fprintf(c2, "GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n")
+	select {
+	case err := <-writeErr:
+		if err == nil {
+			t.Error("1 GiB written to a client that reads nothing")
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("the response to a client that reads nothing is still being written after 30 s")
+	}
+}
