@@ -146,6 +146,8 @@ type Extras struct {
 	transfers []TransferJSON
 	mapper    *portmap.Mapper
 	sendDone  chan error
+	started   chan struct{} // closed when Start has finished the port mapping's first round
+	startOnce sync.Once
 }
 
 // session is one transfer with one peer: the frames for it arrive on ch.
@@ -158,7 +160,7 @@ type session struct {
 // the transfer reports.
 func New(cfg Config, out io.Writer, terminal, jsonOut bool, log logrus.FieldLogger) *Extras {
 	return &Extras{cfg: cfg, log: log, out: out, json: jsonOut, prog: ptpbulk.NewPrinter(out, terminal && !jsonOut),
-		sessions: map[ptp.UUID]*session{}, sendDone: make(chan error, 1)}
+		sessions: map[ptp.UUID]*session{}, sendDone: make(chan error, 1), started: make(chan struct{})}
 }
 
 // OnExtra is the client's Config.Extra: it hands bulk TLVs to the peer's transfer, starting a
@@ -262,38 +264,46 @@ func (e *Extras) startReceive(peer ptp.UUID) *session {
 	return s
 }
 
-// Start begins the port mapping and the --send transfer once the client runs. ctx ends them.
+// Start begins the port mapping and the --send transfer once the client runs, each in its own
+// goroutine (the mapping's first round takes a few seconds); ctx ends them.
 func (e *Extras) Start(ctx context.Context, cl Client) {
 	e.mu.Lock()
 	e.cl = cl
 	e.mu.Unlock()
-	if e.cfg.PortMapping {
-		port := cl.LocalAddr().Port()
-		m, err := portmap.Start(ctx, portmap.Config{Port: port, Log: e.log, OnChange: func(rs []portmap.Result) {
-			for _, r := range rs {
-				if a, err := netip.ParseAddrPort(r.External); err == nil && r.Granted() {
-					cl.AddCandidate(a)
-				}
-			}
-		}})
-		if err != nil {
-			e.log.WithError(err).Warn("port mapping")
-		} else {
-			e.mu.Lock()
-			e.mapper = m
-			e.mu.Unlock()
-			for _, r := range m.Results() {
-				f := e.log.WithFields(logrus.Fields{"protocol": r.Protocol, "gateway": r.Gateway})
-				if r.Granted() {
-					f.WithFields(logrus.Fields{"external": r.External, "lifetime_s": r.Lifetime}).Info("port mapping granted")
-				} else {
-					f.WithField("error", r.Error).Info("port mapping not granted")
-				}
-			}
+	go func() {
+		defer e.startOnce.Do(func() { close(e.started) })
+		if e.cfg.PortMapping {
+			e.mapPort(ctx, cl)
 		}
-	}
+	}()
 	if e.cfg.Send != "" {
 		go func() { e.sendDone <- e.send(ctx) }()
+	}
+}
+
+func (e *Extras) mapPort(ctx context.Context, cl Client) {
+	port := cl.LocalAddr().Port()
+	m, err := portmap.Start(ctx, portmap.Config{Port: port, Log: e.log, OnChange: func(rs []portmap.Result) {
+		for _, r := range rs {
+			if a, err := netip.ParseAddrPort(r.External); err == nil && r.Granted() {
+				cl.AddCandidate(a)
+			}
+		}
+	}})
+	if err != nil {
+		e.log.WithError(err).Warn("port mapping")
+		return
+	}
+	e.mu.Lock()
+	e.mapper = m
+	e.mu.Unlock()
+	for _, r := range m.Results() {
+		f := e.log.WithFields(logrus.Fields{"protocol": r.Protocol, "gateway": r.Gateway})
+		if r.Granted() {
+			f.WithFields(logrus.Fields{"external": r.External, "lifetime_s": r.Lifetime}).Info("port mapping granted")
+		} else {
+			f.WithField("error", r.Error).Info("port mapping not granted")
+		}
 	}
 }
 
@@ -368,7 +378,14 @@ func (e *Extras) Summary() Summary {
 }
 
 // Close stops the transfers and deletes the port mappings (the exit path, SIGTERM included).
+// It waits for a running Start, so a mapping granted while the client stops is deleted too.
 func (e *Extras) Close() error {
+	e.mu.Lock()
+	started := e.cl != nil
+	e.mu.Unlock()
+	if started {
+		<-e.started
+	}
 	e.mu.Lock()
 	for _, s := range e.sessions {
 		s.cancel()
