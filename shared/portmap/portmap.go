@@ -91,9 +91,10 @@ type Mapper struct {
 	results []Result
 	protos  []protocol
 	cbMu    sync.Mutex
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	closed  bool
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Start tries every protocol at once, returns when each has succeeded or failed (about
@@ -267,15 +268,14 @@ func (m *Mapper) External() []netip.AddrPort {
 }
 
 // Close stops renewing and deletes every granted mapping (each within Timeout). It is safe to
-// call more than once.
+// call more than once and concurrently (the end of Start's ctx calls it too): every caller
+// returns once the deletions are done.
 func (m *Mapper) Close() error {
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return nil
-	}
-	m.closed = true
-	m.mu.Unlock()
+	m.closeOnce.Do(func() { m.closeErr = m.close() })
+	return m.closeErr
+}
+
+func (m *Mapper) close() error {
 	m.cancel()
 	m.wg.Wait()
 	var errs []error
