@@ -86,11 +86,11 @@ type protocol interface {
 
 // Mapper holds the mappings it obtained.
 type Mapper struct {
-	cfg     Config
-	mu      sync.Mutex
-	results []Result
-	protos  []protocol
-	cbMu    sync.Mutex
+	cfg       Config
+	mu        sync.Mutex
+	results   []Result
+	protos    []protocol
+	cbMu      sync.Mutex
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
