@@ -42,11 +42,11 @@ func responderCommand() *cli.Command {
 			&cli.StringFlag{Name: "listen", Aliases: []string{"l"}, Value: ":" + strconv.Itoa(wire.DefaultPort), Usage: "`ADDR:PORT` to answer (empty address: every local address)"},
 			&cli.StringFlag{Name: "interface", Aliases: []string{"i"}, Usage: "capture on interface `IF` only (default: all)"},
 			&cli.BoolFlag{Name: "manage-firewall", Usage: "install an nft table dropping the kernel's RSTs for the port while running (removed on exit)"},
-			&cli.Uint64Flag{Name: "isn", Value: uint64(def.ISN), Usage: "SYN/ACK initial sequence `NUMBER`"},
+			cliutil.UintFlag("isn", "SYN/ACK initial sequence number", uint64(def.ISN), 0, 0xffffffff),
 			cliutil.IntFlag("window", "advertised window", int64(def.Window), 0, 65535),
 			cliutil.IntFlag("mss", "MSS option of the SYN/ACK", int64(def.MSS), 0, 65535),
 			cliutil.IntFlag("wscale", "window scale shift of the SYN/ACK", int64(def.WScale), 0, 255),
-			&cli.Uint64Flag{Name: "tsval", Value: uint64(def.TSval), Usage: "TSval `NUMBER` of every reply"},
+			cliutil.UintFlag("tsval", "TSval of every reply", uint64(def.TSval), 0, 0xffffffff),
 			cliutil.IntFlag("ttl", "TTL / hop limit of replies", int64(def.TTL), 1, 255),
 		},
 		Action: func(c *cli.Context) error {
@@ -57,11 +57,8 @@ func responderCommand() *cli.Command {
 			if err != nil {
 				return cliutil.Usagef("--listen: %v", err)
 			}
-			if c.Uint64("isn") > 0xffffffff || c.Uint64("tsval") > 0xffffffff {
-				return cliutil.Usagef("--isn and --tsval are 32-bit numbers")
-			}
-			p := responder.Params{ISN: uint32(c.Uint64("isn")), Window: uint16(cliutil.Int(c, "window")), MSS: uint16(cliutil.Int(c, "mss")),
-				WScale: uint8(cliutil.Int(c, "wscale")), TSval: uint32(c.Uint64("tsval")), TTL: uint8(cliutil.Int(c, "ttl"))}
+			p := responder.Params{ISN: uint32(cliutil.Uint(c, "isn")), Window: uint16(cliutil.Int(c, "window")), MSS: uint16(cliutil.Int(c, "mss")),
+				WScale: uint8(cliutil.Int(c, "wscale")), TSval: uint32(cliutil.Uint(c, "tsval")), TTL: uint8(cliutil.Int(c, "ttl"))}
 			cliutil.MarkComplete(c.Context)
 			return responder.Run(c.Context, responder.Config{Listen: listen, Params: p, Interface: c.String("interface"),
 				ManageFirewall: c.Bool("manage-firewall"), Log: cliutil.Logger(c)})

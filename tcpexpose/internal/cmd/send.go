@@ -105,7 +105,7 @@ func sendCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "flags", Value: "S", Usage: "TCP flag `LETTERS`: S A(or .) F R P U E W e"},
 			&cli.StringFlag{Name: "opts", Aliases: []string{"o"}, Usage: "TCP options `SPEC`, e.g. mss:1460,sackok,ts:1:0,ws:7,253:0x1234cafe"},
-			&cli.Uint64Flag{Name: "seq", Value: 252001, Usage: "sequence `NUMBER` (the flow's ISN)"},
+			cliutil.UintFlag("seq", "sequence number of the first segment (the flow's ISN)", 252001, 0, 0xffffffff),
 			&cli.StringFlag{Name: "ack", Usage: "acknowledgement `NUMBER` (default: next expected when the A flag is set)"},
 			cliutil.IntFlag("win", "window", 65535, 0, 65535),
 			cliutil.IntFlag("ttl", "TTL / hop limit", 64, 1, 255),
@@ -125,9 +125,6 @@ func sendCommand() *cli.Command {
 			}
 			if cfg.Dst.Port() == 0 {
 				return cliutil.Usagef("HOST:PORT needs a port")
-			}
-			if c.Uint64("seq") > 0xffffffff {
-				return cliutil.Usagef("--seq is a 32-bit number")
 			}
 			var steps []probe.Step
 			if sc := c.String("script"); sc != "" {
@@ -182,7 +179,7 @@ func sendCommand() *cli.Command {
 				return err
 			}
 			defer e.Close()
-			conn, runErr := e.RunScript(c.Context, steps, uint32(c.Uint64("seq")), c.Duration("wait"))
+			conn, runErr := e.RunScript(c.Context, steps, uint32(cliutil.Uint(c, "seq")), c.Duration("wait"))
 			recs := e.Records()
 			if err := printRecords(c.App.Writer, recs, cliutil.OutputFormat(c) == cliutil.FormatJSON, conn.ToPeer); err != nil {
 				return err

@@ -139,6 +139,40 @@ func capture(t *testing.T, m *netlab.MiddleboxLab, name string, port int, run fu
 	return f
 }
 
+// unseenAcks counts the client's data segments on the client side that ACK beyond anything
+// the server side of the flow sent (as seen there), and how many of them never appear on the
+// server side (same port, sequence number and length).
+func unseenAcks(f capFacts, port uint16) (n, dropped int) {
+	end := map[uint16]uint32{} // per client port: highest server sequence end seen by the client
+	for _, p := range f.c {
+		if fromServer(p, port) {
+			e := p.TCP.Seq + uint32(len(p.Payload))
+			if p.TCP.SYN || p.TCP.FIN {
+				e++
+			}
+			if old, ok := end[p.Dst.Port()]; !ok || int32(e-old) > 0 {
+				end[p.Dst.Port()] = e
+			}
+		}
+	}
+	for _, p := range f.c {
+		if !toServer(p, port) || len(p.Payload) == 0 || !p.TCP.ACK {
+			continue
+		}
+		e, ok := end[p.Src.Port()]
+		if !ok || int32(p.TCP.Ack-e) <= 0 {
+			continue
+		}
+		n++
+		if count(f.s, func(q netlab.CapturedPacket) bool {
+			return toServer(q, port) && q.Src.Port() == p.Src.Port() && q.TCP.Seq == p.TCP.Seq && len(q.Payload) == len(p.Payload)
+		}) == 0 {
+			dropped++
+		}
+	}
+	return n, dropped
+}
+
 // expectAll compares every key with want (keys absent from want must be 0: "no change").
 func expectAll(t *testing.T, got map[string]int, want map[string]int) {
 	t.Helper()
@@ -353,7 +387,7 @@ func TestMiddleboxModes(t *testing.T) {
 		}
 		all := synAcksC(func(*layers.TCP) bool { return true })
 		// The client's SYN/ACKs come from the router: window 0, cookie ISN, no kind-30 echo.
-		if all > 0 && synAcksC(func(x *layers.TCP) bool { return x.Window == 0 }) == all {
+		if all > 0 && synAcksC(func(x *layers.TCP) bool { return x.Window == 0 }) > 0 {
 			want["UnexpAwnd"], want["UnexpAwnd4Opt"] = 1, 1
 		}
 		if synAcksC(func(x *layers.TCP) bool { return hasOpt(x, 30) }) == 0 &&
