@@ -358,18 +358,18 @@ ready:
 	return err
 }
 
-// Summary is what the client's final JSON summary adds: the port-mapping result per protocol
+// Results is what the client's final JSON summary adds: the port-mapping result per protocol
 // and the transfers.
-type Summary struct {
+type Results struct {
 	PortMapping []portmap.Result `json:"port_mapping,omitempty"`
 	Transfers   []TransferJSON   `json:"transfers,omitempty"`
 }
 
 // Summary returns the figures so far.
-func (e *Extras) Summary() Summary {
+func (e *Extras) Summary() Results {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var s Summary
+	var s Results
 	if e.mapper != nil {
 		s.PortMapping = e.mapper.Results()
 	}
