@@ -156,9 +156,10 @@ type Config struct {
 	// MaxSessions bounds concurrent test sessions over all clients (0 = unlimited).
 	MaxSessions int
 	// MaxConnections bounds concurrent control connections (0 = unlimited). When it is
-	// reached, the oldest connection without sessions open longer than EvictIdleAfter is
-	// closed for the newcomer; if there is none, the newcomer gets a Server-Greeting with
-	// Modes 0 (RFC 4656 §3.1: refused) and is closed.
+	// reached, the oldest connection open longer than EvictIdleAfter without a started
+	// session (requested-only sessions end with it) is closed for the newcomer; if there is
+	// none, the newcomer gets a Server-Greeting with Modes 0 (RFC 4656 §3.1: refused) and is
+	// closed.
 	MaxConnections int
 	// MaxConnectionsPerHost bounds concurrent control connections from one client address,
 	// an IPv6 client's /64 (0 = unlimited), refused the same way.
@@ -169,8 +170,9 @@ type Config struct {
 	// HandshakeTimeout bounds the connection setup before SERVWAIT applies
 	// (DefaultHandshakeTimeout when 0).
 	HandshakeTimeout time.Duration
-	// EvictIdleAfter is how long a control connection must have held no session before
-	// it may be closed for a newcomer at MaxConnections (HandshakeTimeout when 0).
+	// EvictIdleAfter is how long a control connection must have been open before, with no
+	// started session, it may be closed for a newcomer at MaxConnections (HandshakeTimeout
+	// when 0).
 	EvictIdleAfter time.Duration
 	// StrictStop closes the control connection when Stop-Sessions has the wrong count
 	// (RFC 5357 §3.8); otherwise the mismatch is logged and the sessions stopped.

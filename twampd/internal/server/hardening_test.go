@@ -203,9 +203,10 @@ func TestIdleConnectionEviction(t *testing.T) {
 	if _, err := dialFrom(t, "127.0.0.4", young.ctl); !errors.Is(err, twampctl.ErrRejected) {
 		t.Fatalf("newcomer with a young idle connection: %v, want a refusal", err)
 	}
-	// Old: evictable after 1 ms, the idle connection is old by the time a newcomer arrives
-	// (50 ms later); the one holding a session is not evicted.
-	ts := startServer(t, Config{Modes: twampctl.ModeUnauthenticated, MaxConnections: 2, EvictIdleAfter: time.Millisecond})
+	// Old: evictable after 1 ms, the idle connection and the one hoarding a requested session
+	// it never starts are old by the time newcomers arrive (50 ms later); the one whose
+	// session was started is not evicted.
+	ts := startServer(t, Config{Modes: twampctl.ModeUnauthenticated, MaxConnections: 3, EvictIdleAfter: time.Millisecond})
 	busy, err := dialFrom(t, "127.0.0.2", ts.ctl)
 	if err != nil {
 		t.Fatal(err)
@@ -213,22 +214,38 @@ func TestIdleConnectionEviction(t *testing.T) {
 	if _, err := busy.RequestSession(&twampctl.RequestTWSession{IPVN: 4, SenderPort: 9}); err != nil {
 		t.Fatal(err)
 	}
+	if err := busy.StartSessions(); err != nil {
+		t.Fatal(err)
+	}
+	hoarder, err := dialFrom(t, "127.0.0.5", ts.ctl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if as, err := hoarder.RequestSession(&twampctl.RequestTWSession{IPVN: 4, SenderPort: 10}); err != nil || as.Accept != twampctl.AcceptOK {
+		t.Fatal(as.Accept, err)
+	}
 	idle, err := dialFrom(t, "127.0.0.3", ts.ctl)
 	if err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(50 * time.Millisecond)
-	if _, err := dialFrom(t, "127.0.0.1", ts.ctl); err != nil {
-		t.Fatalf("newcomer with an old idle connection: %v", err)
+	for _, src := range []string{"127.0.0.1", "127.0.0.6"} {
+		if _, err := dialFrom(t, src, ts.ctl); err != nil {
+			t.Fatalf("newcomer %s with old connections without started sessions: %v", src, err)
+		}
 	}
-	_ = idle.NetConn().SetReadDeadline(time.Now().Add(20 * time.Second))
-	if _, err := idle.NetConn().Read(make([]byte, 1)); err == nil {
-		t.Error("the idle connection was not closed")
+	for name, c := range map[string]*twampctl.Conn{"idle": idle, "hoarding": hoarder} {
+		_ = c.NetConn().SetReadDeadline(time.Now().Add(20 * time.Second))
+		if _, err := c.NetConn().Read(make([]byte, 1)); err == nil {
+			t.Errorf("the %s connection was not closed", name)
+		}
 	}
+	// The hoarded session ended with its connection; the started one runs on.
+	waitFor(t, func() bool { return len(ts.Status().Sessions) == 1 })
 	if _, err := busy.RequestSession(&twampctl.RequestTWSession{IPVN: 4, SenderPort: 9}); err != nil {
-		t.Errorf("connection with a session after the eviction: %v", err)
+		t.Errorf("connection with a started session after the evictions: %v", err)
 	}
-	if ts.m.connsEvicted.Load() != 1 || young.m.connsEvicted.Load() != 0 {
+	if ts.m.connsEvicted.Load() != 2 || young.m.connsEvicted.Load() != 0 {
 		t.Errorf("evicted %d and %d", ts.m.connsEvicted.Load(), young.m.connsEvicted.Load())
 	}
 }

@@ -247,6 +247,7 @@ type controlConn struct {
 	order    [][16]byte
 	since    time.Time    // accepted
 	held     atomic.Int32 // sessions requested or running, not yet ended
+	active   atomic.Int32 // sessions started and not yet ended (running or in their Timeout)
 }
 
 func addrPortOf(a net.Addr) netip.AddrPort {
@@ -574,14 +575,16 @@ func hostKey(a netip.Addr) netip.Addr {
 }
 
 // evictIdleLocked makes room for a newcomer when every control connection slot is taken: it
-// closes the oldest connection that holds no session and has been open longer than
-// EvictIdleAfter (the handshake timeout: a client that connected and requested nothing since), so idle
-// connections cannot lock real clients out until SERVWAIT. It reports whether it closed
-// one; s.mu is held.
+// closes the oldest connection that has no started session and has been open longer than
+// EvictIdleAfter (the handshake timeout), so connections that only wait, or only hoard
+// requested sessions they never start (their sessions end with the connection), cannot
+// lock real clients out until SERVWAIT. A connection whose sessions run is kept: holding a
+// slot for long then takes test traffic or REFWAIT, and per-host bounds cap one address.
+// It reports whether it closed one; s.mu is held.
 func (s *Server) evictIdleLocked(now time.Time) bool {
 	var victim *controlConn
 	for c := range s.conns {
-		if c.held.Load() == 0 && now.Sub(c.since) > s.cfg.EvictIdleAfter && (victim == nil || c.since.Before(victim.since)) {
+		if c.active.Load() == 0 && now.Sub(c.since) > s.cfg.EvictIdleAfter && (victim == nil || c.since.Before(victim.since)) {
 			victim = c
 		}
 	}
@@ -590,7 +593,7 @@ func (s *Server) evictIdleLocked(now time.Time) bool {
 	}
 	s.m.connsEvicted.Add(1)
 	s.refuseLog.warn(s.log.WithField("peer", victim.nc.RemoteAddr().String()).WithField("open_for", now.Sub(victim.since).Round(time.Millisecond).String()),
-		"control connection without sessions closed to make room (--max-connections reached)")
+		"control connection without started sessions closed to make room (--max-connections reached)")
 	victim.nc.Close()
 	delete(s.conns, victim) // its slot is free now; its goroutine's own delete is a no-op
 	return true
