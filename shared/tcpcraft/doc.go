@@ -19,6 +19,7 @@
 // next hop's MAC from the kernel's neighbour table, bypassing the local netfilter OUTPUT chain.
 // Receiving: Recorder captures a flow with AF_PACKET and a BPF filter (shared/capture) and
 // keeps every sent and received segment raw with its kernel timestamp; WritePcap saves them.
+// DstPortFilter is the BPF program of a responder that must not see its own replies.
 //
 // Firewall: RSTRule prints the nft and iptables rules that keep the local kernel from
 // resetting a crafted flow; InstallFirewall installs them as an nft table for one run.

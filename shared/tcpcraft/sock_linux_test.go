@@ -79,10 +79,10 @@ func TestRawSendReceive(t *testing.T) {
 		syn := func(sport uint16) (*Segment, error) {
 			s := Segment{Src: lo, Dst: lo, TTL: 64, SrcPort: sport, DstPort: port, Seq: 252001, Flags: FlagSYN, Window: 8064,
 				Options: []Option{MSS(512), SACKPermitted(), Timestamps(13572468, 0), WindowScale(2)}}
+			cur := rec.Len() // before sending: the answer may be recorded before Send returns
 			if err := raw.Send(s.Bytes()); err != nil {
 				return nil, err
 			}
-			cur := rec.Len()
 			r, ok, err := rec.Next(ctx, &cur, time.Now().Add(5*time.Second), func(x *Segment) bool {
 				return x.SrcPort == port && x.DstPort == sport && x.Has(FlagSYN|FlagACK)
 			})
