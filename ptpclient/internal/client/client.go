@@ -71,7 +71,9 @@ type Config struct {
 	// Extra receives v3 TLVs this package does not handle (bulk transfer, types 20–29) from a
 	// peer, with the path they came over. The message is only valid during the call.
 	Extra func(peer ptp.UUID, path ptp.Path, m *ptp.Message)
-	Log   logrus.FieldLogger
+	// Samples, when set, receives every RTT sample (for --samples); called with the lock held.
+	Samples func(Sample)
+	Log     logrus.FieldLogger
 	// Debug logs every packet; Hexdump adds the bytes of sent packets (with Debug).
 	Debug, Hexdump bool
 }
@@ -84,6 +86,17 @@ type Event struct {
 	Address string    `json:"address,omitempty"`
 	Path    string    `json:"path,omitempty"`
 	Message string    `json:"message"`
+}
+
+// Sample is one RTT measurement: the probe's SEQUENCE, the peer (its address; the server has
+// no UUID row), how it was sent and the RTT.
+type Sample struct {
+	Peer    string        `json:"peer"`
+	Address string        `json:"address"`
+	Seq     uint32        `json:"seq"`
+	Relayed bool          `json:"relayed"`
+	RTT     time.Duration `json:"rtt_ns"`
+	Kernel  bool          `json:"kernel_tx"`
 }
 
 // Counters are the client's packet counters.
@@ -126,6 +139,7 @@ type Client struct {
 	txFn       func(uint32, time.Time)
 	started    time.Time
 	shutdown   bool
+	listed     bool // a list came from the server: we are registered
 
 	counters struct {
 		received, sent, badChecksum, malformed, unknown, stun, sendErrors atomic.Uint64
@@ -706,6 +720,16 @@ func (c *Client) complete(p *peer, pr *probe) {
 	st.jitter.Add(rtt)
 	st.last = rtt
 	pr.state = probeDone
+	if c.cfg.Samples != nil {
+		smp := Sample{Address: p.active.String(), Seq: pr.seq, Relayed: pr.via == viaRelay, RTT: rtt, Kernel: !pr.tx.IsZero()}
+		if p.hasUUID {
+			smp.Peer = p.uuid.String()
+		}
+		if p == &c.srv {
+			smp.Address = c.server.String()
+		}
+		c.cfg.Samples(smp)
+	}
 	if p != &c.srv && c.cfg.Debug {
 		c.log.Debugf("ACK from client %v; RTT %.6fs (seq %d, rtt_ns %d)", p.active, rtt.Seconds(), pr.seq, rtt.Nanoseconds())
 	}

@@ -21,8 +21,9 @@ func (c *Client) onTick(now time.Time) {
 	c.drainTx()
 	if !now.Before(c.nextBeacon) {
 		c.nextBeacon = now.Add(c.cfg.ServerInterval)
-		if c.srv.rcvd == 0 {
-			// Not registered yet: a lost first beacon would otherwise cost a whole interval.
+		if !c.listed {
+			// Not registered yet (no list from the server): a lost first beacon, or a lost
+			// v3 re-registration, would otherwise cost a whole interval.
 			c.nextBeacon = now.Add(min(time.Second, c.cfg.ServerInterval))
 		}
 		c.probe(&c.srv, c.server, viaDirect, true, now)
@@ -147,6 +148,7 @@ func (c *Client) expire(p *peer, now time.Time) {
 
 // list applies a server list (PTP-C3: only when CLIENTLEN matches; v3 pages are collected first).
 func (c *Client) list(m *ptp.Message) {
+	c.listed = true
 	if !m.ListComplete() {
 		c.event("list", nil, "", fmt.Sprintf("ignored a server list: CLIENTLEN %d, %d entries", m.ClientLen, len(m.Entries)))
 		return

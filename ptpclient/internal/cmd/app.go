@@ -43,6 +43,7 @@ const (
 	flagNoUI     = "no-ui"
 	flagInterval = "interval"
 	flagCPUProf  = "cpuprofile"
+	flagSamples  = "samples"
 )
 
 // DefaultPort is the original's port.
@@ -72,6 +73,7 @@ func NewApp(version string) *cli.App {
 		&cli.BoolFlag{Name: flagHairpin, Usage: "also test whether our NAT hairpins (sends a STUN request to our own public address)"},
 		&cli.StringFlag{Name: flagBind, Value: ":0", Usage: "local `ADDRESS:PORT` of the socket (default: any address, a free port)"},
 		&cli.BoolFlag{Name: flagNoUI, Usage: "print one line per event even on a terminal"},
+		&cli.BoolFlag{Name: flagSamples, Usage: "print every RTT sample (peer, SEQUENCE of the probe, RTT in ns): one line each, JSON lines with --json"},
 		&cli.StringFlag{Name: flagCPUProf, Hidden: true, Usage: "write a CPU profile to `FILE` (benchmarks)"},
 		&cli.DurationFlag{Name: flagInterval, Value: client.DefaultProbeInterval, Usage: "probe interval per peer (the original's 0.5 s; 10ms at least)"},
 	)
@@ -120,6 +122,7 @@ type Config struct {
 	Duration time.Duration
 	LogLines int
 	UI       bool
+	Samples  bool
 }
 
 func configure(c *cli.Context, log logrus.FieldLogger) (Config, error) {
@@ -154,6 +157,7 @@ func configure(c *cli.Context, log logrus.FieldLogger) (Config, error) {
 	cfg.Client = client.Config{Server: srv, Bind: c.String(flagBind), Mesh: mesh, STUN: stuns, NoSTUN: c.Bool(flagNoSTUN),
 		Hairpin: c.Bool(flagHairpin), ProbeInterval: c.Duration(flagInterval), Debug: c.Bool(flagDebug), Hexdump: c.Bool(flagHexdump), Log: log}
 	cfg.Duration = c.Duration(flagDuration)
+	cfg.Samples = c.Bool(flagSamples)
 	cfg.LogLines = int(cliutil.Int(c, flagLogLines))
 	cfg.UI = !c.Bool(flagNoUI) && cliutil.OutputFormat(c) == cliutil.FormatText && isTerminal(c.App.Writer)
 	if c.Bool(flagHexdump) && !c.Bool(flagDebug) {
@@ -210,6 +214,9 @@ func Run(ctx context.Context, cfg Config, w io.Writer, format cliutil.Format, lo
 			return
 		}
 		out.event(e)
+	}
+	if cfg.Samples && u == nil {
+		cfg.Client.Samples = out.sample
 	}
 	cl, err := client.New(cfg.Client)
 	if err != nil {
@@ -276,6 +283,26 @@ func (o *output) event(e client.Event) {
 		return
 	}
 	fmt.Fprintf(o.w, "%s %s %s\n", e.Time.UTC().Format("2006-01-02T15:04:05.000Z"), e.Kind, e.Message)
+}
+
+type jsonSample struct {
+	Type string `json:"type"`
+	client.Sample
+}
+
+func (o *output) sample(s client.Sample) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.format == cliutil.FormatJSON {
+		b, _ := json.Marshal(jsonSample{Type: "sample", Sample: s})
+		fmt.Fprintf(o.w, "%s\n", b)
+		return
+	}
+	via := "direct"
+	if s.Relayed {
+		via = "relay"
+	}
+	fmt.Fprintf(o.w, "sample %s seq %d %s rtt %.6f ms\n", s.Address, s.Seq, via, float64(s.RTT)/1e6)
 }
 
 func (o *output) summary(s client.Summary, n client.Counters) {

@@ -2,10 +2,8 @@ package lab
 
 import (
 	"encoding/json"
-	"fmt"
 	"math"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -36,9 +34,6 @@ func TestPathRTTAndLoss(t *testing.T) {
 		In:  netlab.Impairment{Delay: 5 * time.Millisecond},
 	})
 	srvArgs := []string{"-s", netlab.PathB.String(), "-p", "23456", "--json", "--no-tui"}
-	if os.Getenv("PTP_LAB_DEBUG") != "" {
-		srvArgs = append(srvArgs, "-d", "--log-level", "debug")
-	}
 	srv, err := p.B.Start(srvBin, srvArgs...)
 	if err != nil {
 		t.Fatal(err)
@@ -48,17 +43,17 @@ func TestPathRTTAndLoss(t *testing.T) {
 	// the socket's sleepers (the transmit stamp is queued between the stamp and the wire) costs
 	// µs that vary by run; counting checks hold in every run.
 	for run := 1; run <= 3; run++ {
-		timingOK := pathRun(t, p, cliBin, run, srv.Output)
+		timingOK := pathRun(t, p, cliBin, run)
 		if t.Failed() || timingOK {
 			return
 		}
 	}
-	t.Error("client median RTT off by more than 10 µs in 3 runs")
+	t.Error("median RTT error above 10 µs in 3 runs")
 }
 
 // pathRun runs client B (on B, with the server) and client A once and compares A's report with
 // the captures; it reports whether the median RTT was within 10 µs.
-func pathRun(t *testing.T, p *netlab.PathLab, cliBin string, run int, srvOut func() string) bool {
+func pathRun(t *testing.T, p *netlab.PathLab, cliBin string, run int) bool {
 	file := filepath.Join(t.TempDir(), "a0.pcap")
 	stop := labtest.StartCapture(t, p.A, "a0", file, "udp")
 	fileR := filepath.Join(t.TempDir(), "ra.pcap")
@@ -67,10 +62,7 @@ func pathRun(t *testing.T, p *netlab.PathLab, cliBin string, run int, srvOut fun
 	bAddr := netip.AddrPortFrom(netlab.PathB, 40000)
 	const lossTimeout = 3 * time.Second // client.DefaultLossTimeout
 	common := []string{"-s", netlab.PathB.String(), "-p", "23456", "--nostun", "--json", "--interval", "20ms"}
-	debugA := []string{}
-	if os.Getenv("PTP_LAB_DEBUG") != "" {
-		debugA = []string{"-d", "--log-format", "json", "--log-level", "debug"}
-	}
+	debugA := []string{"--samples"}
 	bAddr = netip.AddrPortFrom(netlab.PathB, uint16(40000+10*run))
 	aAddr = netip.AddrPortFrom(netlab.PathA, uint16(40001+10*run))
 	b, err := p.B.Start(cliBin, append(common, "--bind", bAddr.String(), "--duration", "11s")...)
@@ -133,9 +125,6 @@ func pathRun(t *testing.T, p *netlab.PathLab, cliBin string, run int, srvOut fun
 		}
 	}
 	if shutdown.IsZero() || len(answered) < 100 {
-		if os.Getenv("PTP_LAB_DEBUG") != "" {
-			os.WriteFile("/tmp/ptp-lab-server.out", []byte(srvOut()), 0o644)
-		}
 		t.Fatalf("capture: %d probes, %d answered, shutdown %v\n%s", len(sent), len(answered), shutdown, a.Output())
 	}
 	// The client counts loss for probes sent once the path answered, i.e. after the first reply
@@ -159,48 +148,54 @@ func pathRun(t *testing.T, p *netlab.PathLab, cliBin string, run int, srvOut fun
 		if _, ok := answered[s]; ok || ts.Before(first) {
 			continue
 		}
+		// The client checks the timeout every 200 ms (client.expireEvery): a probe that reached
+		// the timeout in the last 200 ms before the shutdown may or may not have been counted.
 		switch age := shutdown.Sub(ts); {
-		case age > lossTimeout+100*time.Millisecond:
+		case age > lossTimeout+300*time.Millisecond:
 			lost++
 		case age > lossTimeout-100*time.Millisecond:
-			ambiguous++ // expired or not depending on the client's last tick
+			ambiguous++
 		}
 	}
-	if len(debugA) > 0 {
-		// Per-packet comparison from the client's debug log (seq and RTT in ns).
-		var diffs []time.Duration
-		for _, line := range strings.Split(a.Output(), "\n") {
-			var rec struct{ Msg string }
-			if json.Unmarshal([]byte(line), &rec) != nil || !strings.HasPrefix(rec.Msg, "ACK from client") {
-				continue
-			}
-			var seq uint32
-			var ns int64
-			i := strings.Index(rec.Msg, "(seq ")
-			if i < 0 {
-				continue
-			}
-			fmt.Sscanf(rec.Msg[i:], "(seq %d, rtt_ns %d)", &seq, &ns)
-			tc, ok1 := crossed[seq]
-			tr, ok2 := answered[seq]
-			if ok1 && ok2 {
-				diffs = append(diffs, time.Duration(ns)-tr.Sub(tc))
-			}
+	// Per-packet error: the client's RTT of each probe (--samples) minus the capture's.
+	var diffs []time.Duration
+	for _, line := range strings.Split(a.Output(), "\n") {
+		var smp struct {
+			Type    string
+			Address string
+			Seq     uint32
+			RTT     int64 `json:"rtt_ns"`
 		}
-		sort.Slice(diffs, func(i, j int) bool { return diffs[i] < diffs[j] })
-		if len(diffs) > 0 {
-			t.Logf("client - capture per packet (%d): min %v p10 %v p50 %v p90 %v max %v", len(diffs), diffs[0], diffs[len(diffs)/10], diffs[len(diffs)/2], diffs[len(diffs)*9/10], diffs[len(diffs)-1])
+		if json.Unmarshal([]byte(line), &smp) != nil || smp.Type != "sample" || smp.Address != bAddr.String() {
+			continue
+		}
+		tc, ok1 := crossed[smp.Seq]
+		tr, ok2 := answered[smp.Seq]
+		if ok1 && ok2 {
+			diffs = append(diffs, time.Duration(smp.RTT)-tr.Sub(tc))
 		}
 	}
+	sort.Slice(diffs, func(i, j int) bool { return diffs[i] < diffs[j] })
+	if len(diffs) < len(answered)*9/10 {
+		t.Fatalf("%d samples matched %d answered probes", len(diffs), len(answered))
+	}
+	errMedian := diffs[len(diffs)/2]
+	t.Logf("run %d: client - capture per packet (%d): min %v p10 %v p50 %v p90 %v max %v", run, len(diffs),
+		diffs[0], diffs[len(diffs)/10], errMedian, diffs[len(diffs)*9/10], diffs[len(diffs)-1])
 	sort.Slice(rtts, func(i, j int) bool { return rtts[i] < rtts[j] })
 	truth := rtts[(len(rtts)-1)/2]
 	got := time.Duration(math.Round(row.RTT.P50 * 1e6))
 	t.Logf("capture: %d probes, %d answered, lost %d (+%d ambiguous), median RTT %v; client: sent %d received %d lost %d, p50 %v, loss %.2f %%",
 		len(sent), len(answered), lost, ambiguous, truth, row.Sent, row.Received, row.Lost, got, row.LossPct)
+	// The figure the issue asks for: the RTT error, median over the probes, within 10 µs. The
+	// difference of the two medians is logged too (it also moves with the shape of the jitter).
 	timingOK := true
-	if d := got - truth; d > 10*time.Microsecond || d < -10*time.Microsecond {
-		t.Logf("run %d: client median RTT %v, capture %v: off by %v (> 10 µs)", run, got, truth, d)
+	if errMedian > 10*time.Microsecond || errMedian < -10*time.Microsecond {
+		t.Logf("run %d: median RTT error %v (> 10 µs)", run, errMedian)
 		timingOK = false
+	}
+	if d := got - truth; d > 50*time.Microsecond || d < -50*time.Microsecond {
+		t.Errorf("run %d: client median RTT %v, capture %v: off by %v", run, got, truth, d)
 	}
 	if int(row.Lost) < lost || int(row.Lost) > lost+ambiguous {
 		t.Errorf("client lost %d, capture says %d (+%d ambiguous at the end)", row.Lost, lost, ambiguous)
