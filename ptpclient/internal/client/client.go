@@ -594,9 +594,9 @@ func (c *Client) handlePeer(m *ptp.Message, src netip.AddrPort, rx time.Time, re
 		}
 	}
 	if len(m.Extra) > 0 && c.cfg.Extra != nil {
-		path := p.path
-		if relayed {
-			path = ptp.PathRelay
+		path := ptp.PathRelay // how this packet came
+		if !relayed {
+			path, _ = c.pathOf(p, src)
 		}
 		c.cfg.Extra(p.uuid, path, m)
 	}
