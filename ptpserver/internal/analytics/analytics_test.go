@@ -2,6 +2,8 @@ package analytics
 
 import (
 	"context"
+	"github.com/probekit/probekit/ptpserver/internal/cmd"
+	"github.com/probekit/probekit/shared/cliutil"
 	"net/netip"
 	"testing"
 	"time"
@@ -93,5 +95,22 @@ func TestWebAddr(t *testing.T) {
 		if got != want || (want == "") != (err != nil) {
 			t.Errorf("%q: %q %v", in, got, err)
 		}
+	}
+}
+
+// The registered flags pass the same lint as ptpserver's own (Register ran in init).
+func TestLintFlags(t *testing.T) {
+	app := cmd.NewApp("test")
+	names := map[string]bool{}
+	for _, f := range app.Flags {
+		names[f.Names()[0]] = true
+	}
+	for _, n := range []string{FlagStore, FlagRetention, FlagEvery, FlagWeb, FlagWebToken, FlagTokenFile} {
+		if !names[n] {
+			t.Errorf("--%s not registered", n)
+		}
+	}
+	for _, err := range cliutil.Lint(app) {
+		t.Error(err)
 	}
 }
