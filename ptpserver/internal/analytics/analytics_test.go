@@ -2,14 +2,14 @@ package analytics
 
 import (
 	"context"
-	"github.com/probekit/probekit/ptpserver/internal/cmd"
-	"github.com/probekit/probekit/shared/cliutil"
 	"net/netip"
 	"testing"
 	"time"
 
+	"github.com/probekit/probekit/ptpserver/internal/cmd"
 	"github.com/probekit/probekit/ptpserver/internal/server"
 	"github.com/probekit/probekit/ptpserver/internal/store"
+	"github.com/probekit/probekit/shared/cliutil"
 	"github.com/probekit/probekit/shared/ptp"
 )
 
