@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -100,6 +101,7 @@ func New(cfg Config) *Handler {
 	h.mux.HandleFunc("GET /api/meshes", h.apiMeshes)
 	h.mux.HandleFunc("GET /api/mesh", h.apiMesh)
 	h.mux.HandleFunc("GET /api/matrix", h.apiMatrix)
+	h.mux.HandleFunc("GET /api/matrix.txt", h.apiMatrixText)
 	h.mux.HandleFunc("GET /api/clients", h.apiClients)
 	h.mux.HandleFunc("GET /api/events", h.apiEvents)
 	h.mux.HandleFunc("GET /api/history", h.apiHistory)
@@ -312,6 +314,64 @@ func (h *Handler) apiMatrix(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, matrixJSON(m, h.cfg.Now()))
+}
+
+// apiMatrixText is the matrix as an ASCII table (curl-friendly; make demo prints it).
+func (h *Handler) apiMatrixText(w http.ResponseWriter, r *http.Request) {
+	m, err := h.cfg.Source.Matrix(r.Context(), r.URL.Query().Get("mesh"))
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	WriteMatrixText(w, m)
+}
+
+// WriteMatrixText writes the matrix as a table: a row per reporter, a column per peer, each
+// cell "path avg-RTT-ms loss%", then the reasons of the cells that are not direct.
+func WriteMatrixText(w io.Writer, m store.Matrix) {
+	cells := map[[2]string]store.Cell{}
+	for _, c := range m.Cells {
+		cells[[2]string{c.From, c.To}] = c
+	}
+	short := func(u string) string {
+		if len(u) > 8 {
+			return u[:8]
+		}
+		return u
+	}
+	const colw = 24
+	fmt.Fprintf(w, "%-10s", "from\\to")
+	for _, p := range m.Peers {
+		fmt.Fprintf(w, " %-*s", colw, short(p))
+	}
+	fmt.Fprintln(w)
+	var reasons []string
+	for _, a := range m.Peers {
+		fmt.Fprintf(w, "%-10s", short(a))
+		for _, b := range m.Peers {
+			txt := "-"
+			if a == b {
+				txt = "."
+			} else if c, ok := cells[[2]string{a, b}]; ok {
+				txt = fmt.Sprintf("%s %.2fms %.1f%%", c.Path, float64(c.RTTAvg)/1000, c.LossPct)
+				if c.Received == 0 {
+					txt = fmt.Sprintf("%s - %.1f%%", c.Path, c.LossPct)
+				}
+				if c.Reason != "" {
+					reasons = append(reasons, fmt.Sprintf("%s -> %s: %s", short(a), short(b), c.Reason))
+				}
+			}
+			fmt.Fprintf(w, " %-*s", colw, txt)
+		}
+		fmt.Fprintln(w)
+	}
+	if len(m.Peers) == 0 {
+		fmt.Fprintln(w, "(no reports)")
+	}
+	for _, r := range reasons {
+		fmt.Fprintln(w, r)
+	}
 }
 
 func (h *Handler) apiClients(w http.ResponseWriter, r *http.Request) {

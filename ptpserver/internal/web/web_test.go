@@ -181,6 +181,16 @@ func TestAPI(t *testing.T) {
 	if reports != 30 || sent != 600 || lost != 90 {
 		t.Fatalf("history totals %d reports, %d sent, %d lost; want 30, 600, 90", reports, sent, lost)
 	}
+	// The ASCII matrix (what make demo prints).
+	tr := get(t, h, "/api/matrix.txt?mesh=lab")
+	tb, _ := io.ReadAll(tr.Body)
+	wantText := "from\\to   0a0a0a0a                 0b0b0b0b                 0c0c0c0c                \n" +
+		"0a0a0a0a   .                        direct 1.23ms 0.0%       relay 20.50ms 15.0%     \n" +
+		"0b0b0b0b   direct 1.25ms 1.0%       .                        lan 0.31ms 1.0%         \n" +
+		"0c0c0c0c   relay 20.40ms 0.0%       none - 100.0%            .                       \n"
+	if !strings.HasPrefix(string(tb), wantText) || !strings.Contains(string(tb), "0c0c0c0c -> 0b0b0b0b: no reply on any candidate address\n") {
+		t.Errorf("matrix.txt:\n%s\nwant prefix:\n%s", tb, wantText)
+	}
 	all := decode[MeshJSON](t, get(t, h, "/api/mesh?mesh=lab"))
 	if len(all.Matrix.Cells) != 6 || len(all.Clients) != 3 || len(all.Events) != 4 {
 		t.Fatalf("mesh overview: %d cells, %d clients, %d events", len(all.Matrix.Cells), len(all.Clients), len(all.Events))
