@@ -184,7 +184,7 @@ func TestAPI(t *testing.T) {
 	// The ASCII matrix (what make demo prints).
 	tr := get(t, h, "/api/matrix.txt?mesh=lab")
 	tb, _ := io.ReadAll(tr.Body)
-	wantText := "from\\to   0a0a0a0a                 0b0b0b0b                 0c0c0c0c                \n" +
+	wantText := "from\\to    0a0a0a0a                 0b0b0b0b                 0c0c0c0c                \n" +
 		"0a0a0a0a   .                        direct 1.23ms 0.0%       relay 20.50ms 15.0%     \n" +
 		"0b0b0b0b   direct 1.25ms 1.0%       .                        lan 0.31ms 1.0%         \n" +
 		"0c0c0c0c   relay 20.40ms 0.0%       none - 100.0%            .                       \n"
