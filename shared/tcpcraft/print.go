@@ -238,21 +238,26 @@ func (s *Segment) Line() string {
 	if s.TCPHeaderLen == 0 {
 		return s.decodedCopy().Line()
 	}
+	return s.line(len(s.Payload), true)
+}
+
+// HeaderLine prints a header without its payload (a reflected copy) as Line does, with the
+// payload length taken from payloadLen and the checksum shown as it is, unverified.
+func (s *Segment) HeaderLine(payloadLen int) string { return s.line(payloadLen, false) }
+
+func (s *Segment) line(n int, verify bool) string {
 	var b strings.Builder
 	b.WriteString(hostPort(s.Src, s.SrcPort) + " > " + hostPort(s.Dst, s.DstPort) + ": Flags [" + FlagString(s.Flags) + "]")
-	sum, ok := s.TCPChecksum, s.ChecksumOK
-	var right uint16
-	if !ok {
-		right = s.rightChecksum()
-	}
-	b.WriteString(", cksum 0x" + hex4(sum))
-	if ok {
-		b.WriteString(" (correct)")
-	} else {
-		b.WriteString(" (incorrect -> 0x" + hex4(right) + ")")
+	b.WriteString(", cksum 0x" + hex4(s.TCPChecksum))
+	if verify {
+		if s.ChecksumOK {
+			b.WriteString(" (correct)")
+		} else {
+			b.WriteString(" (incorrect -> 0x" + hex4(s.rightChecksum()) + ")")
+		}
 	}
 	// As tcpdump: the sequence number only when the segment occupies sequence space.
-	if n := len(s.Payload); n > 0 || s.Flags&(FlagSYN|FlagFIN|FlagRST) != 0 {
+	if n > 0 || s.Flags&(FlagSYN|FlagFIN|FlagRST) != 0 {
 		b.WriteString(", seq " + strconv.FormatUint(uint64(s.Seq), 10))
 		if n > 0 {
 			b.WriteString(":" + strconv.FormatUint(uint64(s.Seq+uint32(n)), 10))
@@ -270,7 +275,7 @@ func (s *Segment) Line() string {
 	}
 	if s.OptErr == nil {
 		// tcpdump stops printing the segment at a bad option.
-		b.WriteString(", length " + strconv.Itoa(len(s.Payload)))
+		b.WriteString(", length " + strconv.Itoa(n))
 	}
 	return b.String()
 }

@@ -131,8 +131,8 @@ func writeResult(w io.Writer, e *probe.Engine, r *probe.Result, asJSON, verbose 
 			obj["modifications"] = []probe.Modification{}
 		}
 		if r.Reflection != nil {
-			obj["reflected"] = map[string]any{"received": r.Reflection.Received.Line(), "received_len": r.Reflection.ReceivedLen,
-				"sent": r.Reflection.Sent.Line(), "received_ttl": r.Reflection.Received.TTL}
+			obj["reflected"] = map[string]any{"received": r.Reflection.Received.HeaderLine(r.Reflection.ReceivedLen), "received_len": r.Reflection.ReceivedLen,
+				"sent": r.Reflection.Sent.HeaderLine(r.Reflection.SentLen), "received_ttl": r.Reflection.Received.TTL}
 		}
 		if len(r.Notes) > 0 {
 			obj["notes"] = r.Notes
@@ -149,7 +149,7 @@ func writeResult(w io.Writer, e *probe.Engine, r *probe.Result, asJSON, verbose 
 			}
 		}
 		if r.Reflection != nil {
-			fmt.Fprintf(&b, "  responder received: %s\n  responder sent:     %s\n", r.Reflection.Received.Line(), r.Reflection.Sent.Line())
+			fmt.Fprintf(&b, "  responder received: %s\n  responder sent:     %s\n", r.Reflection.Received.HeaderLine(r.Reflection.ReceivedLen), r.Reflection.Sent.HeaderLine(r.Reflection.SentLen))
 		}
 		for _, m := range r.Modifications {
 			fmt.Fprintf(&b, "  %s: %s -> %s\n", m.Field, orDash(m.Old), orDash(m.New))
