@@ -143,7 +143,8 @@ type Config struct {
 	// MaxLen is the largest packet Build writes.
 	MaxLen int
 	// Build writes packet seq, departing at t1, into b (len(b) == MaxLen) and returns its
-	// length. It runs on the sending goroutine and must not allocate.
+	// length. It runs on the sending goroutine, without the pipeline's lock (replies are
+	// matched meanwhile; it may sign, encrypt or add TLVs), and must not allocate.
 	Build func(b []byte, seq uint32, t1 time.Time) (int, error)
 	// Decode checks and decodes a reply payload (it may decrypt in place): it sets r.Seq, r.T2
 	// and r.T3, or returns an error wrapping ErrMalformed, ErrForeign or ErrAuth (any other
@@ -396,25 +397,30 @@ func (p *Pipeline) send(ctx context.Context) error {
 	var seq uint64
 	ring := uint64(len(p.ring))
 	txOn := cfg.Conn.Features().TxTimestamps
+	t1s := make([]int64, batch)
 	for !p.aborted() {
 		n, ok := pc.Next(ctx)
 		if !ok {
 			return nil
 		}
-		p.mu.Lock()
-		sent := p.st.Sent
+		// Built without the lock: Build may sign or encrypt and add TLVs, and the receiving
+		// goroutine must not wait for that to match replies.
 		for i := 0; i < n; i++ {
 			t1 := time.Now()
 			q := uint32(seq + uint64(i))
 			k, err := cfg.Build(msgs[i].Buf[:cfg.MaxLen], q, t1)
 			if err != nil {
-				p.mu.Unlock()
 				return fmt.Errorf("build packet %d: %w", q, err)
 			}
-			msgs[i].N = k
+			msgs[i].N, t1s[i] = k, t1.UnixNano()
+		}
+		p.mu.Lock()
+		sent := p.st.Sent
+		for i := 0; i < n; i++ {
+			q := uint32(seq + uint64(i))
 			// Marked used before the send: on loopback the reply can be read before
 			// WriteBatch returns.
-			p.ring[uint64(q)%ring] = slot{seq: q, used: true, t1: t1.UnixNano()}
+			p.ring[uint64(q)%ring] = slot{seq: q, used: true, t1: t1s[i]}
 			// The kernel numbers transmit stamps per datagram sent on the socket (OPT_ID), so
 			// the identifier is known before the send; registering it now lets a stamp read
 			// before WriteBatch returns find its packet.
