@@ -436,11 +436,15 @@ func TestTimers(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if _, err := ctl.NetConn().Read(make([]byte, 1)); err == nil {
-		t.Fatal("idle connection not closed")
+	_ = ctl.NetConn().SetReadDeadline(time.Now().Add(60 * time.Second)) // hang guard
+	var ne net.Error
+	if _, err := ctl.NetConn().Read(make([]byte, 1)); err == nil || errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("idle connection not closed by SERVWAIT: %v", err)
 	}
-	if d := time.Since(start); d < 250*time.Millisecond || d > 3*time.Second {
-		t.Errorf("SERVWAIT closed after %v, want ≈300ms", d)
+	// Never before SERVWAIT (what the server guarantees); no upper bound, since a loaded
+	// machine may deliver the close late.
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Errorf("SERVWAIT closed after %v, want ≥ 300ms (less the timer's slack)", d)
 	}
 	// REFWAIT: a started session without packets ends.
 	ctl, err = dial(t, ts.ctl, clientCfg(twampctl.ModeUnauthenticated))
