@@ -218,6 +218,23 @@ func TestMiddleboxModes(t *testing.T) {
 		expectAll(t, got, nil)
 	})
 
+	t.Run("transparent-ipv6", func(t *testing.T) {
+		r6, err := m.Server.Start(bin, "responder", "--listen", "[fd99:2::2]:34343", "--manage-firewall", "--log-level", "warn")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r6.Stop()
+		out, err := m.Client.Exec(bin, "test", "--log-level", "error", "--manage-firewall", "--timeout", "300ms", "[fd99:2::2]")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		want := "Result: Syn 0 SynOpt 0 SynOpt2 0 Data 0"
+		if !strings.Contains(out, want) || strings.Contains(out[strings.Index(out, "Result:"):], " -1") ||
+			strings.Count(out[strings.Index(out, "Result:"):], " 0") != len(probe.AllKeys()) {
+			t.Errorf("IPv6 through the transparent router: not every key 0:\n%s", out)
+		}
+	})
+
 	t.Run("strip-unknown", func(t *testing.T) {
 		if err := m.SetMode(netlab.ModeTransparent); err != nil {
 			t.Fatal(err)
