@@ -1,7 +1,6 @@
 package reflector
 
 import (
-	"encoding/binary"
 	"net/netip"
 	"time"
 
@@ -358,7 +357,7 @@ func (w *Worker) tlvs(out []byte, base int, c *tlvCtx) int {
 	}
 	// Integrity first: the HMAC TLV over the request as received. In authenticated
 	// mode TLVs other than Extra Padding need one.
-	hmacOff := -1
+	hmacOff, hmacLen := -1, 0
 	needsHMAC := false
 	it := testpkt.NewTLVIterator(ext)
 	for it.Next() {
@@ -366,7 +365,7 @@ func (w *Worker) tlvs(out []byte, base int, c *tlvCtx) int {
 		switch tl.Type {
 		case testpkt.TypeHMAC:
 			if hmacOff < 0 {
-				hmacOff = base + it.Offset()
+				hmacOff, hmacLen = base+it.Offset(), len(tl.Value)
 			}
 		case testpkt.TypeExtraPadding:
 		default:
@@ -378,8 +377,7 @@ func (w *Worker) tlvs(out []byte, base int, c *tlvCtx) int {
 	integrityFailed := false
 	if hmacOff >= 0 && c.signer != nil {
 		v := c.p.Data[hmacOff+testpkt.TLVHeaderLen:]
-		l := int(binary.BigEndian.Uint16(c.p.Data[hmacOff+2:]))
-		integrityFailed = l != testpkt.HMACLen || !c.signer.VerifyTLV(c.p.Data, base, hmacOff, v[:l])
+		integrityFailed = hmacLen != testpkt.HMACLen || !c.signer.VerifyTLV(c.p.Data, base, hmacOff, v[:hmacLen])
 	} else if c.auth && needsHMAC {
 		integrityFailed = true
 	}
@@ -441,8 +439,7 @@ func (w *Worker) tlvs(out []byte, base int, c *tlvCtx) int {
 				flags = testpkt.FlagM
 				break
 			}
-			binary.BigEndian.PutUint32(v[4:], c.rx)
-			binary.BigEndian.PutUint32(v[8:], c.tx)
+			testpkt.PutDirectMeasurementReflector(v, c.rx, c.tx)
 		case testpkt.TypeAccessReport:
 			ar, err := testpkt.ParseAccessReport(v)
 			if err != nil {

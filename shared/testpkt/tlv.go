@@ -301,6 +301,15 @@ func (d DirectMeasurement) Put(b []byte) {
 	binary.BigEndian.PutUint32(b[8:], d.ReflectorTx)
 }
 
+// PutDirectMeasurementReflector fills the reflector's receive and transmit counters into a
+// received Direct Measurement value in place, keeping the sender's transmit counter (the
+// reflector's side of RFC 8972 §4.5). v must be LenDirectMeasurement octets.
+func PutDirectMeasurementReflector(v []byte, rx, tx uint32) {
+	_ = v[LenDirectMeasurement-1]
+	binary.BigEndian.PutUint32(v[4:], rx)
+	binary.BigEndian.PutUint32(v[8:], tx)
+}
+
 // AppendTo appends the 12-octet value to b.
 func (d DirectMeasurement) AppendTo(b []byte) []byte {
 	var v [LenDirectMeasurement]byte

@@ -105,6 +105,11 @@ func TestTypedTLVGolden(t *testing.T) {
 	if v, err := ParseDirectMeasurement(wantDM); err != nil || v != dm {
 		t.Errorf("dm parse %+v %v", v, err)
 	}
+	inPlace := []byte{1, 2, 3, 4, 9, 9, 9, 9, 9, 9, 9, 9}
+	PutDirectMeasurementReflector(inPlace, 5, 0xA0B0C0D0)
+	if !bytes.Equal(inPlace, wantDM) {
+		t.Errorf("direct measurement, reflector's counters in place: %x", inPlace)
+	}
 	ar := AccessReport{ID: AccessIDNon3GPP, ReturnCode: AccessAvailable}
 	if b := ar.AppendTo(nil); !bytes.Equal(b, []byte{0x20, 1, 0, 0}) {
 		t.Errorf("access report %x", b)
