@@ -15,8 +15,10 @@ if [ "$(id -u)" != 0 ]; then
   exit 0
 fi
 echo
-echo "--- responder on loopback: SYN flood, replies per second (go test -bench Loopback)"
-(cd tcpexpose && go test -run '^$' -bench 'ResponderLoopback' -benchtime "${BENCH_DURATION:-3s}" ./internal/responder)
+for rate in 100000 130000; do
+  echo "--- responder on loopback: SYN flood offered at $rate/s, answered per second (go test -bench ResponderLoopback)"
+  (cd tcpexpose && TCPEXPOSE_BENCH_RATE=$rate go test -run '^$' -bench 'ResponderLoopback' -benchtime "${BENCH_COUNT:-300000}x" ./internal/responder)
+done
 echo
 echo "--- full catalogue against the responder on loopback"
 BINABS=$(cd "$BIN" && pwd)

@@ -167,7 +167,7 @@ func BenchmarkResponderLoopback(b *testing.B) {
 		}
 		defer fw.Remove()
 		pkts := synFlood(4096)
-		rate := 120000.0 // offered segments per second (TCPEXPOSE_BENCH_RATE overrides)
+		rate := 100000.0 // offered segments per second (TCPEXPOSE_BENCH_RATE overrides)
 		if v, err := strconv.ParseFloat(os.Getenv("TCPEXPOSE_BENCH_RATE"), 64); err == nil && v > 0 {
 			rate = v
 		}
