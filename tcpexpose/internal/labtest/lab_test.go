@@ -196,6 +196,9 @@ func expectAll(t *testing.T, got map[string]int, want map[string]int) {
 // TestMiddleboxModes builds the lab once and runs the whole catalogue through each router
 // mode. The expected code of every affected key is derived from the router's captures.
 func TestMiddleboxModes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("lab test (about a minute): not in -short mode")
+	}
 	bin := gobuild.Binary(t, "../..")
 	m := labtest.Middlebox(t, netlab.MiddleboxConfig{Mode: netlab.ModeTransparent})
 	srv := fmt.Sprintf("%s:%d", netlab.MiddleboxServer, 34343)
