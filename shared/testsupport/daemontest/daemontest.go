@@ -43,7 +43,8 @@ type Daemon struct {
 }
 
 // Start runs bin with args (add --log-format json for Wait to see records) and stops it
-// with SIGTERM at the end of the test.
+// with SIGTERM at the end of the test; a daemon still running then must exit 0 (the exit
+// rule: SIGTERM is a daemon's normal end), or the test fails.
 func Start(t testing.TB, bin string, args ...string) *Daemon {
 	t.Helper()
 	d := &Daemon{t: t, cmd: exec.Command(bin, args...), done: make(chan struct{}), changed: make(chan struct{})}
@@ -77,7 +78,14 @@ func Start(t testing.TB, bin string, args ...string) *Daemon {
 		d.changed = make(chan struct{})
 		d.mu.Unlock()
 	}()
-	t.Cleanup(func() { d.Stop() })
+	t.Cleanup(func() {
+		if !d.Alive() {
+			return // ended during the test, which judged that itself
+		}
+		if err := d.Stop(); err != nil {
+			t.Errorf("%s after SIGTERM: %v, want exit 0", filepath.Base(bin), err)
+		}
+	})
 	return d
 }
 
