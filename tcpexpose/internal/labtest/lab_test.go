@@ -39,9 +39,9 @@ type testLine struct {
 
 // runTest runs `tcpexpose test --json` in the client namespace and returns the final codes
 // and the per-test lines.
-func runTest(t *testing.T, m *netlab.MiddleboxLab, bin string, port int, tests string) (map[string]int, []testLine) {
+func runTest(t *testing.T, m *netlab.MiddleboxLab, bin string, port int, tests string, extra ...string) (map[string]int, []testLine) {
 	t.Helper()
-	args := []string{"test", "--json", "--log-level", "error", "--manage-firewall", "--timeout", "300ms"}
+	args := append([]string{"test", "--json", "--log-level", "error", "--manage-firewall", "--timeout", "300ms"}, extra...)
 	if tests != "" {
 		args = append(args, "--tests", tests)
 	}
@@ -213,12 +213,28 @@ func TestMiddleboxModes(t *testing.T) {
 
 	t.Run("transparent", func(t *testing.T) {
 		var got map[string]int
-		f := capture(t, m, "transparent", port, func() { got, _ = runTest(t, m, bin, port, "") })
+		pcap := filepath.Join(t.TempDir(), "tool.pcap") // written by the root-run tool inside the client namespace
+		f := capture(t, m, "transparent", port, func() { got, _ = runTest(t, m, bin, port, "", "--pcap", pcap) })
 		// Ground truth: the SYNs with MP_CAPABLE reach the server with it.
 		if count(f.s, func(p netlab.CapturedPacket) bool { return cSYN(p) && hasOpt(p.TCP, 30) }) == 0 {
 			t.Fatal("capture: no SYN with kind 30 on the server side in transparent mode")
 		}
 		expectAll(t, got, nil)
+		// --pcap holds every segment the router saw on the client link, in the same order
+		// (the tool's own AF_PACKET recording with kernel timestamps).
+		tool, err := netlab.ReadCapture(pcap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(tool) != len(f.c) {
+			t.Errorf("--pcap has %d segments, the router's client side %d", len(tool), len(f.c))
+		}
+		for i := range min(len(tool), len(f.c)) {
+			if tool[i].TCP == nil || f.c[i].TCP == nil || tool[i].TCP.Seq != f.c[i].TCP.Seq || tool[i].Src != f.c[i].Src {
+				t.Errorf("--pcap segment %d differs from the router's capture", i)
+				break
+			}
+		}
 	})
 
 	t.Run("transparent-ipv6", func(t *testing.T) {
