@@ -159,6 +159,8 @@ func pathRun(t *testing.T, p *netlab.PathLab, cliBin string, run int) bool {
 	}
 	// Per-packet error: the client's RTT of each probe (--samples) minus the capture's.
 	var diffs []time.Duration
+	// The matched samples in the client's order (the order its jitter filter saw them).
+	var seqRTT, seqTruth []time.Duration
 	for _, line := range strings.Split(a.Output(), "\n") {
 		var smp struct {
 			Type    string
@@ -173,6 +175,7 @@ func pathRun(t *testing.T, p *netlab.PathLab, cliBin string, run int) bool {
 		tr, ok2 := answered[smp.Seq]
 		if ok1 && ok2 {
 			diffs = append(diffs, time.Duration(smp.RTT)-tr.Sub(tc))
+			seqRTT, seqTruth = append(seqRTT, time.Duration(smp.RTT)), append(seqTruth, tr.Sub(tc))
 		}
 	}
 	sort.Slice(diffs, func(i, j int) bool { return diffs[i] < diffs[j] })
@@ -197,6 +200,30 @@ func pathRun(t *testing.T, p *netlab.PathLab, cliBin string, run int) bool {
 	if d := got - truth; d > 50*time.Microsecond || d < -50*time.Microsecond {
 		t.Errorf("run %d: client median RTT %v, capture %v: off by %v", run, got, truth, d)
 	}
+	// Jitter (RFC 3550 over the RTTs): the capture's against the client's. Both are the same
+	// exponential filter of |ΔRTT|, so they differ by at most that filter run over |Δerror| of
+	// consecutive samples (the timing error measured above, in this run): that is the bound,
+	// plus the summary's rounding to 1 µs.
+	jTruth, jBound := rfc3550(seqTruth), 0.0
+	for i := 1; i < len(seqRTT); i++ {
+		d := math.Abs(float64((seqRTT[i] - seqTruth[i]) - (seqRTT[i-1] - seqTruth[i-1])))
+		jBound += (d - jBound) / 16
+	}
+	if len(seqRTT) != int(row.Received) {
+		// Unmatched samples (outside a capture): the client filtered more samples than the
+		// capture can check; allow for the difference they make to the client's own figure.
+		jBound += math.Abs(rfc3550(seqRTT) - row.JitterMs*1e6)
+	}
+	t.Logf("jitter: client %.3f ms, capture %.3f ms, bound %.3f µs", row.JitterMs, jTruth/1e6, jBound/1e3)
+	if math.Abs(row.JitterMs*1e6-jTruth) > jBound+500 {
+		t.Errorf("client jitter %.3f ms, capture %.3f ms: off by more than %.3f µs", row.JitterMs, jTruth/1e6, (jBound+500)/1e3)
+	}
+	if jTruth < 1e3 {
+		t.Errorf("capture jitter %.0f ns: the comparison checks nothing", jTruth)
+	}
+	if want := math.Round(float64(row.Lost)/float64(row.Received+row.Lost)*1e4) / 100; row.LossPct != want || row.Lost == 0 {
+		t.Errorf("loss_pct %v with %d received and %d lost", row.LossPct, row.Received, row.Lost)
+	}
 	if int(row.Lost) < lost || int(row.Lost) > lost+ambiguous {
 		t.Errorf("client lost %d, capture says %d (+%d ambiguous at the end)", row.Lost, lost, ambiguous)
 	}
@@ -209,4 +236,13 @@ func pathRun(t *testing.T, p *netlab.PathLab, cliBin string, run int) bool {
 	}
 	b.Stop()
 	return timingOK
+}
+
+// rfc3550 is the interarrival jitter of RFC 3550 §6.4.1 over a series, in nanoseconds.
+func rfc3550(rtts []time.Duration) float64 {
+	var j float64
+	for i := 1; i < len(rtts); i++ {
+		j += (math.Abs(float64(rtts[i]-rtts[i-1])) - j) / 16
+	}
+	return j
 }
