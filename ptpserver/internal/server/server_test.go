@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -174,7 +175,12 @@ func TestMeshes(t *testing.T) {
 // TestPaging: a v3 mesh of 300 gets its list in pages; a legacy client in a mesh of 300 gets
 // the entries that fit in one packet, CLIENTLEN matching them.
 func TestPaging(t *testing.T) {
-	r := newRig(t, nil)
+	var logBuf syncBuffer
+	r := newRig(t, func(c *Config) {
+		l := logrus.New()
+		l.SetOutput(&logBuf)
+		c.Log = l
+	})
 	var conns []*memConn
 	for i := 0; i < 300; i++ {
 		c := r.net.listen(fmt.Sprintf("198.51.%d.%d:%d", 100+i/200, i%200+1, 2000+i))
@@ -206,7 +212,16 @@ func TestPaging(t *testing.T) {
 	if !l.ListComplete() || len(l.Entries) == 0 || len(l.Entries) >= 299 || len(raw) > ptp.MaxPacket {
 		t.Fatalf("legacy list: %d entries, %d bytes, complete %v", len(l.Entries), len(raw), l.ListComplete())
 	}
+	// What fits, by hand: 1400 bytes less version 1, SERVERVER 3, SEQUENCE 6, UUID 18, MYTS 10,
+	// YOURADDR 8, CLIENTLEN 3 and the checksum 2 = 1349 bytes for 8-byte EXT entries (every
+	// client has its own public IP: no INT entries) = 168 entries, 1395 bytes.
+	if len(l.Entries) != 168 || len(raw) != 1395 {
+		t.Errorf("legacy list: %d entries in %d bytes, want 168 in 1395", len(l.Entries), len(raw))
+	}
 	waitFor(t, "truncation counted", func() bool { return r.srv.Stats().Truncated > 0 })
+	waitFor(t, "truncation logged", func() bool {
+		return strings.Contains(logBuf.String(), "legacy client gets the entries that fit") && strings.Contains(logBuf.String(), "sent=168")
+	})
 	// v3 client 1: pages with every other member exactly once.
 	seen := map[netip.AddrPort]int{}
 	pages := -1
@@ -666,4 +681,22 @@ func TestDebugHexdump(t *testing.T) {
 	if !strings.Contains(out, "packet received") || !strings.Contains(out, "packet sent") || !strings.Contains(out, want) {
 		t.Errorf("debug log lacks the packets (want hex prefix %s):\n%s", want, out)
 	}
+}
+
+// syncBuffer is a log sink the server's goroutines and the test share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
