@@ -2,6 +2,7 @@ package client
 
 import (
 	"bytes"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -125,3 +126,58 @@ func TestTimers(t *testing.T) {
 }
 
 func mustAP(s string) netipAddrPort { return mustParseAP(s) }
+
+// TestGoldenLegacyRegistration: the registration beacon a legacy (version 2) client sends is the
+// original's c2s_register without its META TLV, byte for byte (MYTS is the clock: the vector's
+// value is put in before comparing). META is left out on purpose (reference §4, PTP-W6, B4):
+// the original server only logs it (server.py: `self.ui.log("Meta received: ...")`), it carries
+// floats whose repr must match CPython's, and it can outgrow a TLV.
+func TestGoldenLegacyRegistration(t *testing.T) {
+	vec := vectors(t)
+	reg := vec["c2s_register"]
+	// c2s_register: 01 | CLIENTVER 3 | SEQUENCE 6 | UUID 18 | PTPADDR 8 | MYTS 10 | META … | csum.
+	const mytsAt, metaAt = 36, 46
+	if reg[mytsAt] != 8 || reg[mytsAt+1] != 10 || reg[metaAt] != 35 {
+		t.Fatalf("vector layout: %x", reg)
+	}
+	want := ptp.Seal(append([]byte(nil), reg[:metaAt]...))
+	c, tr := newTestClient(t, true)
+	c.srv.seqOut = 7
+	c.onTick(time.Now())
+	sent := tr.take()
+	if len(sent) != 1 || sent[0].to.String() != "192.0.2.1:23456" || len(sent[0].b) != len(want) {
+		t.Fatalf("registration: %v, want one packet of %d bytes to the server", sent, len(want))
+	}
+	got := append([]byte(nil), sent[0].b[:len(sent[0].b)-2]...)
+	copy(got[mytsAt+2:metaAt], reg[mytsAt+2:metaAt])
+	if got = ptp.Seal(got); !bytes.Equal(got, want) {
+		t.Fatalf("registration (vector's MYTS):\n got %x\nwant %x", got, want)
+	}
+	if _, err := ptp.Open(sent[0].b); err != nil {
+		t.Error("checksum of the packet as sent")
+	}
+	// A version-3 client (with a mesh name) registers with the same TLVs, announcing
+	// CLIENTVER=3: nothing of version 3 goes to a server before it announced SERVERVER ≥ 3
+	// (PTP-W5; the original server would die on an unknown TLV, B3).
+	mem := newMem("10.0.1.2:40000")
+	c3, err := New(Config{Server: netip.MustParseAddrPort("192.0.2.1:23456"), Transport: mem, UUID: vecUUID, Mesh: "lab", NoSTUN: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c3.Open(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	c3.srv.seqOut = 7
+	c3.onTick(time.Now())
+	sent = mem.take()
+	if len(sent) != 1 || len(sent[0].b) != len(want) {
+		t.Fatalf("v3 registration: %v", sent)
+	}
+	got = append([]byte(nil), sent[0].b[:len(sent[0].b)-2]...)
+	copy(got[mytsAt+2:metaAt], reg[mytsAt+2:metaAt])
+	want3 := append([]byte(nil), want[:len(want)-2]...)
+	want3[3] = 3 // CLIENTVER's value
+	if got, want3 = ptp.Seal(got), ptp.Seal(want3); !bytes.Equal(got, want3) {
+		t.Fatalf("v3 registration (vector's MYTS):\n got %x\nwant %x", got, want3)
+	}
+}
