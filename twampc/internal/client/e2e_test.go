@@ -700,3 +700,127 @@ func (h *onMessage) Fire(e *logrus.Entry) error {
 	}
 	return nil
 }
+
+// The exit rule with the real binary (issue 10, issue 11 H7/H12): Ctrl-C after replies came
+// back ends the run as a finished one (exit 0, every output line whole, a summary counting
+// every reply), and a run that got no reply at all exits 1 after printing its summary.
+func TestE2EExitStatus(t *testing.T) {
+	d := startTwampd(t, "-S", "127.0.0.1:0")
+	bin := twampc(t)
+	exit := func(err error) int {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	}
+	type summary struct {
+		Type     string `json:"type"`
+		Sent     uint64 `json:"sent"`
+		Received uint64 `json:"received"`
+		Lost     uint64 `json:"lost"`
+	}
+	// The signal goes 300 ms after the sessions started (about 60 packets); the per-packet
+	// JSON lines are written when the run ends.
+	cmd := exec.Command(bin, "--json", "-c", "100000", "-i", "5ms", "-L", "1s", d.ctl)
+	stderr := &onStderr{match: "test sessions started", fn: func() {
+		time.AfterFunc(300*time.Millisecond, func() { _ = cmd.Process.Signal(os.Interrupt) })
+	}}
+	cmd.Stderr = stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	guard := time.AfterFunc(60*time.Second, func() { _ = cmd.Process.Kill() }) // hang guard
+	defer guard.Stop()
+	sc := bufio.NewScanner(out)
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	code := exit(cmd.Wait())
+	var last summary
+	packets := 0
+	for _, l := range lines {
+		var m struct {
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("output line not whole JSON: %q", l)
+		}
+		switch m.Type {
+		case "packet":
+			packets++
+		case "summary":
+			if err := json.Unmarshal([]byte(l), &last); err != nil {
+				t.Fatal(err)
+			}
+			if err := sendertest.ValidateSummary([]byte(l)); err != nil {
+				t.Errorf("summary: %v", err)
+			}
+		}
+	}
+	// Every packet answered on loopback; a stall that left none answered by the signal
+	// must exit 1 by the same rule.
+	want := 0
+	if last.Received == 0 {
+		want = 1
+	}
+	if code != want || last.Type != "summary" || last.Sent == 0 || last.Received+last.Lost != last.Sent || packets != int(last.Sent) {
+		t.Errorf("Ctrl-C: exit %d (want %d), %d packet lines, summary %+v; stderr %s", code, want, packets, last, stderr.String())
+	}
+	t.Logf("Ctrl-C after %d of %d replies: exit %d", last.Received, last.Sent, code)
+
+	// Nothing listens on this UDP port: every packet lost, exit 1, the summary still printed.
+	uc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	silent := uc.LocalAddr().String()
+	uc.Close()
+	cmd = exec.Command(bin, "--json", "--light", "-c", "20", "-i", "5ms", "-L", "200ms", silent)
+	var errBuf bytes.Buffer
+	cmd.Stderr = &errBuf
+	o, err := cmd.Output()
+	code = exit(err)
+	outLines := strings.Split(strings.TrimSpace(string(o)), "\n")
+	if err := json.Unmarshal([]byte(outLines[len(outLines)-1]), &last); err != nil {
+		t.Fatalf("last line %q: %v", outLines[len(outLines)-1], err)
+	}
+	if code != 1 || last.Type != "summary" || last.Sent != 20 || last.Received != 0 || last.Lost != 20 ||
+		strings.Count(strings.TrimSpace(errBuf.String()), "\n") != 0 || !strings.Contains(errBuf.String(), "no reply") {
+		t.Errorf("no reply: exit %d, summary %+v, stderr %q", code, last, errBuf.String())
+	}
+}
+
+// onStderr collects a process's stderr and calls fn once when it contains match.
+type onStderr struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	match string
+	fn    func()
+	done  bool
+}
+
+func (w *onStderr) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if !w.done && strings.Contains(w.buf.String(), w.match) {
+		w.done = true
+		w.fn()
+	}
+	return len(p), nil
+}
+
+func (w *onStderr) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
