@@ -45,6 +45,7 @@ type RawConn struct {
 	closed bool
 	sa4    unix.SockaddrInet4
 	sa6    unix.SockaddrInet6
+	batch  *batchState // sendmmsg arguments (SendBatch)
 }
 
 // OpenRaw returns a raw sender marking packets with mark (0: no mark). The sockets are opened
