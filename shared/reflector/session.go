@@ -364,6 +364,19 @@ func (t *Table) Remove(k SessionKey) bool {
 	return ok
 }
 
+// LastSeen returns when the session k last received a test packet (zero before its first)
+// and whether it exists. It takes the session's shard lock: for control paths, not per packet.
+func (t *Table) LastSeen(k SessionKey) (time.Time, bool) {
+	sh := t.shard(&k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	s, ok := sh.m[k]
+	if !ok || s.lastSeen == 0 {
+		return time.Time{}, ok
+	}
+	return time.Unix(0, s.lastSeen), true
+}
+
 // Len returns the number of sessions.
 func (t *Table) Len() int { return int(t.total.Load()) }
 

@@ -62,7 +62,7 @@ func NewApp(version string) *cli.App {
 		"the host) twampd logs a warning and keeps serving TWAMP without it. " +
 		"Every per-client resource is bounded by default: 64 control connections, 8 per client address " +
 		"(others get a Modes 0 greeting: refused; when all are taken, the oldest one open longer than the " +
-		"handshake timeout without a started session makes room), 10 s for the greeting exchange before SERVWAIT applies, " +
+		"handshake timeout whose sessions got no test packet within it makes room), 10 s for the greeting exchange before SERVWAIT applies, " +
 		"32 sessions per connection and 1000 in all. A requested session holds a UDP socket and a few " +
 		"kilobytes; a running one about 300 KiB of buffers plus its socket buffer, so the defaults bound " +
 		"twampd's memory to about 300 MB."

@@ -156,10 +156,10 @@ type Config struct {
 	// MaxSessions bounds concurrent test sessions over all clients (0 = unlimited).
 	MaxSessions int
 	// MaxConnections bounds concurrent control connections (0 = unlimited). When it is
-	// reached, the oldest connection open longer than EvictIdleAfter without a started
-	// session (requested-only sessions end with it) is closed for the newcomer; if there is
-	// none, the newcomer gets a Server-Greeting with Modes 0 (RFC 4656 §3.1: refused) and is
-	// closed.
+	// reached, the oldest connection open longer than EvictIdleAfter whose started sessions
+	// received no test packet within EvictIdleAfter (requested-only sessions end with it) is
+	// closed for the newcomer; if there is none, the newcomer gets a Server-Greeting with
+	// Modes 0 (RFC 4656 §3.1: refused) and is closed.
 	MaxConnections int
 	// MaxConnectionsPerHost bounds concurrent control connections from one client address,
 	// an IPv6 client's /64 (0 = unlimited), refused the same way.
@@ -170,8 +170,8 @@ type Config struct {
 	// HandshakeTimeout bounds the connection setup before SERVWAIT applies
 	// (DefaultHandshakeTimeout when 0).
 	HandshakeTimeout time.Duration
-	// EvictIdleAfter is how long a control connection must have been open before, with no
-	// started session, it may be closed for a newcomer at MaxConnections (HandshakeTimeout
+	// EvictIdleAfter is how long a control connection must have been open, and without test
+	// packets, before it may be closed for a newcomer at MaxConnections (HandshakeTimeout
 	// when 0).
 	EvictIdleAfter time.Duration
 	// StrictStop closes the control connection when Stop-Sessions has the wrong count

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/probekit/probekit/shared/reflector"
 	"github.com/probekit/probekit/shared/twampctl"
 )
 
@@ -204,19 +205,8 @@ func TestIdleConnectionEviction(t *testing.T) {
 		t.Fatalf("newcomer with a young idle connection: %v, want a refusal", err)
 	}
 	// Old: evictable after 1 ms, the idle connection and the one hoarding a requested session
-	// it never starts are old by the time newcomers arrive (50 ms later); the one whose
-	// session was started is not evicted.
-	ts := startServer(t, Config{Modes: twampctl.ModeUnauthenticated, MaxConnections: 3, EvictIdleAfter: time.Millisecond})
-	busy, err := dialFrom(t, "127.0.0.2", ts.ctl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := busy.RequestSession(&twampctl.RequestTWSession{IPVN: 4, SenderPort: 9}); err != nil {
-		t.Fatal(err)
-	}
-	if err := busy.StartSessions(); err != nil {
-		t.Fatal(err)
-	}
+	// it never starts are old by the time newcomers arrive (50 ms later).
+	ts := startServer(t, Config{Modes: twampctl.ModeUnauthenticated, MaxConnections: 2, EvictIdleAfter: time.Millisecond})
 	hoarder, err := dialFrom(t, "127.0.0.5", ts.ctl)
 	if err != nil {
 		t.Fatal(err)
@@ -231,7 +221,7 @@ func TestIdleConnectionEviction(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	for _, src := range []string{"127.0.0.1", "127.0.0.6"} {
 		if _, err := dialFrom(t, src, ts.ctl); err != nil {
-			t.Fatalf("newcomer %s with old connections without started sessions: %v", src, err)
+			t.Fatalf("newcomer %s with old connections without test traffic: %v", src, err)
 		}
 	}
 	for name, c := range map[string]*twampctl.Conn{"idle": idle, "hoarding": hoarder} {
@@ -240,12 +230,75 @@ func TestIdleConnectionEviction(t *testing.T) {
 			t.Errorf("the %s connection was not closed", name)
 		}
 	}
-	// The hoarded session ended with its connection; the started one runs on.
-	waitFor(t, func() bool { return len(ts.Status().Sessions) == 1 })
-	if _, err := busy.RequestSession(&twampctl.RequestTWSession{IPVN: 4, SenderPort: 9}); err != nil {
-		t.Errorf("connection with a started session after the evictions: %v", err)
-	}
+	// The hoarded session ended with its connection.
+	waitFor(t, func() bool { return len(ts.Status().Sessions) == 0 })
 	if ts.m.connsEvicted.Load() != 2 || young.m.connsEvicted.Load() != 0 {
 		t.Errorf("evicted %d and %d", ts.m.connsEvicted.Load(), young.m.connsEvicted.Load())
+	}
+}
+
+// A connection keeps its slot at --max-connections only while its started sessions get test
+// packets: one that started a session and sends nothing is evicted like an idle one, one
+// whose session received a packet within EvictIdleAfter is kept, and loses the slot once its
+// traffic is older than that. The clock is passed to the eviction, so no timing is judged.
+func TestEvictionNeedsTestTraffic(t *testing.T) {
+	const after = 10 * time.Second
+	ts := startServer(t, Config{Modes: twampctl.ModeUnauthenticated, MaxConnections: 2, EvictIdleAfter: after})
+	measuring, err := dialFrom(t, "127.0.0.2", ts.ctl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	silent, err := dialFrom(t, "127.0.0.3", ts.ctl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snd, _ := newSender(t, measuring, 0, 0)
+	if s2, _ := newSender(t, silent, 0, 0); s2 == nil {
+		t.Fatal("no session")
+	}
+	for _, c := range []*twampctl.Conn{measuring, silent} {
+		if err := c.StartSessions(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Both connections and the silent session's start lie more than a second before the
+	// measuring session's packet (a loaded machine only widens the gap).
+	time.Sleep(1100 * time.Millisecond)
+	if _, _, err := snd.exchange(t, 0); err != nil {
+		t.Fatalf("test packet: %v", err)
+	}
+	var key reflector.SessionKey
+	ts.mu.Lock()
+	for _, ss := range ts.sessions {
+		if ss.owner.nc.RemoteAddr().(*net.TCPAddr).IP.Equal(net.ParseIP("127.0.0.2")) {
+			key = ss.rs.Key
+		}
+	}
+	ts.mu.Unlock()
+	last, ok := ts.refl.Table().LastSeen(key)
+	if !ok || last.IsZero() {
+		t.Fatalf("measuring session: last packet %v, %v", last, ok)
+	}
+	evict := func(now time.Time) bool {
+		ts.mu.Lock()
+		defer ts.mu.Unlock()
+		return ts.evictIdleLocked(now)
+	}
+	closed := func(c *twampctl.Conn) bool {
+		_ = c.NetConn().SetReadDeadline(time.Now().Add(20 * time.Second))
+		_, err := c.NetConn().Read(make([]byte, 1))
+		return err != nil
+	}
+	// 9 s after the packet: the silent connection (started > 10 s before) goes, the
+	// measuring one stays; nothing else is evictable.
+	if !evict(last.Add(after-time.Second)) || !closed(silent) {
+		t.Fatal("the connection whose started session got no packet was not evicted")
+	}
+	if evict(last.Add(after - time.Second)) {
+		t.Error("the measuring connection was evicted within EvictIdleAfter of its last packet")
+	}
+	// 11 s after the packet: it has been silent too long.
+	if !evict(last.Add(after+time.Second)) || !closed(measuring) {
+		t.Error("the connection silent for longer than EvictIdleAfter kept its slot")
 	}
 }

@@ -148,7 +148,7 @@ func (s *Server) counterMetrics() []struct {
 	}{
 		{"control_connections_total", "TWAMP-Control connections accepted by the kernel.", &s.m.connsTotal},
 		{"control_connections_rejected_total", "Control connections refused (Modes 0 greeting) because --max-connections was reached.", &s.m.connsRejected},
-		{"control_connections_evicted_total", "Control connections without started sessions closed to make room for a newcomer at --max-connections.", &s.m.connsEvicted},
+		{"control_connections_evicted_total", "Control connections without test traffic closed to make room for a newcomer at --max-connections.", &s.m.connsEvicted},
 		{"control_connections_refused_per_host_total", "Control connections refused because their address had --max-connections-per-host open.", &s.m.connsRefusedHost},
 		{"handshake_timeouts_total", "Control connections closed because the greeting exchange outlasted --handshake-timeout.", &s.m.handshakeTimeouts},
 		{"auth_failures_total", "Control connections whose identity or token failed authentication.", &s.m.authFailures},

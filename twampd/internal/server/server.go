@@ -247,7 +247,6 @@ type controlConn struct {
 	order    [][16]byte
 	since    time.Time    // accepted
 	held     atomic.Int32 // sessions requested or running, not yet ended
-	active   atomic.Int32 // sessions started and not yet ended (running or in their Timeout)
 }
 
 func addrPortOf(a net.Addr) netip.AddrPort {
@@ -575,16 +574,29 @@ func hostKey(a netip.Addr) netip.Addr {
 }
 
 // evictIdleLocked makes room for a newcomer when every control connection slot is taken: it
-// closes the oldest connection that has no started session and has been open longer than
-// EvictIdleAfter (the handshake timeout), so connections that only wait, or only hoard
-// requested sessions they never start (their sessions end with the connection), cannot
-// lock real clients out until SERVWAIT. A connection whose sessions run is kept: holding a
-// slot for long then takes test traffic or REFWAIT, and per-host bounds cap one address.
-// It reports whether it closed one; s.mu is held.
+// closes the oldest connection, open longer than EvictIdleAfter (the handshake timeout),
+// none of whose started sessions received a test packet (or started) within EvictIdleAfter.
+// So connections that only wait, hoard requested sessions they never start (those end with
+// the connection) or start sessions and send nothing cannot lock real clients out until
+// SERVWAIT or REFWAIT: holding a slot takes test traffic, and --max-connections-per-host
+// caps what one address holds. It reports whether it closed one; s.mu is held.
 func (s *Server) evictIdleLocked(now time.Time) bool {
+	measuring := map[*controlConn]bool{}
+	for _, ss := range s.sessions {
+		if measuring[ss.owner] || !ss.started.Load() {
+			continue
+		}
+		last := time.Unix(0, ss.startAt.Load())
+		if t, ok := s.refl.Table().LastSeen(ss.rs.Key); ok && t.After(last) {
+			last = t
+		}
+		if now.Sub(last) <= s.cfg.EvictIdleAfter {
+			measuring[ss.owner] = true
+		}
+	}
 	var victim *controlConn
 	for c := range s.conns {
-		if c.active.Load() == 0 && now.Sub(c.since) > s.cfg.EvictIdleAfter && (victim == nil || c.since.Before(victim.since)) {
+		if !measuring[c] && now.Sub(c.since) > s.cfg.EvictIdleAfter && (victim == nil || c.since.Before(victim.since)) {
 			victim = c
 		}
 	}
@@ -593,7 +605,7 @@ func (s *Server) evictIdleLocked(now time.Time) bool {
 	}
 	s.m.connsEvicted.Add(1)
 	s.refuseLog.warn(s.log.WithField("peer", victim.nc.RemoteAddr().String()).WithField("open_for", now.Sub(victim.since).Round(time.Millisecond).String()),
-		"control connection without started sessions closed to make room (--max-connections reached)")
+		"control connection without test traffic closed to make room (--max-connections reached)")
 	victim.nc.Close()
 	delete(s.conns, victim) // its slot is free now; its goroutine's own delete is a no-op
 	return true

@@ -227,7 +227,6 @@ func (s *Server) startSession(ss *session) {
 	}
 	drain(ss.sock) // datagrams sent before Start-Sessions get no reply
 	ss.startAt.Store(time.Now().UnixNano())
-	ss.owner.active.Add(1)
 	ss.started.Store(true)
 	s.wg.Add(1)
 	go func() {
@@ -313,9 +312,6 @@ func (s *Server) endSession(ss *session) {
 		}
 		l.Info("test session ended")
 		ss.owner.held.Add(-1)
-		if ss.started.Load() {
-			ss.owner.active.Add(-1)
-		}
 		s.refl.Table().Remove(ss.rs.Key)
 		ss.sock.Close()
 		s.mu.Lock()
