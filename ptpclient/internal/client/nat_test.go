@@ -138,12 +138,39 @@ func TestNATPairings(t *testing.T) {
 				if ra == nil || rb == nil {
 					t.Fatalf("peers missing: %+v / %+v", sa.Peers, sb.Peers)
 				}
-				for _, r := range []*PeerReport{ra, rb} {
+				// The reason names the behaviours the simulated routers implement (words written
+				// here from the kinds, for the side that reports: ours, then the peer's).
+				why := func(ours, peer *natsim.Kind) []string {
+					dep := func(k *natsim.Kind) bool { return k != nil && k.Mapping != natsim.EndpointIndependent }
+					apdf := func(k *natsim.Kind) bool { return k != nil && k.Filtering == natsim.AddressPortDependent }
+					switch {
+					case want != ptp.PathRelay:
+						return nil
+					case dep(ours) && dep(peer):
+						return []string{"both NATs map per destination", ": relayed"}
+					case dep(peer) && apdf(ours):
+						return []string{"peer's NAT maps per destination", "ours filters per address and port: relayed"}
+					case dep(ours) && apdf(peer):
+						return []string{"our NAT maps per destination", "the peer's filters per address and port: relayed"}
+					}
+					return []string{"unexpected relay"}
+				}
+				for i, r := range []*PeerReport{ra, rb} {
 					if r.Path != want.String() || r.Received == 0 {
 						t.Errorf("path %s (received %d, reason %q), want %s", r.Path, r.Received, r.Reason, want)
 					}
-					if want == ptp.PathRelay && !strings.Contains(r.Reason, "relayed") {
-						t.Errorf("relay reason %q", r.Reason)
+					ours, peer := ka.kind, kb.kind
+					if i == 1 {
+						ours, peer = peer, ours
+					}
+					w := why(ours, peer)
+					if w == nil && r.Reason != "" {
+						t.Errorf("direct path with a reason %q", r.Reason)
+					}
+					for _, frag := range w {
+						if !strings.Contains(r.Reason, frag) {
+							t.Errorf("reason %q does not say %q", r.Reason, frag)
+						}
 					}
 					if r.RTT.Avg <= 0 && r.Received > 0 {
 						t.Errorf("no RTT: %+v", r)
