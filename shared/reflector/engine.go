@@ -38,26 +38,13 @@ func (p *Packet) listener() netip.AddrPort {
 	return p.Local
 }
 
-// RFC 7750 "Sender DSCP and ECN": the octet after Sender TTL in the TWAMP reflector layouts.
-const (
-	senderDSCPECNOpen = testpkt.TWAMPReflectedLen // 41: open replies grow to 42 octets
-	senderDSCPECNAuth = 81                        // in the authenticated layout's MBZ, inside the HMAC span
-)
-
-func senderDSCPECNOffset(m testpkt.Mode) int {
-	if m.Authenticated() {
-		return senderDSCPECNAuth
-	}
-	return senderDSCPECNOpen
-}
-
 // replyLen is the reply size for a request of n octets: symmetric with the request but at
 // least the reflector layout's base, which in TWAMP's open mode is 41 octets (RFC 5357
 // §4.2.1), 42 with RFC 7750's octet; the authenticated layouts are 112 in both protocols.
 func replyLen(f Format, m testpkt.Mode, n int, s *Session) int {
 	if f == FormatTWAMP && !m.Authenticated() {
 		if s != nil && s.SenderDSCPECN {
-			return max(n, senderDSCPECNOpen+1)
+			return max(n, testpkt.SenderDSCPECNLen(m)) // RFC 7750: open replies grow to 42
 		}
 		return max(n, testpkt.TWAMPReflectedLen)
 	}
@@ -286,7 +273,7 @@ func (w *Worker) Reflect(p *Packet, out []byte) ([]byte, uint8, bool) {
 	var hook ReplyHook
 	if s != nil {
 		if s.SenderDSCPECN && format == FormatTWAMP {
-			out[senderDSCPECNOffset(mode)] = p.TOS // RFC 7750 §2
+			testpkt.PutSenderDSCPECN(out, mode, p.TOS) // RFC 7750 §2
 		}
 		hook = s.Hook
 	}

@@ -86,18 +86,30 @@ const (
 	offAuthSndDSCPECN = offAuthSndTTL + 1
 )
 
+func sndDSCPECNOffset(m Mode) int {
+	if m.Authenticated() {
+		return offAuthSndDSCPECN
+	}
+	return offSndDSCPECN
+}
+
 // SenderDSCPECN reads the RFC 7750 Sender DSCP and ECN octet of a reflected TWAMP packet of
 // mode m; ok is false when the reply is too short to carry it.
 func SenderDSCPECN(b []byte, m Mode) (v uint8, ok bool) {
-	off := offSndDSCPECN
-	if m.Authenticated() {
-		off = offAuthSndDSCPECN
-	}
+	off := sndDSCPECNOffset(m)
 	if len(b) <= off {
 		return 0, false
 	}
 	return b[off], true
 }
+
+// SenderDSCPECNLen is the shortest reflected TWAMP packet of mode m that carries the RFC 7750
+// Sender DSCP and ECN octet (42 open: one more than the base layout; 82 authenticated).
+func SenderDSCPECNLen(m Mode) int { return sndDSCPECNOffset(m) + 1 }
+
+// PutSenderDSCPECN writes the RFC 7750 Sender DSCP and ECN octet into a reflected TWAMP
+// packet of mode m at least SenderDSCPECNLen(m) octets long.
+func PutSenderDSCPECN(b []byte, m Mode, v uint8) { b[sndDSCPECNOffset(m)] = v }
 
 // PutTLVHeader writes a TLV header (Flags, Type, Length; RFC 8972 §4) at the start of b, e.g.
 // to turn a reserved TLV into Extra Padding of the same length without moving the rest.

@@ -81,3 +81,30 @@ func BenchmarkSenderPutBase(b *testing.B) {
 		p.PutBase(w)
 	}
 }
+
+// RFC 7750 Sender DSCP and ECN: octet 41 of the open TWAMP reply (after Sender TTL at 40) and
+// octet 81 of the authenticated one (after Sender TTL at 80), by the RFC 5357 §4.2.1 layouts.
+func TestPutSenderDSCPECN(t *testing.T) {
+	for _, tc := range []struct {
+		m        Mode
+		off, len int
+	}{{ModeUnauthenticated, 41, 42}, {ModeTWAMPAuthenticated, 81, 82}} {
+		if n := SenderDSCPECNLen(tc.m); n != tc.len {
+			t.Errorf("%v: SenderDSCPECNLen %d, want %d", tc.m, n, tc.len)
+		}
+		b := make([]byte, tc.len)
+		PutSenderDSCPECN(b, tc.m, 0xB9)
+		for i, v := range b {
+			if want := byte(0); i == tc.off {
+				if v != 0xB9 {
+					t.Errorf("%v: octet %d = %#x", tc.m, i, v)
+				}
+			} else if v != want {
+				t.Errorf("%v: octet %d written (%#x)", tc.m, i, v)
+			}
+		}
+		if v, ok := SenderDSCPECN(b, tc.m); !ok || v != 0xB9 {
+			t.Errorf("%v: read back %#x %v", tc.m, v, ok)
+		}
+	}
+}
