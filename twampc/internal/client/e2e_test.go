@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 	"github.com/probekit/probekit/shared/cliutil"
 	"github.com/probekit/probekit/shared/sender/sendertest"
 	"github.com/probekit/probekit/shared/testpkt"
+	"github.com/probekit/probekit/shared/testsupport/daemontest"
 	"github.com/probekit/probekit/shared/timestamp"
 	"github.com/probekit/probekit/shared/twampctl"
 	"github.com/probekit/probekit/shared/udpsock"
@@ -87,49 +89,25 @@ func (e *buildError) Error() string { return e.err.Error() + ": " + e.out }
 type daemon struct {
 	ctl, metrics string
 	light        string
-	proc         *os.Process
+	d            *daemontest.Daemon
 }
 
-// startTwampd runs twampd with args and returns its bound addresses from its JSON log.
+// kill ends twampd at once (SIGKILL), as a crash would.
+func (d daemon) kill() { _ = syscall.Kill(d.d.Pid(), syscall.SIGKILL) }
+
+// startTwampd runs twampd with args and returns its bound addresses from its JSON log. It is
+// stopped with SIGTERM at the end of the test and must then exit 0 (daemontest).
 func startTwampd(t testing.TB, args ...string) daemon {
 	t.Helper()
-	bin := twampd(t)
-	cmd := exec.Command(bin, append([]string{"--log-format", "json", "--metrics", "127.0.0.1:0"}, args...)...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
+	dd := daemontest.Start(t, twampd(t), append([]string{"--log-format", "json", "--metrics", "127.0.0.1:0"}, args...)...)
+	// twampd logs its listeners before the metrics endpoint.
+	d := daemon{d: dd, metrics: dd.WaitMsg(30*time.Second, "metrics and status listening").Str("addr")}
+	if dd.Count("TWAMP-Control listening") > 0 {
+		d.ctl = dd.WaitMsg(time.Second, "TWAMP-Control listening").Str("addr")
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	if dd.Count("TWAMP Light reflector listening") > 0 {
+		d.light = dd.WaitMsg(time.Second, "TWAMP Light reflector listening").Str("addr")
 	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	d := daemon{proc: cmd.Process}
-	sc := bufio.NewScanner(stderr)
-	deadline := time.AfterFunc(10*time.Second, func() { _ = cmd.Process.Kill() })
-	defer deadline.Stop()
-	for sc.Scan() {
-		var m map[string]any
-		if json.Unmarshal(sc.Bytes(), &m) != nil {
-			continue
-		}
-		a, _ := m["addr"].(string)
-		switch m["msg"] {
-		case "TWAMP-Control listening":
-			if d.ctl == "" {
-				d.ctl = a
-			}
-		case "TWAMP Light reflector listening":
-			d.light = a
-		case "metrics and status listening":
-			d.metrics = a
-			go func() { _, _ = io.Copy(io.Discard, stderr) }()
-			return d
-		}
-	}
-	t.Fatalf("twampd did not start: %v", sc.Err())
 	return d
 }
 
@@ -670,7 +648,7 @@ func TestE2EServerKilled(t *testing.T) {
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	log.AddHook(&onMessage{msg: "test sessions started", fn: func() {
-		time.AfterFunc(300*time.Millisecond, func() { _ = d.proc.Kill() })
+		time.AfterFunc(300*time.Millisecond, d.kill)
 	}})
 	var buf bytes.Buffer
 	_, err := Run(context.Background(), Config{Target: d.ctl, Count: 1000, Schedule: Schedule{Interval: 10 * time.Millisecond},
