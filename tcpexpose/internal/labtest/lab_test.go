@@ -407,7 +407,7 @@ func TestMiddleboxModes(t *testing.T) {
 			table := fmt.Sprintf(c.table, p.Cmd.Process.Pid)
 			tables := func() string { out, _ := c.host.Exec("nft", "list", "tables"); return out + "\n" }
 			table = " " + table + "\n" // a whole line of `nft list tables`
-			for range 200 { // hang guard: up to 10 s for the table to appear
+			for range 200 {            // hang guard: up to 10 s for the table to appear
 				if strings.Contains(tables(), table) {
 					break
 				}
