@@ -29,62 +29,25 @@ import (
 	"github.com/probekit/probekit/shared/sender/sendertest"
 	"github.com/probekit/probekit/shared/testpkt"
 	"github.com/probekit/probekit/shared/testsupport/daemontest"
+	"github.com/probekit/probekit/shared/testsupport/gobuild"
 	"github.com/probekit/probekit/shared/timestamp"
 	"github.com/probekit/probekit/shared/twampctl"
 	"github.com/probekit/probekit/shared/udpsock"
 )
 
-var binDir string
-
-// TestMain gives the binaries the tests build a directory that is removed afterwards.
+// TestMain removes the binaries the tests built.
 func TestMain(m *testing.M) {
-	d, err := os.MkdirTemp("", "twampc-test")
-	if err != nil {
-		panic(err)
-	}
-	binDir = d
 	code := m.Run()
-	os.RemoveAll(d)
+	gobuild.Cleanup()
 	os.Exit(code)
 }
 
-type builtTool struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-var tools = map[string]*builtTool{"twampd": {}, "twampc": {}}
-
-// build compiles a probekit command from its module directory once per test run; the test
-// fails when it cannot be built (issue 10: never skip because a needed binary is broken).
-func build(t testing.TB, name, dir string) string {
-	t.Helper()
-	bt := tools[name]
-	bt.once.Do(func() {
-		bt.path = filepath.Join(binDir, name)
-		if out, err := exec.Command("go", "build", "-C", dir, "-o", bt.path, ".").CombinedOutput(); err != nil {
-			bt.err = &buildError{err, string(out)}
-		}
-	})
-	if bt.err != nil {
-		t.Fatalf("cannot build %s: %v", name, bt.err)
-	}
-	return bt.path
-}
-
-// twampd is the real server binary, built from the sibling module.
-func twampd(t testing.TB) string { return build(t, "twampd", "../../../twampd") }
+// twampd is the real server binary, built once from the sibling module; the test fails when
+// it cannot be built (issue 10: never skip because a needed binary is broken).
+func twampd(t testing.TB) string { return gobuild.Binary(t, "../../../twampd") }
 
 // twampc is this module's binary.
-func twampc(t testing.TB) string { return build(t, "twampc", "../..") }
-
-type buildError struct {
-	err error
-	out string
-}
-
-func (e *buildError) Error() string { return e.err.Error() + ": " + e.out }
+func twampc(t testing.TB) string { return gobuild.Binary(t, "../..") }
 
 type daemon struct {
 	ctl, metrics string
