@@ -5,6 +5,7 @@ package main
 import (
 	"os"
 
+	_ "github.com/probekit/probekit/ptpserver/internal/analytics" // --store, --web: mesh analytics (issue 14)
 	"github.com/probekit/probekit/ptpserver/internal/cmd"
 	"github.com/probekit/probekit/shared/cliutil"
 )

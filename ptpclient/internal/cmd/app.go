@@ -22,6 +22,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/probekit/probekit/ptpclient/internal/client"
+	"github.com/probekit/probekit/ptpclient/internal/extras"
 	"github.com/probekit/probekit/ptpclient/internal/ui"
 	"github.com/probekit/probekit/shared/cliutil"
 )
@@ -77,6 +78,7 @@ func NewApp(version string) *cli.App {
 		&cli.StringFlag{Name: flagCPUProf, Hidden: true, Usage: "write a CPU profile to `FILE` (benchmarks)"},
 		&cli.DurationFlag{Name: flagInterval, Value: client.DefaultProbeInterval, Usage: "probe interval per peer (the original's 0.5 s; 10ms at least)"},
 	)
+	app.Flags = append(app.Flags, extras.Flags...) // --port-mapping, --send/--to, --accept-dir, --rate
 	app.Action = run
 	return app
 }
@@ -122,6 +124,7 @@ type Config struct {
 	Duration time.Duration
 	LogLines int
 	UI       bool
+	Extras   extras.Config // port mapping and bulk transfer (internal/extras)
 	Samples  bool
 }
 
@@ -162,6 +165,9 @@ func configure(c *cli.Context, log logrus.FieldLogger) (Config, error) {
 	cfg.UI = !c.Bool(flagNoUI) && cliutil.OutputFormat(c) == cliutil.FormatText && isTerminal(c.App.Writer)
 	if c.Bool(flagHexdump) && !c.Bool(flagDebug) {
 		log.Warn("--hexdump has no effect without --debug (as in the original)")
+	}
+	if cfg.Extras, err = extras.FromFlags(c); err != nil {
+		return cfg, err
 	}
 	return cfg, nil
 }
@@ -218,6 +224,10 @@ func Run(ctx context.Context, cfg Config, w io.Writer, format cliutil.Format, lo
 	if cfg.Samples && u == nil {
 		cfg.Client.Samples = out.sample
 	}
+	ex := newExtras(cfg, w, format, u != nil, log)
+	if ex != nil {
+		cfg.Client.Extra = ex.OnExtra
+	}
 	cl, err := client.New(cfg.Client)
 	if err != nil {
 		return err
@@ -239,6 +249,7 @@ func Run(ctx context.Context, cfg Config, w io.Writer, format cliutil.Format, lo
 	}
 	runCtx, stop := context.WithCancel(runCtx)
 	defer stop()
+	sendRes := startExtras(runCtx, ex, cl, stop)
 	var wg sync.WaitGroup
 	if u != nil {
 		wg.Add(1)
@@ -250,11 +261,20 @@ func Run(ctx context.Context, cfg Config, w io.Writer, format cliutil.Format, lo
 	err = cl.Run(runCtx)
 	stop()
 	wg.Wait()
+	if ex != nil {
+		if cerr := ex.Close(); cerr != nil {
+			log.WithError(cerr).Warn("deleting the port mapping")
+		}
+	}
 	if u != nil {
 		u.Close()
 	}
 	if err != nil {
 		return err
+	}
+	if ex != nil {
+		out.summaryExtras(cl.Summary(), cl.Counters(), ex.Summary())
+		return sendResult(sendRes)
 	}
 	out.summary(cl.Summary(), cl.Counters())
 	// Without --duration, q, Ctrl-C or SIGTERM is the normal end (exit 0); a signal before

@@ -40,8 +40,7 @@ func TestPageInChromium(t *testing.T) {
 	url := fmt.Sprintf("http://%s/?mesh=lab", srv.Addr())
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox,
-		chromedp.DisableGPU, chromedp.WindowSize(1300, 1500), chromedp.Flag("headless", true),
-		chromedp.UserDataDir(t.TempDir()))
+		chromedp.DisableGPU, chromedp.WindowSize(1300, 1500), chromedp.Flag("headless", true))
 	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
 	defer acancel()
 	bctx, bcancel := chromedp.NewContext(actx)
