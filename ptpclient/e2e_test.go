@@ -102,9 +102,15 @@ func TestE2ELoopback(t *testing.T) {
 	}
 }
 
-// TestSIGTERM: SIGTERM sends SHUTDOWN and prints the report (PTP-C4).
+// TestSIGTERM: SIGTERM and SIGINT (Ctrl-C) send SHUTDOWN and print the report (PTP-C4).
 func TestSIGTERM(t *testing.T) {
 	cliBin := testbin.Build(t, "ptpclient")
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) { signalShutdown(t, cliBin, sig) })
+	}
+}
+
+func signalShutdown(t *testing.T, cliBin string, sig syscall.Signal) {
 	port := freePort(t)
 	srv, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
 	if err != nil {
@@ -122,12 +128,12 @@ func TestSIGTERM(t *testing.T) {
 	if _, _, err := srv.ReadFromUDP(buf); err != nil { // the first beacon: the client is up
 		t.Fatal(err)
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Process.Signal(sig)
 	var shutdown bool
 	for !shutdown {
 		n, _, err := srv.ReadFromUDP(buf)
 		if err != nil {
-			t.Fatalf("no SHUTDOWN after SIGTERM: %v\n%s", err, out.String())
+			t.Fatalf("no SHUTDOWN after %v: %v\n%s", sig, err, out.String())
 		}
 		// SHUTDOWN TLV: type 45, len 3, value 1.
 		shutdown = bytes.Contains(buf[:n], []byte{45, 3, 1})
