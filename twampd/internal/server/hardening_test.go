@@ -302,3 +302,20 @@ func TestEvictionNeedsTestTraffic(t *testing.T) {
 		t.Error("the connection silent for longer than EvictIdleAfter kept its slot")
 	}
 }
+
+// --max-sessions 0 leaves control sessions unlimited: the reflector table that holds them
+// (provisioned sessions count against its bound) is not capped at the learned-session
+// default; with --light, 0 means that default.
+func TestUnlimitedSessionsTable(t *testing.T) {
+	full := startServer(t, Config{Modes: twampctl.ModeUnauthenticated})
+	if full.cfg.MaxSessions != 0 {
+		t.Fatalf("startServer set MaxSessions %d", full.cfg.MaxSessions)
+	}
+	if got := full.refl.Table().Max(); got <= reflector.DefaultMaxSessions {
+		t.Errorf("full mode, --max-sessions 0: table bound %d", got)
+	}
+	capped := startServer(t, Config{Modes: twampctl.ModeUnauthenticated, MaxSessions: 5})
+	if got := capped.refl.Table().Max(); got != 5 {
+		t.Errorf("--max-sessions 5: table bound %d", got)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/netip"
 	"sync"
@@ -73,6 +74,11 @@ func New(cfg Config) (*Server, error) {
 		Realtime:        cfg.Realtime,
 		StrictSize:      cfg.StrictSize,
 		Logger:          cfg.Logger,
+	}
+	if !cfg.Light && cfg.MaxSessions == 0 {
+		// The table holds only the provisioned control sessions, which --max-sessions 0
+		// leaves unlimited; the reflector's default bound is for learned ones.
+		rcfg.MaxSessions = math.MaxInt32
 	}
 	r, err := reflector.New(rcfg)
 	if err != nil {
