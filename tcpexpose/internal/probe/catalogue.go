@@ -360,30 +360,41 @@ const contentDefault = 0x99 // the original's filler byte
 func (r *runner) connect(ctx context.Context, o *outcome, opts []tcpcraft.Option) (*Conn, *tcpcraft.Segment, []*tcpcraft.Segment, error) {
 	c := r.e.NewConn(wire.ClientISN, wire.ClientWindow, wire.ClientTSval)
 	o.conns = append(o.conns, c)
+	_, got, err := r.synTries(ctx, c, tcpcraft.FlagSYN, opts, nil)
+	if err != nil {
+		return c, nil, got, err
+	}
+	sa := synAckOf(got)
+	if sa == nil {
+		return c, nil, got, nil
+	}
+	if err := c.Send(c.Segment(tcpcraft.FlagACK, nil, nil)); err != nil {
+		return c, nil, got, err
+	}
+	return c, sa, got, nil
+}
+
+// synTries sends a SYN (flags, opts, payload; the flow's ISN) up to 3 times, until a SYN/ACK
+// or an RST comes back; it returns the last SYN sent and every segment received.
+func (r *runner) synTries(ctx context.Context, c *Conn, flags uint16, opts []tcpcraft.Option, payload []byte) (*tcpcraft.Segment, []*tcpcraft.Segment, error) {
+	var syn *tcpcraft.Segment
 	var got []*tcpcraft.Segment
 	for range 3 {
-		syn := c.Segment(tcpcraft.FlagSYN, opts, nil)
+		syn = c.Segment(flags, opts, payload)
 		syn.Seq = c.ISN
 		if err := c.Send(syn); err != nil {
-			return c, nil, got, err
+			return syn, got, err
 		}
 		g, err := r.collectGrace(ctx, c, func(s []*tcpcraft.Segment) bool { return synAckOf(s) != nil }, 0)
 		if err != nil {
-			return c, nil, got, err
+			return syn, got, err
 		}
 		got = append(got, g...)
-		if sa := synAckOf(g); sa != nil {
-			ack := c.Segment(tcpcraft.FlagACK, nil, nil)
-			if err := c.Send(ack); err != nil {
-				return c, nil, got, err
-			}
-			return c, sa, got, nil
-		}
-		if hasRST(g) {
-			return c, nil, got, nil
+		if synAckOf(g) != nil || hasRST(g) {
+			break
 		}
 	}
-	return c, nil, got, nil
+	return syn, got, nil
 }
 
 // closeConn ends a flow with FIN (waiting briefly for the FIN/ACK, then ACKing it) or RST.

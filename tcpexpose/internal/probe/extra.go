@@ -76,22 +76,9 @@ func (r *runner) synReflectTest(ctx context.Context) (*outcome, error) {
 	opts := []tcpcraft.Option{tcpcraft.MSS(1460), tcpcraft.SACKPermitted(), tcpcraft.Timestamps(wire.ClientTSval, 0), tcpcraft.NOP(), tcpcraft.WindowScale(7)}
 	c := r.e.NewConn(wire.ClientISN, wire.ClientWindow, wire.ClientTSval)
 	o.conns = append(o.conns, c)
-	var got []*tcpcraft.Segment
-	var syn *tcpcraft.Segment
-	for range 3 {
-		syn = c.Segment(tcpcraft.FlagSYN, opts, []byte{wire.MarkerReflect})
-		syn.Seq = c.ISN
-		if err := c.Send(syn); err != nil {
-			return nil, err
-		}
-		g, err := r.collectGrace(ctx, c, func(s []*tcpcraft.Segment) bool { return synAckOf(s) != nil }, 0)
-		if err != nil {
-			return nil, err
-		}
-		got = append(got, g...)
-		if synAckOf(g) != nil || hasRST(g) {
-			break
-		}
+	syn, got, err := r.synTries(ctx, c, tcpcraft.FlagSYN, opts, []byte{wire.MarkerReflect})
+	if err != nil {
+		return nil, err
 	}
 	sa := synAckOf(got)
 	if sa == nil {
@@ -311,21 +298,9 @@ func (r *runner) ecnTest(ctx context.Context) (*outcome, error) {
 	o := newOutcome("Ecn")
 	c := r.e.NewConn(wire.ClientISN, wire.ClientWindow, wire.ClientTSval)
 	o.conns = append(o.conns, c)
-	var got []*tcpcraft.Segment
-	for range 3 {
-		syn := c.Segment(tcpcraft.FlagSYN|tcpcraft.FlagECE|tcpcraft.FlagCWR, []tcpcraft.Option{tcpcraft.MSS(wire.ClientMSS)}, nil)
-		syn.Seq = c.ISN
-		if err := c.Send(syn); err != nil {
-			return nil, err
-		}
-		g, err := r.collectGrace(ctx, c, func(s []*tcpcraft.Segment) bool { return synAckOf(s) != nil }, 0)
-		if err != nil {
-			return nil, err
-		}
-		got = append(got, g...)
-		if synAckOf(g) != nil || hasRST(g) {
-			break
-		}
+	_, got, err := r.synTries(ctx, c, tcpcraft.FlagSYN|tcpcraft.FlagECE|tcpcraft.FlagCWR, []tcpcraft.Option{tcpcraft.MSS(wire.ClientMSS)}, nil)
+	if err != nil {
+		return nil, err
 	}
 	sa := synAckOf(got)
 	switch {
