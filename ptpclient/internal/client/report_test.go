@@ -44,6 +44,16 @@ func (t *stampTransport) TxTimestamps(fn func(uint32, time.Time)) error {
 // min/avg/p50/p99/max, RFC 3550 jitter) must equal what the injected values give, computed
 // here from those values alone; the JSON summary has the shape issue 12 spells out.
 func TestReportAgainstInjected(t *testing.T) {
+	for _, relayed := range []bool{false, true} {
+		name := "direct"
+		if relayed {
+			name = "relay" // the same figures through the server's relay (RELAYTO/RELAYFROM)
+		}
+		t.Run(name, func(t *testing.T) { reportAgainstInjected(t, relayed) })
+	}
+}
+
+func reportAgainstInjected(t *testing.T, relayed bool) {
 	mem := newMem("10.0.1.2:40000")
 	tr := &stampTransport{memTransport: mem, ready: map[uint32]time.Time{}}
 	c, err := New(Config{Server: netip.MustParseAddrPort("192.0.2.1:23456"), Transport: tr, UUID: vecUUID, NoSTUN: true})
@@ -59,6 +69,11 @@ func TestReportAgainstInjected(t *testing.T) {
 	p := &peer{uuid: puuid, hasUUID: true, ext: peerAddr, version: 3, path: ptp.PathDirect, active: peerAddr, lastDirect: time.Now(),
 		probes: make([]probe, ringFor(c.cfg.LossTimeout, c.cfg.ProbeInterval))}
 	p.addCandidate(peerAddr, candPublic)
+	v, to, from, wantPath := viaDirect, peerAddr, peerAddr, "direct"
+	if relayed {
+		p.path, p.active, p.relaying, p.lastRelay = ptp.PathRelay, netip.AddrPort{}, true, time.Now()
+		v, to, from, wantPath = viaRelay, c.server, c.server, "relay"
+	}
 	c.peers = append(c.peers, p)
 	c.byUUID[puuid] = p
 	c.byAddr[peerAddr] = p
@@ -73,11 +88,11 @@ func TestReportAgainstInjected(t *testing.T) {
 	var seq uint32
 	for k := 0; k < n; k++ {
 		c.mu.Lock()
-		c.probe(p, peerAddr, viaDirect, true, time.Now())
+		c.probe(p, peerAddr, v, true, time.Now())
 		c.flush()
 		c.mu.Unlock()
 		sent := tr.take()
-		if len(sent) != 1 || sent[0].to != peerAddr {
+		if len(sent) != 1 || sent[0].to != to {
 			t.Fatalf("probe %d: sent %v", k, sent)
 		}
 		var m ptp.Message
@@ -94,12 +109,19 @@ func TestReportAgainstInjected(t *testing.T) {
 		rtts = append(rtts, rtt)
 		reply := ptp.Message{Role: ptp.RoleClient, Version: 3, Has: ptp.FieldSequence | ptp.FieldUUID | ptp.FieldYourTS | ptp.FieldEchoSeq,
 			UUID: puuid, Sequence: seq, YourTS: m.MyTS, EchoSeq: m.Sequence}
+		if relayed {
+			if m.Has&ptp.FieldRelayTo == 0 || m.RelayTo != puuid {
+				t.Fatalf("relayed probe without RELAYTO %v: %+v", puuid, m)
+			}
+			reply.Has |= ptp.FieldRelayFrom // as the server forwards it
+			reply.RelayFrom = puuid
+		}
 		seq++
 		b, err := reply.AppendTo(nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		d := udpsock.Message{Buf: b, N: len(b), Addr: peerAddr, RxTime: tx.Add(rtt)}
+		d := udpsock.Message{Buf: b, N: len(b), Addr: from, RxTime: tx.Add(rtt)}
 		c.handle(&in, &d)
 	}
 	// Past the loss timeout (the probes' user-space send times are real time).
@@ -134,7 +156,8 @@ func TestReportAgainstInjected(t *testing.T) {
 	}
 	r := s.Peers[0]
 	if r.Sent != want.Sent || r.Received != want.Received || r.Lost != want.Lost || r.LossPct != want.LossPct ||
-		r.RTT != want.RTT || r.JitterMs != want.JitterMs || r.Path != "direct" || r.Address != peerAddr.String() || r.UUID != puuid.String() {
+		r.RTT != want.RTT || r.JitterMs != want.JitterMs || r.Path != wantPath || r.Address != peerAddr.String() || r.UUID != puuid.String() ||
+		(r.Reason == "") != !relayed {
 		t.Errorf("report  %+v\nwant    sent %d received %d lost %d loss_pct %v rtt %+v jitter %v", r, want.Sent, want.Received, want.Lost, want.LossPct, want.RTT, want.JitterMs)
 	}
 	if got := c.Counters(); got.KernelTx != uint64(len(rtts)) || got.UserTx != 0 {
