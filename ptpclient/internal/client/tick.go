@@ -41,7 +41,10 @@ func (c *Client) onTick(now time.Time) {
 // expireEvery is how often a peer's outstanding probes are checked for the loss timeout.
 const expireEvery = 200 * time.Millisecond
 
-// beaconFields adds the registration TLVs to a server beacon (c.mu held).
+// beaconFields adds the registration TLVs to a server beacon (c.mu held). No META: the
+// original server only logs it, and a Python peer re-measures it by its own json.dumps, so
+// anything not byte-identical (or over 253 bytes, B4) would break its parse; SHUTDOWN carries
+// the original's constant `{}` (TestGoldenLegacyRegistration, TestGoldenLegacyPackets).
 func (c *Client) beaconFields(m *ptp.Message) {
 	m.Has |= ptp.FieldPTPAddr
 	m.PTPAddr = c.local
