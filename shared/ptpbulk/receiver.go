@@ -37,7 +37,7 @@ type RecvConfig struct {
 // rtt estimator and window constants (RFC 6298 with a 10 ms floor; the initial window is 10
 // blocks, as TCP's IW10).
 const (
-	minRTO     = 10 * time.Millisecond
+	minRTO     = 30 * time.Millisecond // above scheduling stalls of a loaded host; RACK finds most losses first
 	maxRTO     = 5 * time.Second
 	initRTO    = 500 * time.Millisecond
 	initWindow = 10
@@ -77,6 +77,7 @@ type receiver struct {
 	rackTime time.Time     // request time of the newest request whose block arrived
 	reoMult  time.Duration // reordering window in quarters of SRTT, raised by spurious re-requests
 	recovery time.Time     // losses of requests made before this are one event
+	undo     float64       // the window before the last reduction, restored if it proves spurious
 	f        *os.File
 	tmp      string
 	state    string
@@ -410,8 +411,8 @@ func (r *receiver) arrive(d block, now time.Time) error {
 		r.rep.Duplicates++
 		// A block asked again arrived twice: the first copy was late, not lost. Widen the
 		// reordering window (RFC 8985 §6.2 does the same on DSACK), up to one SRTT.
-		if r.asks[k] > 1 && r.reoMult < 4 {
-			r.reoMult++
+		if r.asks[k] > 1 {
+			r.spurious()
 		}
 		return nil
 	}
@@ -425,7 +426,11 @@ func (r *receiver) arrive(d block, now time.Time) error {
 		r.firstGap++
 	}
 	if in == nil {
-		return nil // an answer to a request of an earlier run
+		if r.asks[k] > 0 {
+			// Declared lost (and not asked again yet), then it came: the loss was spurious.
+			r.spurious()
+		}
+		return nil // else an answer to a request of an earlier run
 	}
 	delete(r.req, k)
 	if in.at.After(r.rackTime) {
@@ -442,6 +447,19 @@ func (r *receiver) arrive(d block, now time.Time) error {
 	r.cwnd = min(r.cwnd, float64(r.cfg.MaxWindow))
 	r.rep.MaxWindow = max(r.rep.MaxWindow, int(r.cwnd))
 	return nil
+}
+
+// spurious handles a block declared lost that arrived after all: the reordering window widens
+// (RFC 8985 §6.2 does so on DSACK, up to one SRTT) and the window reduction it caused is undone
+// (as TCP does after a spurious retransmission, RFC 3522).
+func (r *receiver) spurious() {
+	if r.reoMult < 4 {
+		r.reoMult++
+	}
+	if r.undo > r.cwnd {
+		r.cwnd, r.ssthresh = r.undo, max(r.ssthresh, r.undo)
+	}
+	r.undo = 0
 }
 
 // sample updates SRTT, RTTVAR and RTO (RFC 6298 §2).
@@ -485,6 +503,7 @@ func (r *receiver) detectLosses(now time.Time) {
 			r.rep.Timeouts++
 		}
 		if !in.at.Before(r.recovery) {
+			r.undo = r.cwnd
 			r.ssthresh = max(r.cwnd*beta, minWindow)
 			r.cwnd = r.ssthresh
 			r.recovery = now
