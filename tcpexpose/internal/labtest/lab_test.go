@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -32,12 +33,13 @@ func TestMain(m *testing.M) {
 }
 
 type testLine struct {
-	Type    string         `json:"type"`
-	Test    string         `json:"test"`
-	Verdict string         `json:"verdict"`
-	Results map[string]int `json:"results"`
-	Codes   map[string]int `json:"codes"`
-	Sent    []string       `json:"sent"`
+	Type    string               `json:"type"`
+	Test    string               `json:"test"`
+	Verdict string               `json:"verdict"`
+	Results map[string]int       `json:"results"`
+	Codes   map[string]int       `json:"codes"`
+	Sent    []string             `json:"sent"`
+	Mods    []probe.Modification `json:"modifications"`
 	// Reflected is the header the responder reports it received (and its payload length).
 	Reflected *struct {
 		Received    string `json:"received"`
@@ -293,6 +295,7 @@ func checkReflections(t *testing.T, f capFacts, lines []testLine, port uint16) i
 		}
 		switch l.Test {
 		case "data", "data_known_opt", "data_opt":
+			checkMods(t, l, ground, full)
 			split := 0
 			if got < full {
 				split = 1
@@ -318,6 +321,163 @@ func checkReflections(t *testing.T, f capFacts, lines []testLine, port uint16) i
 		}
 	}
 	return n
+}
+
+// lineWithKey returns the test line that reports key.
+func lineWithKey(lines []testLine, key string) *testLine {
+	for i := range lines {
+		if _, ok := lines[i].Codes[key]; ok {
+			return &lines[i]
+		}
+	}
+	return nil
+}
+
+// sentPorts are the client ports of a test's flows (from its printed sent segments).
+func sentPorts(l *testLine) map[int]bool {
+	ports := map[int]bool{}
+	for _, s := range l.Sent {
+		if m := lineSrcPort.FindStringSubmatch(s); m != nil {
+			v, _ := strconv.Atoi(m[1])
+			ports[v] = true
+		}
+	}
+	return ports
+}
+
+// pureAckCodes are the IndAck codes the client side of the router allows: a pure ACK (no
+// payload, no SYN/FIN/RST) came back to the test's flows after its last data segment (1); none
+// since the client segment before it (0); one in between crossed the data on the wire, so the
+// client may have seen it before or after sending (0 or 1).
+func pureAckCodes(f capFacts, l *testLine, port uint16) []int {
+	if l == nil {
+		return nil
+	}
+	ports := sentPorts(l)
+	var prev, last time.Time
+	for _, p := range f.c {
+		if toServer(p, port) && ports[int(p.Src.Port())] {
+			if len(p.Payload) > 0 {
+				last = p.Time
+			} else if last.IsZero() || p.Time.Before(last) {
+				prev = p.Time
+			}
+		}
+	}
+	pure := func(since time.Time) int {
+		return count(f.c, func(p netlab.CapturedPacket) bool {
+			return fromServer(p, port) && ports[int(p.Dst.Port())] && p.Time.After(since) && p.TCP.ACK && p.TCP.Ack != 0 &&
+				!p.TCP.SYN && !p.TCP.FIN && !p.TCP.RST && len(p.Payload) == 0
+		})
+	}
+	switch {
+	case pure(last) > 0:
+		return []int{1}
+	case pure(prev) == 0:
+		return []int{0}
+	}
+	return []int{0, 1}
+}
+
+// sackFromCapture derives SackTranslated from the test's last segment with a SACK block on
+// the client side of the router and the same segment (port, seq) on the server side: 3 block
+// removed, 0 unchanged, 4 ACK and both edges shifted alike, 5 otherwise; -1 when the segment
+// never reached the server.
+func sackFromCapture(t *testing.T, f capFacts, l *testLine, port uint16) int {
+	t.Helper()
+	if l == nil {
+		t.Error("no test line with SackTranslated")
+		return -1
+	}
+	ports := sentPorts(l)
+	block := func(x *layers.TCP) (uint32, uint32, bool) {
+		for _, o := range x.Options {
+			if o.OptionType == layers.TCPOptionKindSACK && len(o.OptionData) == 8 {
+				d := o.OptionData
+				return uint32(d[0])<<24 | uint32(d[1])<<16 | uint32(d[2])<<8 | uint32(d[3]),
+					uint32(d[4])<<24 | uint32(d[5])<<16 | uint32(d[6])<<8 | uint32(d[7]), true
+			}
+		}
+		return 0, 0, false
+	}
+	var sent *layers.TCP
+	for _, p := range f.c {
+		if toServer(p, port) && ports[int(p.Src.Port())] {
+			if _, _, ok := block(p.TCP); ok {
+				sent = p.TCP
+			}
+		}
+	}
+	if sent == nil {
+		t.Error("SackTranslated: the client side shows no segment with a SACK block")
+		return -1
+	}
+	for _, p := range f.s {
+		if !toServer(p, port) || p.TCP.SrcPort != sent.SrcPort || p.TCP.Seq != sent.Seq || len(p.Payload) == 0 {
+			continue
+		}
+		l0, r0, _ := block(sent)
+		l1, r1, ok := block(p.TCP)
+		dAck := p.TCP.Ack - sent.Ack
+		switch {
+		case !ok:
+			return 3
+		case dAck == 0 && l1 == l0 && r1 == r0:
+			return 0
+		case l1-l0 == dAck && r1-r0 == dAck:
+			return 4
+		}
+		return 5
+	}
+	return -1
+}
+
+// checkMods: the header fields a data test reports modified (tracebox-like, old → new) are
+// exactly those in which the segment the server side of the router carried (ground) differs
+// from what the client sent (source 10.199.1.2, one of the test's ports, one of its data
+// segments' sequence numbers, window 8064, full payload), each with the captured value as its new value.
+func checkMods(t *testing.T, l testLine, ground *netlab.CapturedPacket, full int) {
+	t.Helper()
+	ports := sentPorts(&l)
+	want := map[string]string{}
+	if a := ground.Src.Addr(); a != netlab.MiddleboxClient {
+		want["ip.src"] = a.String()
+	}
+	if p := int(ground.Src.Port()); !ports[p] {
+		want["tcp.sport"] = strconv.Itoa(p)
+	}
+	sentSeq := map[int]bool{} // the data segments' sequence numbers (a retry sends later ones)
+	for _, s := range l.Sent {
+		if m := lineSeq.FindStringSubmatch(s); m != nil && !strings.Contains(s, "Flags [S") {
+			v, _ := strconv.Atoi(m[1])
+			sentSeq[v] = true
+		}
+	}
+	if !sentSeq[int(ground.TCP.Seq)] {
+		want["tcp.seq"] = strconv.FormatUint(uint64(ground.TCP.Seq), 10)
+	}
+	if ground.TCP.Window != 8064 {
+		want["tcp.win"] = strconv.Itoa(int(ground.TCP.Window))
+	}
+	if len(ground.Payload) != full {
+		want["tcp.len"] = strconv.Itoa(len(ground.Payload))
+	}
+	got := map[string]string{}
+	for _, m := range l.Mods {
+		if _, ok := map[string]bool{"ip.src": true, "tcp.sport": true, "tcp.seq": true, "tcp.win": true, "tcp.len": true}[m.Field]; ok {
+			got[m.Field] = m.New
+		}
+	}
+	for f, v := range want {
+		if got[f] != v {
+			t.Errorf("%s: modification %s → %q reported, the capture shows %q", l.Test, f, got[f], v)
+		}
+	}
+	for f, v := range got {
+		if _, ok := want[f]; !ok {
+			t.Errorf("%s: modification %s → %q reported, the capture shows no change", l.Test, f, v)
+		}
+	}
 }
 
 // TestMiddleboxModes builds the lab once and runs the whole catalogue through each router
@@ -383,6 +543,98 @@ func TestMiddleboxModes(t *testing.T) {
 				t.Errorf("--pcap segment %d differs from the router's capture", i)
 				break
 			}
+		}
+	})
+
+	// tcpexpose send: the crafted SYN reaches the server with exactly the options given on
+	// the command line, in that order and padded with EOL (no NOP was asked for);
+	// and the SYN/ACK the tool prints is the one the router carried back.
+	t.Run("send", func(t *testing.T) {
+		var out string
+		f := capture(t, m, "send", port, func() {
+			var err error
+			out, err = m.Client.Exec(bin, "send", "--manage-firewall", "--log-level", "error", "--flags", "S",
+				"--opts", "mss:1460,sackok,ts:1:0,ws:7,253:0x1234cafe", srv)
+			if err != nil {
+				t.Errorf("send: %v\n%s", err, out)
+			}
+		})
+		syns := 0
+		for _, p := range f.s {
+			if !toServer(p, port) || !p.TCP.SYN {
+				continue
+			}
+			syns++
+			var kinds []string
+			for _, o := range p.TCP.Options {
+				kinds = append(kinds, fmt.Sprintf("%d:%x", o.OptionType, o.OptionData))
+			}
+			if got, want := strings.Join(kinds, " "), "2:05b4 4: 8:0000000100000000 3:07 253:1234cafe 0:"; got != want {
+				t.Errorf("SYN at the server: options %s, want %s", got, want)
+			}
+			if p.TCP.Seq != 252001 {
+				t.Errorf("SYN at the server: seq %d", p.TCP.Seq)
+			}
+		}
+		if syns != 1 {
+			t.Errorf("%d SYNs reached the server, want 1", syns)
+		}
+		var sa *layers.TCP
+		for _, p := range f.c {
+			if fromServer(p, port) && p.TCP.SYN && p.TCP.ACK {
+				sa = p.TCP
+			}
+		}
+		if sa == nil {
+			t.Fatalf("no SYN/ACK on the client side; tool printed:\n%s", out)
+		}
+		found := false
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, "Flags [S.]") && strings.Contains(l, fmt.Sprintf("seq %d,", sa.Seq)) &&
+				strings.Contains(l, fmt.Sprintf("ack %d,", sa.Ack)) && strings.Contains(l, fmt.Sprintf("win %d,", sa.Window)) &&
+				strings.Contains(l, "unknown-253 0x1234cafe") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("the captured SYN/ACK (seq %d ack %d win %d, kind-253 echo) is not among the printed lines:\n%s", sa.Seq, sa.Ack, sa.Window, out)
+		}
+
+		// --script: handshake and 100 bytes of data on one flow; relative numbers resolve
+		// against the flow (isn) and the peer's ISN as the router carried it.
+		f = capture(t, m, "send-script", port, func() {
+			var err error
+			out, err = m.Client.Exec(bin, "send", "--manage-firewall", "--log-level", "error",
+				"--script", "flags=S opts=mss:512; flags=A seq=isn+1 ack=peer+1; flags=PA seq=isn+1 ack=peer+1 payload=a1 len=99", srv)
+			if err != nil {
+				t.Errorf("send --script: %v\n%s", err, out)
+			}
+		})
+		var peerISN uint32
+		for _, p := range f.c {
+			if fromServer(p, port) && p.TCP.SYN && p.TCP.ACK {
+				peerISN = p.TCP.Seq
+			}
+		}
+		var acks, data int
+		for _, p := range f.s {
+			if !toServer(p, port) || p.TCP.SYN {
+				continue
+			}
+			if p.TCP.Seq != 252002 || p.TCP.Ack != peerISN+1 {
+				t.Errorf("scripted segment at the server: seq %d ack %d, want 252002 and %d", p.TCP.Seq, p.TCP.Ack, peerISN+1)
+			}
+			if len(p.Payload) == 0 {
+				acks++
+			} else if len(p.Payload) == 100 && p.Payload[0] == 0xa1 {
+				data++
+			}
+		}
+		if acks != 1 || data != 1 {
+			t.Errorf("server side: %d pure ACKs and %d data segments, want 1 and 1", acks, data)
+		}
+		if !strings.Contains(out, "ack 252102,") {
+			t.Errorf("the responder's ACK of the 100 bytes (ack 252102) is not printed:\n%s", out)
 		}
 	})
 
@@ -690,8 +942,64 @@ func TestMiddleboxModes(t *testing.T) {
 			}
 			v := got[k]
 			switch {
+			case strings.HasPrefix(k, "IndAck") && v != -1:
+				// SYNPROXY's own window-update ACKs can reach the client after the data: a
+				// pure ACK on the client side after the test's last data segment.
+				if want := pureAckCodes(f, lineWithKey(lines, k), port); !slices.Contains(want, v) {
+					t.Errorf("%s = %d, the client-side capture allows %v", k, v, want)
+				}
 			case v == 0 || v == -1:
 			case (k == "SackTranslated" || k == "UnseenAck" || k == "AckHole") && v == 1:
+				// "No answer", checked on the client side of the router for that very test
+				// (its flows keep their ports through SYNPROXY): after the probe — the last
+				// segment with a SACK block (SackTranslated; none sent: the first data
+				// segment got no reflection), else the segment acknowledging the most beyond
+				// the SYN/ACK — no answer (segment other than FIN/RST; for SackTranslated, a
+				// reflection) came back.
+				l := lineWithKey(lines, k)
+				if l == nil {
+					t.Errorf("%s = 1 but no test line reports it", k)
+					break
+				}
+				ports := sentPorts(l)
+				out := func(p netlab.CapturedPacket) bool { return toServer(p, port) && ports[int(p.Src.Port())] }
+				back := func(p netlab.CapturedPacket) bool { return fromServer(p, port) && ports[int(p.Dst.Port())] }
+				var isn uint32
+				for _, p := range f.c {
+					if back(p) && p.TCP.SYN {
+						isn = p.TCP.Seq
+					}
+				}
+				var probeAt time.Time
+				var best uint32
+				for _, p := range f.c {
+					if !out(p) || p.TCP.SYN {
+						continue
+					}
+					switch {
+					case k == "SackTranslated":
+						if hasOpt(p.TCP, layers.TCPOptionKindSACK) || probeAt.IsZero() && len(p.Payload) > 0 {
+							probeAt = p.Time
+						}
+					case p.TCP.ACK && p.TCP.Ack-isn >= best:
+						best, probeAt = p.TCP.Ack-isn, p.Time
+					}
+				}
+				answers := count(f.c, func(p netlab.CapturedPacket) bool {
+					if !back(p) || !p.Time.After(probeAt) || p.TCP.FIN || p.TCP.RST {
+						return false
+					}
+					return k != "SackTranslated" || len(p.Payload) > 0
+				})
+				if probeAt.IsZero() || answers > 0 {
+					t.Errorf("%s = 1 (no answer), but the client side shows %d answers after the probe (at %v)", k, answers, probeAt)
+				}
+			case k == "SackTranslated" && v >= 3:
+				// The D-SACK segment as the client sent it and as the server got it (same port
+				// and sequence number: SYNPROXY translates the ACK side only).
+				if want := sackFromCapture(t, f, lineWithKey(lines, k), port); v != want {
+					t.Errorf("SackTranslated = %d, the captures show %d", v, want)
+				}
 			default:
 				t.Errorf("%s = %d: a change the captures do not explain", k, v)
 			}
