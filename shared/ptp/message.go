@@ -202,6 +202,7 @@ type Message struct {
 	Pages     uint8 // LISTPAGE page count
 
 	Candidates []netip.AddrPort // the sender's own CANDIDATE addresses
+	PortMaps   []PortMap        // PORTMAP: the sender's port-mapping outcomes (c→s)
 	Reach      []Reach
 	Entries    []Entry // list entries (FieldList)
 	ClientLen  int     // decoded CLIENTLEN (AppendTo writes len(Entries))
@@ -212,12 +213,12 @@ type Message struct {
 
 // Reset clears m, keeping the capacity of its slices.
 func (m *Message) Reset() {
-	*m = Message{Candidates: m.Candidates[:0], Reach: m.Reach[:0], Entries: m.Entries[:0], Extra: m.Extra[:0]}
+	*m = Message{Candidates: m.Candidates[:0], PortMaps: m.PortMaps[:0], Reach: m.Reach[:0], Entries: m.Entries[:0], Extra: m.Extra[:0]}
 }
 
 // IsV3 reports whether the message carries anything PTP-W5 reserves for version-3 peers.
 func (m *Message) IsV3() bool {
-	if m.Has&v3Fields != 0 || len(m.Candidates) > 0 || len(m.Reach) > 0 || len(m.Extra) > 0 {
+	if m.Has&v3Fields != 0 || len(m.Candidates) > 0 || len(m.PortMaps) > 0 || len(m.Reach) > 0 || len(m.Extra) > 0 {
 		return true
 	}
 	for i := range m.Entries {
@@ -293,6 +294,10 @@ func (m *Message) AppendTo(b []byte) ([]byte, error) {
 	for _, c := range m.Candidates {
 		b = appendAddrTLV(b, TypeCandidate, c)
 	}
+	for i := range m.PortMaps {
+		b = append(b, byte(TypePortMap), byte(2+m.PortMaps[i].Size()))
+		b = m.PortMaps[i].AppendTo(b)
+	}
 	for i := range m.Reach {
 		b = append(b, byte(TypeReach), ReachSize+2)
 		b = m.Reach[i].AppendTo(b)
@@ -364,6 +369,9 @@ func (m *Message) Size() int {
 	add(FieldListPage, 4)
 	for _, c := range m.Candidates {
 		n += 2 + AddressSize(c)
+	}
+	for i := range m.PortMaps {
+		n += 2 + m.PortMaps[i].Size()
 	}
 	n += len(m.Reach) * (ReachSize + 2)
 	if h&FieldList != 0 {
@@ -514,6 +522,12 @@ func (m *Message) UnmarshalBinary(pkt []byte) error {
 			}
 			m.NAT = NATInfo{Mapping: Behavior(v[0]), Filtering: Behavior(v[1]), Hairpin: v[2], Public: a}
 			m.Has |= FieldNATInfo
+		case TypePortMap:
+			var p PortMap
+			if err := p.UnmarshalBinary(v); err != nil {
+				return err
+			}
+			m.PortMaps = append(m.PortMaps, p)
 		case TypeReach:
 			var r Reach
 			if err := r.UnmarshalBinary(v); err != nil {

@@ -55,6 +55,7 @@ const (
 	TypeRelayFrom     Type = 15 // v3: 16 bytes
 	TypeCandidate     Type = 16 // v3: address
 	TypePathInfo      Type = 17 // v3: optional, opaque here
+	TypePortMap       Type = 18 // v3: 6 bytes + address, c→s, one per port-mapping protocol
 	TypeBulkFirst     Type = 20 // v3: first type reserved for bulk transfer
 	TypeBulkLast      Type = 29 // v3: last type reserved for bulk transfer
 	TypePTPAddr       Type = 32 // address: client's local IP + socket port
@@ -74,7 +75,7 @@ var typeNames = map[Type]string{
 	TypeSequence: "SEQUENCE", TypeUUID: "UUID", TypeMesh: "MESH", TypeListPage: "LISTPAGE",
 	TypeMyTS: "MYTS", TypeYourTS: "YOURTS", TypeEchoSeq: "ECHOSEQ", TypePeerUUID: "PEERUUID",
 	TypeReach: "REACH", TypeNATInfo: "NATINFO", TypeRelayTo: "RELAYTO", TypeRelayFrom: "RELAYFROM",
-	TypeCandidate: "CANDIDATE", TypePathInfo: "PATHINFO", TypePTPAddr: "PTPADDR",
+	TypeCandidate: "CANDIDATE", TypePathInfo: "PATHINFO", TypePortMap: "PORTMAP", TypePTPAddr: "PTPADDR",
 	TypeIntAddr: "INTADDR", TypeUPnP: "UPNP", TypeMeta: "META", TypeShutdown: "SHUTDOWN",
 	TypeClientListExt: "CLIENTLIST_EXT", TypeClientLen: "CLIENTLEN", TypeYourAddr: "YOURADDR",
 	TypeClientListInt: "CLIENTLIST_INT", TypeCC: "CC",
