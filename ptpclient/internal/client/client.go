@@ -131,6 +131,7 @@ type Client struct {
 	nextBeacon time.Time
 	nextReach  time.Time
 	candidates []netip.AddrPort // our own extra candidates
+	portMaps   []ptp.PortMap    // port-mapping outcomes sent to a v3 server (PORTMAP)
 	txRing     [1024]txEntry
 	txm        ptp.Message
 	txBuf      []byte

@@ -95,6 +95,15 @@ func (c *Client) AddCandidate(a netip.AddrPort) {
 	c.nextBeacon = time.Time{}
 }
 
+// SetPortMaps sets the port-mapping outcomes (one per protocol) that beacons to a v3 server
+// carry as PORTMAP TLVs, so that its web page shows them; the next beacon is sent at once.
+func (c *Client) SetPortMaps(ps []ptp.PortMap) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.portMaps = append(c.portMaps[:0], ps...)
+	c.nextBeacon = time.Time{}
+}
+
 // AddPeerCandidate adds an address to try for a peer (besides what the server lists); it is
 // probed like the others and used when it answers.
 func (c *Client) AddPeerCandidate(peer ptp.UUID, a netip.AddrPort) error {

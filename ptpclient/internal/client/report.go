@@ -58,6 +58,9 @@ type SelfReport struct {
 	Local  string    `json:"local"`
 	Public string    `json:"public"`
 	NAT    NATReport `json:"nat"`
+	// PortMaps is what SetPortMaps gave (the status pane's line; the JSON summary has the
+	// full results under port_mapping).
+	PortMaps []ptp.PortMap `json:"-"`
 }
 
 // Summary is the final (or current) report: the last JSON line of --json.
@@ -84,6 +87,7 @@ func (c *Client) Summary() Summary {
 	defer c.mu.Unlock()
 	s := Summary{Type: "summary", UUID: c.uuid.String(), Server: c.server.String(), Mesh: c.cfg.Mesh}
 	s.Self.Local = c.local.String()
+	s.Self.PortMaps = append([]ptp.PortMap(nil), c.portMaps...)
 	if c.public.IsValid() {
 		s.Self.Public = c.public.String()
 	} else if c.nat.Public.IsValid() {

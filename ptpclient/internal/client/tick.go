@@ -58,6 +58,7 @@ func (c *Client) beaconFields(m *ptp.Message) {
 			m.NAT = ni
 		}
 		m.Candidates = append(m.Candidates[:0], c.candidates...)
+		m.PortMaps = append(m.PortMaps[:0], c.portMaps...)
 	}
 }
 

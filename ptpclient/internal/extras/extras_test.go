@@ -50,6 +50,7 @@ func (f *fakeClient) SendExtra(peer ptp.UUID, tlvs []ptp.TLV) error {
 }
 
 func (f *fakeClient) AddCandidate(a netip.AddrPort) { f.cands = append(f.cands, a) }
+func (f *fakeClient) SetPortMaps(ps []ptp.PortMap)  {}
 func (f *fakeClient) LocalAddr() netip.AddrPort     { return f.addr }
 func (f *fakeClient) Peers() []PeerInfo {
 	return []PeerInfo{{UUID: f.other.uuid, Address: f.other.addr.String(), Path: ptp.PathDirect}}

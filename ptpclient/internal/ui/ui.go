@@ -135,13 +135,17 @@ func (u *UI) Draw(s client.Summary) {
 	if pub == "" {
 		pub = "unknown"
 	}
-	u.u.SetStatus([]string{
+	status := []string{
 		"Address: " + pub,
 		"Local: " + s.Self.Local,
 		"NAT type: " + natLabel(s.Self.NAT),
 		"NAT address: " + pub,
 		"Hairpin: " + s.Self.NAT.Hairpin,
-	})
+	}
+	for _, p := range s.Self.PortMaps { // --port-mapping: a line per protocol (the pane is narrow)
+		status = append(status, "Port map "+p.String())
+	}
+	u.u.SetStatus(status)
 	u.u.Draw()
 }
 

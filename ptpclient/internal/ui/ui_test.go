@@ -2,6 +2,7 @@ package ui
 
 import (
 	"context"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/gdamore/tcell/v2"
 
 	"github.com/probekit/probekit/ptpclient/internal/client"
+	"github.com/probekit/probekit/shared/ptp"
 )
 
 func summary() client.Summary {
@@ -54,6 +56,35 @@ func TestDraw(t *testing.T) {
 	}
 	if !strings.HasPrefix(rows[2], "('45.71.0.10', 23456)") || !strings.HasPrefix(rows[3], "('207.162.195.200', 23456)") {
 		t.Errorf("row order:\n%s", text)
+	}
+}
+
+// TestDrawPortMapping: with --port-mapping the status pane has one line with every protocol's
+// outcome (the values the client sends to the server as PORTMAP), one line each.
+func TestDrawPortMapping(t *testing.T) {
+	scr := tcell.NewSimulationScreen("UTF-8")
+	u, err := New(Config{LogLines: 10, Version: "0.2-dev", Screen: scr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	scr.SetSize(160, 30)
+	s := summary()
+	u.Draw(s)
+	if text := strings.Join(Contents(scr), "\n"); strings.Contains(text, "Port map") {
+		t.Fatalf("port-mapping line without --port-mapping:\n%s", text)
+	}
+	s.Self.PortMaps = []ptp.PortMap{
+		{Protocol: ptp.PortMapUPnP, Status: ptp.PortMapNoGateway},
+		{Protocol: ptp.PortMapNATPMP, Status: ptp.PortMapGranted, Lifetime: 7200, External: netip.MustParseAddrPort("198.51.100.7:4000")},
+		{Protocol: ptp.PortMapPCP, Status: ptp.PortMapError},
+	}
+	u.Draw(s)
+	text := strings.Join(Contents(scr), "\n")
+	for _, want := range []string{"Port map upnp-igd: no gateway", "Port map nat-pmp: 198.51.100.7:4000 (7200 s)", "Port map pcp: error"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("screen lacks %q:\n%s", want, text)
+		}
 	}
 }
 

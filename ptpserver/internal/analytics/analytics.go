@@ -185,6 +185,39 @@ func candidates(cs []netip.AddrPort) json.RawMessage {
 	return b
 }
 
+// portMaps is the port-mapping column from the client's PORTMAP TLVs, in shared/portmap's
+// JSON shape (the one the client prints): a gateway that answered is "yes" (the TLV does not
+// name it), a refusal or failure carries a generic error (the client's log has the detail).
+func portMaps(ps []ptp.PortMap) json.RawMessage {
+	if len(ps) == 0 {
+		return nil
+	}
+	type result struct {
+		Protocol string `json:"protocol"`
+		Gateway  string `json:"gateway"`
+		External string `json:"external,omitempty"`
+		Lifetime uint32 `json:"lifetime_s,omitempty"`
+		Error    string `json:"error,omitempty"`
+	}
+	out := make([]result, 0, len(ps))
+	for _, p := range ps {
+		r := result{Protocol: p.ProtocolName()}
+		switch p.Status {
+		case ptp.PortMapGranted:
+			r.Gateway, r.Lifetime = "yes", p.Lifetime
+			if p.External.IsValid() {
+				r.External = p.External.String()
+			}
+		case ptp.PortMapNoGateway:
+		default:
+			r.Gateway, r.Error = "yes", "refused or failed"
+		}
+		out = append(out, r)
+	}
+	b, _ := json.Marshal(out)
+	return b
+}
+
 // client updates what is known about a client and returns it with whether it must be written.
 func (o *Observer) client(ci server.ClientInfo, online bool, nat *ptp.NATInfo) (store.Client, bool) {
 	k := [2]string{ci.Mesh, ci.UUID.String()}
@@ -206,7 +239,9 @@ func (o *Observer) client(ci server.ClientInfo, online bool, nat *ptp.NATInfo) (
 			c.Public = nat.Public.String()
 		}
 	}
-	if pm := candidates(ci.Candidates); pm != nil {
+	if pm := portMaps(ci.PortMaps); pm != nil {
+		c.PortMap = pm
+	} else if pm := candidates(ci.Candidates); pm != nil {
 		c.PortMap = pm
 	}
 	changed := old.Addr != c.Addr || old.Version != c.Version || old.Online != c.Online || old.Mapping != c.Mapping ||

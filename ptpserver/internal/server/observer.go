@@ -18,7 +18,7 @@ type Observer interface {
 	// Left: a client sent SHUTDOWN, expired after Config.Expiry of silence, or moved to
 	// another mesh (Reason "shutdown", "expired", "moved").
 	Left(ClientInfo, string)
-	// Reported: a v3 client sent REACH and/or NATINFO TLVs.
+	// Reported: a v3 client sent REACH, NATINFO and/or PORTMAP TLVs.
 	Reported(Report)
 }
 
@@ -31,7 +31,8 @@ type ClientInfo struct {
 	Version    uint8          // CLIENTVER it announced
 	PTPAddr    netip.AddrPort // its local address (PTPADDR), invalid when not sent
 	Candidates []netip.AddrPort
-	NAT        *ptp.NATInfo // nil until it sent NATINFO
+	NAT        *ptp.NATInfo  // nil until it sent NATINFO
+	PortMaps   []ptp.PortMap // its last PORTMAP outcomes (one per protocol), nil until sent
 }
 
 // PeerReport is one REACH entry with the server's explanation of the path.

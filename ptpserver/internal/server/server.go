@@ -140,6 +140,10 @@ type reachEntry struct {
 	at int64 // Unix ns
 }
 
+// maxPortMaps bounds the PORTMAP outcomes kept per client (one per protocol: UPnP, NAT-PMP,
+// PCP, and one spare for a future protocol); more in a packet are ignored.
+const maxPortMaps = 4
+
 type client struct {
 	addr       netip.AddrPort
 	local      netip.Addr // our address it sent to (reply source on wildcard sockets)
@@ -152,6 +156,8 @@ type client struct {
 	ncand      uint8
 	nat        ptp.NATInfo
 	hasNAT     bool
+	pmaps      [maxPortMaps]ptp.PortMap // PORTMAP outcomes it last reported
+	npmap      uint8
 	joined     time.Time
 	lastSeen   time.Time
 	rcvd       uint64
@@ -516,7 +522,10 @@ func (s *Server) handle(b []byte, rx *udpsock.Message, now time.Time) {
 		c.rttSum += rtt
 		c.rttLast = rtt
 	}
-	if v3 && (m.Has&ptp.FieldNATInfo != 0 || len(m.Reach) > 0) {
+	if v3 && len(m.PortMaps) > 0 {
+		c.npmap = uint8(copy(c.pmaps[:], m.PortMaps))
+	}
+	if v3 && (m.Has&ptp.FieldNATInfo != 0 || len(m.Reach) > 0 || len(m.PortMaps) > 0) {
 		s.report(c, m, now)
 	}
 }
@@ -542,6 +551,9 @@ func (s *Server) info(c *client, now time.Time) ClientInfo {
 	if c.hasNAT {
 		n := c.nat
 		ci.NAT = &n
+	}
+	if c.npmap > 0 {
+		ci.PortMaps = append([]ptp.PortMap(nil), c.pmaps[:c.npmap]...)
 	}
 	return ci
 }
