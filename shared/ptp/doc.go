@@ -20,7 +20,7 @@
 // shared/data/ptp/vectors.json is reproduced byte for byte:
 //
 //	SERVERVER|CLIENTVER, SEQUENCE, UUID, RELAYTO, RELAYFROM, PTPADDR, MYTS, YOURTS, ECHOSEQ,
-//	YOURADDR, SHUTDOWN, MESH, NATINFO, CANDIDATE*, REACH*, LISTPAGE,
+//	YOURADDR, SHUTDOWN, MESH, NATINFO, CANDIDATE*, PORTMAP*, REACH*, LISTPAGE,
 //	{CLIENTLIST_EXT, PEERUUID, CLIENTLIST_INT, CANDIDATE*}*, CLIENTLEN, other TLVs, META
 //
 // META is always last and must be byte-identical to Python json.dumps for a Python peer to parse
@@ -56,6 +56,9 @@
 //	              port mapping); in v3 lists the server repeats a peer's candidates after its
 //	              PEERUUID.
 //	17 PATHINFO   optional, opaque to this package; 20–29 are reserved for bulk transfer.
+//	18 PORTMAP    c→s in beacons, one per port-mapping protocol tried (PortMap): protocol u8
+//	              (1 UPnP IGD, 2 NAT-PMP, 3 PCP) | status u8 (0 no gateway, 1 granted, 2 error)
+//	              | lifetime u32 s | external address (6/18 bytes; 0.0.0.0:0 when not granted).
 //
 // In a list, CLIENTLIST_INT, PEERUUID and CANDIDATE attach to the entry opened by the last
 // CLIENTLIST_EXT whatever their order (the encoder writes EXT, PEERUUID, INT, CANDIDATE*); a
