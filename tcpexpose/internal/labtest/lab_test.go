@@ -253,15 +253,8 @@ func checkReflections(t *testing.T, f capFacts, lines []testLine, port uint16) i
 			continue
 		}
 		r := l.Reflected.Received
-		sport, seq, win := lineNum(t, lineSrcPort, r), lineNum(t, lineSeq, r), lineNum(t, lineWin, r)
-		var ground *netlab.CapturedPacket
-		for i := range f.s {
-			p := &f.s[i]
-			if toServer(*p, port) && int(p.Src.Port()) == sport && int(p.TCP.Seq) == seq && len(p.Payload) == l.Reflected.ReceivedLen {
-				ground = p
-				break
-			}
-		}
+		win := lineNum(t, lineWin, r)
+		ground := groundOf(t, f, &l, port)
 		if ground == nil {
 			t.Errorf("%s: reflected header %q (%d bytes) is in no segment the server side of the router carried", l.Test, r, l.Reflected.ReceivedLen)
 			continue
@@ -308,6 +301,16 @@ func checkReflections(t *testing.T, f capFacts, lines []testLine, port uint16) i
 			exact("ChangeAwnd", awnd)
 			exact("ChangeAwnd4KnownOpt", awnd)
 			exact("ChangeAwnd4Opt", awnd)
+		case "pseudo_rtx", "pseudo_larger_rtx", "pseudo_smaller_rtx":
+			// The reflection answers the retransmission (the last data segment sent): its
+			// new payload delivered whole (0) or resized (4).
+			rtx := 0
+			if got != lens[len(lens)-1] {
+				rtx = 4
+			}
+			for _, k := range []string{"PseudoRtx", "PseudoRtxL", "PseudoRtxS"} {
+				exact(k, rtx)
+			}
 		case "seg_coalesce", "seg_coalesce_known_opt", "seg_coalesce_opt", "seg_coalesce_fq", "seg_coalesce_fq_known_opt", "seg_coalesce_fq_opt":
 			co := 0
 			if got != half {
@@ -321,6 +324,38 @@ func checkReflections(t *testing.T, f capFacts, lines []testLine, port uint16) i
 		}
 	}
 	return n
+}
+
+// groundOf is the segment on the server side of the router that a test's printed reflection
+// stands for (same source port, sequence number and payload length), or nil.
+func groundOf(t *testing.T, f capFacts, l *testLine, port uint16) *netlab.CapturedPacket {
+	t.Helper()
+	if l == nil || l.Reflected == nil {
+		return nil
+	}
+	r := l.Reflected.Received
+	sport, seq := lineNum(t, lineSrcPort, r), lineNum(t, lineSeq, r)
+	for i := range f.s {
+		p := &f.s[i]
+		if toServer(*p, port) && int(p.Src.Port()) == sport && int(p.TCP.Seq) == seq && len(p.Payload) == l.Reflected.ReceivedLen {
+			return p
+		}
+	}
+	return nil
+}
+
+// waitResponder waits until a responder started with --log-level info logs that it is
+// answering (its table, capture and socket are open): until then the server's kernel resets
+// the SYNs. Polls for up to 10 s (hang guard).
+func waitResponder(t *testing.T, p *netlab.Proc) {
+	t.Helper()
+	for range 200 {
+		if strings.Contains(p.Output(), "responder: answering") {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("responder not answering after 10 s:\n%s", p.Output())
 }
 
 // lineWithKey returns the test line that reports key.
@@ -489,11 +524,12 @@ func TestMiddleboxModes(t *testing.T) {
 	bin := gobuild.Binary(t, "../..")
 	m := labtest.Middlebox(t, netlab.MiddleboxConfig{Mode: netlab.ModeTransparent})
 	srv := fmt.Sprintf("%s:%d", netlab.MiddleboxServer, 34343)
-	resp, err := m.Server.Start(bin, "responder", "--listen", srv, "--manage-firewall", "--log-level", "warn")
+	resp, err := m.Server.Start(bin, "responder", "--listen", srv, "--manage-firewall", "--log-level", "info")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Stop()
+	waitResponder(t, resp)
 	const port = 34343
 	cSYN := func(p netlab.CapturedPacket) bool { return toServer(p, port) && p.TCP.SYN }
 	cData := func(p netlab.CapturedPacket) bool { return toServer(p, port) && len(p.Payload) > 0 }
@@ -529,8 +565,9 @@ func TestMiddleboxModes(t *testing.T) {
 			t.Fatal("capture: no SYN with kind 30 on the server side in transparent mode")
 		}
 		expectAll(t, got, nil)
-		// --pcap holds every segment the router saw on the client link, in the same order
-		// (the tool's own AF_PACKET recording with kernel timestamps).
+		// --pcap holds every segment the router saw on the client link, in the same order per
+		// direction (the tool's own AF_PACKET recording with kernel timestamps; segments
+		// crossing on the wire are seen in different orders at the two ends).
 		tool, err := netlab.ReadCapture(pcap)
 		if err != nil {
 			t.Fatal(err)
@@ -538,10 +575,20 @@ func TestMiddleboxModes(t *testing.T) {
 		if len(tool) != len(f.c) {
 			t.Errorf("--pcap has %d segments, the router's client side %d", len(tool), len(f.c))
 		}
-		for i := range min(len(tool), len(f.c)) {
-			if tool[i].TCP == nil || f.c[i].TCP == nil || tool[i].TCP.Seq != f.c[i].TCP.Seq || tool[i].Src != f.c[i].Src {
-				t.Errorf("--pcap segment %d differs from the router's capture", i)
-				break
+		for _, dir := range []func(netlab.CapturedPacket) bool{
+			func(p netlab.CapturedPacket) bool { return toServer(p, port) },
+			func(p netlab.CapturedPacket) bool { return fromServer(p, port) },
+		} {
+			a, b := slices.DeleteFunc(slices.Clone(tool), func(p netlab.CapturedPacket) bool { return !dir(p) }),
+				slices.DeleteFunc(slices.Clone(f.c), func(p netlab.CapturedPacket) bool { return !dir(p) })
+			if len(a) != len(b) {
+				t.Errorf("--pcap has %d segments in one direction, the router's client side %d", len(a), len(b))
+			}
+			for i := range min(len(a), len(b)) {
+				if a[i].TCP.Seq != b[i].TCP.Seq || a[i].TCP.Ack != b[i].TCP.Ack || a[i].Src != b[i].Src || len(a[i].Payload) != len(b[i].Payload) {
+					t.Errorf("--pcap segment %d of %v differs from the router's capture", i, a[i].Src)
+					break
+				}
 			}
 		}
 	})
@@ -683,11 +730,12 @@ func TestMiddleboxModes(t *testing.T) {
 	})
 
 	t.Run("transparent-ipv6", func(t *testing.T) {
-		r6, err := m.Server.Start(bin, "responder", "--listen", "[fd99:2::2]:34343", "--manage-firewall", "--log-level", "warn")
+		r6, err := m.Server.Start(bin, "responder", "--listen", "[fd99:2::2]:34343", "--manage-firewall", "--log-level", "info")
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer r6.Stop()
+		waitResponder(t, r6)
 		out, err := m.Client.Exec(bin, "test", "--log-level", "error", "--manage-firewall", "--timeout", "300ms", "[fd99:2::2]")
 		if err != nil {
 			t.Fatalf("%v\n%s", err, out)
@@ -1010,11 +1058,12 @@ func TestMiddleboxModes(t *testing.T) {
 		if err := m.SetMode(netlab.ModeProxy); err != nil {
 			t.Fatal(err)
 		}
-		r80, err := m.Server.Start(bin, "responder", "--listen", fmt.Sprintf("%s:80", netlab.MiddleboxServer), "--manage-firewall", "--log-level", "warn")
+		r80, err := m.Server.Start(bin, "responder", "--listen", fmt.Sprintf("%s:80", netlab.MiddleboxServer), "--manage-firewall", "--log-level", "info")
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer r80.Stop()
+		waitResponder(t, r80)
 		const web = 80
 		var got map[string]int
 		var lines []testLine
@@ -1071,6 +1120,80 @@ func TestMiddleboxModes(t *testing.T) {
 		} else {
 			t.Error("capture: MP_DATA or MP_ACK crossed the relay")
 		}
+		// The SYN/ACKs the client got carry the router stack's window scale (no SYN was
+		// reflected, see ChangeMss): negotiated by a middlebox (6).
+		if want["ChangeMss"] == 7 && count(f.c, func(p netlab.CapturedPacket) bool {
+			return fromServer(p, web) && p.TCP.SYN && hasOpt(p.TCP, layers.TCPOptionKindWindowScale)
+		}) > 0 {
+			want["WsConsistent"] = 6
+		}
+		// D-SACK: the segment the responder reflected (the relay's, found in the server-side
+		// capture) has no SACK block: removed (3).
+		if g := groundOf(t, f, lineWithKey(lines, "SackTranslated"), web); g != nil && !hasOpt(g.TCP, layers.TCPOptionKindSACK) {
+			want["SackTranslated"] = 3
+		}
+		// ACK of unseen data: its reflected segment came from the relay like the flow's first
+		// one (0), or from the client's own address past the REDIRECT (3).
+		if g := groundOf(t, f, lineWithKey(lines, "UnseenAck"), web); g != nil {
+			want["UnseenAck"] = 0
+			if g.Src.Addr() != netlab.MiddleboxRouterS {
+				want["UnseenAck"] = 3
+			}
+		}
+		// ECN: the relay's SYN/ACK to the client confirms ECN (ECE) or not (3); its own
+		// connection to the server did not ask for ECN, so the data reaches the server without
+		// ECT(0) (4).
+		if l := lineWithKey(lines, "Ecn"); l != nil {
+			ports := sentPorts(l)
+			ece := count(f.c, func(p netlab.CapturedPacket) bool {
+				return fromServer(p, web) && ports[int(p.Dst.Port())] && p.TCP.SYN && p.TCP.ECE
+			})
+			ect := count(f.s, func(p netlab.CapturedPacket) bool {
+				return toServer(p, web) && len(p.Payload) > 0 && p.IPv4 != nil && p.IPv4.TOS&3 == 2
+			})
+			switch {
+			case ece == 0:
+				want["Ecn"] = 3
+			case ect == 0:
+				want["Ecn"] = 4
+			}
+		}
+		// The handshake works (a SYN/ACK reached the client) and the data test's reflection is
+		// in the server-side capture: Syn and Data 0.
+		if count(f.c, func(p netlab.CapturedPacket) bool { return fromServer(p, web) && p.TCP.SYN && p.TCP.ACK }) > 0 {
+			want["Syn"] = 0
+		}
+		if groundOf(t, f, lineWithKey(lines, "Data"), web) != nil {
+			want["Data"] = 0
+		}
+		// Retransmission with different payload: no reflection came back to the test's flow
+		// after its last data segment, but an ACK beyond it did (the relay ACKed the original
+		// and never forwarded the new bytes): 2.
+		for _, k := range []string{"PseudoRtx", "PseudoRtxL", "PseudoRtxS"} {
+			l := lineWithKey(lines, k)
+			if l == nil || l.Reflected != nil {
+				continue // a reflection is grounded by checkReflections
+			}
+			ports := sentPorts(l)
+			var last netlab.CapturedPacket
+			for _, p := range f.c {
+				if toServer(p, web) && ports[int(p.Src.Port())] && len(p.Payload) > 0 {
+					last = p
+				}
+			}
+			if last.TCP == nil {
+				continue
+			}
+			end := last.TCP.Seq + uint32(len(last.Payload))
+			after := func(p netlab.CapturedPacket) bool {
+				return fromServer(p, web) && ports[int(p.Dst.Port())] && p.Time.After(last.Time) && !p.TCP.RST
+			}
+			refl := count(f.c, func(p netlab.CapturedPacket) bool { return after(p) && len(p.Payload) > 0 })
+			acked := count(f.c, func(p netlab.CapturedPacket) bool { return after(p) && p.TCP.ACK && int32(p.TCP.Ack-end) >= 0 })
+			if refl == 0 && acked > 0 {
+				want[k] = 2
+			}
+		}
 		for k, w := range want {
 			if got[k] != w {
 				t.Errorf("%s = %d, want %d (from the captures)", k, got[k], w)
@@ -1078,9 +1201,11 @@ func TestMiddleboxModes(t *testing.T) {
 		}
 		// Split, Coalesce* and ChangeAwnd* are grounded by checkReflections above. The other
 		// data-path keys of a terminating proxy (timestamp handling, cached retransmissions,
-		// holes, SACK, ECN) depend on the relay host's stack; they are logged.
+		// holes) depend on the relay host's stack; they are logged.
 		grounded := map[string]bool{"Split": true, "SplitKnownOpt": true, "Coalesce": true, "CoalesceKnownOpt": true, "CoalesceFq": true,
-			"CoalesceFqKnownOpt": true, "ChangeAwnd": true, "ChangeAwnd4KnownOpt": true, "ChangeAwnd4Opt": true}
+			"CoalesceFqKnownOpt": true, "ChangeAwnd": true, "ChangeAwnd4KnownOpt": true, "ChangeAwnd4Opt": true,
+			"PseudoRtx": lineWithKey(lines, "PseudoRtx").Reflected != nil, "PseudoRtxL": lineWithKey(lines, "PseudoRtxL").Reflected != nil,
+			"PseudoRtxS": lineWithKey(lines, "PseudoRtxS").Reflected != nil}
 		var rest []string
 		for _, k := range probe.AllKeys() {
 			if _, ok := want[k]; !ok && !grounded[k] {
