@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/probekit/probekit/shared/capture"
@@ -41,7 +42,14 @@ type Recorder struct {
 	notify chan struct{}
 	err    error
 	drops  uint64
+	// stopping is when Close was called (unix ns; 0: running): the loop then drains the
+	// ring until it has been idle for one poll timeout, so segments sent just before Close
+	// are recorded too.
+	stopping atomic.Int64
 }
+
+// drainMax bounds Close's drain when segments keep arriving.
+const drainMax = 500 * time.Millisecond
 
 // NewRecorder opens a capture on iface ("" or "any": every interface) for TCP packets from
 // or to peer on port. It returns once the filter is attached; Close stops it.
@@ -65,7 +73,14 @@ func (r *Recorder) loop() {
 	for {
 		p, err := r.live.Next()
 		if errors.Is(err, capture.ErrTimeout) {
-			continue
+			if r.stopping.Load() != 0 {
+				err = capture.ErrClosed // drained: nothing came for a whole poll timeout
+			} else {
+				continue
+			}
+		}
+		if s := r.stopping.Load(); err == nil && s != 0 && time.Now().UnixNano()-s > int64(drainMax) {
+			err = capture.ErrClosed
 		}
 		if err != nil {
 			r.mu.Lock()
@@ -90,11 +105,12 @@ func (r *Recorder) loop() {
 	}
 }
 
-// Close stops the capture.
+// Close stops the capture after recording what the kernel already captured (it waits until
+// the ring has been idle for one poll timeout, 20 ms, at most about drainMax).
 func (r *Recorder) Close() error {
-	err := r.live.Close()
+	r.stopping.CompareAndSwap(0, time.Now().UnixNano())
 	<-r.done
-	return err
+	return r.live.Close()
 }
 
 // Records returns a copy of the list of records so far.
