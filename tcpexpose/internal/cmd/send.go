@@ -180,7 +180,7 @@ func sendCommand() *cli.Command {
 			}
 			defer e.Close()
 			conn, runErr := e.RunScript(c.Context, steps, uint32(cliutil.Uint(c, "seq")), c.Duration("wait"))
-			recs := e.Records()
+			recs := e.FinalRecords()
 			if err := printRecords(c.App.Writer, recs, cliutil.OutputFormat(c) == cliutil.FormatJSON, conn.ToPeer); err != nil {
 				return err
 			}

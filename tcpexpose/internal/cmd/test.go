@@ -82,7 +82,7 @@ func testAction(c *cli.Context) error {
 	if err := writeSummary(w, sum, asJSON); err != nil {
 		return err
 	}
-	if err := writePcap(c.String("pcap"), e.Records()); err != nil {
+	if err := writePcap(c.String("pcap"), e.FinalRecords()); err != nil {
 		return err
 	}
 	if runErr != nil {

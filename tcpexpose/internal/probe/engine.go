@@ -147,6 +147,13 @@ func (e *Engine) Close() error {
 // Records returns everything recorded so far.
 func (e *Engine) Records() []tcpcraft.Record { return e.rec.Records() }
 
+// FinalRecords stops recording once the kernel has handed over what it captured (the last
+// segments of a run included) and returns every record; for --pcap at the end of a run.
+func (e *Engine) FinalRecords() []tcpcraft.Record {
+	_ = e.rec.Close() // Close (again) later is harmless
+	return e.rec.Records()
+}
+
 // freePort picks a random local port in 20000–59999 not used by an earlier flow.
 func (e *Engine) freePort() uint16 {
 	for {
