@@ -91,3 +91,43 @@ print("    peers %d, paths %s, probes sent %d, answered %d, lost %d, send times 
     sum(p["received"] for p in ps), sum(p["lost"] for p in ps), d["timestamps"]["kernel_tx"], d["timestamps"]["user_tx"]))'
 sed 's/^/    /' "$out.farm"
 rm -f "$out" "$out.farm"
+
+# Store and web part (ptpserver --store/--web, issue 14):
+#  6. ingest: 10,000 clients' reports per minute (1,000 meshes of 10, each client reporting its
+#     9 peers), committed once per simulated second; "core-%" is the CPU time per simulated
+#     minute as a share of one core (target < 5 %). PTP_INGEST_MINUTES simulated minutes
+#     (default 30; the issue's 24 hours is 1440, about an hour of wall time);
+#  7. the matrix of a 50-peer mesh with a month of data, from the store and through GET
+#     /api/matrix (p99 target < 50 ms), and one pair's month of history. The month fixture takes
+#     about 5 minutes to build the first time (then it is kept in $TMPDIR): it runs when
+#     PTP_STORE_MONTH=1 or when the fixture is already there.
+echo
+mins=${PTP_INGEST_MINUTES:-30}
+echo "--- store ingest: 10,000 clients x 9 peers per simulated minute, $mins simulated minutes"
+echo "    go test -run '^\$' -bench 'BenchmarkIngest\$' -benchtime ${mins}x ./internal/store (ptpserver)"
+(cd ptpserver && go test -run '^$' -bench 'BenchmarkIngest$' -benchtime "${mins}x" -timeout 2h ./internal/store) | grep -E '^Benchmark'
+fixture=$(ls "${TMPDIR:-/tmp}"/ptpstore-bench-month-v*.db 2>/dev/null | tail -1 || true)
+if [ "${PTP_STORE_MONTH:-0}" = 1 ] || [ -n "$fixture" ]; then
+  echo
+  echo "--- store: matrix and history of a 50-peer mesh with a month of data (p99 target < 50 ms)"
+  echo "    go test -run '^\$' -bench 'BenchmarkMatrix50|BenchmarkHistoryMonth|BenchmarkMatrixAPI' -benchtime 200x ./internal/store (ptpserver)"
+  (cd ptpserver && go test -run '^$' -bench 'BenchmarkMatrix50$|BenchmarkHistoryMonth$|BenchmarkMatrixAPI$' -benchtime 200x -timeout 30m ./internal/store) |
+    grep -E '^Benchmark'
+else
+  echo
+  echo "--- store month fixture (\$TMPDIR/ptpstore-bench-month-v*.db) not built: PTP_STORE_MONTH=1 builds it (~5 min) and runs the matrix p99 benchmarks"
+fi
+
+# Bulk transfer (issue 14), root only: on a lab path limited to 100 Mbit/s (tbf) each way, the
+# ptpbulk engine alone and ptpclient --send, each next to TCP (socat) on the same path in the
+# same run (target: ≥ 80 % of TCP).
+if [ "$(id -u)" = 0 ] && command -v socat >/dev/null; then
+  echo
+  echo "--- bulk transfer vs TCP (socat) on a 100 Mbit/s tbf lab path"
+  echo "    go test -run TestLabRateVsTCP -v ./ptpbulk (shared); go test -run TestLabBulkRate -v ./internal/extras (ptpclient)"
+  (cd shared && go test -count=1 -run 'TestLabRateVsTCP$' -v -timeout 10m ./ptpbulk) | grep -E 'TCP \(socat\)|^(--- |ok|FAIL)' || true
+  (cd ptpclient && go test -count=1 -run 'TestLabBulkRate$' -v -timeout 10m ./internal/extras) | grep -E 'TCP \(socat\)|--rate|^(--- |ok|FAIL)' || true
+else
+  echo
+  echo "--- bulk transfer vs TCP: needs root and socat (lab namespaces), skipped"
+fi
