@@ -135,12 +135,16 @@ type Client struct {
 	txRing     [1024]txEntry
 	txm        ptp.Message
 	txBuf      []byte
-	out        []udpsock.Message // send batch
-	outMeta    []outMeta
-	txFn       func(uint32, time.Time)
-	started    time.Time
-	shutdown   bool
-	listed     bool // a list came from the server: we are registered
+	// SendExtra's own buffer and message, written outside mu (xmu serialises SendExtra).
+	xmu      sync.Mutex
+	xbuf     []byte
+	xout     [1]udpsock.Message
+	out      []udpsock.Message // send batch
+	outMeta  []outMeta
+	txFn     func(uint32, time.Time)
+	started  time.Time
+	shutdown bool
+	listed   bool // a list came from the server: we are registered
 
 	counters struct {
 		received, sent, badChecksum, malformed, unknown, stun, sendErrors atomic.Uint64

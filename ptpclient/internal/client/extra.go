@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/probekit/probekit/shared/ptp"
+	"github.com/probekit/probekit/shared/udpsock"
 )
 
 // Errors of the peer/path interface.
@@ -47,16 +48,38 @@ func (c *Client) Peers() []PeerPath {
 
 // SendExtra sends v3 TLVs (bulk transfer uses types 20–29) to a peer over the path the mesh
 // found: to its address on a direct path, else through the server's relay (RELAYTO). The
-// peer's Config.Extra receives them. Packets are at most ptp.MaxPacket bytes.
+// peer's Config.Extra receives them. Packets are at most ptp.MaxPacket bytes. The packet is
+// built under the client's lock but written after it is released (its own buffer, serialised
+// by xmu): a bulk sender calls this per block, and holding c.mu across the syscall made the
+// receive path (the receiver's acknowledgements) wait behind every send.
 func (c *Client) SendExtra(peer ptp.UUID, tlvs []ptp.TLV) error {
+	c.xmu.Lock()
+	defer c.xmu.Unlock()
+	to, err := c.buildExtra(peer, tlvs)
+	if err != nil {
+		return err
+	}
+	c.xout[0] = udpsock.Message{Buf: c.xbuf, N: len(c.xbuf), Addr: to}
+	n, err := c.tr.WriteBatch(c.xout[:])
+	c.counters.sent.Add(uint64(n))
+	if err != nil {
+		// Like a refused message of a batch: counted, not fatal (the bulk engine retransmits).
+		c.counters.sendErrors.Add(1)
+		c.log.WithError(err).WithField("to", to).Debug("send")
+	}
+	return nil
+}
+
+// buildExtra encodes the extra TLVs into c.xbuf (c.xmu held) and returns the destination.
+func (c *Client) buildExtra(peer ptp.UUID, tlvs []ptp.TLV) (netip.AddrPort, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	p := c.byUUID[peer]
 	if p == nil {
-		return ErrNoPeer
+		return netip.AddrPort{}, ErrNoPeer
 	}
 	if c.cfg.Legacy || p.version < ptp.ProtoV3 {
-		return ErrLegacyPeer
+		return netip.AddrPort{}, ErrLegacyPeer
 	}
 	m := c.base(p, ptp.ProtoV3)
 	m.Extra = append(m.Extra[:0], tlvs...)
@@ -69,16 +92,20 @@ func (c *Client) SendExtra(peer ptp.UUID, tlvs []ptp.TLV) error {
 		relayVia(m, p)
 		to = c.server
 	default:
-		return ErrNoPath
+		return netip.AddrPort{}, ErrNoPath
 	}
-	b, err := m.AppendTo(c.txBuf[:0])
+	b, err := m.AppendTo(c.xbuf[:0])
 	if err != nil {
-		return fmt.Errorf("ptpclient: extra TLVs: %w", err)
+		return netip.AddrPort{}, fmt.Errorf("ptpclient: extra TLVs: %w", err)
 	}
-	c.txBuf = b
-	c.queue(b, to, nil, 0)
-	c.flush()
-	return nil
+	c.xbuf = b
+	if c.cfg.Debug {
+		c.log.Debugf("sending %d bytes to %v", len(b), to)
+		if c.cfg.Hexdump {
+			c.log.Debugf("%x", b)
+		}
+	}
+	return to, nil
 }
 
 // AddCandidate adds an address of ours (a port mapping, say) that the server announces to the
