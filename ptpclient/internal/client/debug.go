@@ -47,6 +47,9 @@ func describe(m *ptp.Message) string {
 		}
 		fmt.Fprintf(&b, " CLIENTLEN=%d", m.ClientLen)
 	}
+	for _, p := range m.PortMaps {
+		fmt.Fprintf(&b, " PORTMAP=%q", p.String())
+	}
 	for _, r := range m.Reach {
 		fmt.Fprintf(&b, " REACH=%s/%v", r.Peer, r.Path)
 	}
