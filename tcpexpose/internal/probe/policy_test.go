@@ -52,3 +52,40 @@ func TestPairPolicy(t *testing.T) {
 		})
 	}
 }
+
+// TestAbandon: the run stops after a failed Syn or Data (Summary.Abandoned names it, later
+// tests keep −1), and completes when both pass.
+func TestAbandon(t *testing.T) {
+	for _, c := range []struct {
+		syn, data int
+		abandoned string
+		ran       []string
+	}{
+		{0, 0, "", []string{"syn", "data", "seq_hole"}},
+		{1, 0, "Syn", []string{"syn"}},
+		{2, 0, "Syn", []string{"syn"}},
+		{0, 1, "Data", []string{"syn", "data"}},
+	} {
+		var ran []string
+		fake := func(name, key string, code int) Test {
+			return Test{Name: name, Keys: []string{key}, run: func(context.Context, *runner) (*outcome, error) {
+				ran = append(ran, name)
+				o := newOutcome(key)
+				o.keys[key] = code
+				return o, nil
+			}}
+		}
+		cat := []Test{fake("syn", "Syn", c.syn), fake("data", "Data", c.data), fake("seq_hole", "SeqHole", 0)}
+		sum, err := runTests(context.Background(), &Engine{rec: &tcpcraft.Recorder{}}, Config{}, cat)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ran = slices.Compact(ran) // each test runs as a pair
+		if sum.Abandoned != c.abandoned || !slices.Equal(ran, c.ran) {
+			t.Errorf("Syn %d Data %d: abandoned %q after %v; want %q after %v", c.syn, c.data, sum.Abandoned, ran, c.abandoned, c.ran)
+		}
+		if c.abandoned != "" && sum.Codes["SeqHole"] != -1 {
+			t.Errorf("Syn %d Data %d: SeqHole %d after the path was abandoned, want -1", c.syn, c.data, sum.Codes["SeqHole"])
+		}
+	}
+}
