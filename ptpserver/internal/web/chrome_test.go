@@ -104,7 +104,7 @@ func TestPageInChromium(t *testing.T) {
 	var info, points string
 	sel := fmt.Sprintf(`#matrix td[data-from="%s"][data-to="%s"]`, uA, uC)
 	err = chromedp.Run(bctx,
-		chromedp.Click(sel),
+		jsClick(sel),
 		chromedp.WaitVisible(`#plot svg[data-points="7"]`),
 		chromedp.Text(`#hinfo`, &info),
 	)
@@ -116,11 +116,11 @@ func TestPageInChromium(t *testing.T) {
 	}
 	var shot []byte
 	err = chromedp.Run(bctx,
-		chromedp.Click(`#ranges button[data-range="7d"]`),
+		jsClick(`#ranges button[data-range="7d"]`),
 		chromedp.WaitVisible(`#ranges button.on[data-range="7d"]`),
 		chromedp.Poll(`document.getElementById('hinfo').textContent.includes('60 min')`, nil, chromedp.WithPollingTimeout(20*time.Second)),
 		chromedp.AttributeValue(`#plot svg`, "data-points", &points, nil),
-		chromedp.Click(`#ranges button[data-range="1h"]`),
+		jsClick(`#ranges button[data-range="1h"]`),
 		chromedp.WaitVisible(`#plot svg[data-points="7"]`),
 		chromedp.FullScreenshot(&shot, 100), // 100: PNG,
 	)
@@ -135,4 +135,12 @@ func TestPageInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot %s (%d bytes)", out, len(shot))
+}
+
+// jsClick finds and clicks the element in one script run. The page refreshes live and
+// redraws the matrix, so a node that chromedp.Click looked up can be gone by the time it
+// clicks it ("Could not find node with given id"); polling retries until an element is there.
+func jsClick(sel string) chromedp.Action {
+	return chromedp.Poll(fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e) return false; e.click(); return true; })()`, sel),
+		nil, chromedp.WithPollingTimeout(20*time.Second))
 }
