@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -314,9 +315,16 @@ func TestSignalContextCancel(t *testing.T) {
 	if !ok || se.Signal != syscall.SIGINT || se.ExitCode() != 130 {
 		t.Errorf("cause %v", context.Cause(ctx))
 	}
+	var cleaned, unregistered atomic.Bool
+	remove := OnForcedExit(func() { cleaned.Store(true) })
+	defer remove()
+	OnForcedExit(func() { unregistered.Store(true) })() // registered and removed again
 	syscall.Kill(os.Getpid(), syscall.SIGINT)
 	select {
 	case c := <-exited:
+		if !cleaned.Load() || unregistered.Load() {
+			t.Errorf("second signal: registered cleanup ran %v, removed one ran %v", cleaned.Load(), unregistered.Load())
+		}
 		if c != 130 || msg.String() != "interrupt again: exiting without waiting\n" {
 			t.Errorf("second signal: exit code %d, message %q", c, msg.String())
 		}

@@ -86,6 +86,61 @@ func holdOutput(d time.Duration) (release func()) {
 	return func() { exiting.Store(false) }
 }
 
+// forced holds the cleanups a second signal runs before it ends the process.
+var forced struct {
+	sync.Mutex
+	next int
+	fns  map[int]func()
+}
+
+// OnForcedExit registers fn to run when a second signal ends the process at once: for state
+// outside the process that must not be left behind (an nft table installed for the run), which
+// the normal way out (Close after the first signal) would have removed. fn must be quick and
+// safe to run concurrently with that normal cleanup; all of them together get a bounded wait.
+// remove unregisters fn once the normal cleanup has run.
+func OnForcedExit(fn func()) (remove func()) {
+	forced.Lock()
+	defer forced.Unlock()
+	if forced.fns == nil {
+		forced.fns = map[int]func(){}
+	}
+	id := forced.next
+	forced.next++
+	forced.fns[id] = fn
+	return func() {
+		forced.Lock()
+		delete(forced.fns, id)
+		forced.Unlock()
+	}
+}
+
+// runForcedExit runs the registered cleanups concurrently and waits for them at most d.
+func runForcedExit(d time.Duration) {
+	forced.Lock()
+	fns := make([]func(), 0, len(forced.fns))
+	for _, fn := range forced.fns {
+		fns = append(fns, fn)
+	}
+	forced.Unlock()
+	var wg sync.WaitGroup
+	for _, fn := range fns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn()
+		}()
+	}
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
+}
+
 func signalContext(parent context.Context, stderr io.Writer, exit func(int)) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancelCause(parent)
 	ch := make(chan os.Signal, 2)
@@ -98,6 +153,7 @@ func signalContext(parent context.Context, stderr io.Writer, exit func(int)) (co
 			case s := <-ch:
 				se := &SignalError{Signal: s}
 				if !first {
+					runForcedExit(exitWait)
 					release := holdOutput(exitWait)
 					fmt.Fprintf(stderr, "%v again: exiting without waiting\n", s)
 					exit(se.ExitCode())

@@ -686,18 +686,22 @@ func TestMiddleboxModes(t *testing.T) {
 	})
 
 	// --manage-firewall's table is removed when a run ends by SIGINT or SIGTERM, for the
-	// initiator (stopped while it waits for an address nobody answers) and the responder.
+	// initiator (stopped while it waits for an address nobody answers) and the responder; also
+	// when a second Ctrl-C ends the process at once (cliutil.OnForcedExit).
 	t.Run("firewall-cleanup-on-signal", func(t *testing.T) {
 		for _, c := range []struct {
 			host  *netlab.Host
 			table string
 			sig   syscall.Signal
 			args  []string
+			twice bool
 		}{
-			{m.Client, "tcpexpose_%d", syscall.SIGINT, []string{"test", "--manage-firewall", "--timeout", "5s", "10.199.2.99:34343"}},
-			{m.Client, "tcpexpose_%d", syscall.SIGTERM, []string{"test", "--manage-firewall", "--timeout", "5s", "10.199.2.99:34343"}},
-			{m.Server, "tcpexpose_responder_%d", syscall.SIGINT, []string{"responder", "--manage-firewall", "--listen", "10.199.2.2:34500"}},
-			{m.Server, "tcpexpose_responder_%d", syscall.SIGTERM, []string{"responder", "--manage-firewall", "--listen", "10.199.2.2:34500"}},
+			{m.Client, "tcpexpose_%d", syscall.SIGINT, []string{"test", "--manage-firewall", "--timeout", "5s", "10.199.2.99:34343"}, false},
+			{m.Client, "tcpexpose_%d", syscall.SIGTERM, []string{"test", "--manage-firewall", "--timeout", "5s", "10.199.2.99:34343"}, false},
+			{m.Server, "tcpexpose_responder_%d", syscall.SIGINT, []string{"responder", "--manage-firewall", "--listen", "10.199.2.2:34500"}, false},
+			{m.Server, "tcpexpose_responder_%d", syscall.SIGTERM, []string{"responder", "--manage-firewall", "--listen", "10.199.2.2:34500"}, false},
+			{m.Client, "tcpexpose_%d", syscall.SIGINT, []string{"test", "--manage-firewall", "--timeout", "5s", "10.199.2.99:34343"}, true},
+			{m.Server, "tcpexpose_responder_%d", syscall.SIGINT, []string{"responder", "--manage-firewall", "--listen", "10.199.2.2:34500"}, true},
 		} {
 			p, err := c.host.Start(bin, c.args...)
 			if err != nil {
@@ -717,6 +721,9 @@ func TestMiddleboxModes(t *testing.T) {
 				t.Fatalf("%s: table %s never installed:\n%s", c.args[0], table, p.Output())
 			}
 			_ = p.Cmd.Process.Signal(c.sig)
+			if c.twice {
+				_ = p.Cmd.Process.Signal(c.sig)
+			}
 			select {
 			case <-p.Done():
 			case <-time.After(30 * time.Second): // hang guard only

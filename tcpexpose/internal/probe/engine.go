@@ -14,6 +14,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/probekit/probekit/shared/cliutil"
 	"github.com/probekit/probekit/shared/tcpcraft"
 )
 
@@ -41,13 +42,14 @@ type EngineConfig struct {
 // Engine sends crafted segments to one destination and records every segment to and from it
 // with kernel timestamps. Only Dst is ever sent to.
 type Engine struct {
-	Dst    netip.AddrPort
-	Src    netip.Addr
-	Rule   tcpcraft.RSTRule
-	rec    *tcpcraft.Recorder
-	sender tcpcraft.Sender
-	fw     *tcpcraft.Firewall
-	log    logrus.FieldLogger
+	Dst     netip.AddrPort
+	Src     netip.Addr
+	Rule    tcpcraft.RSTRule
+	rec     *tcpcraft.Recorder
+	sender  tcpcraft.Sender
+	fw      *tcpcraft.Firewall
+	unforce func() // unregisters the firewall cleanup of a forced exit
+	log     logrus.FieldLogger
 	// RSTSuppressed is the result of the pre-flight check (true with ManageFirewall).
 	RSTSuppressed bool
 	usedPorts     map[uint16]bool
@@ -93,6 +95,8 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 			return nil, err
 		}
 		e.fw = fw
+		// A second Ctrl-C exits without the normal Close: drop the table then too.
+		e.unforce = cliutil.OnForcedExit(func() { _ = fw.Remove() })
 		e.RSTSuppressed = true
 	} else {
 		sup, err := tcpcraft.RSTSuppressed(netip.AddrPortFrom(e.Src, e.freePort()), dst)
@@ -140,6 +144,7 @@ func (e *Engine) Close() error {
 	}
 	if e.fw != nil {
 		errs = append(errs, e.fw.Remove())
+		e.unforce()
 	}
 	return errors.Join(errs...)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/probekit/probekit/shared/capture"
+	"github.com/probekit/probekit/shared/cliutil"
 	"github.com/probekit/probekit/shared/tcpcraft"
 )
 
@@ -35,11 +36,12 @@ type Stats struct {
 
 // Server is a running responder.
 type Server struct {
-	cfg   Config
-	live  *capture.Live
-	send  *tcpcraft.RawConn
-	fw    *tcpcraft.Firewall
-	Stats Stats
+	cfg     Config
+	live    *capture.Live
+	send    *tcpcraft.RawConn
+	fw      *tcpcraft.Firewall
+	unforce func() // unregisters the firewall cleanup of a forced exit
+	Stats   Stats
 }
 
 // RSTRule is the rule that keeps the kernel from resetting the flows the responder answers.
@@ -63,6 +65,8 @@ func Open(cfg Config) (*Server, error) {
 			return nil, err
 		}
 		s.fw = fw
+		// A second Ctrl-C exits without the normal Close: drop the table then too.
+		s.unforce = cliutil.OnForcedExit(func() { _ = fw.Remove() })
 	} else {
 		probeDst := cfg.Listen.Addr()
 		if !probeDst.IsValid() || probeDst.IsUnspecified() {
@@ -168,6 +172,7 @@ func (s *Server) Close() error {
 	}
 	if s.fw != nil {
 		errs = append(errs, s.fw.Remove())
+		s.unforce()
 	}
 	return errors.Join(errs...)
 }
