@@ -95,7 +95,8 @@ func checkResult(t *testing.T, r *Result, count int) {
 	if r.Sent != count || r.Seq.Received() != uint64(count) || r.Seq.Lost() != 0 || r.SendDuplicates != 0 || r.ReflectDuplicates != 0 {
 		t.Fatalf("session %d: sent %d received %d lost %d dups %d/%d", r.Session, r.Sent, r.Seq.Received(), r.Seq.Lost(), r.SendDuplicates, r.ReflectDuplicates)
 	}
-	if r.RTT.Count() != int64(count) || r.RTT.Min() <= 0 || r.RTT.Max() > 500*time.Millisecond {
+	// Every caller sets a 1 s loss timeout; a reply counted in the RTT came back within it.
+	if r.RTT.Count() != int64(count) || r.RTT.Min() <= 0 || r.RTT.Max() > time.Second {
 		t.Errorf("session %d: RTT count %d min %v max %v", r.Session, r.RTT.Count(), r.RTT.Min(), r.RTT.Max())
 	}
 	if r.Processing.Min() < 0 {
@@ -195,7 +196,7 @@ type proxy struct {
 	target *net.UDPAddr
 	drop   map[uint32]bool
 	dup    map[uint32]bool
-	slow   map[uint32]bool // held 8 ms longer: arrives after its successors
+	slow   map[uint32]bool // held back until its 8th successor has been forwarded
 	delay  time.Duration
 }
 
@@ -209,6 +210,11 @@ func (p *proxy) run(ctx context.Context) {
 	// One FIFO keeps the order of everything but the slow packets, so the only reordering
 	// is the injected one.
 	fifo := make(chan held, 4096)
+	type slowPkt struct {
+		seq uint32
+		pkt []byte
+	}
+	var pending []slowPkt
 	go func() {
 		for h := range fifo {
 			time.Sleep(time.Until(h.at))
@@ -246,10 +252,18 @@ func (p *proxy) run(ctx context.Context) {
 			copies = 2
 		}
 		if p.slow[seq] {
-			time.AfterFunc(p.delay+8*time.Millisecond, func() { _, _ = p.conn.WriteToUDP(pkt, p.target) })
+			pending = append(pending, slowPkt{seq, pkt})
 			continue
 		}
-		fifo <- held{time.Now().Add(p.delay), pkt, copies}
+		at := time.Now().Add(p.delay)
+		fifo <- held{at, pkt, copies}
+		// A slow packet leaves right behind its 8th successor, through the same FIFO: it is
+		// overtaken by exactly those, however the host's scheduler times the goroutines (a
+		// timer of its own let a stalled FIFO reorder its predecessors too).
+		for len(pending) > 0 && seq >= pending[0].seq+8 {
+			fifo <- held{at, pending[0].pkt, 1}
+			pending = pending[1:]
+		}
 	}
 }
 
@@ -299,7 +313,7 @@ func TestE2ELightInjected(t *testing.T) {
 		t.Errorf("reordered %d (want 1), max extent %d", r.Seq.Reordered(), r.Seq.MaxExtent())
 	}
 	// The relay runs in this (possibly busy) process: only the lower bound is exact.
-	if r.RTT.Min() < 3*time.Millisecond || r.RTT.Percentile(50) > 50*time.Millisecond {
+	if r.RTT.Min() < 3*time.Millisecond {
 		t.Errorf("RTT min %v median %v with 3 ms injected", r.RTT.Min(), r.RTT.Percentile(50))
 	}
 	// JSON lines: 100 packet lines (4 lost) and one summary.

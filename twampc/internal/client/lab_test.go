@@ -170,8 +170,10 @@ func labRTTRun(t *testing.T, p *netlab.PathLab, c string) string {
 	t.Logf("RTT median: twampc %.3f µs, capture %.3f µs, median per-packet difference %.3f µs; "+
 		"a0 tap → ra receive median %.3f µs; kernel TX stamps %d/%d",
 		float64(medianNS(ours))/1e3, float64(truth)/1e3, float64(diff)/1e3, float64(medianNS(tapGaps))/1e3, sum.KernelTxTimestamp, sum.Sent)
-	if truth < int64(10*time.Millisecond) || truth > int64(13*time.Millisecond) {
-		t.Errorf("capture RTT median %v, want ≈10 ms injected", time.Duration(truth))
+	// The delayers hold each packet at least 5 ms each way; how much longer a loaded host
+	// keeps it is the lab's, not twampc's (the assertion below compares on one clock).
+	if truth < int64(10*time.Millisecond) {
+		t.Errorf("capture RTT median %v, want ≥ 10 ms injected", time.Duration(truth))
 	}
 	if diff > 10e3 || diff < -10e3 {
 		return fmt.Sprintf("RTT differs from capture truth by %.3f µs at the median (limit 10 µs)", float64(diff)/1e3)
