@@ -4,7 +4,6 @@
 package abuse
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -116,28 +114,7 @@ func legit(t *testing.T, ctlAddr string, n int) int {
 // scrape returns the metrics as name{labels} → value.
 func scrape(t *testing.T, addr string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err == nil {
-			out[line[:i]] = v
-		}
-	}
-	return out
+	return daemontest.Scrape(t, "http://"+addr+"/metrics")
 }
 
 func dialFrom(t *testing.T, src, addr string) net.Conn {

@@ -1,12 +1,8 @@
 package abuse
 
 import (
-	"bufio"
 	"context"
-	"net/http"
 	"net/netip"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -20,22 +16,7 @@ import (
 // lightMetrics returns twampd's metrics as name{labels} → value.
 func lightMetrics(t *testing.T, addr string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if i := strings.LastIndexByte(line, ' '); i > 0 && !strings.HasPrefix(line, "#") {
-			if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
-				out[line[:i]] = v
-			}
-		}
-	}
-	return out
+	return daemontest.Scrape(t, "http://"+addr+"/metrics")
 }
 
 // lightSender is a legitimate TWAMP-Light sender on 127.1.0.1, one request at a time; a lost
