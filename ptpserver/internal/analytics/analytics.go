@@ -22,6 +22,7 @@ import (
 	"github.com/probekit/probekit/ptpserver/internal/web"
 	"github.com/probekit/probekit/shared/cliutil"
 	"github.com/probekit/probekit/shared/httpside"
+	"github.com/probekit/probekit/shared/portmap"
 	"github.com/probekit/probekit/shared/ptp"
 )
 
@@ -186,35 +187,13 @@ func candidates(cs []netip.AddrPort) json.RawMessage {
 }
 
 // portMaps is the port-mapping column from the client's PORTMAP TLVs, in shared/portmap's
-// JSON shape (the one the client prints): a gateway that answered is "yes" (the TLV does not
-// name it), a refusal or failure carries a generic error (the client's log has the detail).
+// JSON shape (the one the client prints).
 func portMaps(ps []ptp.PortMap) json.RawMessage {
-	if len(ps) == 0 {
+	rs := portmap.FromTLV(ps)
+	if rs == nil {
 		return nil
 	}
-	type result struct {
-		Protocol string `json:"protocol"`
-		Gateway  string `json:"gateway"`
-		External string `json:"external,omitempty"`
-		Lifetime uint32 `json:"lifetime_s,omitempty"`
-		Error    string `json:"error,omitempty"`
-	}
-	out := make([]result, 0, len(ps))
-	for _, p := range ps {
-		r := result{Protocol: p.ProtocolName()}
-		switch p.Status {
-		case ptp.PortMapGranted:
-			r.Gateway, r.Lifetime = "yes", p.Lifetime
-			if p.External.IsValid() {
-				r.External = p.External.String()
-			}
-		case ptp.PortMapNoGateway:
-		default:
-			r.Gateway, r.Error = "yes", "refused or failed"
-		}
-		out = append(out, r)
-	}
-	b, _ := json.Marshal(out)
+	b, _ := json.Marshal(rs)
 	return b
 }
 

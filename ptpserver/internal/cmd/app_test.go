@@ -103,6 +103,12 @@ func TestScreen(t *testing.T) {
 	s.ui.SetStatus(status(snap, server.Config{}))
 	s.Joined(server.ClientInfo{Addr: netip.MustParseAddrPort("207.162.195.200:23456"), Version: 2})
 	s.Left(server.ClientInfo{Addr: netip.MustParseAddrPort("207.162.195.200:23456")}, "expired")
+	pmc := server.ClientInfo{Addr: netip.MustParseAddrPort("198.51.100.7:40000"), Version: 3, PortMaps: []ptp.PortMap{
+		{Protocol: ptp.PortMapNATPMP, Status: ptp.PortMapGranted, Lifetime: 7200, External: netip.MustParseAddrPort("198.51.100.7:23456")}}}
+	s.Reported(server.Report{Client: pmc})
+	s.Reported(server.Report{Client: pmc}) // unchanged: not logged again
+	snap.Clients = append(snap.Clients, server.ClientState{ClientInfo: pmc})
+	s.ui.SetStatus(status(snap, server.Config{}))
 	cells, w, h := sim.GetContents()
 	var lines []string
 	for y := 0; y < h; y++ {
@@ -129,10 +135,14 @@ func TestScreen(t *testing.T) {
 		t.Errorf("row %q", row)
 	}
 	all := strings.Join(lines, "\n")
-	for _, want := range []string{"Received packet from a new client ('207.162.195.200', 23456)", "Expiring client 207.162.195.200-23456", "Address: 0.0.0.0:23456"} {
+	for _, want := range []string{"Received packet from a new client ('207.162.195.200', 23456)", "Expiring client 207.162.195.200-23456", "Address: 0.0.0.0:23456",
+		"Client ('198.51.100.7', 40000) port mapping: nat-pmp", "Port mapping: 1 of 1 granted"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("screen lacks %q:\n%s", want, all)
 		}
+	}
+	if n := strings.Count(all, "port mapping: nat-pmp"); n != 1 {
+		t.Errorf("port mapping logged %d times, want once (unchanged outcome):\n%s", n, all)
 	}
 	done := make(chan struct{})
 	go func() { s.ui.Run(context.Background(), func() { close(done) }) }()

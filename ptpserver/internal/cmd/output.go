@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/probekit/probekit/ptpserver/internal/server"
+	"github.com/probekit/probekit/shared/portmap"
 	"github.com/probekit/probekit/shared/ptp"
 )
 
@@ -107,22 +108,24 @@ func peerOf(p server.PeerReport) peerJSON {
 }
 
 type eventJSON struct {
-	Type       string     `json:"type"`
-	Time       string     `json:"time"`
-	UUID       string     `json:"uuid"`
-	Address    string     `json:"address"`
-	Mesh       string     `json:"mesh"`
-	Version    uint8      `json:"version"`
-	PTPAddr    string     `json:"ptpaddr,omitempty"`
-	Candidates []string   `json:"candidates,omitempty"`
-	Reason     string     `json:"reason,omitempty"`
-	NAT        *natJSON   `json:"nat,omitempty"`
-	Peers      []peerJSON `json:"peers,omitempty"`
+	Type       string   `json:"type"`
+	Time       string   `json:"time"`
+	UUID       string   `json:"uuid"`
+	Address    string   `json:"address"`
+	Mesh       string   `json:"mesh"`
+	Version    uint8    `json:"version"`
+	PTPAddr    string   `json:"ptpaddr,omitempty"`
+	Candidates []string `json:"candidates,omitempty"`
+	Reason     string   `json:"reason,omitempty"`
+	NAT        *natJSON `json:"nat,omitempty"`
+	// PortMapping is the client's PORTMAP outcomes (a v3 client with --port-mapping).
+	PortMapping []portmap.Result `json:"port_mapping,omitempty"`
+	Peers       []peerJSON       `json:"peers,omitempty"`
 }
 
 func eventOf(typ string, c server.ClientInfo) eventJSON {
 	e := eventJSON{Type: typ, Time: c.Time.UTC().Format(time.RFC3339Nano), UUID: c.UUID.String(), Address: c.Addr.String(),
-		Mesh: c.Mesh, Version: c.Version, PTPAddr: addrString(c.PTPAddr), NAT: natOf(c.NAT)}
+		Mesh: c.Mesh, Version: c.Version, PTPAddr: addrString(c.PTPAddr), NAT: natOf(c.NAT), PortMapping: portmap.FromTLV(c.PortMaps)}
 	for _, a := range c.Candidates {
 		e.Candidates = append(e.Candidates, a.String())
 	}
@@ -180,23 +183,25 @@ func (p *printer) Reported(r server.Report) {
 }
 
 type clientJSON struct {
-	UUID       string     `json:"uuid"`
-	Address    string     `json:"address"`
-	Mesh       string     `json:"mesh"`
-	Version    uint8      `json:"version"`
-	PTPAddr    string     `json:"ptpaddr,omitempty"`
-	Candidates []string   `json:"candidates,omitempty"`
-	NAT        *natJSON   `json:"nat"`
-	Joined     string     `json:"joined"`
-	LastSeen   string     `json:"last_seen"`
-	Sent       uint64     `json:"sent"`
-	Received   uint64     `json:"received"`
-	Acked      uint64     `json:"acked"`
-	Lost       uint64     `json:"lost"`
-	RTT        srvRTTJSON `json:"rtt_ms"`
-	Relayed    uint64     `json:"relayed"`
-	RelayDrop  uint64     `json:"relay_dropped"`
-	Peers      []peerJSON `json:"peers"`
+	UUID       string   `json:"uuid"`
+	Address    string   `json:"address"`
+	Mesh       string   `json:"mesh"`
+	Version    uint8    `json:"version"`
+	PTPAddr    string   `json:"ptpaddr,omitempty"`
+	Candidates []string `json:"candidates,omitempty"`
+	NAT        *natJSON `json:"nat"`
+	// PortMapping: as in events (absent until the client reports one).
+	PortMapping []portmap.Result `json:"port_mapping,omitempty"`
+	Joined      string           `json:"joined"`
+	LastSeen    string           `json:"last_seen"`
+	Sent        uint64           `json:"sent"`
+	Received    uint64           `json:"received"`
+	Acked       uint64           `json:"acked"`
+	Lost        uint64           `json:"lost"`
+	RTT         srvRTTJSON       `json:"rtt_ms"`
+	Relayed     uint64           `json:"relayed"`
+	RelayDrop   uint64           `json:"relay_dropped"`
+	Peers       []peerJSON       `json:"peers"`
 }
 
 type srvRTTJSON struct {
@@ -223,7 +228,7 @@ func (p *printer) summary(s server.Snapshot) error {
 		for _, c := range s.Clients {
 			cj := clientJSON{
 				UUID: c.UUID.String(), Address: c.Addr.String(), Mesh: c.Mesh, Version: c.Version, PTPAddr: addrString(c.PTPAddr),
-				NAT: natOf(c.NAT), Joined: c.Joined.UTC().Format(time.RFC3339Nano), LastSeen: c.LastSeen.UTC().Format(time.RFC3339Nano),
+				NAT: natOf(c.NAT), PortMapping: portmap.FromTLV(c.PortMaps), Joined: c.Joined.UTC().Format(time.RFC3339Nano), LastSeen: c.LastSeen.UTC().Format(time.RFC3339Nano),
 				Sent: c.Sent, Received: c.Received, Acked: c.Acked, Lost: c.Lost,
 				RTT:     srvRTTJSON{Min: ms(c.RTTMin), Avg: ms(c.RTTAvg), Max: ms(c.RTTMax), Last: ms(c.RTTLast)},
 				Relayed: c.Relayed, RelayDrop: c.Dropped, Peers: []peerJSON{},
@@ -249,6 +254,9 @@ func (p *printer) summary(s server.Snapshot) error {
 	}
 	tw.Flush()
 	for _, c := range s.Clients {
+		if len(c.PortMaps) > 0 {
+			fmt.Fprintf(p.w, "  %s port mapping: %s\n", c.Addr, portmap.Summary(portmap.FromTLV(c.PortMaps)))
+		}
 		for _, pr := range c.Peers {
 			line := fmt.Sprintf("  %s -> %s: %s, loss %d/%d, rtt avg %.3f ms", c.Addr, addrString(pr.PeerAddr), pr.Path, pr.Lost, pr.Sent, us(pr.RTTAvg))
 			if pr.Reason != "" {

@@ -23,7 +23,9 @@ func sampleSnapshot() server.Snapshot {
 		Stats: server.Stats{Received: 10, Sent: 12, BadChecksum: 1, STUN: 2, Relayed: 3, Joined: 2},
 		Clients: []server.ClientState{{
 			ClientInfo: server.ClientInfo{UUID: a, Addr: netip.MustParseAddrPort("198.51.100.7:40000"), Mesh: "lab", Version: 3,
-				PTPAddr: netip.MustParseAddrPort("10.0.1.2:40000"), NAT: nat},
+				PTPAddr: netip.MustParseAddrPort("10.0.1.2:40000"), NAT: nat, PortMaps: []ptp.PortMap{
+					{Protocol: ptp.PortMapUPnP, Status: ptp.PortMapGranted, Lifetime: 3600, External: netip.MustParseAddrPort("198.51.100.7:23456")},
+					{Protocol: ptp.PortMapPCP, Status: ptp.PortMapNoGateway}}},
 			Joined: t0, LastSeen: t0.Add(50 * time.Second), Received: 8, Sent: 4, Acked: 3, Lost: 1,
 			RTTMin: 1500 * time.Microsecond, RTTAvg: 2 * time.Millisecond, RTTMax: 2500 * time.Microsecond, RTTLast: 2 * time.Millisecond,
 			Peers: []server.PeerState{{PeerReport: server.PeerReport{
@@ -45,6 +47,7 @@ func TestTextSummary(t *testing.T) {
 Address                  Mesh     Ver  Pkts Sent  Pkts Rcvd  Acks Lost  Avg RTT
 ('198.51.100.7', 40000)  lab      3    4          8          1          0.002000
 ('203.0.113.9', 50001)   default  2    1          1          0          0.000000
+  198.51.100.7:40000 port mapping: upnp-igd 198.51.100.7:23456
   198.51.100.7:40000 -> 203.0.113.9:50001: relay, loss 10/200, rtt avg 1.100 ms (both NATs map per destination: relayed)
 received 10, sent 12, bad checksum 1, malformed 0, stun 2, relayed 3, relay refused 0, joined 2, left 0
 `
@@ -81,12 +84,21 @@ func TestJSONSummary(t *testing.T) {
 		"reason":    {p["reason"], "both NATs map per destination: relayed"},
 		"bad csum":  {got["stats"].(map[string]any)["bad_checksum"], 1.0},
 	}
+	pm := c["port_mapping"].([]any)
+	if len(pm) != 2 {
+		t.Fatalf("port_mapping %v", c["port_mapping"])
+	}
+	up, pcp := pm[0].(map[string]any), pm[1].(map[string]any)
+	checks["pm protocol"] = [2]any{up["protocol"], "upnp-igd"}
+	checks["pm external"] = [2]any{up["external"], "198.51.100.7:23456"}
+	checks["pm lifetime"] = [2]any{up["lifetime_s"], 3600.0}
+	checks["pm no gateway"] = [2]any{pcp["gateway"], ""}
 	for name, c := range checks {
 		if c[0] != c[1] {
 			t.Errorf("%s: %v, want %v", name, c[0], c[1])
 		}
 	}
-	if c2 := got["clients"].([]any)[1].(map[string]any); c2["nat"] != nil || len(c2["peers"].([]any)) != 0 {
+	if c2 := got["clients"].([]any)[1].(map[string]any); c2["nat"] != nil || len(c2["peers"].([]any)) != 0 || c2["port_mapping"] != nil {
 		t.Errorf("legacy client %v", c2)
 	}
 }

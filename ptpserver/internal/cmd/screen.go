@@ -5,15 +5,19 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gdamore/tcell/v2"
 
 	"github.com/probekit/probekit/ptpserver/internal/server"
+	"github.com/probekit/probekit/shared/portmap"
+	"github.com/probekit/probekit/shared/ptp"
 	"github.com/probekit/probekit/shared/ptp/ptpui"
 )
 
 // Columns of the server screen: the original's five plus the mesh and the client's version.
+// Port mapping, too wide for an 80-column table, is a status line and a log line per change.
 var screenColumns = []ptpui.Column{
 	{Title: "Address", Weight: 3}, {Title: "Pkts Sent", Weight: 1}, {Title: "Pkts Rcvd", Weight: 1},
 	{Title: "Acks Lost", Weight: 1}, {Title: "Avg RTT", Weight: 1}, {Title: "Mesh", Weight: 1}, {Title: "Ver", Weight: 1},
@@ -22,6 +26,9 @@ var screenColumns = []ptpui.Column{
 // screenUI is the terminal screen; it is also an Observer so events reach the log pane.
 type screenUI struct {
 	ui *ptpui.UI
+
+	mu       sync.Mutex
+	portMaps map[ptp.UUID]string // last port-mapping summary logged per client
 }
 
 // newScreenUI opens the terminal (scr nil) or uses scr (a simulation screen in tests).
@@ -36,7 +43,7 @@ func newScreenUI(scr tcell.Screen, loglines int) (*screenUI, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &screenUI{ui: ui}, nil
+	return &screenUI{ui: ui, portMaps: map[ptp.UUID]string{}}, nil
 }
 
 func (s *screenUI) logWriter() io.Writer { return s.ui.LogWriter() }
@@ -57,8 +64,21 @@ func (s *screenUI) Left(c server.ClientInfo, reason string) {
 	s.ui.Log(fmt.Sprintf("Client %s left (%s)", pyAddr(c.Addr), reason))
 }
 
-// Reported implements server.Observer.
-func (s *screenUI) Reported(server.Report) {}
+// Reported implements server.Observer: a client's port-mapping outcome is logged when it
+// first arrives and whenever it changes.
+func (s *screenUI) Reported(r server.Report) {
+	if len(r.Client.PortMaps) == 0 {
+		return
+	}
+	sum := portmap.Summary(portmap.FromTLV(r.Client.PortMaps))
+	s.mu.Lock()
+	changed := s.portMaps[r.Client.UUID] != sum
+	s.portMaps[r.Client.UUID] = sum
+	s.mu.Unlock()
+	if changed {
+		s.ui.Log(fmt.Sprintf("Client %s port mapping: %s", pyAddr(r.Client.Addr), sum))
+	}
+}
 
 // rows turns a snapshot into table rows.
 func rows(snap server.Snapshot) []ptpui.Row {
@@ -78,6 +98,22 @@ func status(snap server.Snapshot, cfg server.Config) []string {
 		"Address: " + snap.Local.String(),
 		fmt.Sprintf("Clients: %d", len(snap.Clients)),
 		fmt.Sprintf("STUN: %s", map[bool]string{true: "off", false: "on"}[cfg.NoSTUN]),
+	}
+	var tried, granted int
+	for _, c := range snap.Clients {
+		if len(c.PortMaps) == 0 {
+			continue
+		}
+		tried++
+		for _, r := range portmap.FromTLV(c.PortMaps) {
+			if r.Granted() {
+				granted++
+				break
+			}
+		}
+	}
+	if tried > 0 {
+		lines = append(lines, fmt.Sprintf("Port mapping: %d of %d granted", granted, tried))
 	}
 	if cfg.OtherAddress.IsValid() {
 		lines = append(lines, "Other address: "+cfg.OtherAddress.String())
