@@ -107,6 +107,18 @@ func (c *memConn) recvMsg(t *testing.T) (*ptp.Message, []byte) {
 	return m, d.b
 }
 
+// recvReply skips lists until a reply (YOURTS, no list) arrives: the server sends its reply from
+// the reader and a join's list round from the timer, so either may come first.
+func (c *memConn) recvReply(t *testing.T) (*ptp.Message, []byte) {
+	t.Helper()
+	for {
+		m, b := c.recvMsg(t)
+		if m.Has&ptp.FieldList == 0 {
+			return m, b
+		}
+	}
+}
+
 // recvList skips datagrams until a list arrives.
 func (c *memConn) recvList(t *testing.T) (*ptp.Message, []byte) {
 	t.Helper()

@@ -117,16 +117,16 @@ const (
 
 // dispatcher delivers queued events in order, one call at a time.
 type dispatcher struct {
-	mu  sync.Mutex
-	obs Observer
+	mu    sync.Mutex // held while delivering; taken before Server.mu
+	obs   Observer
+	spare []event // the queue's other buffer (under mu)
 }
 
+// deliver calls the observer for evs in order; the caller holds d.mu.
 func (d *dispatcher) deliver(evs []event) {
-	if d.obs == nil || len(evs) == 0 {
+	if d.obs == nil {
 		return
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	for i := range evs {
 		e := &evs[i]
 		switch e.kind {

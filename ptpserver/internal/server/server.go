@@ -203,18 +203,21 @@ type Server struct {
 	seq        uint32
 	lastExpire time.Time
 	c          counters
+	// evq holds observer events in the order they happened (under mu), whichever goroutine
+	// caused them; deliverEvents hands them on in that order.
+	evq []event
 
 	// reader state (reader goroutine only)
 	stunDst netip.Addr
 	rmsgs   []udpsock.Message
 	rm      ptp.Message
 	rout    outQueue
-	revs    []event
 	// timer state (timer goroutine only)
 	tout outQueue
-	tevs []event
-	lm   ptp.Message // list message scratch (under mu)
-	ents []ptp.Entry // entries scratch (under mu)
+	// afterTickUnlock, set by tests, runs in tick between releasing mu and delivering events.
+	afterTickUnlock func()
+	lm              ptp.Message // list message scratch (under mu)
+	ents            []ptp.Entry // entries scratch (under mu)
 }
 
 // outQueue collects datagrams to send after the lock is released; buffers are reused.
@@ -390,6 +393,7 @@ func (s *Server) handleBatch(msgs []udpsock.Message) {
 		}
 		s.handle(b, m, now)
 	}
+	evs := len(s.evq) > 0
 	s.mu.Unlock()
 	for _, i := range stunMsgs[:ns] {
 		s.c.stun.Add(1)
@@ -400,9 +404,25 @@ func (s *Server) handleBatch(msgs []udpsock.Message) {
 		}
 	}
 	s.flush(&s.rout)
-	s.disp.deliver(s.revs)
-	clear(s.revs)
-	s.revs = s.revs[:0]
+	if evs {
+		s.deliverEvents()
+	}
+}
+
+// deliverEvents hands the queued events to the observer. The reader and the timer each call
+// it after releasing mu; whichever comes first delivers what both queued, in queue order, so
+// a client that expired (timer) and came back (reader) is seen leaving before it joins.
+func (s *Server) deliverEvents() {
+	d := &s.disp
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s.mu.Lock()
+	evs := s.evq
+	s.evq = d.spare[:0]
+	s.mu.Unlock()
+	d.deliver(evs)
+	clear(evs)
+	d.spare = evs[:0]
 }
 
 func (s *Server) flush(q *outQueue) {
@@ -449,7 +469,7 @@ func (s *Server) handle(b []byte, rx *udpsock.Message, now time.Time) {
 	}
 	if m.Has&ptp.FieldShutdown != 0 {
 		if c != nil {
-			s.remove(c, "shutdown", now, &s.revs)
+			s.remove(c, "shutdown", now, &s.evq)
 		}
 		return
 	}
@@ -465,15 +485,15 @@ func (s *Server) handle(b []byte, rx *udpsock.Message, now time.Time) {
 		// (PTP-W5), then re-registers with its MESH: it joins with that beacon instead of
 		// flashing through the default mesh. Legacy clients join at once, as in the original.
 		if !v3 || m.Has&ptp.FieldMesh != 0 {
-			s.join(c, s.meshFor(meshName), now, &s.revs)
+			s.join(c, s.meshFor(meshName), now, &s.evq)
 		}
 		s.log.WithFields(logrus.Fields{"client": from, "uuid": m.UUID, "mesh": string(meshName), "version": m.Version}).Info("Received packet from a new client")
 	} else if m.Has&ptp.FieldPTPAddr != 0 && (c.mesh == nil || c.mesh.name != string(meshName)) {
 		// A beacon naming another mesh moves the client (or a waiting v3 client joins).
 		if c.mesh != nil {
-			s.leave(c, "moved", now, &s.revs)
+			s.leave(c, "moved", now, &s.evq)
 		}
-		s.join(c, s.meshFor(meshName), now, &s.revs)
+		s.join(c, s.meshFor(meshName), now, &s.evq)
 	}
 	c.lastSeen = now
 	c.rcvd++
@@ -703,7 +723,7 @@ func (s *Server) report(c *client, m *ptp.Message, now time.Time) {
 		rep.Peers = append(rep.Peers, pr)
 	}
 	rep.Client = s.info(c, now)
-	s.revs = append(s.revs, event{kind: evReported, report: rep})
+	s.evq = append(s.evq, event{kind: evReported, report: rep})
 }
 
 func (s *Server) reason(c, peer *client, p ptp.Path) string {
@@ -725,7 +745,7 @@ func (s *Server) tick() {
 		s.lastExpire = now
 		for _, c := range s.clients {
 			if now.Sub(c.lastSeen) > s.cfg.Expiry {
-				s.remove(c, "expired", now, &s.tevs)
+				s.remove(c, "expired", now, &s.evq)
 				continue
 			}
 			if c.pending && now.Sub(c.pendingAt) > s.cfg.AckTimeout {
@@ -743,11 +763,15 @@ func (s *Server) tick() {
 			s.beaconMesh(ms, now)
 		}
 	}
+	evs := len(s.evq) > 0
 	s.mu.Unlock()
 	s.flush(&s.tout)
-	s.disp.deliver(s.tevs)
-	clear(s.tevs)
-	s.tevs = s.tevs[:0]
+	if s.afterTickUnlock != nil {
+		s.afterTickUnlock()
+	}
+	if evs {
+		s.deliverEvents()
+	}
 }
 
 // beaconMesh sends every member its list (PTP-S2), paged for v3 members.
