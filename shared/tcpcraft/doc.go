@@ -22,5 +22,7 @@
 // DstPortFilter is the BPF program of a responder that must not see its own replies.
 //
 // Firewall: RSTRule prints the nft and iptables rules that keep the local kernel from
-// resetting a crafted flow; InstallFirewall installs them as an nft table for one run.
+// resetting a crafted flow; InstallFirewall installs them as an nft table for one run (with
+// the nft tool), InstallOwnedFirewall as a table owned by the process's netlink socket, which
+// the kernel deletes when the process ends.
 package tcpcraft

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -87,6 +88,7 @@ type Firewall struct {
 	Table string
 	once  sync.Once
 	err   error
+	owner io.Closer // the netlink socket owning the table (InstallOwnedFirewall)
 }
 
 // ErrNoNft reports that the nft binary is missing.
@@ -115,6 +117,11 @@ func InstallFirewall(table string, rules ...RSTRule) (*Firewall, error) {
 // Remove deletes the table (once; later calls return the first result).
 func (f *Firewall) Remove() error {
 	f.once.Do(func() {
+		if f.owner != nil {
+			// The kernel destroys an owned table when its socket closes.
+			f.err = f.owner.Close()
+			return
+		}
 		out, err := exec.Command("nft", "delete", "table", "inet", f.Table).CombinedOutput()
 		if err != nil {
 			f.err = fmt.Errorf("tcpcraft: nft delete table inet %s: %w: %s", f.Table, err, bytes.TrimSpace(out))

@@ -42,6 +42,8 @@ func responderCommand() *cli.Command {
 			&cli.StringFlag{Name: "listen", Aliases: []string{"l"}, Value: ":" + strconv.Itoa(wire.DefaultPort), Usage: "`ADDR:PORT` to answer (empty address: every local address)"},
 			&cli.StringFlag{Name: "interface", Aliases: []string{"i"}, Usage: "capture on interface `IF` only (default: all)"},
 			&cli.BoolFlag{Name: "manage-firewall", Usage: "install an nft table dropping the kernel's RSTs for the port while running (removed on exit)"},
+			&cli.StringFlag{Name: "user", Value: "nobody", Usage: "once the sockets and the firewall table are open, switch to `USER` when started as root " +
+				"(no supplementary groups, no capabilities); a non-root process clears its capabilities instead. \"\" keeps the privileges"},
 			cliutil.UintFlag("isn", "SYN/ACK initial sequence number", uint64(def.ISN), 0, 0xffffffff),
 			cliutil.IntFlag("window", "advertised window", int64(def.Window), 0, 65535),
 			cliutil.IntFlag("mss", "MSS option of the SYN/ACK", int64(def.MSS), 0, 65535),
@@ -61,7 +63,7 @@ func responderCommand() *cli.Command {
 				WScale: uint8(cliutil.Int(c, "wscale")), TSval: uint32(cliutil.Uint(c, "tsval")), TTL: uint8(cliutil.Int(c, "ttl"))}
 			cliutil.MarkComplete(c.Context)
 			return responder.Run(c.Context, responder.Config{Listen: listen, Params: p, Interface: c.String("interface"),
-				ManageFirewall: c.Bool("manage-firewall"), Log: cliutil.Logger(c)})
+				ManageFirewall: c.Bool("manage-firewall"), User: c.String("user"), Log: cliutil.Logger(c)})
 		},
 	}
 }

@@ -90,7 +90,12 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		}
 	}()
 	if cfg.ManageFirewall {
-		fw, err := tcpcraft.InstallFirewall(fmt.Sprintf("tcpexpose_%d", os.Getpid()), e.Rule)
+		// Owned by the process: even a killed run leaves no table behind.
+		table := fmt.Sprintf("tcpexpose_%d", os.Getpid())
+		fw, err := tcpcraft.InstallOwnedFirewall(table, e.Rule)
+		if errors.Is(err, tcpcraft.ErrNoTableOwner) {
+			fw, err = tcpcraft.InstallFirewall(table, e.Rule)
+		}
 		if err != nil {
 			return nil, err
 		}

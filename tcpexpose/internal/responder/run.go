@@ -22,9 +22,13 @@ type Config struct {
 	Params Params
 	// Interface to capture on ("" or "any": all).
 	Interface string
-	// ManageFirewall installs the RST-drop rule as an nft table for the run.
+	// ManageFirewall installs the RST-drop rule as an nft table for the run (owned by the
+	// process: the kernel removes it when the process ends).
 	ManageFirewall bool
-	Log            logrus.FieldLogger
+	// User is the account Run switches to after opening its sockets and table when started
+	// as root (a non-root process clears its capabilities instead); "" keeps the privileges.
+	User string
+	Log  logrus.FieldLogger
 	// Ready, when set, is called once the capture and the sender are open.
 	Ready func()
 }
@@ -60,7 +64,12 @@ func Open(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg}
 	rule := cfg.RSTRule()
 	if cfg.ManageFirewall {
-		fw, err := tcpcraft.InstallFirewall(fmt.Sprintf("tcpexpose_responder_%d", os.Getpid()), rule)
+		table := fmt.Sprintf("tcpexpose_responder_%d", os.Getpid())
+		fw, err := tcpcraft.InstallOwnedFirewall(table, rule)
+		if errors.Is(err, tcpcraft.ErrNoTableOwner) && cfg.User == "" {
+			// Old kernel: a table from the nft tool, removed by Close with the privileges kept.
+			fw, err = tcpcraft.InstallFirewall(table, rule)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -177,14 +186,22 @@ func (s *Server) Close() error {
 	return errors.Join(errs...)
 }
 
-// Run opens the responder, serves until ctx ends and cleans up (the firewall table too, also
-// when ctx ends by SIGINT/SIGTERM).
+// Run opens the responder, drops its privileges (cfg.User), serves until ctx ends and cleans
+// up (the firewall table too, also when ctx ends by SIGINT/SIGTERM: closing the socket that
+// owns it needs no privilege).
 func Run(ctx context.Context, cfg Config) error {
 	s, err := Open(cfg)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
+	if cfg.User != "" {
+		did, err := dropPrivileges(cfg.User)
+		if err != nil {
+			return err
+		}
+		s.cfg.Log.Info("responder: " + did)
+	}
 	// Unblock Next when ctx ends.
 	stop := context.AfterFunc(ctx, func() { s.live.Close() })
 	defer stop()
