@@ -405,3 +405,20 @@ func TestSmallFiles(t *testing.T) {
 		checkFile(t, filepath.Join(dst, "payload.bin"), data)
 	}
 }
+
+// TestParseFrameNoAlloc: a data frame's chunks are joined in the frame's reused buffer, not in
+// a new slice per block, and the block's bytes are the ones sent.
+func TestParseFrameNoAlloc(t *testing.T) {
+	p := make([]byte, BlockSize)
+	for i := range p {
+		p[i] = byte(i * 7)
+	}
+	b := appendData(nil, 5, 9, p)
+	var fr frame
+	if err := parseFrame(b, &fr); err != nil || len(fr.data) != 1 || !bytes.Equal(fr.data[0].b, p) || fr.data[0].hdr.Block != 9 {
+		t.Fatalf("parse: %v %+v", err, fr.data)
+	}
+	if a := testing.AllocsPerRun(1000, func() { parseFrame(b, &fr) }); a != 0 {
+		t.Errorf("%.1f allocations per data frame", a)
+	}
+}

@@ -17,18 +17,26 @@ type frame struct {
 	data   []block // blocks with their bytes
 	done   *ptp.BulkDone
 	others int // non-bulk TLVs (skipped)
+	// buf holds the blocks' bytes joined from their chunks (which are not contiguous in the
+	// datagram); reused from frame to frame, sized to the datagram so it never moves while
+	// blocks point into it.
+	buf []byte
 }
 
 type block struct {
-	hdr ptp.BulkData
-	b   []byte // aliases the datagram unless copied
+	hdr   ptp.BulkData
+	b     []byte // in the frame's buf, valid until the next parseFrame
+	start int    // where b starts in buf
 }
 
 // parseFrame decodes the bulk TLVs of a datagram's TLV stream. Non-bulk TLVs are skipped (the
 // caller may hand over a whole PtP TLV stream). A BULK_DATA's chunks must follow it and add up
 // to its length.
 func parseFrame(b []byte, f *frame) error {
-	*f = frame{reqs: f.reqs[:0], data: f.data[:0]}
+	*f = frame{reqs: f.reqs[:0], data: f.data[:0], buf: f.buf[:0]}
+	if cap(f.buf) < len(b) { // the chunks' bytes are fewer than the datagram's
+		f.buf = make([]byte, 0, max(len(b), 2048))
+	}
 	var cur *block
 	var need int
 	for len(b) > 0 {
@@ -60,17 +68,14 @@ func parseFrame(b []byte, f *frame) error {
 			if h.Length == 0 {
 				return fmt.Errorf("%w: empty block %d", ErrFrame, h.Block)
 			}
-			f.data = append(f.data, block{hdr: h})
+			f.data = append(f.data, block{hdr: h, start: len(f.buf)})
 			cur, need = &f.data[len(f.data)-1], int(h.Length)
 		case ptp.TypeBulkChunk:
 			if cur == nil || len(t.Value) > need || len(t.Value) == 0 {
 				return fmt.Errorf("%w: stray BULK_CHUNK", ErrFrame)
 			}
-			if cur.b == nil {
-				cur.b = t.Value[:len(t.Value):len(t.Value)]
-			} else {
-				cur.b = append(cur.b, t.Value...) // a copy: chunks are not contiguous
-			}
+			f.buf = append(f.buf, t.Value...) // within cap: no reallocation
+			cur.b = f.buf[cur.start:len(f.buf):len(f.buf)]
 			need -= len(t.Value)
 			if need == 0 {
 				cur = nil

@@ -20,6 +20,28 @@ type Path interface {
 	Recv(ctx context.Context) ([]byte, error)
 }
 
+// FramePath is a Path that already queues the frames it receives on a channel (a client's
+// socket reader hands them over): Send and Receive read Frames directly instead of moving each
+// frame through a goroutine of their own, and give every frame back with Release once they are
+// done with it, so the path can reuse its buffer instead of allocating one per datagram.
+type FramePath interface {
+	Path
+	Frames() <-chan []byte
+	Release(frame []byte)
+}
+
+// inbox returns the channel the transfer reads frames from and the function that gives a
+// frame back: the path's own for a FramePath, else a goroutine that pumps Recv into a channel
+// of n (until ctx ends).
+func inbox(ctx context.Context, p Path, n int) (<-chan []byte, func([]byte)) {
+	if fp, ok := p.(FramePath); ok {
+		return fp.Frames(), fp.Release
+	}
+	ch := make(chan []byte, n)
+	go pump(ctx, p, ch)
+	return ch, func([]byte) {}
+}
+
 // BlockSize is the data per block: five full BULK_CHUNK TLVs, so a block's frame (1,289
 // bytes) fits one PtP packet (1,400) with the sender's header TLVs and a RELAYTO. (The
 // original's PTP_BLOB_SIZE of 1,024 was never used; bigger blocks mean fewer packets.)
@@ -63,6 +85,7 @@ type Report struct {
 	RTTMin      time.Duration `json:"-"`
 	RTTAvg      time.Duration `json:"-"` // smoothed RTT at the end
 	MaxWindow   int           `json:"max_window,omitempty"`
-	SentBytes   int64         `json:"sent_bytes,omitempty"` // sender: block bytes sent, repeats included
+	SentBytes   int64         `json:"sent_bytes,omitempty"`  // sender: block bytes sent, repeats included
+	QueueDrops  int64         `json:"queue_drops,omitempty"` // sender: requested blocks not queued (queue full)
 	OK          bool          `json:"ok"`
 }

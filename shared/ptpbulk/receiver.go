@@ -82,6 +82,7 @@ type receiver struct {
 	tmp      string
 	state    string
 	rep      Report
+	release  func([]byte) // gives a frame back to the path
 }
 
 // Receive waits for an offer on p, takes the file into cfg.Dir, and returns the report. The
@@ -99,11 +100,10 @@ func Receive(ctx context.Context, p Path, cfg RecvConfig) (Report, error) {
 	if cfg.Checkpoint <= 0 {
 		cfg.Checkpoint = 200 * time.Millisecond
 	}
-	frames := make(chan []byte, 4096)
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go pump(rctx, p, frames)
-	r := &receiver{cfg: cfg, p: p, req: map[uint32]*inflight{}, cwnd: initWindow, ssthresh: 1e9, rto: initRTO, reoMult: 1}
+	frames, release := inbox(rctx, p, 4096)
+	r := &receiver{cfg: cfg, p: p, release: release, req: map[uint32]*inflight{}, cwnd: initWindow, ssthresh: 1e9, rto: initRTO, reoMult: 1}
 	r.rep.Role = "receive"
 	var fr frame
 	// Wait for the offer.
@@ -123,8 +123,10 @@ func Receive(ctx context.Context, p Path, cfg RecvConfig) (Report, error) {
 				return r.rep, errors.New("ptpbulk: path closed")
 			}
 			if parseFrame(b, &fr) != nil || fr.offer == nil {
+				release(b)
 				continue
 			}
+			release(b) // the offer was copied
 			if err := r.open(*fr.offer); err != nil {
 				sendDone(p, fr.offer.ID, ptp.BulkRefused, err.Error())
 				return r.rep, fmt.Errorf("%w: %v", ErrRefused, err)
@@ -312,6 +314,7 @@ func (r *receiver) run(ctx context.Context, frames <-chan []byte) (Report, error
 						}
 					}
 				}
+				r.release(b)
 				select {
 				case b, ok = <-frames:
 					if ok {
@@ -379,10 +382,11 @@ func (r *receiver) linger(ctx context.Context, frames <-chan []byte, status uint
 			if repeats++; repeats == 1 || repeats == 3 {
 				sendDone(r.p, r.offer.ID, status, text)
 			}
-		case _, ok := <-frames:
+		case b, ok := <-frames:
 			if !ok {
 				return
 			}
+			r.release(b)
 			if time.Since(last) > 20*time.Millisecond {
 				sendDone(r.p, r.offer.ID, status, text)
 				last = time.Now()

@@ -56,10 +56,9 @@ func Send(ctx context.Context, p Path, cfg SendConfig) (Report, error) {
 	rep := Report{Role: "send", Name: offer.Name, Size: size, SHA256: hex.EncodeToString(offer.SHA256[:])}
 	nblocks := blocks(size)
 
-	frames := make(chan []byte, 1024)
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go pump(rctx, p, frames)
+	frames, release := inbox(rctx, p, 1024)
 
 	queued := make([]bool, nblocks) // in queue
 	sentOnce := make([]bool, nblocks)
@@ -116,7 +115,11 @@ func Send(ctx context.Context, p Path, cfg SendConfig) (Report, error) {
 			have = max(have, min(r.Have, uint32(nblocks)))
 			for _, g := range r.Ranges {
 				for k := uint64(g.Start); k < uint64(g.Start)+uint64(g.Count) && k < uint64(nblocks); k++ {
-					if queued[k] || len(queue) >= cfg.QueueMax {
+					if queued[k] {
+						continue
+					}
+					if len(queue) >= cfg.QueueMax {
+						rep.QueueDrops++
 						continue
 					}
 					queued[k] = true
@@ -172,6 +175,7 @@ func Send(ctx context.Context, p Path, cfg SendConfig) (Report, error) {
 				if err := handle(b); err != nil {
 					return finishWith(err, finish)
 				}
+				release(b)
 			default:
 			}
 		}
@@ -199,6 +203,7 @@ func Send(ctx context.Context, p Path, cfg SendConfig) (Report, error) {
 			if err := handle(b); err != nil {
 				return finishWith(err, finish)
 			}
+			release(b)
 		case <-timer:
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -155,7 +156,28 @@ type Extras struct {
 // session is one transfer with one peer: the frames for it arrive on ch.
 type session struct {
 	ch     chan []byte
+	free   chan []byte // buffers the transfer gave back, reused for the next frames
 	cancel context.CancelFunc
+	drops  atomic.Int64 // frames dropped because ch was full
+}
+
+// sessionQueue bounds the frames waiting for a transfer: at 100 Mbit/s (about 10,000 blocks a
+// second) half a second of backlog.
+const sessionQueue = 4096
+
+func newSession(cancel context.CancelFunc) *session {
+	return &session{ch: make(chan []byte, sessionQueue), free: make(chan []byte, sessionQueue+2), cancel: cancel}
+}
+
+// buf returns an empty buffer for a frame: one given back, else a new one (only until the
+// transfer has given back as many as can be in flight).
+func (s *session) buf() []byte {
+	select {
+	case b := <-s.free:
+		return b[:0]
+	default:
+		return make([]byte, 0, ptp.MaxPacket)
+	}
 }
 
 // New prepares the extras; out receives progress (bar on a terminal, JSON lines otherwise) and
@@ -166,19 +188,19 @@ func New(cfg Config, out io.Writer, terminal, jsonOut bool, log logrus.FieldLogg
 }
 
 // OnExtra is the client's Config.Extra: it hands bulk TLVs to the peer's transfer, starting a
-// receiver for an offer when --accept-dir is set. It runs under the client's lock: it only
-// copies and queues.
+// receiver for an offer when --accept-dir is set. It runs under the client's lock on the
+// socket reader's goroutine: it copies the TLVs into a buffer the transfer gave back (no
+// allocation per datagram once the transfer runs) and queues it on the channel the transfer
+// reads directly (ptpbulk.FramePath), never blocking.
 func (e *Extras) OnExtra(peer ptp.UUID, _ ptp.Path, m *ptp.Message) {
-	var frame []byte
-	offer := false
+	bulk, offer := false, false
 	for _, t := range m.Extra {
-		if t.Type < ptp.TypeBulkFirst || t.Type > ptp.TypeBulkLast {
-			continue
+		if t.Type >= ptp.TypeBulkFirst && t.Type <= ptp.TypeBulkLast {
+			bulk = true
+			offer = offer || t.Type == ptp.TypeBulkOffer
 		}
-		frame = ptp.AppendTLV(frame, t.Type, t.Value)
-		offer = offer || t.Type == ptp.TypeBulkOffer
 	}
-	if frame == nil {
+	if !bulk {
 		return
 	}
 	e.mu.Lock()
@@ -190,9 +212,24 @@ func (e *Extras) OnExtra(peer ptp.UUID, _ ptp.Path, m *ptp.Message) {
 	if s == nil {
 		return
 	}
+	frame := s.buf()
+	for _, t := range m.Extra {
+		if t.Type >= ptp.TypeBulkFirst && t.Type <= ptp.TypeBulkLast {
+			frame = ptp.AppendTLV(frame, t.Type, t.Value)
+		}
+	}
 	select {
 	case s.ch <- frame:
 	default: // the transfer is behind: a lost datagram, which it recovers from
+		s.drops.Add(1)
+		s.release(frame)
+	}
+}
+
+func (s *session) release(b []byte) {
+	select {
+	case s.free <- b:
+	default:
 	}
 }
 
@@ -217,6 +254,11 @@ func (p *path) Send(frame []byte) error {
 	return p.e.cl.SendExtra(p.peer, p.tlvs)
 }
 
+// Frames and Release make path a ptpbulk.FramePath: the transfer reads the frames OnExtra
+// queues and gives their buffers back.
+func (p *path) Frames() <-chan []byte { return p.s.ch }
+func (p *path) Release(b []byte)      { p.s.release(b) }
+
 func (p *path) Recv(ctx context.Context) ([]byte, error) {
 	select {
 	case b := <-p.s.ch:
@@ -230,10 +272,13 @@ func (p *path) Recv(ctx context.Context) ([]byte, error) {
 type TransferJSON struct {
 	ptpbulk.ReportJSON
 	Peer string `json:"peer"`
+	// HandoffDrops counts frames the client received for the transfer but dropped because
+	// the transfer had not taken the earlier ones yet.
+	HandoffDrops int64 `json:"handoff_drops"`
 }
 
-func (e *Extras) record(peer ptp.UUID, r ptpbulk.Report, err error) {
-	j := TransferJSON{ReportJSON: ptpbulk.FinalJSON(r, err), Peer: peer.String()}
+func (e *Extras) record(peer ptp.UUID, s *session, r ptpbulk.Report, err error) {
+	j := TransferJSON{ReportJSON: ptpbulk.FinalJSON(r, err), Peer: peer.String(), HandoffDrops: s.drops.Load()}
 	e.prog.Finish()
 	e.mu.Lock()
 	e.transfers = append(e.transfers, j)
@@ -254,14 +299,14 @@ func (e *Extras) record(peer ptp.UUID, r ptpbulk.Report, err error) {
 // startReceive starts a receiver for peer's offer (e.mu held).
 func (e *Extras) startReceive(peer ptp.UUID) *session {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &session{ch: make(chan []byte, 4096), cancel: cancel}
+	s := newSession(cancel)
 	e.sessions[peer] = s
 	p := &path{e: e, peer: peer, s: s}
 	e.log.WithField("peer", peer).Info("receiving a file")
 	go func() {
 		defer cancel()
 		rep, err := ptpbulk.Receive(ctx, p, ptpbulk.RecvConfig{Dir: e.cfg.AcceptDir, Progress: e.prog.Update})
-		e.record(peer, rep, err)
+		e.record(peer, s, rep, err)
 	}()
 	return s
 }
@@ -380,13 +425,13 @@ func (e *Extras) send(ctx context.Context) error {
 ready:
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s := &session{ch: make(chan []byte, 4096), cancel: cancel}
+	s := newSession(cancel)
 	e.mu.Lock()
 	e.sessions[peer] = s
 	e.mu.Unlock()
 	p := &path{e: e, peer: peer, s: s}
 	rep, err := ptpbulk.Send(ctx, p, ptpbulk.SendConfig{File: e.cfg.Send, ID: rand.Uint32(), Rate: e.cfg.Rate, Progress: e.prog.Update})
-	e.record(peer, rep, err)
+	e.record(peer, s, rep, err)
 	return err
 }
 

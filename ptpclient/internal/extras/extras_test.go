@@ -144,3 +144,33 @@ func TestParseRate(t *testing.T) {
 		}
 	}
 }
+
+// TestHandoff: OnExtra copies a datagram's bulk TLVs into a buffer the transfer gave back (no
+// allocation per datagram once warm), and a frame that finds the queue full is counted.
+func TestHandoff(t *testing.T) {
+	e := New(Config{}, &bytes.Buffer{}, false, true, logrus.New())
+	peer := ptp.UUID{7}
+	s := newSession(func() {})
+	e.sessions[peer] = s
+	p := &path{e: e, peer: peer, s: s}
+	m := &ptp.Message{Extra: []ptp.TLV{{Type: ptp.TypeBulkData, Value: make([]byte, 12)}, {Type: ptp.TypeBulkChunk, Value: bytes.Repeat([]byte{9}, 253)}}}
+	e.OnExtra(peer, ptp.PathDirect, m)
+	want := ptp.AppendTLV(ptp.AppendTLV(nil, ptp.TypeBulkData, m.Extra[0].Value), ptp.TypeBulkChunk, m.Extra[1].Value)
+	if got := <-p.Frames(); !bytes.Equal(got, want) {
+		t.Fatalf("frame %x, want %x", got, want)
+	} else {
+		p.Release(got)
+	}
+	if a := testing.AllocsPerRun(1000, func() {
+		e.OnExtra(peer, ptp.PathDirect, m)
+		p.Release(<-p.Frames())
+	}); a != 0 {
+		t.Errorf("%.1f allocations per datagram", a)
+	}
+	for i := 0; i < sessionQueue+3; i++ {
+		e.OnExtra(peer, ptp.PathDirect, m)
+	}
+	if d := s.drops.Load(); d != 3 {
+		t.Errorf("%d drops counted, want 3", d)
+	}
+}
