@@ -59,6 +59,15 @@ func OpenRaw(mark uint32) (*RawConn, error) {
 	return c, nil
 }
 
+// OpenIPv6 opens the IPv6 socket now instead of at the first IPv6 send: before the process
+// gives up the privilege to open raw sockets.
+func (c *RawConn) OpenIPv6() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, err := c.socket(true)
+	return err
+}
+
 func (c *RawConn) socket(v6 bool) (int, error) {
 	fd := &c.fd4
 	fam := unix.AF_INET

@@ -375,7 +375,23 @@ func (r *runner) connect(ctx context.Context, o *outcome, opts []tcpcraft.Option
 	if err := c.Send(c.Segment(tcpcraft.FlagACK, nil, nil)); err != nil {
 		return c, nil, got, err
 	}
-	return c, sa, got, nil
+	w, err := r.awaitWindow(ctx, c, sa)
+	return c, sa, append(got, w...), err
+}
+
+// awaitWindow waits (up to Timeout) for a window update when the SYN/ACK advertised a zero
+// window, as any TCP sender must before sending data. A SYN proxy answers with window 0 and
+// opens it once its own connection to the server is up (tcpexpose.md §4); data sent before
+// that is dropped, so without the wait the data tests' results would depend on that race.
+// It returns the segments received meanwhile.
+func (r *runner) awaitWindow(ctx context.Context, c *Conn, sa *tcpcraft.Segment) ([]*tcpcraft.Segment, error) {
+	if sa.Window != 0 {
+		return nil, nil
+	}
+	return r.collectGrace(ctx, c, func(s []*tcpcraft.Segment) bool {
+		x := s[len(s)-1]
+		return x.Flags&tcpcraft.FlagACK != 0 && x.Flags&tcpcraft.FlagSYN == 0 && x.Window > 0
+	}, 0)
 }
 
 // synTries sends a SYN (flags, opts, payload; the flow's ISN) up to 3 times, until a SYN/ACK

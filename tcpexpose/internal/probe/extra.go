@@ -316,6 +316,11 @@ func (r *runner) ecnTest(ctx context.Context) (*outcome, error) {
 	if err := c.Send(c.Segment(tcpcraft.FlagACK, nil, nil)); err != nil {
 		return nil, err
 	}
+	w, err := r.awaitWindow(ctx, c, sa)
+	if err != nil {
+		return nil, err
+	}
+	got = append(got, w...)
 	if sa.Flags&(tcpcraft.FlagECE|tcpcraft.FlagCWR) != tcpcraft.FlagECE {
 		o.keys["Ecn"] = EcnStripped
 		o.cond("ecn.negotiation.failed")

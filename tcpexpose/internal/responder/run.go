@@ -113,6 +113,13 @@ func Open(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.send = send
+	// The IPv6 socket too, while the process may still open it (Run drops the privilege).
+	if a := cfg.Listen.Addr(); !a.IsValid() || a.IsUnspecified() || a.Is6() {
+		if err := send.OpenIPv6(); err != nil && a.Is6() && !a.IsUnspecified() {
+			s.Close()
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
