@@ -990,16 +990,40 @@ func TestMiddleboxModes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// A copy of the binary with the file capabilities the package grants (cap_net_raw and
+		// cap_net_admin, effective), in a directory nobody can reach, for a start as nobody.
+		dir, err := os.MkdirTemp("", "tcpexpose-caps-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(dir)
+		capBin := filepath.Join(dir, "tcpexpose")
+		if b, err := os.ReadFile(bin); err != nil {
+			t.Fatal(err)
+		} else if err := os.WriteFile(capBin, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		// struct vfs_cap_data, revision 2, effective: permitted CAP_NET_ADMIN (12), CAP_NET_RAW (13).
+		xattr := []byte{1, 0, 0, 2, 0, 0x30, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+		if err := syscall.Setxattr(capBin, "security.capability", xattr, 0); err != nil {
+			t.Fatalf("setting file capabilities on %s: %v", capBin, err)
+		}
+		asNobody := []string{"setpriv", "--reuid=" + nobody.Uid, "--regid=" + nobody.Gid, "--clear-groups", "--inh-caps=-all", "--", capBin}
 		for _, c := range []struct {
+			cmd      []string
 			args     []string
 			uid, gid string
 			dropped  bool
 		}{
-			{nil, nobody.Uid, nobody.Gid, true},
-			{[]string{"--user", ""}, "0", "0", false},
+			{[]string{bin}, nil, nobody.Uid, nobody.Gid, true},
+			{[]string{bin}, []string{"--user", ""}, "0", "0", false},
+			{asNobody, nil, nobody.Uid, nobody.Gid, true}, // capabilities cleared
 		} {
-			args := append([]string{"responder", "--manage-firewall", "--log-level", "info", "--listen", "10.199.2.2:34501"}, c.args...)
-			p, err := m.Server.Start(bin, args...)
+			args := append(append(c.cmd[1:], "responder", "--manage-firewall", "--log-level", "info", "--listen", "10.199.2.2:34501"), c.args...)
+			p, err := m.Server.Start(c.cmd[0], args...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -1016,7 +1040,7 @@ func TestMiddleboxModes(t *testing.T) {
 					status[k] = strings.Join(strings.Fields(v), " ")
 				}
 			}
-			t.Logf("%v: Uid %s, Gid %s, Groups %q, CapEff %s, CapPrm %s", c.args, status["Uid"], status["Gid"], status["Groups"], status["CapEff"], status["CapPrm"])
+			t.Logf("%v %v: Uid %s, Gid %s, Groups %q, CapEff %s, CapPrm %s", c.cmd[0], c.args, status["Uid"], status["Gid"], status["Groups"], status["CapEff"], status["CapPrm"])
 			ids := func(v string) string { return strings.Join([]string{v, v, v, v}, " ") }
 			if status["Uid"] != ids(c.uid) || status["Gid"] != ids(c.gid) {
 				t.Errorf("%v: Uid %q Gid %q, want all %s / %s", c.args, status["Uid"], status["Gid"], c.uid, c.gid)
