@@ -139,6 +139,8 @@ func TestChecksumShutdownExpiry(t *testing.T) {
 	}
 	r.clock.Add(2 * time.Second)
 	waitFor(t, "expiry", func() bool { return len(r.srv.Snapshot().Clients) == 0 })
+	// The observer hears of it after the server's lock is released: wait for the event.
+	waitFor(t, "expiry event", func() bool { r.obs.mu.Lock(); defer r.obs.mu.Unlock(); return len(r.obs.left) >= 2 })
 	r.obs.mu.Lock()
 	defer r.obs.mu.Unlock()
 	if len(r.obs.left) != 2 || r.obs.left[0] != "198.51.100.7:40000 shutdown" || r.obs.left[1] != "203.0.113.9:50001 expired" {
@@ -568,6 +570,8 @@ func TestV3JoinWaitsForMesh(t *testing.T) {
 	}
 	d.send(t, r.addr, beacon(3, 1, uuidN(9), "10.0.0.9:1", "lab", vectorTime))
 	waitFor(t, "join", func() bool { return len(r.srv.Snapshot().Clients) == 2 })
+	// The observer hears of it after the server's lock is released: wait for the event.
+	waitFor(t, "join event", func() bool { r.obs.mu.Lock(); defer r.obs.mu.Unlock(); return len(r.obs.joined) >= 2 })
 	r.obs.mu.Lock()
 	defer r.obs.mu.Unlock()
 	if len(r.obs.joined) != 2 || r.obs.joined[1].Mesh != "lab" || len(r.obs.left) != 0 {
