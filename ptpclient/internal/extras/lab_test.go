@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +17,7 @@ import (
 	"github.com/probekit/probekit/ptpclient/internal/testbin"
 	"github.com/probekit/probekit/shared/netlab"
 	"github.com/probekit/probekit/shared/portmap"
+	"github.com/probekit/probekit/shared/ptpbulk"
 	"github.com/probekit/probekit/shared/testsupport/labtest"
 )
 
@@ -231,12 +234,14 @@ func tail(s string) string {
 	return s
 }
 
-// TestLabBulkRate: on a path limited to 100 Mbit/s each way (tbf), ptpclient --send moves the
-// file intact and its goodput is logged next to what TCP (socat) moves on the same path in the
-// same run (best of two each). The issue's 80 % target is asserted on the engine alone
-// (shared/ptpbulk TestLabRateVsTCP: 86-92 %); through the client binaries it reached 52-68 %
-// in the runs so far (49-79 % after the spurious-loss undo), with neither process CPU-bound, so here it is a figure,
-// not a check. With --rate the sender never puts more than the cap on the path.
+// TestLabBulkRate: on a path limited to 100 Mbit/s each way (tbf), ptpclient --send between two
+// real client processes moves the file intact, and its goodput is at least 80 % of what TCP
+// (socat) moves on the same path in the same run (best of two each, alternating, so a burst of
+// load during one run does not decide). The ratio is asserted without the race detector (the
+// bench script, scripts/bench.d/ptp.sh); CI runs -race on a shared machine, where it is logged.
+// Each run logs where packets could have been lost: the tbf queues, the receiving socket
+// (/proc/net/udp drops) and the clients' hand-off queues. With --rate the sender never puts
+// more than the cap on the path.
 func TestLabBulkRate(t *testing.T) {
 	labtest.SkipUnlessAvailable(t)
 	if testing.Short() {
@@ -259,7 +264,12 @@ func TestLabBulkRate(t *testing.T) {
 	transfer := func(i int, extra ...string) TransferJSON {
 		dst := t.TempDir()
 		bPort := 42000 + 2*i
-		bp, err := p.B.Start(cliBin, append(append([]string{}, common...), "--bind", netlab.PathB.String()+":"+strconv.Itoa(bPort), "--accept-dir", dst, "--duration", "120s")...)
+		bargs := append(append([]string{}, common...), "--bind", netlab.PathB.String()+":"+strconv.Itoa(bPort), "--accept-dir", dst, "--duration", "120s")
+		if d := os.Getenv("PTPBULK_PROFILE_DIR"); d != "" { // CPU profiles of both clients
+			bargs = append(bargs, "--cpuprofile", filepath.Join(d, "recv"+strconv.Itoa(i)+".prof"))
+			extra = append(extra, "--cpuprofile", filepath.Join(d, "send"+strconv.Itoa(i)+".prof"))
+		}
+		bp, err := p.B.Start(cliBin, bargs...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -274,6 +284,7 @@ func TestLabBulkRate(t *testing.T) {
 		if err := ap.Wait(); err != nil {
 			t.Fatalf("sender: %v\n%s", err, tail(ap.Output()))
 		}
+		sockDrops := udpDrops(p.B, bPort)
 		got, err := os.ReadFile(filepath.Join(dst, "rate.bin"))
 		if err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("file not received intact: %v", err)
@@ -282,7 +293,19 @@ func TestLabBulkRate(t *testing.T) {
 		if len(s.Transfers) != 1 || !s.Transfers[0].OK {
 			t.Fatalf("transfers %+v", s.Transfers)
 		}
-		return s.Transfers[0]
+		var recv TransferJSON
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if r := transferLines(t, bp.Output()); len(r) > 0 {
+				recv = r[0]
+				break
+			}
+		}
+		tr := s.Transfers[0]
+		t.Logf("run %d: %.1f Mbit/s in %.2f s; %d blocks sent again; receiver: %d re-requests, %d timeouts, window max %d, RTT min %.2f avg %.2f ms; "+
+			"dropped: receiving socket %s, hand-off sender %d receiver %d, sender queue %d; tbf %s",
+			i, tr.GoodputBps*8/1e6, tr.DurationS, tr.Retransmits, recv.Retransmits, recv.Timeouts, recv.MaxWindow, recv.RTTMinMs, recv.RTTAvgMs,
+			sockDrops, tr.HandoffDrops, recv.HandoffDrops, tr.QueueDrops, tbfDrops(p.R))
+		return tr
 	}
 	var tcp, bulk float64
 	for i := 0; i < 2; i++ {
@@ -298,11 +321,17 @@ func TestLabBulkRate(t *testing.T) {
 		}
 		<-ls.Done()
 		tcp = max(tcp, float64(size)/time.Since(start).Seconds())
-		tr := transfer(i)
-		bulk = max(bulk, tr.GoodputBps)
-		t.Logf("run %d: bulk %.1f Mbit/s in %.2f s, %d blocks again", i, tr.GoodputBps*8/1e6, tr.DurationS, tr.Retransmits)
+		bulk = max(bulk, transfer(i).GoodputBps)
 	}
-	t.Logf("TCP (socat) %.1f Mbit/s, ptpclient --send %.1f Mbit/s (%.0f %%)", tcp*8/1e6, bulk*8/1e6, 100*bulk/tcp)
+	load, _ := os.ReadFile("/proc/loadavg")
+	t.Logf("TCP (socat) %.1f Mbit/s, ptpclient --send %.1f Mbit/s (%.0f %%); load average %s", tcp*8/1e6, bulk*8/1e6, 100*bulk/tcp, strings.TrimSpace(string(load)))
+	if bulk < 0.8*tcp {
+		if raceEnabled {
+			t.Logf("below 80 %% of TCP (not asserted under -race)")
+		} else {
+			t.Errorf("ptpclient --send %.1f Mbit/s: below 80 %% of TCP's %.1f Mbit/s on the same path", bulk*8/1e6, tcp*8/1e6)
+		}
+	}
 	// --rate 2M: what the sender put on the path, repeats included, over the transfer.
 	const capBps = 2e6
 	tr := transfer(2, "--rate", "2M")
@@ -311,4 +340,192 @@ func TestLabBulkRate(t *testing.T) {
 	if sent > capBps*1.01 {
 		t.Errorf("--rate 2M: sent %.0f B/s", sent)
 	}
+}
+
+// udpDrops is the drops column of /proc/net/udp for the socket on port in h's namespace.
+func udpDrops(h *netlab.Host, port int) string {
+	out, _ := h.Exec("cat", "/proc/net/udp")
+	suffix := fmt.Sprintf(":%04X", port)
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) > 12 && strings.HasSuffix(f[1], suffix) {
+			return f[12]
+		}
+	}
+	return "?"
+}
+
+// tbfDrops lists the router's tbf qdiscs' drop counters (cumulative over the test).
+func tbfDrops(r *netlab.Host) string {
+	out, _ := r.Exec("tc", "-s", "qdisc")
+	var b strings.Builder
+	dev := ""
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) > 4 && f[0] == "qdisc" && f[1] == "tbf" {
+			dev = f[4]
+		}
+		if i := strings.Index(l, "dropped "); i >= 0 && dev != "" {
+			fmt.Fprintf(&b, "%s %s ", dev, strings.TrimSuffix(strings.Fields(l[i+8:])[0], ","))
+			dev = ""
+		}
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// checkpointed counts the blocks the receiver's resume record (the .part.have file in dir)
+// holds: "PKBULK1\n", size, SHA-256, then one bit per block.
+func checkpointed(t *testing.T, dir string) int {
+	t.Helper()
+	m, _ := filepath.Glob(filepath.Join(dir, ".*.part.have"))
+	if len(m) != 1 {
+		return -1
+	}
+	b, err := os.ReadFile(m[0])
+	if err != nil || len(b) < 48 {
+		return -1
+	}
+	n := 0
+	for _, x := range b[48:] {
+		n += bits.OnesCount8(x)
+	}
+	return n
+}
+
+// TestLabResumeAfterKill: the receiving ptpclient (--accept-dir) is killed with SIGKILL in the
+// middle of a transfer; restarted on the same directory, it takes the file again from a new
+// `ptpclient --send` and asks only for the blocks its last checkpoint does not hold: the
+// receiver reports exactly the checkpointed bytes as resumed, the sender's first copies are
+// exactly the rest (so no checkpointed block crossed the path again), and the file is intact
+// (SHA-256 verified by the receiver, compared byte for byte here).
+func TestLabResumeAfterKill(t *testing.T) {
+	labtest.SkipUnlessAvailable(t)
+	srvBin, cliBin := testbin.Build(t, "ptpserver"), testbin.Build(t, "ptpclient")
+	p := labtest.Path(t, netlab.PathConfig{})
+	srv, err := p.B.Start(srvBin, "-s", netlab.PathB.String(), "-p", strconv.Itoa(srvPort), "--json", "--no-tui")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	const size = 8<<20 + 333
+	data := make([]byte, size)
+	rand.Read(data)
+	file := filepath.Join(t.TempDir(), "resume.bin")
+	os.WriteFile(file, data, 0o644)
+	dst := t.TempDir()
+	nblocks := (size + ptpbulk.BlockSize - 1) / ptpbulk.BlockSize
+	common := []string{"-s", netlab.PathB.String(), "-p", strconv.Itoa(srvPort), "--json", "--nostun"}
+	const aPort, bPort = 43001, 43002
+	receiver := func() *netlab.Proc {
+		bp, err := p.B.Start(cliBin, append(append([]string{}, common...), "--bind", netlab.PathB.String()+":"+strconv.Itoa(bPort), "--accept-dir", dst, "--duration", "120s")...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(bp.Stop)
+		time.Sleep(500 * time.Millisecond)
+		return bp
+	}
+	sender := func() *netlab.Proc {
+		// 2 MB/s: the transfer lasts seconds, so the kill lands in its middle.
+		ap, err := p.A.Start(cliBin, append(append([]string{}, common...), "--bind", netlab.PathA.String()+":"+strconv.Itoa(aPort),
+			"--send", file, "--to", netlab.PathB.String()+":"+strconv.Itoa(bPort), "--rate", "2M")...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(ap.Stop)
+		return ap
+	}
+	b1 := receiver()
+	a1 := sender()
+	// Kill the receiver once its checkpoint holds a third of the file.
+	for deadline := time.Now().Add(60 * time.Second); checkpointed(t, dst) < nblocks/3; time.Sleep(5 * time.Millisecond) {
+		select {
+		case <-a1.Done():
+			t.Fatalf("sender ended before the kill:\n%s", tail(a1.Output()))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("checkpoint never reached a third (%d of %d blocks)\nreceiver:\n%s", checkpointed(t, dst), nblocks, tail(b1.Output()))
+		}
+	}
+	if err := b1.Cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	b1.Wait()
+	held := checkpointed(t, dst) // what the dead receiver left on disk
+	if held <= 0 || held >= nblocks {
+		t.Fatalf("checkpoint after the kill: %d of %d blocks", held, nblocks)
+	}
+	// The first sender loses its peer; stop it (the CLI user runs --send again).
+	a1.Cmd.Process.Signal(syscall.SIGTERM)
+	a1.Wait()
+	var sent1 int64
+	for _, tr := range lastSummaryOrEmpty(a1.Output()).Transfers {
+		sent1 = tr.SentBytes
+	}
+	b2 := receiver()
+	a2 := sender()
+	if err := a2.Wait(); err != nil {
+		t.Fatalf("second sender: %v\n%s", err, tail(a2.Output()))
+	}
+	got, err := os.ReadFile(filepath.Join(dst, "resume.bin"))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("file not received intact (%v)\nreceiver:\n%s", err, tail(b2.Output()))
+	}
+	if m, _ := filepath.Glob(filepath.Join(dst, ".*")); len(m) != 0 {
+		t.Errorf("left behind: %v", m)
+	}
+	s2 := lastSummary(t, a2.Output())
+	if len(s2.Transfers) != 1 || !s2.Transfers[0].OK {
+		t.Fatalf("second sender transfers %+v", s2.Transfers)
+	}
+	// The receiver reports after its last word to the sender (up to a second later).
+	var r2 []TransferJSON
+	for deadline := time.Now().Add(30 * time.Second); len(r2) == 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		r2 = transferLines(t, b2.Output())
+	}
+	if len(r2) != 1 || !r2[0].OK {
+		t.Fatalf("receiver transfers %+v\n%s", r2, tail(b2.Output()))
+	}
+	recv, send := r2[0], s2.Transfers[0]
+	heldBytes := int64(held) * ptpbulk.BlockSize // the last block is never among them: the kill came first
+	t.Logf("killed at %d of %d blocks checkpointed; first sender sent %d bytes; resumed %d, moved %d, second sender's first copies %d (%d bytes sent)",
+		held, nblocks, sent1, recv.Resumed, recv.Moved, send.Moved, send.SentBytes)
+	if recv.Resumed != heldBytes {
+		t.Errorf("receiver resumed %d bytes, its checkpoint held %d", recv.Resumed, heldBytes)
+	}
+	if recv.Moved != size-heldBytes || send.Moved != size-heldBytes {
+		t.Errorf("second run moved %d (receiver) / %d (sender's first copies), want exactly the %d bytes not checkpointed",
+			recv.Moved, send.Moved, size-heldBytes)
+	}
+	if sent1 > 0 {
+		// What the first run carried beyond the checkpoint was carried again: the blocks that
+		// arrived after the last checkpoint (200 ms) and those in flight or sent to the dead peer.
+		t.Logf("carried twice: %d bytes", sent1+send.Moved-size)
+	}
+}
+
+// transferLines returns the transfer reports a client printed (JSON lines of type transfer).
+func transferLines(t *testing.T, out string) []TransferJSON {
+	t.Helper()
+	var trs []TransferJSON
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, `{"type":"transfer"`) {
+			var tr TransferJSON
+			if err := json.Unmarshal([]byte(l), &tr); err != nil {
+				t.Fatal(err)
+			}
+			trs = append(trs, tr)
+		}
+	}
+	return trs
+}
+
+func lastSummaryOrEmpty(out string) labSummary {
+	var s labSummary
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, `{"type":"summary"`) {
+			json.Unmarshal([]byte(l), &s)
+		}
+	}
+	return s
 }

@@ -1,0 +1,5 @@
+//go:build !race
+
+package extras
+
+const raceEnabled = false
