@@ -15,6 +15,9 @@ import (
 // ErrPrivileges reports that the responder could not drop its privileges.
 var ErrPrivileges = errors.New("responder: dropping privileges")
 
+// errCgoCaps: capabilities kept because a cgo build cannot clear them on every thread.
+var errCgoCaps = errors.New("responder: capabilities kept: this build uses cgo, which cannot clear them on every thread (build with CGO_ENABLED=0)")
+
 // dropPrivileges gives up every privilege once the sockets and the firewall table are open
 // (they keep working: the kernel checked the capabilities when they were opened). As root it
 // becomes name (its uid, primary gid, no supplementary groups), which clears every
@@ -26,7 +29,11 @@ func dropPrivileges(name string) (string, error) {
 		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 		var data [2]unix.CapUserData
 		if _, _, e := syscall.AllThreadsSyscall(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); e != 0 {
-			// ENOTSUP: a cgo build, where only libc may change every thread.
+			if e == syscall.ENOTSUP {
+				// A cgo build: Go cannot change every thread (the package builds with
+				// CGO_ENABLED=0); keep running, with a warning.
+				return "", errCgoCaps
+			}
 			return "", fmt.Errorf("%w: capset on every thread: %v", ErrPrivileges, e)
 		}
 		return "capabilities cleared", checkNoCaps()

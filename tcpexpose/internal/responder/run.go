@@ -203,11 +203,14 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer s.Close()
 	if cfg.User != "" {
-		did, err := dropPrivileges(cfg.User)
-		if err != nil {
+		switch did, err := dropPrivileges(cfg.User); {
+		case errors.Is(err, errCgoCaps):
+			s.cfg.Log.Warn(err.Error())
+		case err != nil:
 			return err
+		default:
+			s.cfg.Log.Info("responder: " + did)
 		}
-		s.cfg.Log.Info("responder: " + did)
 	}
 	// Unblock Next when ctx ends.
 	stop := context.AfterFunc(ctx, func() { s.live.Close() })
