@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"sync"
 	"testing"
@@ -41,8 +42,9 @@ func TestSendExtraOverPath(t *testing.T) {
 				}
 			})
 			defer func() { cancel(); wg.Wait() }()
-			var err error
-			for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+			err := errors.New("A never had a " + tc.path.String() + " path to B")
+			// Hang guards only: the loop ends when the path is up.
+			for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 				var ok bool
 				for _, p := range a.Peers() {
 					ok = ok || (p.UUID == b.UUID() && p.Path == tc.path)
@@ -62,7 +64,7 @@ func TestSendExtraOverPath(t *testing.T) {
 				if p != tc.path || string(payload) != "block 0" {
 					t.Errorf("received %q over %v, want over %v", payload, p, tc.path)
 				}
-			case <-time.After(5 * time.Second):
+			case <-time.After(20 * time.Second):
 				t.Fatalf("nothing arrived; A's peers %+v", a.Peers())
 			}
 			if err := a.SendExtra(ptp.UUID{1}, nil); err != ErrNoPeer {
