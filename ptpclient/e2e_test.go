@@ -9,12 +9,59 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/probekit/probekit/ptpclient/internal/testbin"
 )
+
+// syncBuffer is a process's output the test reads while the process still writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitServer returns once the ptpserver at addr answers a STUN Binding request on its port
+// (it is bound and serving): a fixed sleep let clients under load start before the server
+// and find no NAT answer. The deadline is a hang guard only.
+func waitServer(t *testing.T, network, addr string, exited <-chan error) {
+	t.Helper()
+	c, err := net.Dial(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Binding request: type 1, length 0, the magic cookie, a transaction ID.
+	req := []byte{0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 'w', 'a', 'i', 't', 's', 'e', 'r', 'v', 'e', 'r', 0, 1}
+	buf := make([]byte, 1500)
+	for end := time.Now().Add(30 * time.Second); time.Now().Before(end); {
+		select {
+		case err := <-exited:
+			t.Fatalf("server exited before serving: %v", err)
+		default:
+		}
+		c.Write(req)
+		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if n, err := c.Read(buf); err == nil && n >= 20 && buf[0] == 1 && buf[1] == 1 && bytes.Equal(buf[8:20], req[8:20]) {
+			return
+		}
+	}
+	t.Fatal("server never answered")
+}
 
 func freePort(t *testing.T) int {
 	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
@@ -32,14 +79,18 @@ func TestE2ELoopback(t *testing.T) {
 	port := strconv.Itoa(freePort(t))
 	// The RFC 5780 sockets: 127.0.0.1:P2, 127.0.0.2:P, 127.0.0.2:P2 (a second free port).
 	other := "127.0.0.2:" + strconv.Itoa(freePort(t))
-	srv := exec.Command(srvBin, "-s", "127.0.0.1", "-p", port, "--other-address", other, "--json", "--duration", "8s")
-	var srvOut bytes.Buffer
+	// No --duration: the server runs until the clients are done and it has seen their
+	// SHUTDOWNs (a fixed 8 s could end it first on a loaded machine); SIGTERM then.
+	srv := exec.Command(srvBin, "-s", "127.0.0.1", "-p", port, "--other-address", other, "--json")
+	var srvOut syncBuffer
 	srv.Stdout, srv.Stderr = &srvOut, &srvOut
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Process.Kill()
-	time.Sleep(300 * time.Millisecond)
+	srvExit := make(chan error, 1)
+	go func() { srvExit <- srv.Wait() }()
+	waitServer(t, "udp4", "127.0.0.1:"+port, srvExit)
 	var outs [3]bytes.Buffer
 	var cmds [3]*exec.Cmd
 	for i := range cmds {
@@ -92,13 +143,26 @@ func TestE2ELoopback(t *testing.T) {
 			}
 		}
 	}
-	if err := srv.Wait(); err != nil {
-		t.Fatalf("server: %v\n%s", err, srvOut.String())
+	// Every client said goodbye (SHUTDOWN) rather than expiring (the server expires a
+	// client after 30 s; the guard is shorter).
+	shutdowns := func() int {
+		so := srvOut.String()
+		return strings.Count(so, `"shutdown"`) + strings.Count(so, "SHUTDOWN")
 	}
-	// Every client said goodbye (SHUTDOWN) rather than expiring.
-	so := srvOut.String()
-	if n := strings.Count(so, `"shutdown"`) + strings.Count(so, "SHUTDOWN"); n < 3 {
-		t.Errorf("server saw %d shutdowns:\n%s", n, so)
+	for end := time.Now().Add(20 * time.Second); shutdowns() < 3 && time.Now().Before(end); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := shutdowns(); n < 3 {
+		t.Errorf("server saw %d shutdowns:\n%s", n, srvOut.String())
+	}
+	srv.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-srvExit:
+		if err != nil {
+			t.Fatalf("server: %v\n%s", err, srvOut.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("server did not exit on SIGTERM:\n%s", srvOut.String())
 	}
 }
 
@@ -154,12 +218,14 @@ func TestE2EIPv6(t *testing.T) {
 	}
 	srvBin, cliBin := testbin.Build(t, "ptpserver"), testbin.Build(t, "ptpclient")
 	port := strconv.Itoa(freePort(t))
-	srv := exec.Command(srvBin, "-s", "::1", "-p", port, "--json", "--duration", "6s")
+	srv := exec.Command(srvBin, "-s", "::1", "-p", port, "--json")
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Process.Kill()
-	time.Sleep(300 * time.Millisecond)
+	srvExit := make(chan error, 1)
+	go func() { srvExit <- srv.Wait() }()
+	defer func() { srv.Process.Kill(); <-srvExit }()
+	waitServer(t, "udp6", "[::1]:"+port, srvExit)
 	var outs [2]bytes.Buffer
 	var cmds [2]*exec.Cmd
 	for i := range cmds {
