@@ -45,6 +45,8 @@ type batchState struct {
 	sysno uintptr
 	// blocking: recvmmsg waits in the kernel (Options.Blocking) and wakes every BlockingPoll.
 	blocking bool
+	// raw: the call cannot block and is issued as a raw system call (Options.RawSyscalls).
+	raw bool
 	// spinUntil is the end of the busy-poll window of the current ReadBatch (Unix ns; 0: no
 	// polling, or the window has passed).
 	spinUntil int64
@@ -63,6 +65,7 @@ func (s *batchState) init(c *Conn, n int, read bool) {
 		s.sysno = unix.SYS_RECVMMSG
 		s.blocking = c.opts.Blocking
 	}
+	s.raw = c.opts.RawSyscalls && !c.opts.Blocking
 	s.fn = s.call
 }
 
@@ -84,8 +87,15 @@ func (s *batchState) call(fd uintptr) bool {
 		if s.spinUntil != 0 {
 			flags |= unix.MSG_DONTWAIT
 		}
-		r, _, e := unix.Syscall6(s.sysno, fd, uintptr(unsafe.Pointer(&s.hs[0])),
-			uintptr(s.n), uintptr(flags), 0, 0)
+		var r uintptr
+		var e unix.Errno
+		if s.raw {
+			r, _, e = unix.RawSyscall6(s.sysno, fd, uintptr(unsafe.Pointer(&s.hs[0])),
+				uintptr(s.n), uintptr(flags), 0, 0)
+		} else {
+			r, _, e = unix.Syscall6(s.sysno, fd, uintptr(unsafe.Pointer(&s.hs[0])),
+				uintptr(s.n), uintptr(flags), 0, 0)
+		}
 		if e == unix.EINTR {
 			continue
 		}

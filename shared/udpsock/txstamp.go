@@ -21,6 +21,7 @@ type errqState struct {
 	got   int
 	errno unix.Errno
 	fn    func(fd uintptr)
+	raw   bool // Options.RawSyscalls (the reads are MSG_DONTWAIT: they never block)
 
 	hs    []unix.Mmsghdr
 	iov   []unix.Iovec
@@ -29,7 +30,8 @@ type errqState struct {
 	oob   []byte
 }
 
-func (e *errqState) init() {
+func (e *errqState) init(raw bool) {
+	e.raw = raw
 	e.hs = make([]unix.Mmsghdr, errqBatch)
 	e.iov = make([]unix.Iovec, errqBatch)
 	// OPT_TSONLY suppresses the looped-back payload; a little room avoids MSG_TRUNC noise
@@ -118,7 +120,11 @@ func (e *errqState) recv(fd uintptr) (int, unix.Errno) {
 		setHdr(&e.hs[i], &e.iov[i], e.data[i*64:(i+1)*64], &e.names[i], unix.SizeofSockaddrInet6, e.oob[i*oobSize:(i+1)*oobSize])
 	}
 	for {
-		r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&e.hs[0])),
+		syscall6 := unix.Syscall6
+		if e.raw {
+			syscall6 = unix.RawSyscall6
+		}
+		r, _, errno := syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&e.hs[0])),
 			uintptr(len(e.hs)), uintptr(unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT), 0, 0)
 		if errno == unix.EINTR {
 			continue

@@ -79,6 +79,15 @@ type Options struct {
 	// virtual machine takes tens of µs; the price is a CPU spinning for the window on every
 	// read that finds the socket empty.
 	BusyPoll time.Duration
+	// RawSyscalls issues the socket calls that cannot block (recvmmsg and sendmmsg on a
+	// non-Blocking socket, error-queue reads) as raw system calls, without telling the Go
+	// scheduler. Every ordinary system call wakes the runtime's monitor thread when the
+	// process was idle, and it then polls every 20 µs for a while: with a datagram or two
+	// per wake-up (a mesh client answering probes spread in time) that thread cost more CPU
+	// than the socket calls. The price: a goroutine keeps its P for the length of the call,
+	// which for a non-blocking call is µs. No effect on the reads of a Blocking socket, nor
+	// on its writes (a blocking socket's sendmmsg may wait for buffer space).
+	RawSyscalls bool
 }
 
 // BlockingPoll is how often a Blocking ReadBatch wakes (SO_RCVTIMEO) to check for Close and
@@ -302,7 +311,7 @@ func newConn(uc *net.UDPConn, opts Options) (*Conn, error) {
 	}
 	c.r.init(c, opts.Batch, true)
 	c.w.init(c, opts.Batch, false)
-	c.e.init()
+	c.e.init(opts.RawSyscalls)
 	return c, nil
 }
 

@@ -230,13 +230,18 @@ func TestUserTimestampFallback(t *testing.T) {
 }
 
 func TestTxTimestamps(t *testing.T) {
-	for _, tc := range []struct{ name, network, addr string }{
-		{"ipv4", "udp4", "127.0.0.1:0"},
-		{"ipv6", "udp6", "[::1]:0"},
+	for _, tc := range []struct {
+		name, network, addr string
+		raw                 bool
+	}{
+		{"ipv4", "udp4", "127.0.0.1:0", false},
+		{"ipv6", "udp6", "[::1]:0", false},
+		{"ipv4-raw", "udp4", "127.0.0.1:0", true},
+		{"ipv6-raw", "udp6", "[::1]:0", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rx := listen(t, tc.network, tc.addr, Options{RxTimestamps: true})
-			tx := listen(t, tc.network, tc.addr, Options{TxTimestamps: true})
+			rx := listen(t, tc.network, tc.addr, Options{RxTimestamps: true, RawSyscalls: tc.raw})
+			tx := listen(t, tc.network, tc.addr, Options{TxTimestamps: true, RawSyscalls: tc.raw})
 			if !tx.Features().TxTimestamps {
 				t.Fatal("TxTimestamps not enabled")
 			}
@@ -536,10 +541,20 @@ func TestListenErrors(t *testing.T) {
 }
 
 func TestConcurrentReadWrite(t *testing.T) {
+	t.Run("syscalls", func(t *testing.T) { testConcurrentReadWrite(t, false) })
+	// RawSyscalls: the same non-blocking calls without the scheduler's bookkeeping; a read
+	// that finds nothing must still park in the poller and wake for the next datagram.
+	t.Run("raw", func(t *testing.T) { testConcurrentReadWrite(t, true) })
+}
+
+func testConcurrentReadWrite(t *testing.T, raw bool) {
 	// a sends while another goroutine reads a's replies; b echoes. Both sockets have a reader
 	// and a writer in flight at once, which -race checks for shared scratch state.
-	a := listen(t, "udp4", "127.0.0.1:0", Options{RxTimestamps: true})
-	b := listen(t, "udp4", "127.0.0.1:0", Options{})
+	a := listen(t, "udp4", "127.0.0.1:0", Options{RxTimestamps: true, RawSyscalls: raw})
+	b := listen(t, "udp4", "127.0.0.1:0", Options{RawSyscalls: raw})
+	if a.r.raw != raw || a.w.raw != raw || a.e.raw != raw {
+		t.Fatalf("RawSyscalls %v: read %v, write %v, error queue %v", raw, a.r.raw, a.w.raw, a.e.raw)
+	}
 	const total = 2000
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -603,8 +618,17 @@ func kernelAtLeast(major, minor int) bool {
 }
 
 func TestBlockingMode(t *testing.T) {
-	opts := Options{Blocking: true, RxTimestamps: true, RecvTOS: true}
+	t.Run("syscalls", func(t *testing.T) { testBlockingMode(t, false) })
+	// RawSyscalls leaves a Blocking socket's calls to the scheduler (they wait in the kernel).
+	t.Run("raw", func(t *testing.T) { testBlockingMode(t, true) })
+}
+
+func testBlockingMode(t *testing.T, raw bool) {
+	opts := Options{Blocking: true, RxTimestamps: true, RecvTOS: true, RawSyscalls: raw}
 	rx := listen(t, "udp4", "127.0.0.1:0", opts)
+	if rx.r.raw || rx.w.raw {
+		t.Fatal("a Blocking socket's reads or writes are raw system calls")
+	}
 	tx := listen(t, "udp4", "127.0.0.1:0", Options{})
 	ms := seqMsgs(8, rx.LocalAddr())
 	for i := range ms {

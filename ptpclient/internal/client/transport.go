@@ -43,7 +43,12 @@ type UDPTransport struct {
 func NewUDPTransport(ctx context.Context, network, addr string) (*UDPTransport, error) {
 	// Large buffers: a mesh of hundreds of peers answers in bursts, and the transmit stamps
 	// queue on the same socket's error queue, which counts against the receive buffer.
-	opts := udpsock.Options{RxTimestamps: true, TxTimestamps: true, Batch: 64, ReadBuffer: 4 << 20, WriteBuffer: 1 << 20, Blocking: true}
+	// The runtime's poller with raw non-blocking calls, not Blocking reads: with a datagram or
+	// two per wake-up, a thread blocked in recvmmsg kept the runtime's monitor thread polling
+	// every 20 µs, and ordinary system calls woke it from its sleep; that thread cost more
+	// than the socket calls (scripts/bench.d/ptp.sh, 250 peers: 6.3–8.6 % of a core with
+	// Blocking, 4.1–4.6 % with RawSyscalls, same loaded machine).
+	opts := udpsock.Options{RxTimestamps: true, TxTimestamps: true, Batch: 64, ReadBuffer: 4 << 20, WriteBuffer: 1 << 20, RawSyscalls: true}
 	c, err := udpsock.Listen(ctx, network, addr, opts)
 	if err != nil {
 		// Some kernels refuse SO_TIMESTAMPING; fall back to receive stamps only.
