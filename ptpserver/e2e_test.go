@@ -294,19 +294,35 @@ func TestTmux(t *testing.T) {
 		t.Fatalf("screen never showed %q:\n%s", what, screen())
 		return ""
 	}
-	s := waitScreen("PTP Server version")
-	for _, col := range []string{"Address", "Pkts Sent", "Pkts Rcvd", "Acks Lost", "Avg RTT", "Log output", "Status"} {
-		if !strings.Contains(s, col) {
-			t.Errorf("screen lacks %q:\n%s", col, s)
+	// tcell's frame reaches the terminal in pieces: wait until one capture shows it whole.
+	parts := []string{"PTP Server version", "Address", "Pkts Sent", "Pkts Rcvd", "Acks Lost", "Avg RTT", "Log output", "Status"}
+	for i := 0; ; i++ {
+		s, missing := screen(), ""
+		for _, p := range parts {
+			if !strings.Contains(s, p) {
+				missing = p
+				break
+			}
 		}
+		if missing == "" {
+			break
+		}
+		if i == 400 {
+			t.Fatalf("screen lacks %q:\n%s", missing, s)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	srv := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
 	a := newLegacy(t, srv, 0xa)
 	a.beacon(timestamp.Fixed32FromTime(time.Now()))
 	row := "('127.0.0.1', " + strconv.Itoa(int(a.addr().Port())) + ")"
-	s = waitScreen(row)
-	if !strings.Contains(s, "Received packet from a new client "+row) {
-		t.Errorf("log pane lacks the join:\n%s", s)
+	// The row and the log pane's join line (which also holds the row's text).
+	waitScreen("Received packet from a new client " + row)
+	for i := 0; strings.Count(screen(), row) < 2; i++ {
+		if i == 400 {
+			t.Fatalf("no table row %s:\n%s", row, screen())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	tmux("send-keys", "-t", "ptp", "q")
 	for i := 0; i < 400; i++ {
