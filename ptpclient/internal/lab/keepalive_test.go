@@ -31,7 +31,7 @@ func TestKeepalive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Stop()
-	time.Sleep(300 * time.Millisecond)
+	serverUp(t, srv)
 	run := func(interval, duration string, offset uint16) [2]*client.PeerReport {
 		var sums [2]client.Summary
 		var procs [2]*netlab.Proc

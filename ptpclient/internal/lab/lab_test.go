@@ -19,6 +19,24 @@ import (
 
 const srvPort = 23456
 
+// serverUp returns once the ptpserver process logged that it listens (its socket is bound):
+// a fixed sleep let clients under load register before that and lose a second. The deadline
+// is a hang guard.
+func serverUp(t *testing.T, p *netlab.Proc) {
+	t.Helper()
+	for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if strings.Contains(p.Output(), "PTP Server listening") {
+			return
+		}
+		select {
+		case <-p.Done():
+			t.Fatalf("ptpserver exited: %v\n%s", p.Wait(), p.Output())
+		default:
+		}
+	}
+	t.Fatalf("ptpserver not listening after 20 s:\n%s", p.Output())
+}
+
 type node struct {
 	name string
 	host *netlab.Host
@@ -48,7 +66,7 @@ func TestNATMesh(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Stop()
-	time.Sleep(300 * time.Millisecond)
+	serverUp(t, srv)
 	bindIn := func(c *netlab.NATClient) string {
 		return "0.0.0.0:" + strconv.Itoa(int(c.Ports[0])+7)
 	}

@@ -39,6 +39,7 @@ func TestPathRTTAndLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Stop()
+	serverUp(t, srv)
 	// The timing comparison may take up to 3 runs: on a loaded 2-core VM the kernel's wake-up of
 	// the socket's sleepers (the transmit stamp is queued between the stamp and the wire) costs
 	// µs that vary by run; counting checks hold in every run.
