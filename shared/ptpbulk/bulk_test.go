@@ -422,3 +422,59 @@ func TestParseFrameNoAlloc(t *testing.T) {
 		t.Errorf("%.1f allocations per data frame", a)
 	}
 }
+
+// TestFirstLossKeepsWindow: requests that time out before any block has arrived (sent before
+// the client had a path to the sender) back the timer off but leave the window and slow start
+// alone; once blocks flow, a loss cuts the window by beta.
+func TestFirstLossKeepsWindow(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	r := &receiver{cfg: RecvConfig{MaxWindow: 4096}, req: map[uint32]*inflight{}, cwnd: initWindow, ssthresh: 1e9, rto: initRTO, reoMult: 1}
+	ask := func(k uint32, at time.Time) {
+		in := &inflight{block: k, at: at, tries: 1}
+		r.req[k] = in
+		r.fifo = append(r.fifo, in)
+	}
+	for k := uint32(0); k < initWindow; k++ {
+		ask(k, t0)
+	}
+	r.detectLosses(t0.Add(initRTO))     // the first times out, the timer backs off
+	r.detectLosses(t0.Add(2 * initRTO)) // the others, the same loss event
+	if r.cwnd != initWindow || r.ssthresh != 1e9 || len(r.retx) != initWindow || r.rto != 2*initRTO {
+		t.Fatalf("before any arrival: cwnd %v ssthresh %v, %d to ask again, rto %v", r.cwnd, r.ssthresh, len(r.retx), r.rto)
+	}
+	r.srtt, r.rto, r.cwnd = 10*time.Millisecond, minRTO, 100
+	ask(99, t0.Add(time.Second))
+	r.detectLosses(t0.Add(time.Second + minRTO))
+	if r.cwnd != 100*beta || r.ssthresh != 100*beta {
+		t.Fatalf("after arrivals: cwnd %v ssthresh %v, want %v", r.cwnd, r.ssthresh, 100*beta)
+	}
+}
+
+// TestWindowCap: the window cap is the fastest recent delivery rate times (minimum RTT +
+// queueSlack), never below capFloor, and absent before the first rate bin.
+func TestWindowCap(t *testing.T) {
+	r := &receiver{cfg: RecvConfig{MaxWindow: 4096}, rttMin: time.Millisecond}
+	if c := r.rateCap(); c != 4096 {
+		t.Fatalf("before a bin: cap %v", c)
+	}
+	t0 := time.Unix(1000, 0)
+	// 10,000 blocks/s for one bin, then 2,000/s for one.
+	for i := 0; i <= 1000; i++ {
+		r.delivered(t0.Add(time.Duration(i) * 100 * time.Microsecond))
+	}
+	t1 := t0.Add(100 * time.Millisecond)
+	for i := 1; i <= 201; i++ {
+		r.delivered(t1.Add(time.Duration(i) * 500 * time.Microsecond))
+	}
+	want := 10000 * (time.Millisecond + queueSlack).Seconds()
+	if c := r.rateCap(); c < want*0.99 || c > want*1.01 {
+		t.Fatalf("cap %v, want %v (max of the bins)", c, want)
+	}
+	slow := &receiver{cfg: RecvConfig{MaxWindow: 4096}, rttMin: time.Millisecond}
+	for i := 0; i <= 10; i++ {
+		slow.delivered(t0.Add(time.Duration(i) * 10 * time.Millisecond))
+	}
+	if c := slow.rateCap(); c != capFloor {
+		t.Fatalf("100 blocks/s: cap %v, want the floor %d", c, capFloor)
+	}
+}

@@ -37,11 +37,20 @@ type RecvConfig struct {
 // rtt estimator and window constants (RFC 6298 with a 10 ms floor; the initial window is 10
 // blocks, as TCP's IW10).
 const (
-	minRTO     = 30 * time.Millisecond // above scheduling stalls of a loaded host; RACK finds most losses first
+	minRTO     = 2 * queueSlack // above the queue the window cap allows plus scheduling stalls of a loaded host (30 ms fired hundreds of times per 20 MB on a loss-free path at load 10); RACK finds most losses first
 	maxRTO     = 5 * time.Second
 	initRTO    = 500 * time.Millisecond
 	initWindow = 10
 	minWindow  = 2
+	// The window is capped at the fastest delivery rate seen lately times (minimum RTT +
+	// queueSlack): enough in flight to ride over the scheduling stalls of a loaded host, but
+	// no deeper queue than that in front of a sender that is slower than the path (a CPU-starved
+	// process, or --rate), where a slow start that never sees a loss grew the window to
+	// thousands of blocks, the RTT to seconds and the timeouts to thousands.
+	queueSlack = 50 * time.Millisecond
+	rateBin    = 100 * time.Millisecond // delivery rate per bin of this length (shorter bins see the bursts after a stall)
+	rateBins   = 10                     // max filter over this many bins (a second)
+	capFloor   = 64                     // blocks: the cap never goes below
 	// beta is the multiplicative decrease on a loss event: CUBIC's 0.7 (RFC 9438 §4.6) rather
 	// than Reno's 0.5, since the paths this runs over (home NATs, relays) lose packets at
 	// random as well as from congestion.
@@ -78,6 +87,10 @@ type receiver struct {
 	reoMult  time.Duration // reordering window in quarters of SRTT, raised by spurious re-requests
 	recovery time.Time     // losses of requests made before this are one event
 	undo     float64       // the window before the last reduction, restored if it proves spurious
+	binStart time.Time     // delivery-rate bin: start and blocks arrived in it
+	binCount int
+	rates    [rateBins]float64 // blocks/s of the last bins
+	rateIdx  int
 	f        *os.File
 	tmp      string
 	state    string
@@ -448,9 +461,36 @@ func (r *receiver) arrive(d block, now time.Time) error {
 	} else {
 		r.cwnd += 1 / r.cwnd
 	}
-	r.cwnd = min(r.cwnd, float64(r.cfg.MaxWindow))
+	r.delivered(now)
+	r.cwnd = min(r.cwnd, float64(r.cfg.MaxWindow), r.rateCap())
 	r.rep.MaxWindow = max(r.rep.MaxWindow, int(r.cwnd))
 	return nil
+}
+
+// delivered counts a new block into the delivery-rate bins.
+func (r *receiver) delivered(now time.Time) {
+	if r.binStart.IsZero() {
+		r.binStart = now
+	}
+	r.binCount++
+	if d := now.Sub(r.binStart); d >= rateBin {
+		r.rates[r.rateIdx%rateBins] = float64(r.binCount) / d.Seconds()
+		r.rateIdx++
+		r.binStart, r.binCount = now, 0
+	}
+}
+
+// rateCap is the window the recent delivery rate needs: max rate × (min RTT + queueSlack),
+// at least capFloor; no cap before the first bin.
+func (r *receiver) rateCap() float64 {
+	m := 0.0
+	for _, x := range r.rates {
+		m = max(m, x)
+	}
+	if m == 0 {
+		return float64(r.cfg.MaxWindow)
+	}
+	return max(capFloor, m*(r.rttMin+queueSlack).Seconds())
 }
 
 // spurious handles a block declared lost that arrived after all: the reordering window widens
@@ -507,9 +547,15 @@ func (r *receiver) detectLosses(now time.Time) {
 			r.rep.Timeouts++
 		}
 		if !in.at.Before(r.recovery) {
-			r.undo = r.cwnd
-			r.ssthresh = max(r.cwnd*beta, minWindow)
-			r.cwnd = r.ssthresh
+			// Before anything has arrived in this run the requests went out before the client
+			// had a path to the sender (dropped unsent), not into a congested path: the window
+			// stays. Cutting it here left the whole transfer in congestion avoidance from a few
+			// blocks (linear growth: a window of about 180 blocks after 20 MB).
+			if r.srtt > 0 {
+				r.undo = r.cwnd
+				r.ssthresh = max(r.cwnd*beta, minWindow)
+				r.cwnd = r.ssthresh
+			}
 			r.recovery = now
 			if timeout {
 				r.rto = min(2*r.rto, maxRTO)

@@ -301,10 +301,11 @@ func TestLabBulkRate(t *testing.T) {
 			}
 		}
 		tr := s.Transfers[0]
+		bp.Stop()
 		t.Logf("run %d: %.1f Mbit/s in %.2f s; %d blocks sent again; receiver: %d re-requests, %d timeouts, window max %d, RTT min %.2f avg %.2f ms; "+
-			"dropped: receiving socket %s, hand-off sender %d receiver %d, sender queue %d; tbf %s",
+			"dropped: receiving socket %s, hand-off sender %d receiver %d, sender queue %d; tbf %s; CPU and context switches (voluntary/preempted) sender %s, receiver %s",
 			i, tr.GoodputBps*8/1e6, tr.DurationS, tr.Retransmits, recv.Retransmits, recv.Timeouts, recv.MaxWindow, recv.RTTMinMs, recv.RTTAvgMs,
-			sockDrops, tr.HandoffDrops, recv.HandoffDrops, tr.QueueDrops, tbfDrops(p.R))
+			sockDrops, tr.HandoffDrops, recv.HandoffDrops, tr.QueueDrops, tbfDrops(p.R), usage(ap), usage(bp))
 		return tr
 	}
 	var tcp, bulk float64
@@ -340,6 +341,19 @@ func TestLabBulkRate(t *testing.T) {
 	if sent > capBps*1.01 {
 		t.Errorf("--rate 2M: sent %.0f B/s", sent)
 	}
+}
+
+// usage is an exited process's CPU time and context switches.
+func usage(p *netlab.Proc) string {
+	if p.Cmd.ProcessState == nil {
+		return "?"
+	}
+	ru, ok := p.Cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		return "?"
+	}
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return fmt.Sprintf("%.2f s %d/%d", cpu.Seconds(), ru.Nvcsw, ru.Nivcsw)
 }
 
 // udpDrops is the drops column of /proc/net/udp for the socket on port in h's namespace.
