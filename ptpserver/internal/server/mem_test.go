@@ -228,6 +228,18 @@ func newRig(t *testing.T, mod func(*Config)) *rig {
 	return r
 }
 
+// swept waits until the server's expiry and ack-loss pass has run at the clock's current
+// reading (a fixed sleep could end before the timer goroutine ran, and prove nothing).
+func (r *rig) swept(t *testing.T) {
+	t.Helper()
+	now := r.clock.Now()
+	waitFor(t, "expiry pass", func() bool {
+		r.srv.mu.Lock()
+		defer r.srv.mu.Unlock()
+		return !r.srv.lastExpire.Before(now)
+	})
+}
+
 // waitFor polls cond (a guard timeout only).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()

@@ -133,7 +133,7 @@ func TestChecksumShutdownExpiry(t *testing.T) {
 		}
 	}
 	r.clock.Add(27 * time.Second) // B was last heard at T0; now T0+29 s
-	time.Sleep(20 * time.Millisecond)
+	r.swept(t)
 	if n := len(r.srv.Snapshot().Clients); n != 1 {
 		t.Fatalf("expired early: %d clients", n)
 	}
@@ -661,7 +661,7 @@ func TestAckLoss(t *testing.T) {
 		return ClientState{}
 	}
 	r.clock.Add(4 * time.Second)
-	time.Sleep(20 * time.Millisecond)
+	r.swept(t)
 	if s := state(); s.Lost != 0 || s.Sent != 1 {
 		t.Fatalf("in flight counted: %+v", s)
 	}
