@@ -8,9 +8,10 @@ import (
 	"github.com/probekit/probekit/shared/ptp"
 )
 
-// Observer receives the server's events. The server calls it with no lock held, one call at a
-// time (calls are serialised), from its own goroutines; an implementation must not block for
-// long (queue slow work such as database writes). Relayed packets are not events: read
+// Observer receives the server's events. The server calls it without holding its state lock
+// (an Observer may call Snapshot), one call at a time and in the order the events happened,
+// from its own goroutines; an implementation must not block for long (queue slow work such as
+// database writes). Relayed packets are not events: read
 // Stats for their counters.
 type Observer interface {
 	// Joined: a client sent its first packet (or moved to another mesh).
