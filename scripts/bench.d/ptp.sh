@@ -73,15 +73,22 @@ sleep 1
 "$BIN/ptpclient" -s 127.0.0.1 -p "$port" --mesh bench --nostun --json --log-level warn --duration "$((cwin + 20))s" >"$out" &
 cpid=$!
 sleep 15
+# Context switches of all the client's threads (voluntary: wake-ups; involuntary: mostly
+# other load on the machine, which the load average shows).
+ctxsw() { cat "/proc/$cpid/task/"*/status 2>/dev/null | awk '/^voluntary_ctxt/ { v += $2 } /^nonvoluntary_ctxt/ { n += $2 } END { print v + 0, n + 0 }'; }
 read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$cpid/stat")
+read -r v1 n1 < <(ctxsw)
+load=$(cut -d' ' -f1-3 /proc/loadavg)
 sleep "$cwin"
 read -r u2 s2 < <(awk '{print $14, $15}' "/proc/$cpid/stat")
+read -r v2 n2 < <(ctxsw)
 hz=$(getconf CLK_TCK)
 wait "$cpid" || true
 wait "$fpid" || true
 stop_server
-awk -v t=$((u2 - u1 + s2 - s1)) -v hz="$hz" -v w="$cwin" \
-  'BEGIN { printf "    ptpclient CPU: %.2f %% of one core (%d ticks at %d Hz over %d s; target < 5 %%)\n", 100 * t / hz / w, t, hz, w }'
+awk -v u=$((u2 - u1)) -v s=$((s2 - s1)) -v hz="$hz" -v w="$cwin" -v v=$((v2 - v1)) -v n=$((n2 - n1)) -v load="$load" \
+  'BEGIN { printf "    ptpclient CPU: %.2f %% of one core (user %.2f %%, system %.2f %%; %d ticks at %d Hz over %d s; target < 5 %%)\n", 100 * (u + s) / hz / w, 100 * u / hz / w, 100 * s / hz / w, u + s, hz, w
+           printf "    context switches/s: %d voluntary, %d involuntary; load average at the start %s\n", v / w, n / w, load }'
 tail -1 "$out" | python3 -c '
 import collections, json, sys
 d = json.loads(sys.stdin.read())
