@@ -83,6 +83,26 @@ func TestZeroAllocs(t *testing.T) {
 	if a := testing.AllocsPerRun(200, func() { roundTrip(t, tx, brx, bout, in) }); a != 0 {
 		t.Fatalf("Blocking ReadBatch: %.1f allocations per run, want 0", a)
 	}
+	// RawSyscalls: reads, writes and error-queue reads without the scheduler's bookkeeping.
+	rtx := listen(t, "udp4", "127.0.0.1:0", Options{RawSyscalls: true, TxTimestamps: true})
+	rrx := listen(t, "udp4", "127.0.0.1:0", Options{RawSyscalls: true, RxTimestamps: true, RecvTOS: true, RecvTTL: true})
+	rrx.SetReadDeadline(time.Now().Add(10 * time.Second))
+	rout := seqMsgs(32, rrx.LocalAddr())
+	rawStamps := 0
+	onStamp := func(uint32, time.Time, timestamp.Source) { rawStamps++ }
+	rawTrip := func() {
+		roundTrip(t, rtx, rrx, rout, in)
+		if _, err := rtx.TxTimestamps(onStamp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rawTrip()
+	if a := testing.AllocsPerRun(200, rawTrip); a != 0 {
+		t.Fatalf("RawSyscalls WriteBatch+ReadBatch+TxTimestamps: %.1f allocations per run, want 0", a)
+	}
+	if rawStamps == 0 {
+		t.Error("RawSyscalls: no transmit timestamps read from the error queue")
+	}
 	prx := listen(t, "udp4", "127.0.0.1:0", Options{BusyPoll: time.Millisecond, RxTimestamps: true, RecvTOS: true, RecvTTL: true})
 	pout := seqMsgs(32, prx.LocalAddr())
 	roundTrip(t, tx, prx, pout, in)
