@@ -91,9 +91,9 @@ func TestPacingAccuracy(t *testing.T) {
 		t.Errorf("echo saw %d, generator sent %d", count.Load(), res.Sent)
 	}
 	// Paced, not bursty: on an idle machine nearly every sendmmsg carries one packet (100 µs
-	// apart); descheduling on a loaded one makes the sender catch up in batches, but the
-	// median call still goes out close to its slot.
-	if res.SendLate.Count < rate/10 {
+	// apart). A sender the OS stalled catches up in batches by design (a CI run stalled at
+	// p50 161 ms made 163 calls), so like the rate this is judged only without a stall.
+	if !stalled && res.SendLate.Count < rate/10 {
 		t.Errorf("only %d sendmmsg calls for %d packets: bursts instead of pacing", res.SendLate.Count, rate)
 	}
 	// Judged only when the OS did not stall the sender (as the rate above): a loaded machine
