@@ -238,3 +238,26 @@ func TestServerWithNatdiscovery(t *testing.T) {
 		t.Errorf("server answered %d requests, want >= 4 (%+v)", st.Answered, st)
 	}
 }
+
+// TestNewServerConfigErrors: alternate-address configurations that cannot work are refused
+// before any socket is opened (port 65535 + 1 would wrap to 0: a random port announced as
+// OTHER-ADDRESS).
+func TestNewServerConfigErrors(t *testing.T) {
+	send := func([]byte, netip.AddrPort) error { return nil }
+	for _, c := range []struct {
+		name           string
+		primary, other string
+		want           string
+	}{
+		{"no next port", "192.0.2.1:65535", "192.0.2.2:0", "has no next port"},
+		{"unspecified primary", "0.0.0.0:3478", "192.0.2.2:3479", "specific primary address"},
+		{"family", "192.0.2.1:3478", "[2001:db8::2]:3479", "not in the family"},
+		{"same address", "192.0.2.1:3478", "192.0.2.1:3479", "must differ"},
+		{"same port", "192.0.2.1:3478", "192.0.2.2:3478", "must differ"},
+	} {
+		_, err := NewServer(context.Background(), ServerConfig{Primary: netip.MustParseAddrPort(c.primary), Other: netip.MustParseAddrPort(c.other), Send: send})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error with %q", c.name, err, c.want)
+		}
+	}
+}

@@ -85,6 +85,9 @@ func NewServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	}
 	other := cfg.Other
 	if other.Port() == 0 {
+		if p1.Port() == 65535 {
+			return nil, fmt.Errorf("natprobe: primary port 65535 has no next port for the alternate address: give %v a port", other.Addr())
+		}
 		other = netip.AddrPortFrom(other.Addr(), p1.Port()+1)
 	}
 	if other.Addr().Is4() != p1.Addr().Is4() {
