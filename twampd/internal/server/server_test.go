@@ -110,6 +110,7 @@ type sender struct {
 	tc     *twampctl.TestCrypto
 	pad    int
 	wait   time.Duration // reply timeout (2 s when 0)
+	sentAt time.Time     // clock read just after the last exchange's request left
 }
 
 func newSender(t *testing.T, ctl *twampctl.Conn, pad int, dscp uint8) (*sender, twampctl.AcceptSession) {
@@ -177,6 +178,7 @@ func (s *sender) exchangeRaw(t *testing.T, seq uint32) (testpkt.ReflectedPacket,
 	if _, err := s.conn.WriteToUDP(b, s.remote); err != nil {
 		t.Fatal(err)
 	}
+	s.sentAt = time.Now()
 	wait := s.wait
 	if wait == 0 {
 		wait = 2 * time.Second
@@ -291,15 +293,18 @@ func TestWrongKey(t *testing.T) {
 	}
 }
 
+// waitFor polls cond; the 30 s limit is only a hang guard (what it waits for happens in
+// milliseconds on an idle machine, but a loaded CI machine may stall the server for longer).
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	for i := 0; i < 200; i++ {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if cond() {
 			return
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatal("condition not reached")
+	if !cond() {
+		t.Fatal("condition not reached")
+	}
 }
 
 // Requests the server must refuse with the right Accept value (TW-C6, limits).
@@ -459,24 +464,61 @@ func TestTimers(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return ts.m.refwaitExpired.Load() == 1 })
-	// Timeout after Stop-Sessions: reflects within it, not after (Timeout capped at 200ms).
-	ctl, err = dial(t, ts.ctl, clientCfg(twampctl.ModeUnauthenticated))
-	if err != nil {
-		t.Fatal(err)
+	// Timeout after Stop-Sessions: reflects within it, not after (the requested 0.5 s capped
+	// at 200ms). The test can vouch for "within" only when its request left less than the
+	// Timeout after Stop-Sessions was sent (the server's timer starts later still); a test
+	// stalled past that tries again with a new session.
+	const timeout = 200 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		ctl, err = dial(t, ts.ctl, clientCfg(twampctl.ModeUnauthenticated))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, _ = newSender(t, ctl, 27, 0)
+		if err := ctl.StartSessions(); err != nil {
+			t.Fatal(err)
+		}
+		ts.mu.Lock()
+		n := len(ts.sessions)
+		for _, ss := range ts.sessions {
+			if ss.timeout != timeout {
+				t.Errorf("session Timeout %v, want the requested 0.5 s capped at %v", ss.timeout, timeout)
+			}
+		}
+		ts.mu.Unlock()
+		if n == 0 {
+			t.Fatal("no session to check the Timeout of")
+		}
+		stopSent := time.Now()
+		if err := ctl.StopSessions(1, twampctl.AcceptOK); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := s.exchange(t, 0)
+		if err == nil {
+			break
+		}
+		if late := s.sentAt.Sub(stopSent); late < timeout || attempt == 5 {
+			t.Fatalf("no reflection within Timeout (request sent %v after Stop-Sessions, attempt %d): %v", late, attempt, err)
+		} else {
+			t.Logf("attempt %d: request sent %v after Stop-Sessions (the test stalled); again", attempt, late)
+		}
 	}
-	s, _ = newSender(t, ctl, 27, 0)
-	if err := ctl.StartSessions(); err != nil {
-		t.Fatal(err)
-	}
-	if err := ctl.StopSessions(1, twampctl.AcceptOK); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := s.exchange(t, 0); err != nil {
-		t.Errorf("no reflection within Timeout: %v", err)
-	}
-	time.Sleep(400 * time.Millisecond)
+	// Not after: requests every 50 ms (well inside REFWAIT, so only the Timeout can end the
+	// session) go unanswered once the Timeout's timer has ended it. When that happens is not
+	// bounded (a loaded machine may fire the timer late) beyond a hang guard.
 	s.wait = 300 * time.Millisecond
-	if _, _, err := s.exchange(t, 1); err == nil {
+	for seq := uint32(1); ; seq++ {
+		if _, _, err := s.exchange(t, seq); err != nil {
+			t.Logf("request %d after Stop-Sessions unanswered", seq)
+			break
+		}
+		if seq == 400 {
+			t.Fatal("still reflecting 400 requests after Stop-Sessions (Timeout 200ms)")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitFor(t, func() bool { return len(ts.Status().Sessions) == 0 })
+	if _, _, err := s.exchange(t, 0); err == nil {
 		t.Error("reflected after Stop-Sessions + Timeout")
 	}
 }
