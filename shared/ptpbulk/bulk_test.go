@@ -478,3 +478,26 @@ func TestWindowCap(t *testing.T) {
 		t.Fatalf("100 blocks/s: cap %v, want the floor %d", c, capFloor)
 	}
 }
+
+// TestOfferAgain: a repeated offer before any block has arrived means the requests were lost:
+// they are asked again at once, with the window kept; once blocks flow it changes nothing.
+func TestOfferAgain(t *testing.T) {
+	r := &receiver{req: map[uint32]*inflight{}, cwnd: initWindow, ssthresh: 1e9, rto: initRTO}
+	for k := uint32(0); k < initWindow; k++ {
+		in := &inflight{block: k, at: time.Unix(1000, 0), tries: 1}
+		r.req[k] = in
+		r.fifo = append(r.fifo, in)
+	}
+	r.offerAgain()
+	if len(r.req) != 0 || len(r.retx) != initWindow || r.cwnd != initWindow || r.rep.Timeouts != 0 {
+		t.Fatalf("%d outstanding, %d to ask again, cwnd %v, %d timeouts", len(r.req), len(r.retx), r.cwnd, r.rep.Timeouts)
+	}
+	r.retx = r.retx[:0]
+	r.srtt = time.Millisecond
+	r.req[3] = &inflight{block: 3, tries: 1}
+	r.fifo = append(r.fifo, r.req[3])
+	r.offerAgain()
+	if len(r.req) != 1 || len(r.retx) != 0 {
+		t.Fatalf("after an arrival: %d outstanding, %d to ask again", len(r.req), len(r.retx))
+	}
+}
