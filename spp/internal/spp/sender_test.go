@@ -1,11 +1,14 @@
 package spp
 
 import (
+	"io"
 	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/probekit/probekit/spp/internal/engine"
 	"github.com/probekit/probekit/spp/internal/ssf"
@@ -96,6 +99,13 @@ func TestRemoteIgnoresOtherSenders(t *testing.T) {
 	cfg := fileConfig(ping[0], "")
 	cfg.MonFile, cfg.MonRemote, cfg.Port = "", "127.0.0.1", freePort(t)
 	cfg.Count, cfg.SPT = true, true
+	// The master warns at the first foreign frame: the test waits for that (not for a time)
+	// before it stops the master, which a loaded machine may leave unscheduled for long.
+	seen := &messageHook{sub: "ignoring sample frame", seen: make(chan struct{})}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	log.AddHook(seen)
+	cfg.Log = log
 	m := startMaster(t, cfg)
 	// A stranger on 127.0.0.2 replays the MON capture: nothing may come of it.
 	stranger, err := net.DialUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)}, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: cfg.Port})
@@ -117,7 +127,11 @@ func TestRemoteIgnoresOtherSenders(t *testing.T) {
 		s.add(ev, time.Now())
 	}
 	s.send(time.Now())
-	time.Sleep(150 * time.Millisecond)
+	select {
+	case <-seen.seen:
+	case <-time.After(30 * time.Second): // hang guard
+		t.Fatal("the master never reported the stranger's frames")
+	}
 	out, err := m.stop(0)
 	if err == nil || !strings.Contains(err.Error(), "sent no packet between") || strings.Contains(err.Error(), " 0 frames from other hosts") {
 		t.Fatalf("master: %v, output %q", err, out)
@@ -125,6 +139,22 @@ func TestRemoteIgnoresOtherSenders(t *testing.T) {
 	if out != "" {
 		t.Fatalf("pairs from a stranger's frames: %q", out)
 	}
+}
+
+// messageHook closes seen at the first log entry containing sub.
+type messageHook struct {
+	sub  string
+	once sync.Once
+	seen chan struct{}
+}
+
+func (h *messageHook) Levels() []logrus.Level { return logrus.AllLevels }
+
+func (h *messageHook) Fire(e *logrus.Entry) error {
+	if strings.Contains(e.Message, h.sub) {
+		h.once.Do(func() { close(h.seen) })
+	}
+	return nil
 }
 
 func mustClassifier(t *testing.T, cfg *Config) classifier {
