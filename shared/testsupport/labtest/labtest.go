@@ -5,7 +5,10 @@ package labtest
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/probekit/probekit/shared/netlab"
 )
@@ -73,6 +76,26 @@ func StartCapture(t testing.TB, h *netlab.Host, iface, file, filter string) (sto
 	return func() {
 		if err := c.Stop(); err != nil {
 			t.Errorf("netlab: %v", err)
+		}
+	}
+}
+
+// WaitListening waits until a socket is bound to port in host's namespace (network "tcp":
+// a TCP listener, "udp": a bound UDP socket), so a test starts its client once the server is
+// ready rather than after a guessed time. The 30 s limit is a hang guard: it fails the test.
+func WaitListening(t testing.TB, h *netlab.Host, network string, port int) {
+	t.Helper()
+	flags := map[string]string{"tcp": "-Htln", "udp": "-Huln"}[network]
+	if flags == "" {
+		t.Fatalf("labtest: WaitListening: network %q, want tcp or udp", network)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		out, err := h.Exec("ss", flags, fmt.Sprintf("sport = :%d", port))
+		if err == nil && strings.TrimSpace(out) != "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("labtest: nothing bound to %s port %d in %s after 30 s (ss: %v %s)", network, port, h.Name, err, out)
 		}
 	}
 }

@@ -100,6 +100,7 @@ func TestLabPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ref.Stop()
+	labtest.WaitListening(t, lab.B, "udp", 8620)
 	// The timing comparison is repeated (up to 5 runs) because on a loaded 2-core VM a send
 	// path is sometimes stalled by CPU steal for tens of µs between the capture tap and the
 	// driver's transmit stamp; the loss and matching checks must hold in every run.
@@ -128,7 +129,7 @@ func labRun(t *testing.T, lab *netlab.PathLab, ref *netlab.Proc, target string) 
 	stopA := labtest.StartCapture(t, lab.A, lab.A.Iface, pcapA, "udp port 8620")
 	stopB := labtest.StartCapture(t, lab.B, lab.B.Iface, pcapB, "udp port 8620")
 	stopR := labtest.StartCapture(t, lab.R, lab.R.Iface, pcapR, "udp port 8620")
-	time.Sleep(500 * time.Millisecond) // stampref binding, tcpdump attaching
+	time.Sleep(500 * time.Millisecond) // tcpdump attaching (stampref is bound)
 	so0, err := lab.Stats(netlab.Out)
 	if err != nil {
 		t.Fatal(err)

@@ -55,7 +55,7 @@ func TestLabPathRTTAndLoss(t *testing.T) {
 	if _, err := p.B.Start(d, "--listen", netlab.PathB.String()+":862", "--metrics=", "--log-level", "warn"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	labtest.WaitListening(t, p.B, "tcp", 862)
 	for run := 1; run <= 3; run++ {
 		problem := labRTTRun(t, p, c)
 		if problem == "" {
@@ -289,7 +289,7 @@ func TestLabDSCPRemark(t *testing.T) {
 	if _, err := p.B.Start(d, "--listen", netlab.PathB.String()+":862", "--metrics=", "--log-level", "warn"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	labtest.WaitListening(t, p.B, "tcp", 862)
 	out, err := p.A.Exec(c, "--log-level", "warn", "--json", "-c", "50", "-i", "2msf", "-L", "1s", "-D", "EF", "--dscp-ecn", netlab.PathB.String())
 	if err != nil {
 		t.Fatalf("twampc: %v\n%s", err, out)
