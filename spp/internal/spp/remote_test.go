@@ -48,7 +48,7 @@ func startMaster(t *testing.T, cfg Config) *remoteMaster {
 	case <-bound:
 	case err := <-m.done:
 		t.Fatalf("master ended: %v", err)
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second): // hang guard
 		t.Fatal("master did not bind its port")
 	}
 	return m

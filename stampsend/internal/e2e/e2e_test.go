@@ -108,7 +108,7 @@ func startReflectorOn(t *testing.T, addr string, args ...string) string {
 		if !ok {
 			t.Fatal("stampref exited before serving")
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second): // hang guard
 		t.Fatal("stampref not ready")
 	}
 	return addr
@@ -323,7 +323,7 @@ func TestDropPrivileges(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var uid string
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
 		for _, l := range strings.Split(string(b), "\n") {
 			if f := strings.Fields(l); len(f) > 2 && f[0] == "Uid:" {
