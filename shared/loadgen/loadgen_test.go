@@ -77,12 +77,14 @@ func TestPacingAccuracy(t *testing.T) {
 	if res.Sent != rate {
 		t.Errorf("sent %d, want %d", res.Sent, rate)
 	}
-	// The achieved rate is only the generator's to keep while the OS runs it: when other
-	// work on the machine stalled the sender for milliseconds (p99 lateness), it shows in the
-	// rate, and only the median lateness below judges the pacing.
+	// The achieved rate is only the generator's to keep while the OS runs it: the span from
+	// the first to the last sendmmsg differs from the schedule's by the difference of those
+	// two calls' lateness, at most the largest lateness measured. So the 3 % tolerance widens
+	// by what a stall in this run can explain (max lateness over the 1 s run), and no more:
+	// a stall of a few batches near the end does not show in p99 (one sample per batch).
 	stalled := res.SendLate.P99 > 2*time.Millisecond
-	if !stalled && math.Abs(res.SentRate-rate)/rate > 0.03 {
-		t.Errorf("achieved %.0f pps, want %d ± 3 %%", res.SentRate, rate)
+	if tol := 0.03 + res.SendLate.Max.Seconds()/time.Second.Seconds(); math.Abs(res.SentRate-rate)/rate > tol {
+		t.Errorf("achieved %.0f pps, want %d ± %.1f %% (3 %% and the max send lateness %v)", res.SentRate, rate, 100*tol, res.SendLate.Max)
 	}
 	if res.Received != res.Sent || res.Lost != 0 || res.Loss != 0 {
 		t.Errorf("received %d of %d (lost %d, loss %v)", res.Received, res.Sent, res.Lost, res.Loss)
