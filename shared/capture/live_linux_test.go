@@ -322,7 +322,7 @@ func TestLiveMatchesTcpdump(t *testing.T) {
 	go func() { done <- sendUDP(t, dst, 0, n, 64) }()
 	got := collect(t, h, port, n, minMaxRecord)
 	checkTimes(t, got, <-done, 0)
-	time.Sleep(300 * time.Millisecond)
+	td.waitRecords(t, path, n)
 	tdErr := td.stop()
 
 	r, err := Open(path)

@@ -97,7 +97,7 @@ func TestTcpdumpAnySLL2(t *testing.T) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	time.Sleep(500 * time.Millisecond)
+	td.waitRecords(t, path, 2*n)
 	td.stop()
 
 	got := compareWithTcpdump(t, path)
@@ -189,6 +189,42 @@ func startTcpdump(t *testing.T, args ...string) *tcpdump {
 	}
 	time.Sleep(time.Second) // the kernel filter is attached by now; let it settle
 	return td
+}
+
+// waitRecords waits until tcpdump has written want complete records to the pcap file at
+// path (it flushes each with -U), so that stopping it loses none still in its ring: a
+// loaded machine may leave tcpdump unscheduled for longer than any fixed pause. The
+// records are counted from their headers here, independently of the package under test;
+// the 30 s limit is a hang guard.
+func (td *tcpdump) waitRecords(t *testing.T, path string, want int) {
+	t.Helper()
+	var have int
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if have = pcapRecords(path); have >= want {
+			return
+		}
+	}
+	t.Fatalf("tcpdump wrote %d of %d records in 30 s", have, want)
+}
+
+// pcapRecords counts the complete records of a classic pcap file (either byte order).
+func pcapRecords(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) < 24 {
+		return 0
+	}
+	var bo binary.ByteOrder = binary.LittleEndian
+	if m := binary.BigEndian.Uint32(b); m == 0xa1b2c3d4 || m == 0xa1b23c4d {
+		bo = binary.BigEndian
+	}
+	n := 0
+	for off := 24; off+16 <= len(b); n++ {
+		off += 16 + int(bo.Uint32(b[off+8:]))
+		if off > len(b) {
+			break
+		}
+	}
+	return n
 }
 
 // stop ends the capture with SIGTERM and returns tcpdump's stderr (its packet counts).
