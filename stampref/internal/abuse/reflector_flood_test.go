@@ -223,10 +223,12 @@ func TestReplayAndAmplification(t *testing.T) {
 		switch {
 		case strict && (answered != 0 || limited != n):
 			t.Errorf("--strict-size: %v short requests answered, %v dropped", answered, limited)
-		case !strict && (answered > allowance || answered+limited != n || limited == 0):
+		// (limited may be 0 only when a test stalled ≥ 2 s while sending made the allowance
+		// cover all n.)
+		case !strict && (answered > allowance || answered+limited != n || limited == 0 && allowance < n):
 			t.Errorf("%v short requests answered (allowance %.0f), %v dropped", answered, allowance, limited)
 		}
-		if !strict {
+		if !strict && limited > 0 {
 			d.WaitMsg(30*time.Second, "replies to short requests rate-limited")
 		}
 	}

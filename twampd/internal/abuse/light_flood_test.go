@@ -130,10 +130,15 @@ func TestLightFlood(t *testing.T) {
 	m = lightMetrics(t, met)
 	answered := m["twampd_reflected_packets_total"] - before - 20
 	limited := m[`twampd_dropped_packets_total{reason="amplification"}`]
-	if allowance := 1000 + 1000*elapsed.Seconds(); answered > allowance || limited == 0 || answered+limited != n {
+	// The allowance (burst + rate × the time the sends took by the test's clock) bounds what
+	// may be answered; whatever it leaves of the n must be dropped. (A test stalled ≥ 2 s
+	// while sending makes the allowance cover all n: then nothing need be dropped.)
+	if allowance := 1000 + 1000*elapsed.Seconds(); answered > allowance || answered+limited != n || limited == 0 && allowance < n {
 		t.Errorf("%v short requests answered (allowance %.0f), %v dropped of %d", answered, allowance, limited, n)
 	}
-	d.WaitMsg(30*time.Second, "replies to short requests rate-limited")
+	if limited > 0 {
+		d.WaitMsg(30*time.Second, "replies to short requests rate-limited")
+	}
 	if !d.Alive() {
 		t.Fatalf("twampd died: %s", d.Stderr())
 	}
