@@ -268,6 +268,9 @@ func (c *Conn) WriteBatch(msgs []Message) (int, error) {
 			}
 			ol += k
 		}
+		if m.NoTxStamp && c.opts.TxTimestamps {
+			ol += putCmsgInt(slot[ol:], unix.SOL_SOCKET, unix.SO_TIMESTAMPING, 0)
+		}
 		setHdr(&s.hs[i], &s.iov[i], buf, &s.names[i], uint32(nl), slot[:ol])
 	}
 	sent := 0
@@ -295,9 +298,20 @@ func (c *Conn) assignTxIDs(msgs []Message) {
 	if !c.opts.TxTimestamps || len(msgs) == 0 {
 		return
 	}
-	first := c.txNext.Add(uint32(len(msgs))) - uint32(len(msgs))
+	n := uint32(0)
 	for i := range msgs {
-		msgs[i].TxID = first + uint32(i)
+		if !msgs[i].NoTxStamp {
+			n++
+		}
+	}
+	next := c.txNext.Add(n) - n
+	for i := range msgs {
+		if msgs[i].NoTxStamp {
+			msgs[i].TxID = 0
+			continue
+		}
+		msgs[i].TxID = next
+		next++
 	}
 }
 

@@ -133,8 +133,14 @@ type Message struct {
 	// Truncated is set when the datagram was longer than Buf (MSG_TRUNC).
 	Truncated bool
 	// TxID is set by WriteBatch/WriteTo on a socket with TxTimestamps: the OPT_ID counter
-	// value the kernel reports with this datagram's transmit timestamp.
+	// value the kernel reports with this datagram's transmit timestamp (0 and meaningless
+	// with NoTxStamp).
 	TxID uint32
+	// NoTxStamp sends this datagram without a transmit timestamp on a socket with
+	// TxTimestamps (a per-message SO_TIMESTAMPING control message of 0): bulk payload that
+	// nobody times then costs no error-queue report to read. The kernel advances its OPT_ID
+	// counter only for timestamped datagrams, and so does WriteBatch.
+	NoTxStamp bool
 }
 
 // Conn is a UDP socket with batched, timestamped I/O. ReadBatch, WriteBatch and TxTimestamps

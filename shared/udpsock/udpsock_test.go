@@ -316,6 +316,77 @@ func TestTxTimestamps(t *testing.T) {
 	}
 }
 
+// TestNoTxStamp: datagrams sent with NoTxStamp get no transmit timestamp and take no TxID,
+// so the stamped ones around them still map to their own stamps: each single send is
+// bracketed by clock reads, the windows are disjoint, and a stamp matched to the wrong
+// datagram falls outside its window. No report arrives for an unstamped datagram.
+func TestNoTxStamp(t *testing.T) {
+	for _, tc := range []struct{ name, network, addr string }{
+		{"ipv4", "udp4", "127.0.0.1:0"},
+		{"ipv6", "udp6", "[::1]:0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rx := listen(t, tc.network, tc.addr, Options{})
+			tx := listen(t, tc.network, tc.addr, Options{TxTimestamps: true})
+			ms := seqMsgs(6, rx.LocalAddr()) // a batch: stamped, unstamped, … (3 each)
+			for i := range ms {
+				ms[i].NoTxStamp = i%2 == 1
+			}
+			if _, err := tx.WriteBatch(ms); err != nil {
+				t.Fatal(err)
+			}
+			want := map[uint32][2]time.Time{} // TxID → send window of the stamped singles
+			for i, id := 0, uint32(0); i < 6; i++ {
+				if ms[i].NoTxStamp {
+					continue
+				}
+				if ms[i].TxID != id {
+					t.Fatalf("batch message %d: TxID %d, want %d", i, ms[i].TxID, id)
+				}
+				id++
+			}
+			stamped := 3
+			for i := 6; i < 16; i++ {
+				time.Sleep(300 * time.Microsecond)
+				m := seqMsgs(1, rx.LocalAddr())[0]
+				m.NoTxStamp = i%3 == 0
+				t0 := time.Now()
+				if err := tx.WriteTo(&m); err != nil {
+					t.Fatal(err)
+				}
+				t1 := time.Now()
+				if m.NoTxStamp {
+					continue
+				}
+				if m.TxID != uint32(stamped) {
+					t.Fatalf("single %d: TxID %d, want %d", i, m.TxID, stamped)
+				}
+				want[m.TxID] = [2]time.Time{t0, t1}
+				stamped++
+			}
+			got := map[uint32]time.Time{}
+			for end := time.Now().Add(3 * time.Second); len(got) < stamped && time.Now().Before(end); {
+				if _, err := tx.WaitTxTimestamps(100*time.Millisecond, func(id uint32, ts time.Time, _ timestamp.Source) { got[id] = ts }); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Anything late would be a report for an unstamped datagram (or a stray).
+			if _, err := tx.WaitTxTimestamps(200*time.Millisecond, func(id uint32, ts time.Time, _ timestamp.Source) { got[id] = ts }); err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != stamped {
+				t.Fatalf("%d TX reports, want %d (one per stamped datagram): %v", len(got), stamped, got)
+			}
+			for id, w := range want {
+				if ts, ok := got[id]; !ok || ts.Before(w[0]) || ts.After(w[1]) {
+					t.Errorf("id %d: stamp %v not inside its send call [%v, %v]", id, ts, w[0], w[1])
+				}
+			}
+			readN(t, rx, 16)
+		})
+	}
+}
+
 func TestTxTimestampsDisabled(t *testing.T) {
 	c := listen(t, "udp4", "127.0.0.1:0", Options{})
 	if _, err := c.TxTimestamps(func(uint32, time.Time, timestamp.Source) {}); !errors.Is(err, ErrNoTxTimestamps) {
