@@ -633,6 +633,14 @@ func TestE2EServerKilled(t *testing.T) {
 	var buf bytes.Buffer
 	_, err := Run(context.Background(), Config{Target: d.ctl, Count: 1000, Schedule: Schedule{Interval: 10 * time.Millisecond},
 		Padding: -1, LossTimeout: time.Second, Logger: log}, Output{W: &buf, Format: cliutil.FormatText})
+	// The client can see the connection drop before daemontest has reaped the killed
+	// process; its cleanup would then take it for alive and stop it (a killed twampd is not
+	// an exit 0). Wait until it is reaped (30 s hang guard).
+	for deadline := time.Now().Add(30 * time.Second); d.d.Alive(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("twampd still running 30 s after SIGKILL")
+		}
+	}
 	if !errors.Is(err, ErrControlLost) || !strings.Contains(err.Error(), "Test session(s) Failed") {
 		t.Fatalf("err %v, want the lost control connection", err)
 	}
