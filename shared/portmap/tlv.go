@@ -1,6 +1,39 @@
 package portmap
 
-import "github.com/probekit/probekit/shared/ptp"
+import (
+	"net/netip"
+
+	"github.com/probekit/probekit/shared/ptp"
+)
+
+// ToTLV converts port-mapping results to the PORTMAP values a v3 client beacons: granted
+// (with the external address and lifetime), error when a gateway answered without granting,
+// else no gateway.
+func ToTLV(rs []Result) []ptp.PortMap {
+	out := make([]ptp.PortMap, 0, len(rs))
+	for _, r := range rs {
+		p := ptp.PortMap{Status: ptp.PortMapNoGateway}
+		switch r.Protocol {
+		case UPnP:
+			p.Protocol = ptp.PortMapUPnP
+		case NATPMP:
+			p.Protocol = ptp.PortMapNATPMP
+		case PCP:
+			p.Protocol = ptp.PortMapPCP
+		default:
+			continue
+		}
+		a, err := netip.ParseAddrPort(r.External)
+		switch {
+		case r.Granted() && err == nil:
+			p.Status, p.External, p.Lifetime = ptp.PortMapGranted, a, uint32(max(r.Lifetime, 0))
+		case r.Gateway != "":
+			p.Status = ptp.PortMapError
+		}
+		out = append(out, p)
+	}
+	return out
+}
 
 // FromTLV turns the PORTMAP values a v3 client beacons back into Results, as the server shows
 // them: the TLV does not name the gateway, so one that answered is "yes"; a refusal or a

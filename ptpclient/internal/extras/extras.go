@@ -336,7 +336,7 @@ func (e *Extras) mapPort(ctx context.Context, cl Client) {
 				cl.AddCandidate(a)
 			}
 		}
-		cl.SetPortMaps(PortMaps(rs))
+		cl.SetPortMaps(portmap.ToTLV(rs))
 	}})
 	if err != nil {
 		e.log.WithError(err).Warn("port mapping")
@@ -345,7 +345,7 @@ func (e *Extras) mapPort(ctx context.Context, cl Client) {
 	e.mu.Lock()
 	e.mapper = m
 	e.mu.Unlock()
-	cl.SetPortMaps(PortMaps(m.Results()))
+	cl.SetPortMaps(portmap.ToTLV(m.Results()))
 	for _, r := range m.Results() {
 		f := e.log.WithFields(logrus.Fields{"protocol": r.Protocol, "gateway": r.Gateway})
 		if r.Granted() {
@@ -354,34 +354,6 @@ func (e *Extras) mapPort(ctx context.Context, cl Client) {
 			f.WithField("error", r.Error).Info("port mapping not granted")
 		}
 	}
-}
-
-// PortMaps converts port-mapping results to PORTMAP values: granted (with the external
-// address and lifetime), error when a gateway answered without granting, else no gateway.
-func PortMaps(rs []portmap.Result) []ptp.PortMap {
-	out := make([]ptp.PortMap, 0, len(rs))
-	for _, r := range rs {
-		p := ptp.PortMap{Status: ptp.PortMapNoGateway}
-		switch r.Protocol {
-		case portmap.UPnP:
-			p.Protocol = ptp.PortMapUPnP
-		case portmap.NATPMP:
-			p.Protocol = ptp.PortMapNATPMP
-		case portmap.PCP:
-			p.Protocol = ptp.PortMapPCP
-		default:
-			continue
-		}
-		a, err := netip.ParseAddrPort(r.External)
-		switch {
-		case r.Granted() && err == nil:
-			p.Status, p.External, p.Lifetime = ptp.PortMapGranted, a, uint32(max(r.Lifetime, 0))
-		case r.Gateway != "":
-			p.Status = ptp.PortMapError
-		}
-		out = append(out, p)
-	}
-	return out
 }
 
 // SendDone delivers the --send outcome once (nil channel without --send).
