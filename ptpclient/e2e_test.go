@@ -9,31 +9,13 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/probekit/probekit/ptpclient/internal/testbin"
+	"github.com/probekit/probekit/shared/testsupport/syncbuf"
 )
-
-// syncBuffer is a process's output the test reads while the process still writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // waitServer returns once the ptpserver at addr answers a STUN Binding request on its port
 // (it is bound and serving): a fixed sleep let clients under load start before the server
@@ -82,7 +64,7 @@ func TestE2ELoopback(t *testing.T) {
 	// No --duration: the server runs until the clients are done and it has seen their
 	// SHUTDOWNs (a fixed 8 s could end it first on a loaded machine); SIGTERM then.
 	srv := exec.Command(srvBin, "-s", "127.0.0.1", "-p", port, "--other-address", other, "--json")
-	var srvOut syncBuffer
+	var srvOut syncbuf.Buffer
 	srv.Stdout, srv.Stderr = &srvOut, &srvOut
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/probekit/probekit/shared/testsupport/syncbuf"
 )
 
 // The test binary doubles as a probekit tool: with CLIUTIL_HELPER set, TestMain runs helperApp
@@ -113,17 +115,17 @@ func helperApp() *cli.App {
 
 // startHelper starts the test binary as the helper tool and waits until it says "ready".
 // The returned function gives the helper's remaining stderr once it has exited.
-func startHelper(t *testing.T, args ...string) (*exec.Cmd, *syncBuffer, func() string) {
+func startHelper(t *testing.T, args ...string) (*exec.Cmd, *syncbuf.Buffer, func() string) {
 	t.Helper()
 	return startHelperAs(t, "1", args...)
 }
 
 // startHelperAs is startHelper with CLIUTIL_HELPER=mode (1, daemon).
-func startHelperAs(t *testing.T, mode string, args ...string) (*exec.Cmd, *syncBuffer, func() string) {
+func startHelperAs(t *testing.T, mode string, args ...string) (*exec.Cmd, *syncbuf.Buffer, func() string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "CLIUTIL_HELPER="+mode)
-	var stdout syncBuffer
+	var stdout syncbuf.Buffer
 	var stderr bytes.Buffer
 	cmd.Stdout = &stdout
 	pr, pw, err := os.Pipe()
@@ -149,26 +151,6 @@ func startHelperAs(t *testing.T, mode string, args ...string) (*exec.Cmd, *syncB
 	return cmd, &stdout, func() string { <-done; return stderr.String() }
 }
 
-// syncBuffer is a bytes.Buffer the test reads while exec's copier writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return bytes.Clone(s.b.Bytes())
-}
-
-func (s *syncBuffer) String() string { return string(s.Bytes()) }
-
 // waiter holds the one cmd.Wait of a helper (exitCode and the cleanup both need its result).
 type waiter struct {
 	done chan struct{}
@@ -177,19 +159,7 @@ type waiter struct {
 
 var waiters sync.Map // *exec.Cmd -> *waiter
 
-func (s *syncBuffer) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Len()
-}
-
 // Contains reports whether sub occurs in the buffer from byte from on.
-func (s *syncBuffer) Contains(from int, sub []byte) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return bytes.Contains(s.b.Bytes()[min(from, s.b.Len()):], sub)
-}
-
 func exitCode(t *testing.T, cmd *exec.Cmd) int {
 	t.Helper()
 	v, _ := waiters.Load(cmd)

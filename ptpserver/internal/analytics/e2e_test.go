@@ -2,7 +2,6 @@ package analytics
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -14,7 +13,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +22,7 @@ import (
 	"github.com/probekit/probekit/ptpserver/internal/store"
 	"github.com/probekit/probekit/ptpserver/internal/web"
 	"github.com/probekit/probekit/shared/testsupport/gobuild"
+	"github.com/probekit/probekit/shared/testsupport/syncbuf"
 )
 
 func TestMain(m *testing.M) {
@@ -40,15 +39,6 @@ func freeUDP(t *testing.T) int {
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).Port
 }
-
-// syncBuf is a bytes.Buffer safe for a process writing while the test reads.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // clientSummary is the part of ptpclient's final JSON summary the test compares.
 type clientSummary struct {
@@ -108,7 +98,7 @@ func TestE2EServerWebStore(t *testing.T) {
 	port := strconv.Itoa(freeUDP(t))
 	srv := exec.Command(srvBin, "-s", "127.0.0.1", "-p", port, "--json", "--reports", "--no-stun", "--store", db,
 		"--store-every", "0", "--web", "127.0.0.1:0")
-	var srvOut, srvErr syncBuf
+	var srvOut, srvErr syncbuf.Buffer
 	srv.Stdout, srv.Stderr = &srvOut, &srvErr
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
@@ -125,7 +115,7 @@ func TestE2EServerWebStore(t *testing.T) {
 			t.Fatalf("no web page URL in the server's log:\n%s", srvErr.String())
 		}
 	}
-	var outs [3]syncBuf
+	var outs [3]syncbuf.Buffer
 	var cmds [3]*exec.Cmd
 	for i := range cmds {
 		cmds[i] = exec.Command(cliBin, "-s", "127.0.0.1", "-p", port, "--bind", "127.0.0."+strconv.Itoa(3+i)+":0",

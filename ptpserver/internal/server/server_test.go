@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/probekit/probekit/shared/ptp"
+	"github.com/probekit/probekit/shared/testsupport/syncbuf"
 	"github.com/probekit/probekit/shared/timestamp"
 	"github.com/probekit/probekit/shared/udpsock"
 )
@@ -191,7 +191,7 @@ func TestMeshes(t *testing.T) {
 // TestPaging: a v3 mesh of 300 gets its list in pages; a legacy client in a mesh of 300 gets
 // the entries that fit in one packet, CLIENTLEN matching them.
 func TestPaging(t *testing.T) {
-	var logBuf syncBuffer
+	var logBuf syncbuf.Buffer
 	r := newRig(t, func(c *Config) {
 		l := logrus.New()
 		l.SetOutput(&logBuf)
@@ -702,24 +702,6 @@ func TestDebugHexdump(t *testing.T) {
 	if !strings.Contains(out, "packet received") || !strings.Contains(out, "packet sent") || !strings.Contains(out, want) {
 		t.Errorf("debug log lacks the packets (want hex prefix %s):\n%s", want, out)
 	}
-}
-
-// syncBuffer is a log sink the server's goroutines and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestEventOrder: a client that expires (timer goroutine) and is heard again (reader) before

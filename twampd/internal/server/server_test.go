@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,17 +32,6 @@ type testServer struct {
 	cancel       context.CancelFunc
 	done         chan error
 	logs         *bytes.Buffer
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
 }
 
 func startServer(t *testing.T, cfg Config) *testServer {

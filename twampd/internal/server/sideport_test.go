@@ -12,6 +12,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/probekit/probekit/shared/testsupport/syncbuf"
 	"github.com/probekit/probekit/shared/twampctl"
 )
 
@@ -23,7 +24,7 @@ func TestMetricsPortTaken(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
-	var logs syncBuf
+	var logs syncbuf.Buffer
 	l := logrus.New()
 	l.SetOutput(&logs)
 	s, err := New(Config{Listen: []string{"127.0.0.1:0"}, Modes: twampctl.ModeUnauthenticated,
@@ -55,9 +56,7 @@ func TestMetricsPortTaken(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("Run: %v", err)
 	}
-	logs.mu.Lock()
-	out := logs.b.String()
-	logs.mu.Unlock()
+	out := logs.String()
 	if !strings.Contains(out, "metrics and status endpoint unavailable") {
 		t.Errorf("no warning logged: %s", out)
 	}
