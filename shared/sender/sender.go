@@ -216,6 +216,10 @@ type Pipeline struct {
 	abortOnce sync.Once
 	offline   Reply // Handle's, so that it allocates nothing either
 	abortErr  error
+
+	// testHookRead, when set, runs in place of a read of the receive loop, which then
+	// re-checks stop (a test stalls the receiver with it until the wait ends).
+	testHookRead func(stop <-chan struct{})
 }
 
 // New checks cfg and returns a pipeline.
@@ -330,8 +334,10 @@ wait:
 		case <-tick.C:
 		}
 	}
-	close(stopRecv)
+	// Wake a blocked read, then stop: in this order the receiver's final drain cannot have
+	// its own deadline replaced by this expired one (it would then read nothing).
 	_ = p.cfg.Conn.SetReadDeadline(time.Now())
+	close(stopRecv)
 	if !gotRecv {
 		recvErr = <-recvDone
 	}
@@ -516,8 +522,15 @@ func (p *Pipeline) receive(stop <-chan struct{}) error {
 	for {
 		select {
 		case <-stop:
-			return nil
+			// Replies the kernel queued before the wait ended but this goroutine had not
+			// read yet (it was not scheduled, the VM stalled) are still judged, each by its
+			// own receive stamp: one that arrived within Timeout counts, a later one is Late.
+			return p.drain(msgs, &r)
 		default:
+		}
+		if p.testHookRead != nil {
+			p.testHookRead(stop)
+			continue // re-check stop: the hook may have outlasted the wait
 		}
 		_ = conn.SetReadDeadline(time.Now().Add(pollEvery))
 		n, err := conn.ReadBatch(msgs)
@@ -540,6 +553,37 @@ func (p *Pipeline) receive(stop <-chan struct{}) error {
 			}
 		}
 	}
+}
+
+// drainFor bounds the final read of what is already queued (a peer flooding the socket
+// cannot keep Run from returning).
+const drainFor = 100 * time.Millisecond
+
+// drain handles what is already queued in the socket, without waiting for more.
+func (p *Pipeline) drain(msgs []udpsock.Message, r *Reply) error {
+	conn := p.cfg.Conn
+	for end := time.Now().Add(drainFor); time.Now().Before(end); {
+		// A deadline just ahead: a read finds queued datagrams at once and otherwise
+		// returns after 1 ms (an expired deadline would not read at all).
+		_ = conn.SetReadDeadline(time.Now().Add(time.Millisecond))
+		n, err := conn.ReadBatch(msgs)
+		if conn.Features().TxTimestamps {
+			_, _ = conn.TxTimestamps(p.onTx)
+		}
+		if err != nil || n == 0 {
+			if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, syscall.ECONNREFUSED) &&
+				!errors.Is(err, syscall.EINTR) && !errors.Is(err, udpsock.ErrClosed) {
+				return fmt.Errorf("receive: %w", err)
+			}
+			return nil
+		}
+		for i := 0; i < n; i++ {
+			if err := p.handle(&msgs[i], r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // handle validates one datagram, matches it with its packet and records it.

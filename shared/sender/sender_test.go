@@ -377,3 +377,24 @@ func TestBuildWithoutLock(t *testing.T) {
 		t.Errorf("%d builds, %d of them with the pipeline's lock held throughout; %d replies", builds, locked, st.Received())
 	}
 }
+
+// TestPipelineStalledReceiverDrained: replies that reached the socket in time while the
+// receiving goroutine was not running (held here until the wait ends) are still read and
+// judged by their kernel receive stamps: all count, none is late, none lost. Without the final
+// drain they were all lost.
+func TestPipelineStalledReceiverDrained(t *testing.T) {
+	refl := newTestReflector(t, nil)
+	p := newPipeline(t, refl.addr(), 20, time.Millisecond, nil)
+	p.cfg.Timeout = 300 * time.Millisecond
+	p.testHookRead = func(stop <-chan struct{}) { <-stop }
+	st, err := p.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Sent != 20 || st.Received() != 20 || st.Lost() != 0 || st.Late != 0 || st.RTT.Count() != 20 {
+		t.Fatalf("stats: sent %d received %d lost %d late %d rtt %d", st.Sent, st.Received(), st.Lost(), st.Late, st.RTT.Count())
+	}
+	if max := st.RTT.Max(); max >= p.cfg.Timeout {
+		t.Errorf("RTT max %v: the replies' own receive stamps, not the drain's time, must be used", max)
+	}
+}
