@@ -11,13 +11,32 @@ import (
 type Buffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
+
+	match string // OnMatch's
+	fn    func()
+}
+
+// OnMatch makes Write call fn once (under the buffer's lock: fn must not use the buffer),
+// as soon as what was written so far contains match: a test acts when a process has said
+// it is ready instead of after a fixed sleep.
+func (s *Buffer) OnMatch(match string, fn func()) *Buffer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.match, s.fn = match, fn
+	return s
 }
 
 // Write appends p.
 func (s *Buffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.b.Write(p)
+	n, err := s.b.Write(p)
+	if s.fn != nil && bytes.Contains(s.b.Bytes(), []byte(s.match)) {
+		fn := s.fn
+		s.fn = nil
+		fn()
+	}
+	return n, err
 }
 
 // String returns what was written so far.

@@ -25,3 +25,18 @@ func TestConcurrent(t *testing.T) {
 		t.Errorf("%d lines, %d bytes", n, len(b.Bytes()))
 	}
 }
+
+// TestOnMatch: the callback runs once, when the match is complete across writes.
+func TestOnMatch(t *testing.T) {
+	calls := 0
+	b := new(Buffer).OnMatch("ready", func() { calls++ })
+	for _, w := range []string{"starting\nrea", "dy\n", "ready again\n"} {
+		if calls != 0 && w == "dy\n" {
+			t.Fatal("called before the match was complete")
+		}
+		b.Write([]byte(w))
+	}
+	if calls != 1 {
+		t.Errorf("%d calls, want 1", calls)
+	}
+}

@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,6 +24,7 @@ import (
 	"github.com/probekit/probekit/shared/loadgen"
 	"github.com/probekit/probekit/shared/pace"
 	"github.com/probekit/probekit/shared/sender/sendertest"
+	"github.com/probekit/probekit/shared/testsupport/syncbuf"
 )
 
 var bins struct{ stampref, stampsend string }
@@ -547,9 +547,9 @@ func TestInterruptAfterReplies(t *testing.T) {
 	}
 	// The signal goes once the session's debug line shows the handler is installed.
 	cmd = exec.Command(bins.stampsend, "--json", "--log-level", "debug", "-i", "5ms", "-W", "100ms", "127.0.0.1:"+strconv.Itoa(int(port)))
-	cmd.Stderr = &onOutput{match: "stampsend: session", fn: func() {
+	cmd.Stderr = new(syncbuf.Buffer).OnMatch("stampsend: session", func() {
 		time.AfterFunc(50*time.Millisecond, func() { _ = cmd.Process.Signal(os.Interrupt) })
-	}}
+	})
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -562,24 +562,4 @@ func TestInterruptAfterReplies(t *testing.T) {
 	if _, sum := parseJSONLines(t, lines); exitCode(err) != 1 || sum.Received != 0 || sum.Sent == 0 {
 		t.Errorf("no reply: exit %d, summary %+v", exitCode(err), sum)
 	}
-}
-
-// onOutput is a writer that calls fn once when what was written so far contains match.
-type onOutput struct {
-	mu    sync.Mutex
-	buf   bytes.Buffer
-	match string
-	fn    func()
-	done  bool
-}
-
-func (w *onOutput) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf.Write(p)
-	if !w.done && strings.Contains(w.buf.String(), w.match) {
-		w.done = true
-		w.fn()
-	}
-	return len(p), nil
 }

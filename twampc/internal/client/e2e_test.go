@@ -30,6 +30,7 @@ import (
 	"github.com/probekit/probekit/shared/testpkt"
 	"github.com/probekit/probekit/shared/testsupport/daemontest"
 	"github.com/probekit/probekit/shared/testsupport/gobuild"
+	"github.com/probekit/probekit/shared/testsupport/syncbuf"
 	"github.com/probekit/probekit/shared/timestamp"
 	"github.com/probekit/probekit/shared/twampctl"
 	"github.com/probekit/probekit/shared/udpsock"
@@ -698,9 +699,9 @@ func TestE2EExitStatus(t *testing.T) {
 	// The signal goes 300 ms after the sessions started (about 60 packets); the per-packet
 	// JSON lines are written when the run ends.
 	cmd := exec.Command(bin, "--json", "-c", "100000", "-i", "5ms", "-L", "1s", d.ctl)
-	stderr := &onStderr{match: "test sessions started", fn: func() {
+	stderr := new(syncbuf.Buffer).OnMatch("test sessions started", func() {
 		time.AfterFunc(300*time.Millisecond, func() { _ = cmd.Process.Signal(os.Interrupt) })
-	}}
+	})
 	cmd.Stderr = stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -769,30 +770,4 @@ func TestE2EExitStatus(t *testing.T) {
 		strings.Count(strings.TrimSpace(errBuf.String()), "\n") != 0 || !strings.Contains(errBuf.String(), "no reply") {
 		t.Errorf("no reply: exit %d, summary %+v, stderr %q", code, last, errBuf.String())
 	}
-}
-
-// onStderr collects a process's stderr and calls fn once when it contains match.
-type onStderr struct {
-	mu    sync.Mutex
-	buf   bytes.Buffer
-	match string
-	fn    func()
-	done  bool
-}
-
-func (w *onStderr) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf.Write(p)
-	if !w.done && strings.Contains(w.buf.String(), w.match) {
-		w.done = true
-		w.fn()
-	}
-	return len(p), nil
-}
-
-func (w *onStderr) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
 }
