@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/probekit/probekit/shared/testsupport/labtest"
 )
 
 // ruleLines are the rule lines of `nft list table inet NAME` (nft's own rendering).
@@ -33,7 +35,7 @@ func TestOwnedFirewall(t *testing.T) {
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Fatal("nft not installed (the test compares with its rendering)")
 	}
-	inNetns(t, func() error {
+	labtest.InNetns(t, func() error {
 		for i, r := range []RSTRule{
 			{Peer: lo, Port: 34343, Mark: DefaultMark},
 			{Peer: netip.MustParseAddr("fd00::1"), Port: 80, Mark: 0x1234},
@@ -91,7 +93,7 @@ func TestOwnedFirewallKilled(t *testing.T) {
 		time.Sleep(time.Minute) // killed long before
 		os.Exit(0)
 	}
-	inNetns(t, func() error {
+	labtest.InNetns(t, func() error {
 		table := fmt.Sprintf("owned_kill_%d", os.Getpid())
 		cmd := exec.Command(os.Args[0], "-test.run", "^TestOwnedFirewallKilled$")
 		cmd.Env = append(os.Environ(), "TCPCRAFT_OWNED_CHILD="+table)

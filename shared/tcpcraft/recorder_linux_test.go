@@ -1,11 +1,15 @@
 package tcpcraft
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/probekit/probekit/shared/testsupport/labtest"
+)
 
 // TestRecorderCloseKeepsLast: segments sent right before Close are recorded (Close drains the
 // ring; it used to close it at once and lose the last block, e.g. from --pcap).
 func TestRecorderCloseKeepsLast(t *testing.T) {
-	inNetns(t, func() error {
+	labtest.InNetns(t, func() error {
 		const port = 34998
 		for round := range 5 {
 			rec, err := NewRecorder("any", lo, port)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/probekit/probekit/shared/capture"
+	"github.com/probekit/probekit/shared/testsupport/labtest"
 )
 
 // TestSendBatch: one SendBatch call with IPv4 and IPv6 segments mixed, a packet that is no IP
@@ -14,7 +15,7 @@ import (
 // and in order (seen by an AF_PACKET capture), counts them, reports the refusal as
 // ErrLocalFirewall, and allocates nothing.
 func TestSendBatch(t *testing.T) {
-	inNetns(t, func() error {
+	labtest.InNetns(t, func() error {
 		const port = 34999
 		lo6 := netip.MustParseAddr("::1")
 		live, err := capture.OpenLive("any", capture.LiveOptions{Cooked: true, Filter: DstPortFilter(netip.Addr{}, port, 1<<16),

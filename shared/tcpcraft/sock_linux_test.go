@@ -7,45 +7,15 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/probekit/probekit/shared/capture"
 	"github.com/probekit/probekit/shared/netlab"
 	"github.com/probekit/probekit/shared/testsupport/labtest"
 )
-
-// inNetns runs fn on a thread in a new, empty network namespace with loopback up (skipping
-// when not root). Sockets opened and commands started by fn's goroutine live there; the
-// thread is never unlocked, so it dies with the goroutine and the namespace with it.
-func inNetns(t *testing.T, fn func() error) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for a network namespace")
-	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
-			errc <- errors.New(string(out))
-			return
-		}
-		errc <- fn()
-	}()
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
-}
 
 var lo = netip.MustParseAddr("127.0.0.1")
 
@@ -58,7 +28,7 @@ func rstFrom(port uint16) func(*Segment) bool {
 // kernel resets the flow, with the managed nft table it does not, a marked crafted RST still
 // leaves, an unmarked one is ErrLocalFirewall, and removing the table leaves nothing.
 func TestRawSendReceive(t *testing.T) {
-	inNetns(t, func() error {
+	labtest.InNetns(t, func() error {
 		ln, err := net.Listen("tcp4", "127.0.0.1:0")
 		if err != nil {
 			return err

@@ -6,9 +6,14 @@ package labtest
 import (
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/probekit/probekit/shared/netlab"
 )
@@ -97,5 +102,32 @@ func WaitListening(t testing.TB, h *netlab.Host, network string, port int) {
 		if time.Now().After(deadline) {
 			t.Fatalf("labtest: nothing bound to %s port %d in %s after 30 s (ss: %v %s)", network, port, h.Name, err, out)
 		}
+	}
+}
+
+// InNetns runs fn on a thread in a new, empty network namespace with loopback up (skipping
+// when not root) and fails the test with fn's error. Sockets opened and commands started by
+// fn's goroutine live there; the thread is never unlocked, so it dies with the goroutine and
+// the namespace with it.
+func InNetns(tb testing.TB, fn func() error) {
+	tb.Helper()
+	if os.Geteuid() != 0 {
+		tb.Skip("needs root for a network namespace")
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			errc <- err
+			return
+		}
+		if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
+			errc <- errors.New(string(out))
+			return
+		}
+		errc <- fn()
+	}()
+	if err := <-errc; err != nil {
+		tb.Fatal(err)
 	}
 }

@@ -2,45 +2,18 @@ package responder
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/probekit/probekit/shared/tcpcraft"
+	"github.com/probekit/probekit/shared/testsupport/labtest"
 	"github.com/probekit/probekit/tcpexpose/internal/wire"
 )
-
-// inNetns runs fn on a thread in a new network namespace with loopback up.
-func inNetns(tb testing.TB, fn func() error) {
-	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip("needs root for a network namespace")
-	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread leaves with the goroutine
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
-			errc <- errors.New(string(out))
-			return
-		}
-		errc <- fn()
-	}()
-	if err := <-errc; err != nil {
-		tb.Fatal(err)
-	}
-}
 
 var lo = netip.MustParseAddr("127.0.0.1")
 
@@ -59,7 +32,7 @@ func synFlood(n int) [][]byte {
 // by a recorder), the managed nft table keeps the kernel from resetting, the serve loop
 // allocates nothing per segment, and Close removes the table.
 func TestServeLoopback(t *testing.T) {
-	inNetns(t, func() error {
+	labtest.InNetns(t, func() error {
 		srv, err := Open(Config{Listen: netip.AddrPortFrom(lo, wire.DefaultPort), Params: DefaultParams(), ManageFirewall: true})
 		if err != nil {
 			return err
@@ -147,7 +120,7 @@ func waitReplied(srv *Server, n uint64) {
 // in, AF_PACKET ring and raw socket reply out, kernel RSTs dropped by the managed nft table)
 // and reports the answered segments per second and how many went unanswered.
 func BenchmarkResponderLoopback(b *testing.B) {
-	inNetns(b, func() error {
+	labtest.InNetns(b, func() error {
 		srv, err := Open(Config{Listen: netip.AddrPortFrom(lo, wire.DefaultPort), Params: DefaultParams(), ManageFirewall: true})
 		if err != nil {
 			return err
