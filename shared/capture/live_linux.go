@@ -248,14 +248,21 @@ func (h *Live) status(block int) *uint32 {
 func (h *Live) Next() (Packet, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	p, _, err := h.nextLocked(true)
+	return p, err
+}
+
+// nextLocked walks the ring (h.mu held): the next packet of the current block, else the next
+// block the kernel has handed over. When no block is ready it waits for one (wait) or
+// returns ok false; a closed handle returns ErrClosed.
+func (h *Live) nextLocked(wait bool) (p Packet, ok bool, err error) {
 	for {
 		if h.closed.Load() {
-			return Packet{}, ErrClosed
+			return Packet{}, false, ErrClosed
 		}
 		if h.left > 0 {
-			p, ok := h.packet()
-			if ok {
-				return p, nil
+			if p, ok := h.packet(); ok {
+				return p, true, nil
 			}
 			continue
 		}
@@ -265,8 +272,11 @@ func (h *Live) Next() (Packet, error) {
 			h.block = (h.block + 1) % h.nBlocks
 		}
 		if atomic.LoadUint32(h.status(h.block))&unix.TP_STATUS_USER == 0 {
+			if !wait {
+				return Packet{}, false, nil
+			}
 			if err := h.wait(); err != nil {
-				return Packet{}, err
+				return Packet{}, false, err
 			}
 			continue
 		}
